@@ -1,4 +1,7 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod diff;
+pub mod events;
 pub mod model;
+pub mod store;

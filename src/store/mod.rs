@@ -1,0 +1,192 @@
+//! The SQLite store: the mirror, the run log, the event log and consumer cursors, in one file
+//! opened in WAL mode so that readers (subscribers, `orgsync status`) never block a sync.
+//!
+//! The submodules are free functions over a `&Connection`, so that one write transaction can
+//! span the mirror, the event log and the run log: a run's changes and its events commit
+//! together or not at all.
+
+pub mod consumers;
+pub mod event_log;
+pub mod mirror;
+pub mod runs;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+/// How long a writer waits for another process's write transaction (a concurrent
+/// `orgsync sync` applying a large run) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {source}; check `store.path` and that its directory exists and is writable by this user")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the store {path} is not a valid SQLite database (corrupt or not an orgsync store); move it aside and run `orgsync sync` to rebuild the mirror (host applications will then see the whole directory join again)")]
+    Corrupt { path: PathBuf },
+    #[error("the store {path} stayed locked by another process for {}s; is another orgsync holding it? retry, or stop the other process", BUSY_TIMEOUT.as_secs())]
+    Locked { path: PathBuf },
+    #[error("the store {path} has schema version {found}, newer than this orgsync supports ({supported}); upgrade orgsync or point `store.path` elsewhere")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the store {path} mirrors corp {stored}, but the config says `wecom.corp_id = {configured}`; use one store per corp (set `store.path`)")]
+    CorpMismatch {
+        path: PathBuf,
+        stored: String,
+        configured: String,
+    },
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store holds a value it cannot read ({what}): {source}")]
+    Decode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// A short machine-readable code for `orgsync.sync.failed` events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. } => "store_open",
+            StoreError::Corrupt { .. } => "store_corrupt",
+            StoreError::Locked { .. } => "store_locked",
+            StoreError::NewerSchema { .. } => "store_schema",
+            StoreError::CorpMismatch { .. } => "store_corp_mismatch",
+            StoreError::Sqlite(_) | StoreError::Decode { .. } => "store",
+        }
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.configure().map_err(|e| store.classify(e))?;
+        schema::migrate(&mut store.conn, &store.path)?;
+        Ok(store)
+    }
+
+    fn configure(&self) -> Result<(), rusqlite::Error> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets subscribers and `status` read while a sync writes; NORMAL is durable at
+        // every commit in WAL mode except across a power loss, where the last commit may be
+        // lost whole (never half).
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    /// Turns low-level SQLite failures into the errors an operator can act on.
+    pub fn classify(&self, error: rusqlite::Error) -> StoreError {
+        classify_with(&self.path, error)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only view for queries outside a transaction.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one write transaction, taken up front (BEGIN IMMEDIATE) so that two
+    /// processes syncing the same store serialize instead of failing at commit time.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => return Err(classify_with(&self.path, e)),
+        };
+        let value = f(&tx)?;
+        tx.commit().map_err(|e| classify_with(&self.path, e))?;
+        Ok(value)
+    }
+
+    /// Records which corp this store mirrors, or refuses a store made for another corp.
+    pub fn bind_corp(&mut self, corp_id: &str) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        self.write(|tx| {
+            let stored: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'corp_id'", [], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(ignore_no_rows)?;
+            match stored {
+                Some(stored) if stored != corp_id => Err(StoreError::CorpMismatch {
+                    path,
+                    stored,
+                    configured: corp_id.to_owned(),
+                }),
+                Some(_) => Ok(()),
+                None => {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('corp_id', ?1)",
+                        [corp_id],
+                    )?;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+fn classify_with(path: &Path, error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path: path.to_owned(),
+        },
+        _ => StoreError::Sqlite(error),
+    }
+}
+
+/// For `query_row` lookups where "no row" is an answer, not an error.
+fn ignore_no_rows<T>(error: rusqlite::Error) -> Result<Option<T>, rusqlite::Error> {
+    match error {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        other => Err(other),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Decode { what, source })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    // The store only encodes plain data (strings, numbers, JSON values), which cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}

@@ -1,0 +1,227 @@
+//! The run log: one row per sync run, from start to outcome.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{decode, encode, StoreError};
+
+/// What started a run, as named in `orgsync.sync.*` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Schedule,
+    Signal,
+    Socket,
+    Cli,
+    Startup,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Signal => "signal",
+            Trigger::Socket => "socket",
+            Trigger::Cli => "cli",
+            Trigger::Startup => "startup",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Trigger, String> {
+        [
+            Trigger::Schedule,
+            Trigger::Signal,
+            Trigger::Socket,
+            Trigger::Cli,
+            Trigger::Startup,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown trigger {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Running,
+    Completed,
+    Failed,
+    Held,
+    /// The process running it died before it finished (nothing of it was committed).
+    Interrupted,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Held => "held",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "completed" => Outcome::Completed,
+            "failed" => Outcome::Failed,
+            "held" => Outcome::Held,
+            "interrupted" => Outcome::Interrupted,
+            _ => Outcome::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Outcome,
+    /// Counts for a completed run, the error of a failed one, the pending changes of a held one.
+    pub detail: Value,
+}
+
+/// Opens a run. Committed on its own, before the pull, so that the run id is known to the
+/// run's events and a crash mid-run is visible afterwards as an interrupted run.
+pub fn begin(conn: &Connection, trigger: Trigger) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO runs (trigger, pid, started_at, outcome) VALUES (?1, ?2, ?3, 'running')",
+        params![
+            trigger.as_str(),
+            std::process::id(),
+            Utc::now().to_rfc3339()
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn finish(
+    conn: &Connection,
+    id: i64,
+    outcome: Outcome,
+    detail: &Value,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE runs SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",
+        params![
+            id,
+            outcome.as_str(),
+            Utc::now().to_rfc3339(),
+            encode(detail)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks runs whose process no longer exists as interrupted.
+pub fn mark_interrupted(conn: &Connection) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, pid FROM runs WHERE outcome = 'running'")?;
+    let running = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut marked = 0;
+    for (id, pid) in running {
+        if !process_alive(pid) {
+            conn.execute(
+                "UPDATE runs SET outcome = 'interrupted' WHERE id = ?1 AND outcome = 'running'",
+                [id],
+            )?;
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid == std::process::id() as libc::pid_t {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks for the process's existence; it sends nothing.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
+    let outcome: String = row.get(4)?;
+    Ok((
+        RunRecord {
+            id: row.get(0)?,
+            trigger: row.get(1)?,
+            started_at: row.get(2)?,
+            finished_at: row.get(3)?,
+            outcome: Outcome::parse(&outcome),
+            detail: Value::Null,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn with_detail((mut run, detail): (RunRecord, Option<String>)) -> Result<RunRecord, StoreError> {
+    if let Some(text) = detail {
+        run.detail = decode("run detail", &text)?;
+    }
+    Ok(run)
+}
+
+const COLUMNS: &str = "id, trigger, started_at, finished_at, outcome, detail";
+
+/// The newest runs first.
+pub fn recent(conn: &Connection, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt
+        .query_map([limit as i64], record)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(with_detail).collect()
+}
+
+/// The newest run that ended (completed, failed or held).
+pub fn last_finished(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM runs WHERE outcome IN ('completed', 'failed', 'held')
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            [],
+            record,
+        )
+        .optional()?;
+    row.map(with_detail).transpose()
+}
+
+/// When the last run that completed finished.
+pub fn last_completed_at(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let finished: Option<String> = conn
+        .query_row(
+            "SELECT finished_at FROM runs WHERE outcome = 'completed' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(finished
+        .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+        .map(|t| t.with_timezone(&Utc)))
+}

@@ -1,0 +1,98 @@
+//! Versioned migrations, tracked in `PRAGMA user_version`.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Each entry upgrades the schema by one version; never edit a released one, append.
+const MIGRATIONS: &[&str] = &[
+    // 1: mirror, run log, event log, consumer cursors.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE departments (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT,
+        name_en    TEXT,
+        parent_id  INTEGER,
+        sort_order INTEGER,
+        leaders    TEXT            -- JSON array of userids, NULL when unknown
+    );
+    CREATE TABLE members (
+        userid_key        TEXT PRIMARY KEY,   -- lower-cased userid
+        userid            TEXT NOT NULL,      -- as WeCom spells it
+        name              TEXT,
+        alias             TEXT,
+        position          TEXT,
+        mobile            TEXT,
+        email             TEXT,
+        biz_mail          TEXT,
+        gender            TEXT,
+        status            INTEGER,
+        telephone         TEXT,
+        departments_known INTEGER NOT NULL,   -- 0 when WeCom never sent the department list
+        main_department   INTEGER,
+        direct_leaders    TEXT,               -- JSON array, NULL when unknown
+        extattr           TEXT                -- JSON object, NULL when unknown
+    ) WITHOUT ROWID;
+    CREATE TABLE memberships (
+        userid_key    TEXT NOT NULL REFERENCES members (userid_key) ON DELETE CASCADE,
+        idx           INTEGER NOT NULL,       -- position in WeCom's list for this member
+        department_id INTEGER NOT NULL,
+        sort_order    INTEGER NOT NULL,
+        is_leader     INTEGER NOT NULL,
+        PRIMARY KEY (userid_key, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX memberships_by_department ON memberships (department_id);
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        trigger     TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        outcome     TEXT NOT NULL,   -- running, completed, failed, held, interrupted
+        detail      TEXT             -- JSON: counts, error or pending changes
+    );
+    -- AUTOINCREMENT: a seq is never reused, even after the newest events are pruned.
+    CREATE TABLE events (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        type   TEXT NOT NULL,
+        run_id INTEGER,
+        time   TEXT NOT NULL,
+        body   TEXT NOT NULL      -- the CloudEvents JSON line, as delivered
+    );
+    CREATE TABLE consumers (
+        name       TEXT PRIMARY KEY,
+        acked_seq  INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    "#,
+];
+
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| super::classify_with(path, e))?;
+    let found: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| super::classify_with(path, e))?;
+    if found > VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit().map_err(|e| super::classify_with(path, e))?;
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod daemon;
 pub mod diff;
 pub mod events;
+pub mod guard;
 pub mod model;
 pub mod store;

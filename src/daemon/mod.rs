@@ -1,0 +1,3 @@
+//! `orgsync run`: the long-running daemon.
+
+pub mod queue;

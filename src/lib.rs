@@ -1,4 +1,5 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod config;
 pub mod model;

@@ -726,3 +726,30 @@ fn corp_id_must_be_a_single_word() {
         "key `wecom.corp_id`: `ww12 34` contains whitespace; a corp ID never does"
     );
 }
+
+#[test]
+fn the_example_config_parses_and_documents_the_defaults() {
+    in_jail(|jail| {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/orgsync.example.toml");
+        let secret = secret_file(jail, "secret", SECRET, 0o600);
+        jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", secret.display());
+        let config = Config::load(&example).unwrap();
+        assert_eq!(config.corp_secret(), SECRET);
+
+        let defaults = from_str("").unwrap();
+        assert_eq!(config.wecom.agent_id, defaults.wecom.agent_id);
+        assert_eq!(config.wecom.api_base, defaults.wecom.api_base);
+        assert_eq!(config.wecom.root_department, defaults.wecom.root_department);
+        assert_eq!(config.wecom.concurrency, defaults.wecom.concurrency);
+        assert_eq!(
+            config.wecom.request_timeout_secs,
+            defaults.wecom.request_timeout_secs
+        );
+        assert_eq!(config.schedule, defaults.schedule);
+        assert_eq!(config.store, defaults.store);
+        assert_eq!(config.socket, defaults.socket);
+        assert_eq!(config.safety, defaults.safety);
+        assert_eq!(config.events, defaults.events);
+        assert_eq!(config.log, defaults.log);
+    });
+}

@@ -95,13 +95,12 @@ pub(super) fn resolve(
     file: Option<&Path>,
     credentials_dir: Option<&Path>,
 ) -> Result<ResolvedSecret, ConfigError> {
-    let credential = credentials_dir
-        .map(|dir| dir.join(CREDENTIAL_NAME))
-        .filter(|path| path.exists());
+    let credential_path = credentials_dir.map(|dir| dir.join(CREDENTIAL_NAME));
+    let credential = credential_path.as_deref().filter(|path| path.exists());
     let mut warnings = Vec::new();
-    if let (Some(credential), true) = (&credential, inline.is_some() || file.is_some()) {
+    if let Some(credential) = credential.filter(|_| inline.is_some() || file.is_some()) {
         warnings.push(ConfigWarning::CredentialIgnored {
-            credential: credential.clone(),
+            credential: credential.to_owned(),
         });
     }
 
@@ -117,12 +116,12 @@ pub(super) fn resolve(
             (read_file(path, &source, &mut warnings)?, source)
         }
         (None, None, Some(path)) => {
-            let source = SecretSource::Credential(path.clone());
-            (read_file(&path, &source, &mut warnings)?, source)
+            let source = SecretSource::Credential(path.to_owned());
+            (read_file(path, &source, &mut warnings)?, source)
         }
         (None, None, None) => {
             return Err(ConfigError::SecretMissing {
-                credential: credentials_dir.map(|dir| dir.join(CREDENTIAL_NAME)),
+                credential: credential_path,
             })
         }
     };

@@ -24,15 +24,19 @@ fn in_jail(test: impl FnOnce(&mut Jail)) {
     });
 }
 
+/// Writes `orgsync.toml` in the jail and returns its absolute path.
+fn config_file(jail: &Jail, toml: &str) -> PathBuf {
+    jail.create_file("orgsync.toml", toml).unwrap();
+    jail.directory().join("orgsync.toml")
+}
+
 /// A config file with only the required key and a secret file next to it, mode 0600.
 fn minimal_files(jail: &Jail) -> PathBuf {
-    jail.create_file(
-        "orgsync.toml",
+    secret_file(jail, "secret", &format!("{SECRET}\n"), 0o600);
+    config_file(
+        jail,
         "[wecom]\ncorp_id = \"ww0123456789abcdef\"\ncorp_secret_file = \"secret\"\n",
     )
-    .unwrap();
-    secret_file(jail, "secret", &format!("{SECRET}\n"), 0o600);
-    jail.directory().join("orgsync.toml")
 }
 
 fn secret_file(jail: &Jail, name: &str, contents: &str, mode: u32) -> PathBuf {
@@ -212,9 +216,7 @@ fn a_number_in_the_environment_for_a_string_key_says_how_to_quote_it() {
 #[test]
 fn an_unknown_key_in_the_file_is_named_with_a_suggestion() {
     in_jail(|jail| {
-        jail.create_file("orgsync.toml", "[wecom]\ncorpid = \"ww1\"\n")
-            .unwrap();
-        let path = jail.directory().join("orgsync.toml");
+        let path = config_file(jail, "[wecom]\ncorpid = \"ww1\"\n");
         let error = Config::load(&path).unwrap_err();
 
         assert_eq!(
@@ -274,12 +276,10 @@ fn an_unknown_environment_variable_is_named() {
 #[test]
 fn a_wrong_type_names_the_key_and_the_expected_type() {
     in_jail(|jail| {
-        jail.create_file(
-            "orgsync.toml",
+        let path = config_file(
+            jail,
             "[wecom]\ncorp_id = \"ww1\"\n[safety]\nmax_deletes = \"ten\"\n",
-        )
-        .unwrap();
-        let path = jail.directory().join("orgsync.toml");
+        );
         let error = Config::load(&path).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -289,8 +289,7 @@ fn a_wrong_type_names_the_key_and_the_expected_type() {
             )
         );
 
-        jail.create_file("orgsync.toml", "[wecom]\ncorp_id = \"ww1\"\n")
-            .unwrap();
+        config_file(jail, "[wecom]\ncorp_id = \"ww1\"\n");
         jail.set_env("ORGSYNC_WECOM__CONCURRENCY", "-1");
         let error = Config::load(&path).unwrap_err();
         assert_eq!(
@@ -327,9 +326,7 @@ fn a_missing_config_file_says_how_to_pass_one() {
 #[test]
 fn a_missing_corp_id_is_named() {
     in_jail(|jail| {
-        jail.create_file("orgsync.toml", "[schedule]\ntimezone = \"UTC\"\n")
-            .unwrap();
-        let path = jail.directory().join("orgsync.toml");
+        let path = config_file(jail, "[schedule]\ntimezone = \"UTC\"\n");
         let error = Config::load(&path).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -344,9 +341,7 @@ fn a_missing_corp_id_is_named() {
 #[test]
 fn a_toml_syntax_error_is_one_line_naming_the_file() {
     in_jail(|jail| {
-        jail.create_file("orgsync.toml", "[wecom\ncorp_id = \"ww1\"\n")
-            .unwrap();
-        let path = jail.directory().join("orgsync.toml");
+        let path = config_file(jail, "[wecom\ncorp_id = \"ww1\"\n");
         let error = Config::load(&path).unwrap_err();
         let message = error.to_string();
         assert!(
@@ -397,8 +392,7 @@ fn secret_inline_works_with_a_warning() {
 #[test]
 fn secret_from_the_systemd_credential_when_no_key_is_set() {
     in_jail(|jail| {
-        jail.create_file("orgsync.toml", "[wecom]\ncorp_id = \"ww1\"\n")
-            .unwrap();
+        config_file(jail, "[wecom]\ncorp_id = \"ww1\"\n");
         let credentials = jail
             .directory()
             .join(jail.create_dir("credentials").unwrap());
@@ -450,8 +444,7 @@ fn both_secret_keys_are_an_error_naming_both() {
 #[test]
 fn a_missing_secret_says_where_it_looked_and_how_to_provide_it() {
     in_jail(|jail| {
-        jail.create_file("orgsync.toml", "[wecom]\ncorp_id = \"ww1\"\n")
-            .unwrap();
+        config_file(jail, "[wecom]\ncorp_id = \"ww1\"\n");
         let error = Config::load(Path::new("orgsync.toml")).unwrap_err();
         assert!(
             matches!(error, ConfigError::SecretMissing { credential: None }),

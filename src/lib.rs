@@ -1,10 +1,12 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod config;
 pub mod daemon;
 pub mod diff;
 pub mod events;
 pub mod guard;
 pub mod model;
 pub mod schedule;
+pub mod status;
 pub mod store;

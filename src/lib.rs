@@ -6,4 +6,5 @@ pub mod diff;
 pub mod events;
 pub mod guard;
 pub mod model;
+pub mod socket;
 pub mod store;

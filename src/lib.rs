@@ -8,5 +8,6 @@ pub mod events;
 pub mod guard;
 pub mod model;
 pub mod schedule;
+pub mod socket;
 pub mod status;
 pub mod store;

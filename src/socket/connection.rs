@@ -1,0 +1,353 @@
+//! One client connection: requests in, replies and subscribed events out.
+//!
+//! A connection is one task running two loops side by side: one answers requests, the other
+//! streams the subscription once there is one. Both write whole lines through one locked
+//! writer, so replies (an `ack` on a subscribed connection) fall between event lines, never
+//! inside one. Neither loop holds anything in memory beyond the current line or batch; a
+//! client that stops reading blocks only this task, in its write.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, UCred};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+use super::lines::{Line, LineReader};
+use super::protocol::{
+    error_reply, error_reply_with, parse_request, ErrorCode, Request, Subscribe, MAX_LINE,
+};
+use super::subscription::{self, Subscription};
+use super::{ServerContext, SocketSettings};
+use crate::store::runs::Trigger;
+use crate::store::{consumers, event_log, Store, StoreError};
+
+/// Why a request failed; each becomes an error reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the events after seq {cursor} up to {} were pruned (the oldest available is {oldest}); reconcile your copy of the directory, then subscribe with since={}", oldest - 1, oldest - 1)]
+    Gap { cursor: i64, oldest: i64 },
+    #[error("since={since} is ahead of the event head {head}; was the store replaced? reconcile your copy of the directory, then subscribe with since <= {head}")]
+    AheadOfHead { since: i64, head: i64 },
+    #[error("seq {seq} is above the event head {head}; ack only seqs you have received")]
+    AckAboveHead { seq: i64, head: i64 },
+    #[error(
+        "this connection is already subscribed; open another connection for another subscription"
+    )]
+    AlreadySubscribed,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot compute the status: {0}")]
+    Status(String),
+    #[error("the daemon failed while handling the request; see its log")]
+    TaskFailed,
+}
+
+impl From<rusqlite::Error> for RequestError {
+    fn from(error: rusqlite::Error) -> RequestError {
+        RequestError::Store(StoreError::from(error))
+    }
+}
+
+impl RequestError {
+    fn reply(&self) -> Value {
+        let message = self.to_string();
+        match self {
+            RequestError::Gap { oldest, .. } => {
+                let mut extra = Map::new();
+                extra.insert("oldest".into(), (*oldest).into());
+                error_reply_with(ErrorCode::Gap, &message, extra)
+            }
+            RequestError::AheadOfHead { .. }
+            | RequestError::AckAboveHead { .. }
+            | RequestError::AlreadySubscribed => error_reply(ErrorCode::BadRequest, &message),
+            RequestError::Forbidden(_) => error_reply(ErrorCode::Forbidden, &message),
+            RequestError::Store(_) | RequestError::Status(_) | RequestError::TaskFailed => {
+                error_reply(ErrorCode::Internal, &message)
+            }
+        }
+    }
+}
+
+/// Serves one client until it closes the connection (end of input ends the subscription too)
+/// or its subscription ends with an error line.
+pub async fn run(stream: UnixStream, ctx: Arc<ServerContext>) {
+    let peer = stream.peer_cred();
+    let (read, write) = stream.into_split();
+    let connection = Connection {
+        peer: peer.map_err(|e| e.to_string()),
+        output: tokio::sync::Mutex::new(BufWriter::new(write)),
+        store: StoreSlot::new(ctx.store_path.clone()),
+        ctx,
+    };
+    let (subscribed, subscription) = oneshot::channel();
+    tokio::select! {
+        () = connection.answer_requests(read, subscribed) => {}
+        () = connection.stream_events(subscription) => {}
+    }
+}
+
+struct Connection {
+    ctx: Arc<ServerContext>,
+    peer: Result<UCred, String>,
+    output: tokio::sync::Mutex<BufWriter<OwnedWriteHalf>>,
+    store: StoreSlot,
+}
+
+impl Connection {
+    async fn answer_requests(
+        &self,
+        read: OwnedReadHalf,
+        subscribed: oneshot::Sender<Subscription>,
+    ) {
+        let mut lines = LineReader::new(read, MAX_LINE);
+        let mut subscribed = Some(subscribed);
+        loop {
+            let line = match lines.next().await {
+                Ok(Some(line)) => line,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "socket client read failed");
+                    return;
+                }
+            };
+            let (reply, subscription) = match line {
+                Line::TooLarge => (
+                    error_reply(
+                        ErrorCode::TooLarge,
+                        &format!("a request line may be at most {MAX_LINE} bytes; this one was discarded"),
+                    ),
+                    None,
+                ),
+                Line::Complete(line) => match parse_request(&line) {
+                    Err(error) => (error_reply(error.code(), &error.to_string()), None),
+                    Ok(request) => match self.handle(request, subscribed.is_some()).await {
+                        Ok(answer) => answer,
+                        Err(error) => (error.reply(), None),
+                    },
+                },
+            };
+            if self.write_reply(&reply).await.is_err() {
+                return;
+            }
+            // Only once the subscribe reply is out may events follow it.
+            if let Some(subscription) = subscription {
+                let started = subscribed.take().map(|sender| sender.send(subscription));
+                if !matches!(started, Some(Ok(()))) {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        request: Request,
+        may_subscribe: bool,
+    ) -> Result<(Value, Option<Subscription>), RequestError> {
+        match request {
+            Request::Subscribe(subscribe) if may_subscribe => {
+                let (reply, subscription) = self.subscribe(subscribe).await?;
+                Ok((reply, Some(subscription)))
+            }
+            Request::Subscribe(_) => Err(RequestError::AlreadySubscribed),
+            Request::Ack { consumer, seq } => {
+                self.store
+                    .with(move |store| {
+                        let head = event_log::head(store.conn())?;
+                        // The head only grows, so checked outside the write it stays true.
+                        if seq > head {
+                            return Err(RequestError::AckAboveHead { seq, head });
+                        }
+                        store.write(|tx| consumers::ack(tx, consumer.as_str(), seq))?;
+                        Ok(())
+                    })
+                    .await?;
+                Ok((json!({"ok": true, "op": "ack"}), None))
+            }
+            Request::Status => {
+                let status = Arc::clone(&self.ctx.status);
+                let status = tokio::task::spawn_blocking(move || status())
+                    .await
+                    .map_err(|_| RequestError::TaskFailed)?
+                    .map_err(RequestError::Status)?;
+                Ok((json!({"ok": true, "op": "status", "status": status}), None))
+            }
+            Request::Resync => {
+                self.check_admin("resync")?;
+                // Whether this request queued the run or merged into one already pending, one
+                // run will start after it: both are "queued". `merged` tells them apart.
+                let newly_queued = self.ctx.queue.request(Trigger::Socket);
+                Ok((
+                    json!({"ok": true, "op": "resync", "queued": true, "merged": !newly_queued}),
+                    None,
+                ))
+            }
+        }
+    }
+
+    async fn subscribe(&self, request: Subscribe) -> Result<(Value, Subscription), RequestError> {
+        let Subscribe {
+            since,
+            consumer,
+            types,
+        } = request;
+        let (cursor, head) = self
+            .store
+            .with(move |store| subscription::start(store.conn(), since, consumer.as_ref()))
+            .await?;
+        Ok((
+            json!({"ok": true, "op": "subscribe", "head": head}),
+            Subscription { cursor, types },
+        ))
+    }
+
+    fn check_admin(&self, op: &str) -> Result<(), RequestError> {
+        let peer = self.peer.as_ref().map_err(|error| {
+            RequestError::Forbidden(format!(
+                "{op} is for admins, and the peer's credentials are unknown ({error})"
+            ))
+        })?;
+        let (uid, gid) = (peer.uid(), peer.gid());
+        if is_admin(uid, gid, &self.ctx.settings, self.ctx.daemon_uid) {
+            return Ok(());
+        }
+        Err(RequestError::Forbidden(format!(
+            "{op} is for admins: uid {uid} is neither root nor the daemon's uid {}; list it in socket.admin_uids (or its group {gid} in socket.admin_gids)",
+            self.ctx.daemon_uid
+        )))
+    }
+
+    /// Streams the subscription, once one arrives, until the client goes away, the daemon
+    /// stops publishing, or the log can no longer be followed (a gap, a store failure), which
+    /// is reported as a last error line.
+    async fn stream_events(&self, subscription: oneshot::Receiver<Subscription>) {
+        let Ok(Subscription { mut cursor, types }) = subscription.await else {
+            return;
+        };
+        let types = Arc::new(types);
+        let mut head = self.ctx.head.clone();
+        loop {
+            // Marked seen before reading: a commit published from here on wakes the wait
+            // below, and one published before is already visible to the read.
+            head.borrow_and_update();
+            let filter = Arc::clone(&types);
+            let batch = self
+                .store
+                .with(move |store| {
+                    subscription::next_batch(store.conn(), cursor, filter.as_ref().as_ref())
+                })
+                .await;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, cursor, "socket subscription ended");
+                    // The connection closes after this line, whether or not it got through.
+                    let _ = self.write_reply(&error.reply()).await;
+                    return;
+                }
+            };
+            let Some(last_seq) = batch.last_seq else {
+                // Caught up: sleep until the daemon commits again. An error means it is
+                // shutting down.
+                if head.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            if self.write_events(&batch.events).await.is_err() {
+                return;
+            }
+            cursor = last_seq;
+        }
+    }
+
+    async fn write_events(&self, events: &[event_log::StoredEvent]) -> std::io::Result<()> {
+        for event in events {
+            // Locked per line, so that a reply can be sent between two events.
+            let mut output = self.output.lock().await;
+            output.write_all(event.body.as_bytes()).await?;
+            output.write_all(b"\n").await?;
+        }
+        self.output.lock().await.flush().await
+    }
+
+    async fn write_reply(&self, reply: &Value) -> std::io::Result<()> {
+        let mut line = reply.to_string();
+        line.push('\n');
+        let mut output = self.output.lock().await;
+        output.write_all(line.as_bytes()).await?;
+        output.flush().await
+    }
+}
+
+/// Whether a peer may use admin ops: root, the daemon's own user, or a configured admin.
+/// SO_PEERCRED carries only the peer's primary group, so `admin_gids` matches that.
+fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid: u32) -> bool {
+    uid == 0
+        || uid == daemon_uid
+        || settings.admin_uids.contains(&uid)
+        || settings.admin_gids.contains(&gid)
+}
+
+/// The connection's own store handle, opened on first use: a client that only asks for the
+/// status never opens one.
+struct StoreSlot {
+    path: PathBuf,
+    store: Arc<Mutex<Option<Store>>>,
+}
+
+impl StoreSlot {
+    fn new(path: PathBuf) -> StoreSlot {
+        StoreSlot {
+            path,
+            store: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs `f` on a blocking thread: SQLite calls block, and a sync holding the write lock
+    /// must stall only this connection, never the runtime.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, RequestError> + Send + 'static,
+    ) -> Result<T, RequestError> {
+        let slot = Arc::clone(&self.store);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let store = match &mut *slot {
+                Some(store) => store,
+                None => slot.insert(Store::open(&path)?),
+            };
+            f(store)
+        })
+        .await
+        .map_err(|_| RequestError::TaskFailed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admins_are_root_the_daemon_user_and_the_configured_ones() {
+        let settings = SocketSettings {
+            path: PathBuf::from("/run/orgsync/orgsync.sock"),
+            group: None,
+            admin_uids: vec![1001],
+            admin_gids: vec![2002],
+            max_connections: 8,
+        };
+        let daemon = 999;
+        assert!(is_admin(0, 5000, &settings, daemon));
+        assert!(is_admin(daemon, 5000, &settings, daemon));
+        assert!(is_admin(1001, 5000, &settings, daemon));
+        assert!(is_admin(5000, 2002, &settings, daemon));
+        assert!(!is_admin(5000, 5000, &settings, daemon));
+    }
+}

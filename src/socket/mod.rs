@@ -1,0 +1,71 @@
+//! The Unix socket (interfaces §4): host applications subscribe to the event stream, ack what
+//! they have processed, and admins ask for a resync.
+//!
+//! - [`bind`] creates the socket file (mode 0660, optionally owned by `socket.group`), replacing
+//!   a stale one left by a dead daemon.
+//! - [`serve`] accepts clients, each in its own task, up to `max_connections`.
+//! - [`request`] is the client side of one request/reply, for `orgsync status` and `resync`.
+//!
+//! Subscribers read the event log straight from SQLite in batches and are woken through the
+//! `head` watch, so the sync never waits for a subscriber and a slow one holds one batch.
+//!
+//! Where the contract is silent, the server does this:
+//! - Closing the connection, or only its sending direction, ends a subscription: the end of
+//!   input is the only sign of a client gone while no events flow.
+//! - One subscription per connection; a second `subscribe` is a `bad_request`.
+//! - A start before the oldest kept event is a `gap` whose `oldest` is the oldest event still
+//!   available (the next one to be committed, when none is kept). Events pruned under a live
+//!   subscription end it with the same `gap` line, and the connection closes.
+//! - A `since` above the head (a store replaced under the client) is a `bad_request`, as is an
+//!   `ack` above the head: both would otherwise skip events silently.
+//! - `resync` replies `"queued": true` whether the request queued a run or merged into one
+//!   already pending (either way one run follows); `"merged"` tells which.
+//! - A consumer name is 1 to 128 characters with no control characters.
+//! - Failures of the daemon itself (the store, the status) are replied as `internal`.
+
+mod client;
+mod connection;
+mod lines;
+mod listener;
+pub mod protocol;
+mod server;
+mod subscription;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::daemon::queue::SyncQueue;
+
+pub use client::{request, ClientError};
+pub use listener::{bind, SocketError};
+pub use server::serve;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSettings {
+    pub path: PathBuf,
+    /// The group given the socket file, so that its members may connect.
+    pub group: Option<String>,
+    /// Peers allowed admin ops (`resync`) besides root and the daemon's own user.
+    pub admin_uids: Vec<u32>,
+    /// Peers whose primary group is one of these are admins too.
+    pub admin_gids: Vec<u32>,
+    /// Clients served at once; one more is told `too_many_connections` and closed.
+    pub max_connections: usize,
+}
+
+/// What the server needs from the daemon.
+pub struct ServerContext {
+    /// Each connection that needs the store opens its own connection to it.
+    pub store_path: PathBuf,
+    /// The event head, published by the daemon after every commit; subscribers wait on it.
+    pub head: watch::Receiver<i64>,
+    pub queue: Arc<SyncQueue>,
+    /// The content of the `status` reply, computed on demand; it may block, so it is called on
+    /// a blocking thread.
+    pub status: Arc<dyn Fn() -> Result<Value, String> + Send + Sync>,
+    pub settings: SocketSettings,
+    pub daemon_uid: u32,
+}

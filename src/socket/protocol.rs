@@ -1,0 +1,392 @@
+//! The request side of the socket protocol (interfaces §4) as a pure function of one line: no
+//! I/O, no store, and no panic on any input, so that a fuzzer can be pointed at
+//! [`parse_request`].
+
+use std::fmt;
+
+use serde_json::{json, Map, Value};
+
+/// The longest request line accepted, without its newline.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A consumer name is at most this many characters.
+pub const MAX_CONSUMER_CHARS: usize = 128;
+
+/// A subscription lists at most this many type patterns. There are a dozen event types; the cap
+/// keeps one client from making its own filtering arbitrarily expensive.
+pub const MAX_TYPE_PATTERNS: usize = 64;
+
+const KNOWN_OPS: &str = "subscribe, ack, status, resync";
+
+/// How much of a client's unknown op is echoed back in the error message.
+const ECHO_CHARS: usize = 64;
+
+/// A well-formed request.
+///
+/// This enum is the extension point for new ops (`host_users.put` is next): add a variant, parse
+/// it in [`parse_request`], and the exhaustive match in the connection's dispatch then asks for
+/// its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Subscribe(Subscribe),
+    Ack { consumer: ConsumerName, seq: i64 },
+    Status,
+    Resync,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    pub since: Option<i64>,
+    pub consumer: Option<ConsumerName>,
+    pub types: Option<TypeFilter>,
+}
+
+/// The `code` of an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownOp,
+    TooLarge,
+    Forbidden,
+    Gap,
+    TooManyConnections,
+    /// The daemon failed (the store, the status source); the request itself was fine.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Gap => "gap",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"ok":false,"error":{"code":CODE,"message":MESSAGE}}`.
+pub fn error_reply(code: ErrorCode, message: &str) -> Value {
+    error_reply_with(code, message, Map::new())
+}
+
+/// An error reply whose error object carries more fields (the `oldest` of a `gap`).
+pub fn error_reply_with(code: ErrorCode, message: &str, extra: Map<String, Value>) -> Value {
+    let mut error = Map::new();
+    error.insert("code".into(), code.as_str().into());
+    error.insert("message".into(), message.into());
+    error.extend(extra);
+    json!({ "ok": false, "error": error })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the request is not valid UTF-8; send one UTF-8 JSON object per line")]
+    NotUtf8,
+    #[error("the request is not valid JSON ({0}); send one JSON object per line")]
+    NotJson(String),
+    #[error("a request must be a JSON object with an \"op\", like {{\"op\":\"status\"}}")]
+    NotAnObject,
+    #[error("the request has no \"op\"; known ops: {KNOWN_OPS}")]
+    MissingOp,
+    #[error("unknown op {0:?}; known ops: {KNOWN_OPS}")]
+    UnknownOp(String),
+    #[error("\"{field}\" {problem}")]
+    BadField {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl ProtocolError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::UnknownOp(_) => ErrorCode::UnknownOp,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+
+    fn field(field: &'static str, problem: impl Into<String>) -> ProtocolError {
+        ProtocolError::BadField {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Parses one request line (without its newline). Unknown fields are ignored, so that a client
+/// written for a newer daemon still works where it can.
+pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    let Value::Object(fields) = value else {
+        return Err(ProtocolError::NotAnObject);
+    };
+    let op = match fields.get("op") {
+        None | Some(Value::Null) => return Err(ProtocolError::MissingOp),
+        Some(Value::String(op)) => op.as_str(),
+        Some(_) => return Err(ProtocolError::field("op", "must be a string")),
+    };
+    match op {
+        "subscribe" => Ok(Request::Subscribe(Subscribe {
+            since: optional_seq(&fields, "since")?,
+            consumer: optional_consumer(&fields)?,
+            types: match optional(&fields, "types") {
+                None => None,
+                Some(value) => Some(TypeFilter::parse(value)?),
+            },
+        })),
+        "ack" => Ok(Request::Ack {
+            consumer: optional_consumer(&fields)?
+                .ok_or_else(|| ProtocolError::field("consumer", "is required for ack"))?,
+            seq: optional_seq(&fields, "seq")?
+                .ok_or_else(|| ProtocolError::field("seq", "is required for ack"))?,
+        }),
+        "status" => Ok(Request::Status),
+        "resync" => Ok(Request::Resync),
+        other => Err(ProtocolError::UnknownOp(
+            other.chars().take(ECHO_CHARS).collect(),
+        )),
+    }
+}
+
+/// A field that is absent or `null` is not given.
+fn optional<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    fields.get(name).filter(|value| !value.is_null())
+}
+
+fn optional_seq(
+    fields: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, ProtocolError> {
+    match optional(fields, name) {
+        None => Ok(None),
+        Some(value) => match value.as_i64() {
+            Some(seq) if seq >= 0 => Ok(Some(seq)),
+            _ => Err(ProtocolError::field(
+                name,
+                "must be a non-negative integer (an event seq)",
+            )),
+        },
+    }
+}
+
+fn optional_consumer(fields: &Map<String, Value>) -> Result<Option<ConsumerName>, ProtocolError> {
+    match optional(fields, "consumer") {
+        None => Ok(None),
+        Some(Value::String(name)) => ConsumerName::new(name)
+            .map(Some)
+            .map_err(|problem| ProtocolError::field("consumer", problem)),
+        Some(_) => Err(ProtocolError::field("consumer", "must be a string")),
+    }
+}
+
+/// A validated consumer name: 1 to 128 characters, none of them a control character, so that
+/// it prints safely in `orgsync status` and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerName(String);
+
+impl ConsumerName {
+    pub fn new(name: &str) -> Result<ConsumerName, String> {
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_CONSUMER_CHARS {
+            return Err(format!(
+                "must be 1 to {MAX_CONSUMER_CHARS} characters (got {chars})"
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(ConsumerName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which event types a subscription wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeFilter {
+    exact: Vec<String>,
+    /// Each prefix keeps its trailing dot: `orgsync.member.*` is stored as `orgsync.member.`.
+    prefixes: Vec<String>,
+}
+
+impl TypeFilter {
+    fn parse(value: &Value) -> Result<TypeFilter, ProtocolError> {
+        let bad = |problem: &str| ProtocolError::field("types", problem);
+        let Value::Array(items) = value else {
+            return Err(bad("must be an array of type patterns"));
+        };
+        if items.is_empty() {
+            return Err(bad(
+                "must list at least one pattern; leave it out to receive every type",
+            ));
+        }
+        if items.len() > MAX_TYPE_PATTERNS {
+            return Err(bad(&format!(
+                "lists more than {MAX_TYPE_PATTERNS} patterns; use prefixes like \"orgsync.member.*\""
+            )));
+        }
+        let mut filter = TypeFilter {
+            exact: Vec::new(),
+            prefixes: Vec::new(),
+        };
+        for item in items {
+            let Value::String(pattern) = item else {
+                return Err(bad("must contain only strings"));
+            };
+            match pattern.strip_suffix('*') {
+                Some(prefix)
+                    if prefix.len() > 1 && prefix.ends_with('.') && !prefix.contains('*') =>
+                {
+                    filter.prefixes.push(prefix.to_owned());
+                }
+                None if !pattern.is_empty() && !pattern.contains('*') => {
+                    filter.exact.push(pattern.clone());
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "pattern {:?} is neither an event type nor a prefix ending in \".*\" \
+                         (like \"orgsync.member.*\")",
+                        pattern.chars().take(ECHO_CHARS).collect::<String>()
+                    )))
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    pub fn matches(&self, kind: &str) -> bool {
+        self.exact.iter().any(|exact| exact == kind)
+            || self.prefixes.iter().any(|prefix| kind.starts_with(prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Request, ProtocolError> {
+        parse_request(line.as_bytes())
+    }
+
+    fn code(line: &[u8]) -> &'static str {
+        parse_request(line)
+            .expect_err("should be rejected")
+            .code()
+            .as_str()
+    }
+
+    #[test]
+    fn parses_each_op() {
+        assert_eq!(parse(r#"{"op":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse(r#"{"op":"resync","extra":1}"#), Ok(Request::Resync));
+        assert_eq!(
+            parse(r#"{"op":"ack","consumer":"hr-app","seq":42}"#),
+            Ok(Request::Ack {
+                consumer: ConsumerName("hr-app".into()),
+                seq: 42
+            })
+        );
+        let Ok(Request::Subscribe(subscribe)) = parse(
+            r#"{"op":"subscribe","since":7,"consumer":"hr-app","types":["orgsync.member.*","orgsync.sync.completed"]}"#,
+        ) else {
+            panic!("not a subscribe");
+        };
+        assert_eq!(subscribe.since, Some(7));
+        assert_eq!(subscribe.consumer, Some(ConsumerName("hr-app".into())));
+        let types = subscribe.types.expect("types");
+        assert!(types.matches("orgsync.member.joined"));
+        assert!(types.matches("orgsync.sync.completed"));
+        assert!(!types.matches("orgsync.sync.failed"));
+        assert!(!types.matches("orgsync.membership"));
+    }
+
+    #[test]
+    fn null_optional_fields_count_as_absent() {
+        assert_eq!(
+            parse(r#"{"op":"subscribe","since":null,"consumer":null,"types":null}"#),
+            Ok(Request::Subscribe(Subscribe {
+                since: None,
+                consumer: None,
+                types: None
+            }))
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_request() {
+        assert_eq!(code(b"\xff\xfe"), "bad_request");
+        assert_eq!(code(b""), "bad_request");
+        assert_eq!(code(b"{\"op\":"), "bad_request");
+        assert_eq!(code(b"[1,2]"), "bad_request");
+        assert_eq!(code(b"\"status\""), "bad_request");
+        assert_eq!(code(b"{}"), "bad_request");
+        assert_eq!(code(b"{\"op\":5}"), "bad_request");
+        assert_eq!(code(b"{\"op\":\"explode\"}"), "unknown_op");
+        assert_eq!(
+            code(b"{\"op\":\"host_users.put\",\"users\":[]}"),
+            "unknown_op"
+        );
+    }
+
+    #[test]
+    fn validates_fields() {
+        for line in [
+            r#"{"op":"subscribe","since":-1}"#,
+            r#"{"op":"subscribe","since":1.5}"#,
+            r#"{"op":"subscribe","since":"3"}"#,
+            r#"{"op":"subscribe","since":18446744073709551615}"#,
+            r#"{"op":"subscribe","consumer":""}"#,
+            r#"{"op":"subscribe","consumer":"a\u0007b"}"#,
+            r#"{"op":"subscribe","consumer":7}"#,
+            r#"{"op":"subscribe","types":"orgsync.*"}"#,
+            r#"{"op":"subscribe","types":[]}"#,
+            r#"{"op":"subscribe","types":[""]}"#,
+            r#"{"op":"subscribe","types":["*"]}"#,
+            r#"{"op":"subscribe","types":[".*"]}"#,
+            r#"{"op":"subscribe","types":["orgsync*"]}"#,
+            r#"{"op":"subscribe","types":["orgsync.*.joined"]}"#,
+            r#"{"op":"subscribe","types":[3]}"#,
+            r#"{"op":"ack","seq":3}"#,
+            r#"{"op":"ack","consumer":"a"}"#,
+        ] {
+            assert_eq!(code(line.as_bytes()), "bad_request", "{line}");
+        }
+    }
+
+    #[test]
+    fn consumer_names_are_counted_in_characters() {
+        assert!(ConsumerName::new(&"名".repeat(MAX_CONSUMER_CHARS)).is_ok());
+        assert!(ConsumerName::new(&"a".repeat(MAX_CONSUMER_CHARS + 1)).is_err());
+        assert!(ConsumerName::new("host app 1").is_ok());
+        assert!(ConsumerName::new("tab\there").is_err());
+    }
+
+    #[test]
+    fn unknown_ops_are_echoed_briefly() {
+        let long = format!(r#"{{"op":"{}"}}"#, "x".repeat(10_000));
+        let message = parse(&long).expect_err("unknown").to_string();
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn error_replies_have_the_contract_shape() {
+        assert_eq!(
+            error_reply(ErrorCode::TooLarge, "too long"),
+            json!({"ok": false, "error": {"code": "too_large", "message": "too long"}})
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! Where a subscription starts and how it reads the event log: in bounded batches, straight
+//! from SQLite, so that a slow subscriber costs one batch of memory and nothing else.
+
+use rusqlite::Connection;
+
+use super::connection::RequestError;
+use super::protocol::{ConsumerName, TypeFilter};
+use crate::store::consumers;
+use crate::store::event_log::{self, StoredEvent};
+
+/// How many events one read takes from the log.
+pub const BATCH: usize = 1000;
+
+/// A subscription that passed its checks: deliver the events after `cursor`.
+#[derive(Debug)]
+pub struct Subscription {
+    pub cursor: i64,
+    pub types: Option<TypeFilter>,
+}
+
+/// Where a subscription starts, and the head to announce: `since` if given; else the
+/// consumer's last acked seq if it has one; else the head (only new events).
+pub fn start(
+    conn: &Connection,
+    since: Option<i64>,
+    consumer: Option<&ConsumerName>,
+) -> Result<(i64, i64), RequestError> {
+    // One read transaction, so that the head, the cursor and the oldest event agree.
+    let tx = conn.unchecked_transaction()?;
+    let head = event_log::head(&tx)?;
+    let start = match (since, consumer) {
+        (Some(since), _) => since,
+        (None, Some(consumer)) => consumers::cursor(&tx, consumer.as_str())?.unwrap_or(head),
+        (None, None) => head,
+    };
+    if start > head {
+        return Err(RequestError::AheadOfHead { since: start, head });
+    }
+    check_gap(&tx, start, head)?;
+    Ok((start, head))
+}
+
+/// The events after `cursor` that were pruned unread make a gap, reported rather than skipped.
+/// With nothing kept, the oldest event available is the next one to be committed.
+fn check_gap(conn: &Connection, cursor: i64, head: i64) -> Result<(), RequestError> {
+    let oldest = event_log::oldest(conn)?.unwrap_or(head + 1);
+    if cursor + 1 < oldest {
+        return Err(RequestError::Gap { cursor, oldest });
+    }
+    Ok(())
+}
+
+/// One read of the log.
+pub struct Batch {
+    /// The events the subscription wants, in seq order.
+    pub events: Vec<StoredEvent>,
+    /// The last seq read, delivered or filtered out; `None` when there was nothing to read.
+    pub last_seq: Option<i64>,
+}
+
+/// Reads the next batch after `cursor`. Pruning may have run since the previous read; a batch
+/// that does not continue right after the cursor is checked for a gap in the same snapshot.
+pub fn next_batch(
+    conn: &Connection,
+    cursor: i64,
+    types: Option<&TypeFilter>,
+) -> Result<Batch, RequestError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut events = event_log::read_after(&tx, cursor, BATCH)?;
+    if events.first().map(|event| event.seq) != Some(cursor + 1) {
+        check_gap(&tx, cursor, event_log::head(&tx)?)?;
+    }
+    let last_seq = events.last().map(|event| event.seq);
+    if let Some(types) = types {
+        events.retain(|event| types.matches(&event.kind));
+    }
+    Ok(Batch { events, last_seq })
+}

@@ -1,0 +1,653 @@
+//! The socket server over real Unix sockets, against a real store in a temporary directory.
+//! Every wait is for a reply or an event, bounded by a timeout that fails the test.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use orgsync::daemon::queue::SyncQueue;
+use orgsync::events::{EventDraft, EventSource, EventType};
+use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
+use orgsync::store::{consumers, event_log, Store};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use EventType::{DepartmentCreated, MemberJoined, MemberLeft, MemberUpdated, SyncCompleted};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Daemon {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    store: Store,
+    source: EventSource,
+    head: watch::Sender<i64>,
+    shutdown: watch::Sender<bool>,
+    queue: Arc<SyncQueue>,
+    server: JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        Daemon::start_with(|_| {}, current_uid()).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut SocketSettings), daemon_uid: u32) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_path = dir.path().join("orgsync.db");
+        let store = Store::open(&store_path).expect("open store");
+        let path = dir.path().join("orgsync.sock");
+        let mut settings = SocketSettings {
+            path: path.clone(),
+            group: None,
+            admin_uids: vec![],
+            admin_gids: vec![],
+            max_connections: 16,
+        };
+        configure(&mut settings);
+        let (head, head_rx) = watch::channel(event_log::head(store.conn()).expect("head"));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let queue = Arc::new(SyncQueue::default());
+        let listener = socket::bind(&settings).expect("bind");
+        let ctx = Arc::new(ServerContext {
+            store_path,
+            head: head_rx,
+            queue: Arc::clone(&queue),
+            status: Arc::new(|| Ok(json!({"health": "fine"}))),
+            settings,
+            daemon_uid,
+        });
+        let server = tokio::spawn(socket::serve(listener, ctx, shutdown_rx));
+        Daemon {
+            dir,
+            path,
+            store,
+            source: EventSource::new("wwtest"),
+            head,
+            shutdown,
+            queue,
+            server,
+        }
+    }
+
+    /// Commits one event per kind, then publishes the new head as the daemon does.
+    fn append(&mut self, kinds: &[EventType]) -> Vec<i64> {
+        self.append_with(kinds, json!({}))
+    }
+
+    fn append_with(&mut self, kinds: &[EventType], data: Value) -> Vec<i64> {
+        let drafts: Vec<EventDraft> = kinds
+            .iter()
+            .map(|&kind| EventDraft {
+                kind,
+                subject: "member/zhangsan".into(),
+                data: data.clone(),
+            })
+            .collect();
+        let source = self.source.clone();
+        let seqs = self
+            .store
+            .write(|tx| event_log::append(tx, &source, None, &drafts, Utc::now()))
+            .expect("append");
+        self.head
+            .send_replace(event_log::head(self.store.conn()).expect("head"));
+        seqs
+    }
+
+    fn prune_through(&self, seq: i64) {
+        self.store
+            .conn()
+            .execute("DELETE FROM events WHERE seq <= ?1", [seq])
+            .expect("prune");
+    }
+
+    async fn connect(&self) -> Client {
+        Client::new(
+            timeout(WAIT, UnixStream::connect(&self.path))
+                .await
+                .expect("connect in time")
+                .expect("connect"),
+        )
+    }
+}
+
+struct Client {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl Client {
+    fn new(stream: UnixStream) -> Client {
+        let (read, write) = stream.into_split();
+        Client {
+            lines: BufReader::new(read).lines(),
+            write,
+        }
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        timeout(WAIT, self.write.write_all(bytes))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    async fn send(&mut self, request: Value) {
+        self.send_raw(format!("{request}\n").as_bytes()).await;
+    }
+
+    async fn line(&mut self) -> Value {
+        let line = timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")
+            .expect("a line, not the end of the connection");
+        serde_json::from_str(&line).expect("a JSON line")
+    }
+
+    async fn request(&mut self, request: Value) -> Value {
+        self.send(request).await;
+        self.line().await
+    }
+
+    async fn expect_closed(&mut self) {
+        let next = timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("closed in time");
+        assert!(matches!(next, Ok(None) | Err(_)), "got {next:?}");
+    }
+
+    /// Subscribes and checks the reply; returns the head it announced.
+    async fn subscribe(&mut self, request: Value) -> i64 {
+        let reply = self.request(request).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(reply["op"], "subscribe");
+        reply["head"].as_i64().expect("head")
+    }
+
+    /// The next `n` lines, which must be events; returns their (seq, type).
+    async fn events(&mut self, n: usize) -> Vec<(i64, String)> {
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            let event = self.line().await;
+            assert_eq!(event["specversion"], "1.0", "not an event: {event}");
+            events.push((
+                event["seq"].as_i64().expect("seq"),
+                event["type"].as_str().expect("type").to_owned(),
+            ));
+        }
+        events
+    }
+
+    async fn seqs(&mut self, n: usize) -> Vec<i64> {
+        self.events(n)
+            .await
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect()
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn error_code(reply: &Value) -> &str {
+    assert_eq!(reply["ok"], false, "{reply}");
+    reply["error"]["code"].as_str().expect("an error code")
+}
+
+#[tokio::test]
+async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined, MemberUpdated, SyncCompleted]);
+    let mut client = daemon.connect().await;
+    let head = client
+        .subscribe(json!({"op": "subscribe", "since": 1}))
+        .await;
+    assert_eq!(head, 3);
+    assert_eq!(
+        client.events(2).await,
+        vec![
+            (2, "orgsync.member.updated".to_owned()),
+            (3, "orgsync.sync.completed".to_owned())
+        ]
+    );
+    daemon.append(&[MemberLeft, SyncCompleted]);
+    assert_eq!(client.seqs(2).await, vec![4, 5]);
+}
+
+#[tokio::test]
+async fn without_since_or_a_known_consumer_only_new_events_come() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined, MemberJoined]);
+    let mut anonymous = daemon.connect().await;
+    let mut newcomer = daemon.connect().await;
+    assert_eq!(anonymous.subscribe(json!({"op": "subscribe"})).await, 2);
+    let head = newcomer
+        .subscribe(json!({"op": "subscribe", "consumer": "never-acked"}))
+        .await;
+    assert_eq!(head, 2);
+    daemon.append(&[MemberLeft]);
+    assert_eq!(anonymous.seqs(1).await, vec![3]);
+    assert_eq!(newcomer.seqs(1).await, vec![3]);
+}
+
+#[tokio::test]
+async fn a_consumer_resumes_after_its_last_ack() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined; 5]);
+    let mut first = daemon.connect().await;
+    first
+        .subscribe(json!({"op": "subscribe", "since": 0, "consumer": "hr-app"}))
+        .await;
+    assert_eq!(first.seqs(5).await, vec![1, 2, 3, 4, 5]);
+    // The ack goes over the subscribed connection; its reply comes between event lines.
+    let reply = first
+        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 3}))
+        .await;
+    assert_eq!(reply, json!({"ok": true, "op": "ack"}));
+    // A late, older ack does not move the cursor back.
+    let reply = first
+        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 1}))
+        .await;
+    assert_eq!(reply["ok"], true);
+    drop(first);
+    assert_eq!(
+        consumers::cursor(daemon.store.conn(), "hr-app").expect("cursor"),
+        Some(3)
+    );
+
+    let mut again = daemon.connect().await;
+    let head = again
+        .subscribe(json!({"op": "subscribe", "consumer": "hr-app"}))
+        .await;
+    assert_eq!(head, 5);
+    assert_eq!(again.seqs(2).await, vec![4, 5]);
+}
+
+#[tokio::test]
+async fn since_beats_the_stored_cursor() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined; 5]);
+    let mut client = daemon.connect().await;
+    let reply = client
+        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 4}))
+        .await;
+    assert_eq!(reply["ok"], true);
+    client
+        .subscribe(json!({"op": "subscribe", "consumer": "hr-app", "since": 1}))
+        .await;
+    assert_eq!(client.seqs(4).await, vec![2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn acks_above_the_head_are_refused() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined]);
+    let mut client = daemon.connect().await;
+    let reply = client
+        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 2}))
+        .await;
+    assert_eq!(error_code(&reply), "bad_request");
+    assert_eq!(
+        consumers::cursor(daemon.store.conn(), "hr-app").expect("cursor"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_start_before_the_oldest_kept_event_is_a_gap() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined; 10]);
+    daemon.prune_through(5);
+    let mut client = daemon.connect().await;
+    for since in [0, 4] {
+        let reply = client
+            .request(json!({"op": "subscribe", "since": since}))
+            .await;
+        assert_eq!(error_code(&reply), "gap");
+        assert_eq!(reply["error"]["oldest"], 6);
+    }
+    // A consumer whose cursor fell into the pruned range is told too.
+    daemon
+        .store
+        .write(|tx| consumers::ack(tx, "late-app", 2))
+        .expect("ack");
+    let reply = client
+        .request(json!({"op": "subscribe", "consumer": "late-app"}))
+        .await;
+    assert_eq!(error_code(&reply), "gap");
+    // Right before the oldest kept event is fine, and the connection still serves.
+    client
+        .subscribe(json!({"op": "subscribe", "since": 5}))
+        .await;
+    assert_eq!(client.seqs(5).await, vec![6, 7, 8, 9, 10]);
+}
+
+#[tokio::test]
+async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined; 10]);
+    daemon.prune_through(10);
+    let mut client = daemon.connect().await;
+    let reply = client.request(json!({"op": "subscribe", "since": 9})).await;
+    assert_eq!(error_code(&reply), "gap");
+    assert_eq!(reply["error"]["oldest"], 11);
+    let reply = client
+        .request(json!({"op": "subscribe", "since": 11}))
+        .await;
+    assert_eq!(error_code(&reply), "bad_request", "ahead of the head");
+    client
+        .subscribe(json!({"op": "subscribe", "since": 10}))
+        .await;
+    daemon.append(&[MemberLeft]);
+    assert_eq!(client.seqs(1).await, vec![11]);
+}
+
+#[tokio::test]
+async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[MemberJoined; 2]);
+    let mut client = daemon.connect().await;
+    client
+        .subscribe(json!({"op": "subscribe", "since": 2}))
+        .await;
+    // The subscriber is caught up at 2; 3 and 4 are pruned before it reads them.
+    let source = daemon.source.clone();
+    let drafts = vec![
+        EventDraft {
+            kind: MemberLeft,
+            subject: "member/a".into(),
+            data: json!({}),
+        };
+        3
+    ];
+    daemon
+        .store
+        .write(|tx| event_log::append(tx, &source, None, &drafts, Utc::now()))
+        .expect("append");
+    daemon.prune_through(4);
+    daemon.head.send_replace(5);
+    let reply = client.line().await;
+    assert_eq!(error_code(&reply), "gap");
+    assert_eq!(reply["error"]["oldest"], 5);
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn types_filter_by_exact_type_and_by_prefix() {
+    let mut daemon = Daemon::start().await;
+    daemon.append(&[
+        DepartmentCreated,
+        MemberJoined,
+        MemberUpdated,
+        SyncCompleted,
+    ]);
+    let mut members = daemon.connect().await;
+    let mut completions = daemon.connect().await;
+    members
+        .subscribe(json!({"op": "subscribe", "since": 0, "types": ["orgsync.member.*"]}))
+        .await;
+    completions
+        .subscribe(json!({"op": "subscribe", "since": 0, "types": ["orgsync.sync.completed"]}))
+        .await;
+    assert_eq!(
+        members.events(2).await,
+        vec![
+            (2, "orgsync.member.joined".to_owned()),
+            (3, "orgsync.member.updated".to_owned())
+        ]
+    );
+    assert_eq!(completions.seqs(1).await, vec![4]);
+    daemon.append(&[SyncCompleted, MemberLeft, SyncCompleted]);
+    // The next line is the next matching event: the others were skipped, not delayed.
+    assert_eq!(members.seqs(1).await, vec![6]);
+    assert_eq!(completions.seqs(2).await, vec![5, 7]);
+}
+
+#[tokio::test]
+async fn a_second_subscribe_on_one_connection_is_refused() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    client.subscribe(json!({"op": "subscribe"})).await;
+    let reply = client.request(json!({"op": "subscribe"})).await;
+    assert_eq!(error_code(&reply), "bad_request");
+}
+
+#[tokio::test]
+async fn status_replies_with_the_daemons_status() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    let reply = client.request(json!({"op": "status"})).await;
+    assert_eq!(
+        reply,
+        json!({"ok": true, "op": "status", "status": {"health": "fine"}})
+    );
+}
+
+/// Connects as another user, so that SO_PEERCRED shows a non-admin. As root, the credentials
+/// are dropped in a thread of its own (per-thread, by raw syscall) for the connect: the peer is
+/// then uid 65534 in group 0, which may still use the 0660 socket.
+fn connect_as_unprivileged(path: &Path) -> (UnixStream, u32) {
+    if current_uid() != 0 {
+        let stream = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        stream.set_nonblocking(true).expect("nonblocking");
+        return (
+            UnixStream::from_std(stream).expect("tokio stream"),
+            current_uid(),
+        );
+    }
+    let nobody = 65534;
+    let dir = path.parent().expect("socket dir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).expect("chmod dir");
+    let path = path.to_owned();
+    let stream = std::thread::spawn(move || {
+        // SAFETY: raw syscalls change only this thread's credentials (glibc's wrappers would
+        // change every thread's); the thread ends right after the connect.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 0, 0, 0), 0);
+            assert_eq!(
+                libc::syscall(libc::SYS_setresuid, nobody, nobody, nobody),
+                0
+            );
+        }
+        std::os::unix::net::UnixStream::connect(path).expect("connect as nobody")
+    })
+    .join()
+    .expect("connect thread");
+    stream.set_nonblocking(true).expect("nonblocking");
+    (UnixStream::from_std(stream).expect("tokio stream"), nobody)
+}
+
+#[tokio::test]
+async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
+    let probe_uid = if current_uid() == 0 {
+        65534
+    } else {
+        current_uid()
+    };
+    // The daemon runs as someone else, and no admins are configured.
+    let daemon = Daemon::start_with(|_| {}, probe_uid + 1).await;
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    let mut client = Client::new(stream);
+    let reply = client.request(json!({"op": "resync"})).await;
+    assert_eq!(error_code(&reply), "forbidden");
+    assert!(!daemon.queue.is_pending());
+    // Everything else stays open to it.
+    let reply = client.request(json!({"op": "status"})).await;
+    assert_eq!(reply["ok"], true);
+}
+
+#[tokio::test]
+async fn resync_is_allowed_to_a_listed_admin_and_merges_into_a_pending_run() {
+    let probe_uid = if current_uid() == 0 {
+        65534
+    } else {
+        current_uid()
+    };
+    let daemon = Daemon::start_with(|s| s.admin_uids = vec![probe_uid], probe_uid + 1).await;
+    let (stream, peer) = connect_as_unprivileged(&daemon.path);
+    assert_eq!(peer, probe_uid);
+    let mut client = Client::new(stream);
+    let reply = client.request(json!({"op": "resync"})).await;
+    assert_eq!(
+        reply,
+        json!({"ok": true, "op": "resync", "queued": true, "merged": false})
+    );
+    assert!(daemon.queue.is_pending());
+    let reply = client.request(json!({"op": "resync"})).await;
+    assert_eq!(
+        reply,
+        json!({"ok": true, "op": "resync", "queued": true, "merged": true})
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_line_is_too_large_and_the_connection_still_works() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    let mut huge = vec![b'x'; (1 << 20) + 1];
+    huge.push(b'\n');
+    client.send_raw(&huge).await;
+    assert_eq!(error_code(&client.line().await), "too_large");
+    // A request of exactly 1 MiB is still accepted.
+    let mut request = br#"{"op":"status","pad":""#.to_vec();
+    let closing = br#""}"#;
+    request.resize((1 << 20) - closing.len(), b' ');
+    request.extend_from_slice(closing);
+    request.push(b'\n');
+    client.send_raw(&request).await;
+    assert_eq!(client.line().await["ok"], true);
+}
+
+#[tokio::test]
+async fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    for (line, code) in [
+        (&b"not json\n"[..], "bad_request"),
+        (b"\xff\xfe{}\n", "bad_request"),
+        (b"[1,2,3]\n", "bad_request"),
+        (b"{}\n", "bad_request"),
+        (b"{\"op\":\"launch\"}\n", "unknown_op"),
+        (
+            b"{\"op\":\"ack\",\"consumer\":\"\\u0000\",\"seq\":1}\n",
+            "bad_request",
+        ),
+    ] {
+        client.send_raw(line).await;
+        let reply = client.line().await;
+        assert_eq!(
+            error_code(&reply),
+            code,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert!(reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(client.request(json!({"op": "status"})).await["ok"], true);
+}
+
+#[tokio::test]
+async fn a_client_over_the_cap_is_told_and_closed_and_a_freed_slot_is_reused() {
+    let daemon = Daemon::start_with(|s| s.max_connections = 1, current_uid()).await;
+    let mut first = daemon.connect().await;
+    first.subscribe(json!({"op": "subscribe"})).await;
+    let mut second = daemon.connect().await;
+    assert_eq!(error_code(&second.line().await), "too_many_connections");
+    second.expect_closed().await;
+
+    // Closing a subscribed connection frees its slot; the server notices on its own time.
+    drop(first);
+    timeout(WAIT, async {
+        loop {
+            let mut next = daemon.connect().await;
+            // A refused connection may already be closed for writing; its reply is still there.
+            let _ = next.write.write_all(b"{\"op\":\"status\"}\n").await;
+            let reply = next.line().await;
+            if reply["ok"] == true {
+                break;
+            }
+            assert_eq!(error_code(&reply), "too_many_connections");
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the slot is freed");
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_does_not_hold_up_another() {
+    let mut daemon = Daemon::start().await;
+    let mut stalled = daemon.connect().await;
+    stalled
+        .subscribe(json!({"op": "subscribe", "since": 0}))
+        .await;
+    // Far more than the socket buffers hold: the stalled subscriber's task blocks in a write.
+    let padding = "x".repeat(4096);
+    let count = 1500;
+    for _ in 0..count / 100 {
+        daemon.append_with(&[MemberUpdated; 100], json!({"padding": padding}));
+    }
+    let mut healthy = daemon.connect().await;
+    healthy
+        .subscribe(json!({"op": "subscribe", "since": 0}))
+        .await;
+    let seqs = healthy.seqs(count).await;
+    assert_eq!(seqs, (1..=count as i64).collect::<Vec<_>>());
+    daemon.append(&[SyncCompleted]);
+    assert_eq!(healthy.seqs(1).await, vec![count as i64 + 1]);
+    let mut other = daemon.connect().await;
+    assert_eq!(other.request(json!({"op": "status"})).await["ok"], true);
+    // The stalled one, once it reads, gets everything in order.
+    assert_eq!(stalled.seqs(3).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn shutdown_ends_subscriptions_and_removes_the_socket() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    client.subscribe(json!({"op": "subscribe"})).await;
+    daemon.shutdown.send_replace(true);
+    client.expect_closed().await;
+    timeout(WAIT, daemon.server)
+        .await
+        .expect("the server stops in time")
+        .expect("the server task");
+    assert!(!daemon.path.exists());
+    assert!(daemon.dir.path().join("orgsync.db").exists());
+}
+
+#[tokio::test]
+async fn the_client_helper_returns_replies_and_explains_failures() {
+    let daemon = Daemon::start().await;
+    let reply = socket::request(&daemon.path, &json!({"op": "status"}))
+        .await
+        .expect("status");
+    assert_eq!(reply["status"]["health"], "fine");
+
+    let refused = socket::request(&daemon.path, &json!({"op": "nonsense"})).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Refused { code, .. }) if code == "unknown_op"),
+        "{refused:?}"
+    );
+
+    let missing = daemon.dir.path().join("elsewhere.sock");
+    let error = socket::request(&missing, &json!({"op": "status"}))
+        .await
+        .expect_err("no daemon there");
+    assert!(matches!(error, ClientError::NotRunning { .. }));
+    let message = error.to_string();
+    assert!(message.contains("is the daemon running?"), "{message}");
+    assert!(message.contains("elsewhere.sock"), "{message}");
+}

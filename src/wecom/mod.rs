@@ -1,8 +1,21 @@
 //! The WeCom side of orgsync: the API client and the directory pull.
+//!
+//! [`WecomClient`] owns the HTTP connection pool, the access token and the retry policy.
 
+mod call;
+mod client;
 mod errcode;
+mod error;
+mod gate;
 mod secret;
+mod token;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
+pub use call::{Call, ClientStats};
+pub use client::{ClientSettings, RetryPolicy, WecomClient};
 pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
+pub use error::WecomError;
 pub use secret::Secret;

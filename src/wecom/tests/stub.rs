@@ -193,3 +193,22 @@ pub fn settings(base: &str) -> ClientSettings {
 pub fn client(base: &str) -> WecomClient {
     WecomClient::new(settings(base)).unwrap()
 }
+
+/// A tenant: `department/list` answers `departments`, `user/list` answers `users[id]` (or
+/// 60003 for a department it does not know).
+pub fn tenant(
+    departments: Value,
+    users: HashMap<i64, Value>,
+) -> impl Fn(Hit) -> std::future::Ready<Reply> + Send + Sync + 'static {
+    move |hit| {
+        std::future::ready(match hit.path.as_str() {
+            "gettoken" => Reply::token(),
+            "department/list" => Reply::ok(json!({ "department": departments })),
+            "user/list" => match users.get(&hit.id("department_id")) {
+                Some(list) => Reply::ok(json!({ "userlist": list })),
+                None => Reply::errcode(60003, "department not found"),
+            },
+            other => panic!("unexpected call {other}"),
+        })
+    }
+}

@@ -101,7 +101,7 @@ impl RetryPolicy {
     fn concurrency(&self) -> ExponentialBackoff {
         ExponentialBuilder::new()
             .with_min_delay(self.concurrency_wait)
-            .with_max_delay(self.concurrency_wait * 4)
+            .with_max_delay(self.concurrency_wait.saturating_mul(4))
             .with_max_times(self.max_concurrency_retries)
             .with_jitter()
             .build()

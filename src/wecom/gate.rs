@@ -45,10 +45,11 @@ impl RateGate {
                 return false;
             }
         }
-        *window = Some(Window {
-            opened: now,
-            until: now + wait,
-        });
+        // A configured wait too long to add is as good as forever; it must not panic.
+        let until = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
+        *window = Some(Window { opened: now, until });
         true
     }
 

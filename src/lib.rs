@@ -11,3 +11,4 @@ pub mod schedule;
 pub mod socket;
 pub mod status;
 pub mod store;
+pub mod wecom;

@@ -1,0 +1,503 @@
+//! The WeCom HTTP client: one connection pool, the shared access token, and the retry policy
+//! that decides, per errcode class, whether and when a failed call is tried again.
+
+use std::error::Error as _;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use reqwest::{Response, Url};
+use tokio::time::{sleep, Instant};
+use tracing::{debug, warn};
+
+use super::call::{Call, ClientStats, Counters};
+use super::errcode::{ApiError, ErrcodeClass};
+use super::error::WecomError;
+use super::gate::RateGate;
+use super::secret::Secret;
+use super::token::{Token, TokenCache};
+use super::wire::{self, Reply};
+use crate::model::DepartmentId;
+
+/// Everything [`WecomClient::new`] needs. [`ClientSettings::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Scheme and host, without `/cgi-bin`, e.g. `https://qyapi.weixin.qq.com`.
+    pub api_base: String,
+    pub corp_id: String,
+    pub corp_secret: Secret,
+    /// Whole request, connect to last body byte. Default 30 s.
+    pub request_timeout: Duration,
+    /// Larger bodies are refused: the network is not trusted to bound them. Default 64 MiB
+    /// (a `user/list` of one department with ~100,000 members comes close: raise it for that).
+    pub max_response_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+impl ClientSettings {
+    pub fn new(
+        api_base: impl Into<String>,
+        corp_id: impl Into<String>,
+        corp_secret: Secret,
+    ) -> ClientSettings {
+        ClientSettings {
+            api_base: api_base.into(),
+            corp_id: corp_id.into(),
+            corp_secret,
+            request_timeout: Duration::from_secs(30),
+            max_response_bytes: 64 << 20,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// How failed calls are retried. Every limit is per call; delays are jittered.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after a transient failure (errcode -1, connection error, timeout, non-2xx, a body
+    /// that is not JSON or is cut short). Default 3, as WeCom's errcode page advises for -1.
+    pub max_retries: usize,
+    /// First transient delay, doubling up to `max_delay`, plus up to 100% jitter. Default 1 s.
+    pub base_delay: Duration,
+    /// Default 30 s.
+    pub max_delay: Duration,
+    /// How long every call pauses after a 45009 (frequency limit). WeCom blocks for 60 s after
+    /// a per-minute limit. Default 60 s.
+    pub rate_limit_wait: Duration,
+    /// 45009 windows one call sits out before giving up (the block may be hourly). Default 3.
+    pub max_rate_limit_waits: usize,
+    /// First delay after a 45033 (concurrency limit), doubling to 4×, plus up to 100% jitter.
+    /// Default 1 s, so 1–8 s.
+    pub concurrency_wait: Duration,
+    /// Default 5.
+    pub max_concurrency_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            rate_limit_wait: Duration::from_secs(60),
+            max_rate_limit_waits: 3,
+            concurrency_wait: Duration::from_secs(1),
+            max_concurrency_retries: 5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn transient(&self) -> ExponentialBackoff {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_jitter()
+            .build()
+    }
+
+    fn concurrency(&self) -> ExponentialBackoff {
+        ExponentialBuilder::new()
+            .with_min_delay(self.concurrency_wait)
+            .with_max_delay(self.concurrency_wait.saturating_mul(4))
+            .with_max_times(self.max_concurrency_retries)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// The client. Clones share the connection pool, the token and the counters: make one per
+/// (corp id, secret) and clone it; a changed secret means a new client, and so a new token.
+#[derive(Clone)]
+pub struct WecomClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// `{api_base}/cgi-bin/`.
+    base: Url,
+    corp_id: String,
+    corp_secret: Secret,
+    max_response_bytes: usize,
+    retry: RetryPolicy,
+    tokens: TokenCache,
+    gate: RateGate,
+    counters: Counters,
+}
+
+impl fmt::Debug for WecomClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomClient")
+            .field("base", &self.inner.base.as_str())
+            .field("corp_id", &self.inner.corp_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one attempt failed, before the retry policy has had its say.
+enum Failure {
+    /// Worth retrying with backoff: no HTTP answer, a non-2xx one, or a body that is not JSON
+    /// or is cut short.
+    Transport(String),
+    Api(ApiError),
+    /// Not worth retrying: well-formed JSON of the wrong shape, or a body over the size limit.
+    Malformed(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Transport(detail) | Failure::Malformed(detail) => f.write_str(detail),
+            Failure::Api(error) => error.fmt(f),
+        }
+    }
+}
+
+impl WecomClient {
+    pub fn new(settings: ClientSettings) -> Result<WecomClient, WecomError> {
+        let base = Url::parse(&format!(
+            "{}/cgi-bin/",
+            settings.api_base.trim_end_matches('/')
+        ))
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none())
+        .ok_or_else(|| {
+            WecomError::Settings(format!(
+                "wecom.api_base {:?} is not an http(s) URL without a query",
+                settings.api_base
+            ))
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            // WeCom never redirects; following one would only send our requests elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("orgsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| WecomError::Settings(describe(&err.without_url())))?;
+        Ok(WecomClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                corp_id: settings.corp_id,
+                corp_secret: settings.corp_secret,
+                max_response_bytes: settings.max_response_bytes,
+                retry: settings.retry,
+                tokens: TokenCache::default(),
+                gate: RateGate::default(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Counts since the client was created.
+    pub fn stats(&self) -> ClientStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// How many 45033 answers this client has seen; the pull lowers its concurrency on each.
+    pub(crate) fn concurrency_limited_count(&self) -> u64 {
+        self.inner.counters.concurrency_limited_count()
+    }
+
+    /// `department/list?id=ID`: the department and all its descendants.
+    pub(crate) async fn department_list(
+        &self,
+        id: DepartmentId,
+    ) -> Result<Vec<wire::Department>, WecomError> {
+        let call = Call::DepartmentList { id };
+        let reply: wire::DepartmentList = self.call(call).await?;
+        reply.department.ok_or_else(|| missing(call, "department"))
+    }
+
+    /// `user/list?department_id=ID`: the members directly in that department.
+    pub(crate) async fn user_list(
+        &self,
+        department_id: DepartmentId,
+    ) -> Result<Vec<wire::User>, WecomError> {
+        let call = Call::UserList { department_id };
+        let reply: wire::UserList = self.call(call).await?;
+        reply.userlist.ok_or_else(|| missing(call, "userlist"))
+    }
+
+    /// A business call, with the shared token, retried as its failures allow.
+    async fn call<T: Reply>(&self, call: Call) -> Result<T, WecomError> {
+        let mut retry = Retry::new(&self.inner, call);
+        let mut refreshed = false;
+        loop {
+            let token = self.inner.tokens.get(|| self.fetch_token()).await?;
+            let sent_at = Instant::now();
+            match self.attempt(call, Some(&token)).await {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Api(error)) if rejects_token(&error) => {
+                    if refreshed {
+                        return Err(WecomError::TokenRejected { call, error });
+                    }
+                    refreshed = true;
+                    self.inner.counters.retry();
+                    warn!(
+                        endpoint = call.path(),
+                        errcode = error.errcode,
+                        "WeCom rejected the access token; fetching a new one and retrying once"
+                    );
+                    self.inner.tokens.invalidate(token.generation).await;
+                }
+                Err(failure) => retry.after(failure, sent_at).await?,
+            }
+        }
+    }
+
+    /// `gettoken`. Transient failures are retried; a refusal (bad corp id or secret, IP not
+    /// allowed, ...) is returned at once and never retried, see [`TokenCache`].
+    async fn fetch_token(&self) -> Result<(Secret, i64), WecomError> {
+        let call = Call::GetToken;
+        let mut retry = Retry::new(&self.inner, call);
+        loop {
+            let sent_at = Instant::now();
+            match self.attempt::<wire::GetToken>(call, None).await {
+                Ok(reply) => {
+                    let token = reply
+                        .access_token
+                        .filter(|token| !token.expose().is_empty())
+                        .ok_or_else(|| missing(call, "access_token"))?;
+                    let expires_in = reply
+                        .expires_in
+                        .ok_or_else(|| missing(call, "expires_in"))?;
+                    return Ok((token, expires_in));
+                }
+                Err(Failure::Api(error))
+                    if matches!(
+                        error.class(),
+                        ErrcodeClass::Fatal | ErrcodeClass::TokenRefresh
+                    ) =>
+                {
+                    return Err(WecomError::Token { error });
+                }
+                Err(failure) => retry.after(failure, sent_at).await?,
+            }
+        }
+    }
+
+    /// One HTTP request and its decoded answer.
+    async fn attempt<T: Reply>(&self, call: Call, token: Option<&Token>) -> Result<T, Failure> {
+        self.inner.gate.wait().await;
+        self.inner.counters.call(call);
+        let started = Instant::now();
+        let result = self.send(call, token).await;
+        debug!(
+            endpoint = call.path(),
+            ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "WeCom call"
+        );
+        let body = result.map_err(|failure| self.scrub(failure, token))?;
+        decode(&body).map_err(|failure| self.scrub(failure, token))
+    }
+
+    async fn send(&self, call: Call, token: Option<&Token>) -> Result<Vec<u8>, Failure> {
+        let inner = &*self.inner;
+        let url = inner
+            .base
+            .join(call.path())
+            .map_err(|err| Failure::Malformed(err.to_string()))?;
+        let mut request = inner.http.get(url);
+        request = match call {
+            Call::GetToken => request.query(&[
+                ("corpid", inner.corp_id.as_str()),
+                ("corpsecret", inner.corp_secret.expose()),
+            ]),
+            Call::DepartmentList { id } => request.query(&[("id", id)]),
+            Call::UserList { department_id } => request.query(&[("department_id", department_id)]),
+        };
+        if let Some(token) = token {
+            request = request.query(&[("access_token", token.value.expose())]);
+        }
+        // `without_url`: reqwest's errors print the URL, and ours carries the secret or token.
+        let response = request
+            .send()
+            .await
+            .map_err(|err| Failure::Transport(describe(&err.without_url())))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Failure::Transport(format!("HTTP status {status}")));
+        }
+        read_body(response, inner.max_response_bytes).await
+    }
+
+    /// Removes the secret and the token from text that came off the network or out of an HTTP
+    /// library, in case either echoes them.
+    fn scrub(&self, failure: Failure, token: Option<&Token>) -> Failure {
+        let scrub = |mut text: String| {
+            let needles = [Some(&self.inner.corp_secret), token.map(|t| &t.value)];
+            for needle in needles.into_iter().flatten().map(Secret::expose) {
+                if !needle.is_empty() && text.contains(needle) {
+                    text = text.replace(needle, "[redacted]");
+                }
+            }
+            text
+        };
+        match failure {
+            Failure::Transport(detail) => Failure::Transport(scrub(detail)),
+            Failure::Malformed(detail) => Failure::Malformed(scrub(detail)),
+            Failure::Api(error) => Failure::Api(ApiError {
+                errmsg: scrub(error.errmsg),
+                ..error
+            }),
+        }
+    }
+}
+
+/// 40014/42001 mean the token is stale. 40001 and 41001 on a business call (the token came from
+/// a `gettoken` that succeeded) are treated the same, as WxJava does (fact sheet §1.3): one
+/// refresh is cheap, and if the secret really is bad, that `gettoken` says so with a fatal 40001.
+fn rejects_token(error: &ApiError) -> bool {
+    error.class() == ErrcodeClass::TokenRefresh || matches!(error.errcode, 40001 | 41001)
+}
+
+fn missing(call: Call, field: &str) -> WecomError {
+    WecomError::Malformed {
+        call,
+        detail: format!("errcode 0 but no `{field}`"),
+    }
+}
+
+/// The error and its causes on one line. Callers pass errors stripped of their URL.
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads the body, refusing more than `limit` bytes whether or not the server announced a length.
+async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, Failure> {
+    let too_large = || {
+        Failure::Malformed(format!(
+            "response body larger than {limit} bytes (the max_response_bytes client setting)"
+        ))
+    };
+    let announced = response.content_length();
+    if announced.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(announced.map_or(16 << 10, |len| len as usize));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| Failure::Transport(describe(&err.without_url())))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn decode<T: Reply>(body: &[u8]) -> Result<T, Failure> {
+    let reply: T = serde_json::from_slice(body).map_err(|err| {
+        use serde_json::error::Category;
+        match err.classify() {
+            // A proxy's HTML error page, or a body cut short: the next attempt may do better.
+            Category::Syntax | Category::Eof | Category::Io => {
+                Failure::Transport(format!("response body is not JSON or is truncated ({err})"))
+            }
+            Category::Data => Failure::Malformed(err.to_string()),
+        }
+    })?;
+    match reply.errcode() {
+        Some(0) => Ok(reply),
+        Some(errcode) => Err(Failure::Api(ApiError::new(errcode, reply.errmsg()))),
+        None => Err(Failure::Malformed("JSON without an errcode".to_owned())),
+    }
+}
+
+/// The retry state of one call.
+struct Retry<'a> {
+    inner: &'a Inner,
+    call: Call,
+    attempts: u32,
+    transient: ExponentialBackoff,
+    concurrency: ExponentialBackoff,
+    rate_limit_waits: usize,
+}
+
+impl<'a> Retry<'a> {
+    fn new(inner: &'a Inner, call: Call) -> Retry<'a> {
+        Retry {
+            inner,
+            call,
+            attempts: 0,
+            transient: inner.retry.transient(),
+            concurrency: inner.retry.concurrency(),
+            rate_limit_waits: 0,
+        }
+    }
+
+    /// Waits before the next attempt, or returns the error that ends the call.
+    async fn after(&mut self, failure: Failure, sent_at: Instant) -> Result<(), WecomError> {
+        let call = self.call;
+        self.attempts += 1;
+        let attempts = self.attempts;
+        let delay = match failure {
+            Failure::Transport(ref detail) => {
+                self.transient.next().ok_or_else(|| WecomError::Transport {
+                    call,
+                    attempts,
+                    detail: detail.clone(),
+                })?
+            }
+            Failure::Malformed(detail) => return Err(WecomError::Malformed { call, detail }),
+            Failure::Api(ref error) => {
+                let give_up = || WecomError::Api {
+                    call,
+                    error: error.clone(),
+                    attempts,
+                };
+                match error.class() {
+                    ErrcodeClass::Transient => self.transient.next().ok_or_else(give_up)?,
+                    ErrcodeClass::ConcurrencyLimited => {
+                        self.inner.counters.concurrency_limited();
+                        self.concurrency.next().ok_or_else(give_up)?
+                    }
+                    ErrcodeClass::RateLimited => {
+                        self.inner.counters.rate_limited();
+                        if self.rate_limit_waits >= self.inner.retry.max_rate_limit_waits {
+                            return Err(give_up());
+                        }
+                        self.rate_limit_waits += 1;
+                        let wait = self.inner.retry.rate_limit_wait;
+                        if self.inner.gate.block(sent_at, wait) {
+                            warn!(
+                                endpoint = call.path(),
+                                errcode = error.errcode,
+                                wait_s = wait.as_secs_f64(),
+                                "WeCom frequency limit; pausing every call"
+                            );
+                        }
+                        // The next attempt waits at the gate, with every other call.
+                        Duration::ZERO
+                    }
+                    ErrcodeClass::TokenRefresh | ErrcodeClass::Fatal => return Err(give_up()),
+                }
+            }
+        };
+        self.inner.counters.retry();
+        warn!(
+            endpoint = call.path(),
+            attempt = attempts,
+            delay_ms = delay.as_millis() as u64,
+            reason = %failure,
+            "WeCom call failed; retrying"
+        );
+        sleep(delay).await;
+        Ok(())
+    }
+}

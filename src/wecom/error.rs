@@ -1,0 +1,81 @@
+//! What can go wrong talking to WeCom, worded for the operator who has to fix it.
+
+use super::call::Call;
+use super::errcode::{ApiError, ErrcodeClass};
+
+/// A failed WeCom call, after whatever retries its class allows. Messages name the call (never
+/// its URL) and say what to do; none contains the secret or an access token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WecomError {
+    #[error("invalid WeCom client settings: {0}")]
+    Settings(String),
+
+    /// WeCom answered with an errcode that is not retried, or kept answering one that is.
+    #[error("{call}: {error}{}", gave_up(*attempts))]
+    Api {
+        call: Call,
+        error: ApiError,
+        attempts: u32,
+    },
+
+    /// `gettoken` refused the corp id or secret.
+    #[error(
+        "gettoken: could not obtain an access token: {error} (orgsync waits at least a minute \
+         before asking again: repeated failures get this IP blocked for an hour)"
+    )]
+    Token { error: ApiError },
+
+    /// A freshly fetched token was rejected as well.
+    #[error("{call}: WeCom rejected a freshly fetched access token too: {error}")]
+    TokenRejected { call: Call, error: ApiError },
+
+    /// No usable HTTP answer: connection, timeout, non-2xx status, or a body that is not JSON.
+    #[error(
+        "{call}: {detail}{}; check the network path to WeCom (DNS, firewall, proxy, wecom.api_base)",
+        gave_up(*attempts)
+    )]
+    Transport {
+        call: Call,
+        attempts: u32,
+        detail: String,
+    },
+
+    /// JSON that is not what WeCom documents, or a body over the size limit. Not retried: the
+    /// same request would get the same answer.
+    #[error("{call}: unexpected response from WeCom: {detail}")]
+    Malformed { call: Call, detail: String },
+}
+
+fn gave_up(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (gave up after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+impl WecomError {
+    /// Stable machine-readable code for the `orgsync.sync.failed` event.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WecomError::Settings(_) => "config",
+            WecomError::Api { error, .. } => match error.class() {
+                ErrcodeClass::RateLimited | ErrcodeClass::ConcurrencyLimited => "rate_limited",
+                _ => "wecom_errcode",
+            },
+            WecomError::Token { .. } | WecomError::TokenRejected { .. } => "token",
+            WecomError::Transport { .. } => "transport",
+            WecomError::Malformed { .. } => "malformed_response",
+        }
+    }
+
+    /// The WeCom errcode behind this error, if WeCom sent one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            WecomError::Api { error, .. }
+            | WecomError::Token { error }
+            | WecomError::TokenRejected { error, .. } => Some(error.errcode),
+            _ => None,
+        }
+    }
+}

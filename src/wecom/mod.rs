@@ -1,0 +1,25 @@
+//! The WeCom side of orgsync: the API client and the directory pull.
+//!
+//! [`WecomClient`] owns the HTTP connection pool, the access token and the retry policy;
+//! [`pull`] reads the department subtree and every member in it into a
+//! [`Snapshot`](crate::model::Snapshot), all or nothing.
+
+mod call;
+mod client;
+mod errcode;
+mod error;
+mod gate;
+mod pull;
+mod secret;
+mod token;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use call::{Call, ClientStats};
+pub use client::{ClientSettings, RetryPolicy, WecomClient};
+pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
+pub use error::WecomError;
+pub use pull::{pull, Progress, Pull, PullError, PullStats};
+pub use secret::Secret;

@@ -1,0 +1,340 @@
+//! The directory pull: `department/list` for the subtree, then `user/list` for every department
+//! in it, merged into one [`Snapshot`]. All or nothing: any failed call fails the pull.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::call::ClientStats;
+use super::client::WecomClient;
+use super::error::WecomError;
+use super::wire;
+use crate::model::{Department, DepartmentId, Member, Membership, Snapshot};
+
+/// How often the pull logs how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A complete pull of the subtree.
+#[derive(Debug, Clone)]
+pub struct Pull {
+    pub snapshot: Snapshot,
+    pub stats: PullStats,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullStats {
+    /// The client's counters over this pull (calls per endpoint, retries, 45009/45033 answers).
+    /// Other users of the same client during the pull would be counted too; orgsync has none.
+    pub calls: ClientStats,
+    pub departments: usize,
+    pub members: usize,
+    /// Members whose `departments` is `None`: WeCom sent no `department` array, or `order` /
+    /// `is_leader_in_dept` were missing or not aligned with it.
+    pub members_with_unknown_departments: usize,
+    /// `user/list` concurrency at the end, lower than asked for after 45033 answers.
+    pub final_concurrency: usize,
+    pub department_list_time: Duration,
+    pub user_list_time: Duration,
+    pub total_time: Duration,
+}
+
+/// Where a running pull is; passed to the `progress` callback after each department.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub departments_done: usize,
+    pub departments_total: usize,
+    /// Distinct members so far.
+    pub members: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Wecom(#[from] WecomError),
+
+    #[error(
+        "department/list returned no departments for root {root}: the app's visible range \
+         (可见范围) is empty or lists only members; add wecom.root_department to it in the admin console"
+    )]
+    NoDepartments { root: DepartmentId },
+
+    #[error(
+        "root department {root} is not in department/list's answer: it is outside the app's \
+         visible range (可见范围); add it there in the admin console, or set \
+         wecom.root_department to a department inside the range"
+    )]
+    RootNotVisible { root: DepartmentId },
+
+    #[error("a user/list worker stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+impl PullError {
+    /// Stable machine-readable code for the `orgsync.sync.failed` event.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PullError::Wecom(err) => err.code(),
+            PullError::NoDepartments { .. } => "no_departments",
+            PullError::RootNotVisible { .. } => "root_not_visible",
+            PullError::Worker(_) => "internal",
+        }
+    }
+}
+
+/// Pulls the subtree under `root` with at most `concurrency` (at least 1) `user/list` calls in
+/// flight, one fewer after each 45033. `progress` is called after each department.
+pub async fn pull(
+    client: &WecomClient,
+    root: DepartmentId,
+    concurrency: usize,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<Pull, PullError> {
+    let started = Instant::now();
+    let before = client.stats();
+
+    let departments = subtree(root, client.department_list(root).await?)?;
+    let department_list_time = started.elapsed();
+    let ids: Vec<DepartmentId> = departments.iter().map(|d| d.id).collect();
+    let mirrored: Arc<HashSet<DepartmentId>> = Arc::new(ids.iter().copied().collect());
+    info!(
+        root,
+        departments = ids.len(),
+        ms = department_list_time.as_millis() as u64,
+        "pulled WeCom departments; listing their members"
+    );
+
+    let users_started = Instant::now();
+    let (members, final_concurrency) =
+        members(client, &ids, &mirrored, concurrency.max(1), &mut progress).await?;
+    let user_list_time = users_started.elapsed();
+
+    let snapshot = Snapshot {
+        departments: departments
+            .into_iter()
+            .map(|d| (d.id, department(d)))
+            .collect(),
+        members,
+    };
+    let members_with_unknown_departments = snapshot
+        .members
+        .values()
+        .filter(|m| m.departments.is_none())
+        .count();
+    if members_with_unknown_departments > 0 {
+        warn!(
+            members = members_with_unknown_departments,
+            "WeCom sent no usable department/order/is_leader_in_dept arrays for some members; \
+             their departments are left unknown"
+        );
+    }
+    let stats = PullStats {
+        calls: client.stats().since(&before),
+        departments: snapshot.departments.len(),
+        members: snapshot.members.len(),
+        members_with_unknown_departments,
+        final_concurrency,
+        department_list_time,
+        user_list_time,
+        total_time: started.elapsed(),
+    };
+    info!(
+        departments = stats.departments,
+        members = stats.members,
+        calls = stats.calls.total_calls(),
+        ms = stats.total_time.as_millis() as u64,
+        "pulled WeCom directory"
+    );
+    Ok(Pull { snapshot, stats })
+}
+
+/// The departments of `root`'s subtree, in WeCom's order. `department/list?id=ROOT` should return
+/// exactly that, but only what hangs under `root` by `parentid` is kept, so a server that
+/// ignored `id` cannot widen the mirror.
+fn subtree(
+    root: DepartmentId,
+    all: Vec<wire::Department>,
+) -> Result<Vec<wire::Department>, PullError> {
+    if all.is_empty() {
+        return Err(PullError::NoDepartments { root });
+    }
+    if !all.iter().any(|d| d.id == root) {
+        return Err(PullError::RootNotVisible { root });
+    }
+    let mut children: HashMap<DepartmentId, Vec<DepartmentId>> = HashMap::new();
+    for d in &all {
+        if let Some(parent) = d.parentid {
+            if d.id != root {
+                children.entry(parent).or_default().push(d.id);
+            }
+        }
+    }
+    let mut keep = HashSet::from([root]);
+    let mut queue = vec![root];
+    while let Some(id) = queue.pop() {
+        for &child in children.get(&id).into_iter().flatten() {
+            // `insert` is false for an id seen before: a cycle or a duplicate ends here.
+            if keep.insert(child) {
+                queue.push(child);
+            }
+        }
+    }
+    let total = all.len();
+    let mut seen = HashSet::with_capacity(keep.len());
+    let kept: Vec<_> = all
+        .into_iter()
+        .filter(|d| keep.contains(&d.id) && seen.insert(d.id))
+        .collect();
+    if kept.len() < total {
+        warn!(
+            root,
+            ignored = total - kept.len(),
+            "department/list returned departments outside the root's subtree (or twice); ignoring them"
+        );
+    }
+    Ok(kept)
+}
+
+fn department(d: wire::Department) -> Department {
+    Department {
+        id: d.id,
+        name: d.name,
+        name_en: d.name_en,
+        parent_id: d.parentid,
+        order: d.order,
+        leaders: d.department_leader,
+    }
+}
+
+/// `user/list` for every department, merged by [`userid_key`](crate::model::userid_key). Returns the members and the
+/// concurrency the pull ended with.
+async fn members(
+    client: &WecomClient,
+    ids: &[DepartmentId],
+    mirrored: &Arc<HashSet<DepartmentId>>,
+    concurrency: usize,
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<(BTreeMap<String, Member>, usize), PullError> {
+    // Dropping the set aborts the calls still in flight: the first failure ends the pull.
+    let mut tasks = JoinSet::new();
+    // Key → (index of the department it was first listed under, member). A member appears under
+    // each of its departments; keeping the copy from the earliest department in WeCom's order
+    // makes the result independent of which call finished first.
+    let mut merged: HashMap<String, (usize, Member)> = HashMap::new();
+    let limited_at_start = client.concurrency_limited_count();
+    let mut allowed = concurrency;
+    let mut next = 0;
+    let mut done = 0;
+    let mut logged = Instant::now();
+    loop {
+        let limited = client.concurrency_limited_count() - limited_at_start;
+        let now_allowed = concurrency
+            .saturating_sub(usize::try_from(limited).unwrap_or(usize::MAX))
+            .max(1);
+        if now_allowed < allowed {
+            allowed = now_allowed;
+            info!(
+                concurrency = allowed,
+                "WeCom concurrency limit (45033); lowering user/list concurrency"
+            );
+        }
+        while tasks.len() < allowed && next < ids.len() {
+            let (index, id) = (next, ids[next]);
+            let client = client.clone();
+            let mirrored = Arc::clone(mirrored);
+            // Parsing and conversion run in the task, so they spread over the runtime's threads.
+            tasks.spawn(async move {
+                let users = client.user_list(id).await?;
+                let members: Vec<Member> =
+                    users.into_iter().map(|u| member(u, &mirrored)).collect();
+                Ok::<_, WecomError>((index, members))
+            });
+            next += 1;
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (index, members) = joined.map_err(|err| PullError::Worker(err.to_string()))??;
+        for member in members {
+            match merged.entry(member.key()) {
+                Entry::Vacant(slot) => {
+                    slot.insert((index, member));
+                }
+                Entry::Occupied(mut slot) => {
+                    if index < slot.get().0 {
+                        slot.insert((index, member));
+                    }
+                }
+            }
+        }
+        done += 1;
+        let now = Progress {
+            departments_done: done,
+            departments_total: ids.len(),
+            members: merged.len(),
+        };
+        progress(now);
+        if logged.elapsed() >= PROGRESS_EVERY {
+            logged = Instant::now();
+            info!(
+                done = now.departments_done,
+                total = now.departments_total,
+                members = now.members,
+                "pulling WeCom members"
+            );
+        }
+    }
+    let members = merged
+        .into_iter()
+        .map(|(key, (_, member))| (key, member))
+        .collect();
+    Ok((members, allowed))
+}
+
+/// Converts one `user/list` entry. Memberships outside the mirrored subtree are dropped;
+/// `main_department` stays as WeCom sent it.
+///
+/// `departments` is `None` (unknown) unless `department`, `order` and `is_leader_in_dept` are
+/// all present and of equal length: made-up orders or leader flags would show up as changes
+/// in the diff, while `None` keeps the last known memberships.
+fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> Member {
+    let departments = match (user.department, user.order, user.is_leader_in_dept) {
+        (Some(ids), Some(orders), Some(leaders))
+            if ids.len() == orders.len() && ids.len() == leaders.len() =>
+        {
+            Some(
+                ids.into_iter()
+                    .zip(orders)
+                    .zip(leaders)
+                    .filter(|((id, _), _)| mirrored.contains(id))
+                    .map(|((id, order), leader)| Membership {
+                        id,
+                        order,
+                        is_leader: leader != 0,
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+    Member {
+        userid: user.userid,
+        name: user.name,
+        alias: user.alias,
+        position: user.position,
+        mobile: user.mobile,
+        email: user.email,
+        biz_mail: user.biz_mail,
+        gender: user.gender,
+        status: user.status,
+        telephone: user.telephone,
+        departments,
+        main_department: user.main_department,
+        direct_leaders: user.direct_leader,
+        extattr: user.extattr,
+    }
+}

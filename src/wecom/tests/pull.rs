@@ -1,0 +1,414 @@
+//! The pull against stub tenants: conversion, merging, filtering, and all-or-nothing failure.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::stub::{client, tenant, Reply, Stub};
+use crate::model::{Department, Membership};
+use crate::wecom::{pull, Progress, PullError};
+
+fn departments() -> Value {
+    json!([
+        {"id": 1, "name": "总部", "name_en": "HQ", "parentid": 0, "order": 100000000,
+         "department_leader": ["boss"]},
+        {"id": 2, "name": "研发", "parentid": 1, "order": 4294967295u32},
+        {"id": 3, "name": "平台", "parentid": 2, "order": 1},
+        // Not under the root: a server that ignored `id` would send these.
+        {"id": 90, "name": "外部", "parentid": 80, "order": 1},
+        {"id": 91, "name": "外部子", "parentid": 90, "order": 1}
+    ])
+}
+
+fn users() -> HashMap<i64, Value> {
+    HashMap::from([
+        (
+            1,
+            json!([{"userid": "boss", "name": "老板", "department": [1], "order": [0],
+                    "is_leader_in_dept": [1], "main_department": 1, "status": 1,
+                    "gender": 1, "mobile": "13800000000"}]),
+        ),
+        (
+            2,
+            json!([{"userid": "ZhangSan", "name": "张三", "department": [2, 3, 90],
+                    "order": [3000000000u32, 2, 5], "is_leader_in_dept": [0, 1, 0],
+                    "main_department": 90, "direct_leader": ["boss"], "gender": "1",
+                    "position": "工程师", "extattr": {"attrs": []}, "avatar": "http://x"},
+                   {"userid": "lisi", "department": [2]}]),
+        ),
+        (
+            3,
+            json!([{"userid": "zhangsan", "name": "张三", "department": [2, 3, 90],
+                    "order": [3000000000u32, 2, 5], "is_leader_in_dept": [0, 1, 0],
+                    "main_department": 90}]),
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn pulls_the_subtree_and_merges_members() {
+    let stub = Stub::start(tenant(departments(), users())).await;
+    let client = client(&stub.base);
+    let mut seen = Vec::new();
+    let pulled = pull(&client, 1, 4, |p| seen.push(p)).await.unwrap();
+    let snapshot = &pulled.snapshot;
+
+    assert_eq!(
+        snapshot.departments.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        snapshot.departments[&1],
+        Department {
+            id: 1,
+            name: Some("总部".into()),
+            name_en: Some("HQ".into()),
+            parent_id: Some(0),
+            order: Some(100_000_000),
+            leaders: Some(vec!["boss".into()]),
+        }
+    );
+    assert_eq!(snapshot.departments[&2].order, Some(4_294_967_295));
+    assert_eq!(snapshot.departments[&2].name_en, None);
+    assert_eq!(snapshot.departments[&2].leaders, None);
+
+    assert_eq!(
+        snapshot.members.keys().collect::<Vec<_>>(),
+        ["boss", "lisi", "zhangsan"]
+    );
+    let zhangsan = &snapshot.members["zhangsan"];
+    // Listed first under department 2, as "ZhangSan".
+    assert_eq!(zhangsan.userid, "ZhangSan");
+    assert_eq!(
+        zhangsan.departments,
+        Some(vec![
+            Membership {
+                id: 2,
+                order: 3_000_000_000,
+                is_leader: false
+            },
+            Membership {
+                id: 3,
+                order: 2,
+                is_leader: true
+            },
+        ])
+    );
+    assert_eq!(zhangsan.main_department, Some(90), "kept as WeCom sent it");
+    assert_eq!(zhangsan.direct_leaders, Some(vec!["boss".into()]));
+    assert_eq!(zhangsan.gender.as_deref(), Some("1"));
+    assert_eq!(zhangsan.extattr, Some(json!({"attrs": []})));
+    assert_eq!(zhangsan.mobile, None, "withheld stays unknown");
+
+    let boss = &snapshot.members["boss"];
+    assert_eq!(
+        boss.gender.as_deref(),
+        Some("1"),
+        "a number becomes its string"
+    );
+    assert_eq!(boss.mobile.as_deref(), Some("13800000000"));
+    assert_eq!(boss.status, Some(1));
+
+    let lisi = &snapshot.members["lisi"];
+    assert_eq!(
+        lisi.departments, None,
+        "no order/is_leader_in_dept: unknown"
+    );
+    assert_eq!(lisi.name, None);
+
+    let hits = stub.hits();
+    let list: Vec<_> = hits
+        .iter()
+        .filter(|h| h.path == "department/list")
+        .collect();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id("id"), 1);
+    let mut listed: Vec<_> = hits
+        .iter()
+        .filter(|h| h.path == "user/list")
+        .map(|h| h.id("department_id"))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [1, 2, 3], "one call per mirrored department");
+    assert!(hits.iter().all(|h| !h.query.contains_key("fetch_child")));
+
+    let stats = &pulled.stats;
+    assert_eq!((stats.departments, stats.members), (3, 3));
+    assert_eq!(stats.members_with_unknown_departments, 1);
+    assert_eq!(stats.calls.calls["gettoken"], 1);
+    assert_eq!(stats.calls.calls["department/list"], 1);
+    assert_eq!(stats.calls.calls["user/list"], 3);
+    assert_eq!(stats.final_concurrency, 4);
+
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen.last(),
+        Some(&Progress {
+            departments_done: 3,
+            departments_total: 3,
+            members: 3
+        })
+    );
+}
+
+#[tokio::test]
+async fn merge_does_not_depend_on_which_call_finishes_first() {
+    // Department 2 answers last, yet its spelling wins: it comes first in WeCom's order.
+    let answer = tenant(departments(), users());
+    let stub = Stub::start(move |hit| {
+        let slow = hit.path == "user/list" && hit.id("department_id") == 2;
+        let reply = answer(hit);
+        async move {
+            if slow {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            reply.await
+        }
+    })
+    .await;
+    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    assert_eq!(pulled.snapshot.members["zhangsan"].userid, "ZhangSan");
+}
+
+#[tokio::test]
+async fn misaligned_arrays_leave_departments_unknown() {
+    let users = HashMap::from([(
+        1,
+        json!([
+            {"userid": "a", "department": [1, 2], "order": [1], "is_leader_in_dept": [0, 0]},
+            {"userid": "b", "department": [1], "order": [1]},
+            {"userid": "c"},
+            {"userid": "d", "department": [1], "order": [7], "is_leader_in_dept": [1]}
+        ]),
+    )]);
+    let stub = Stub::start(tenant(json!([{"id": 1, "parentid": 0}]), users)).await;
+    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    let members = &pulled.snapshot.members;
+    for userid in ["a", "b", "c"] {
+        assert_eq!(members[userid].departments, None, "{userid}");
+    }
+    assert_eq!(
+        members["d"].departments,
+        Some(vec![Membership {
+            id: 1,
+            order: 7,
+            is_leader: true
+        }])
+    );
+    assert_eq!(pulled.stats.members_with_unknown_departments, 3);
+}
+
+#[tokio::test]
+async fn a_subtree_root_mirrors_only_its_descendants() {
+    let stub = Stub::start(tenant(departments(), users())).await;
+    let pulled = pull(&client(&stub.base), 2, 4, |_| {}).await.unwrap();
+    assert_eq!(
+        pulled
+            .snapshot
+            .departments
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(
+        pulled.snapshot.members["zhangsan"]
+            .departments
+            .as_ref()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert!(!pulled.snapshot.members.contains_key("boss"));
+}
+
+#[tokio::test]
+async fn one_failed_department_fails_the_whole_pull() {
+    let mut users = users();
+    users.remove(&3);
+    let stub = Stub::start(tenant(departments(), users)).await;
+    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    assert_eq!(err.code(), "wecom_errcode");
+    assert!(
+        err.to_string()
+            .starts_with("user/list (department 3): WeCom errcode 60003"),
+        "{err}"
+    );
+
+    let answer = tenant(departments(), self::users());
+    let stub = Stub::start(move |hit| {
+        let reply = if hit.path == "user/list" && hit.id("department_id") == 2 {
+            Reply::raw(503, "")
+        } else {
+            answer(hit).into_inner()
+        };
+        async move { reply }
+    })
+    .await;
+    let err = pull(&client(&stub.base), 1, 1, |_| {}).await.unwrap_err();
+    assert_eq!(err.code(), "transport");
+    assert!(
+        err.to_string().contains("user/list (department 2)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn root_outside_the_visible_range_fails() {
+    let stub = Stub::start(tenant(departments(), users())).await;
+    let err = pull(&client(&stub.base), 7, 4, |_| {}).await.unwrap_err();
+    assert!(
+        matches!(err, PullError::RootNotVisible { root: 7 }),
+        "{err}"
+    );
+    assert_eq!(err.code(), "root_not_visible");
+    assert_eq!(stub.count("user/list"), 0);
+
+    let stub = Stub::start(tenant(json!([]), users())).await;
+    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    assert_eq!(err.code(), "no_departments");
+
+    let stub = Stub::start(|hit| async move {
+        match hit.path.as_str() {
+            "gettoken" => Reply::token(),
+            _ => Reply::errcode(60011, "no privilege to access/modify contact/party/agent"),
+        }
+    })
+    .await;
+    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    assert_eq!(
+        (err.code(), stub.count("department/list")),
+        ("wecom_errcode", 1)
+    );
+    assert!(err.to_string().contains("visible range"), "{err}");
+}
+
+/// `n` departments under root 1, each with one member.
+fn flat_tenant(n: i64) -> (Value, HashMap<i64, Value>) {
+    let mut departments = vec![json!({"id": 1, "parentid": 0})];
+    departments.extend((2..=n).map(|id| json!({"id": id, "parentid": 1})));
+    let users = (1..=n)
+        .map(|id| (id, json!([{"userid": format!("u{id}"), "department": [id], "order": [0], "is_leader_in_dept": [0]}])))
+        .collect();
+    (Value::Array(departments), users)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_is_bounded() {
+    let (departments, users) = flat_tenant(40);
+    let answer = tenant(departments, users);
+    let stub = Stub::start(move |hit| {
+        let reply = answer(hit);
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            reply.await
+        }
+    })
+    .await;
+    let pulled = pull(&client(&stub.base), 1, 3, |_| {}).await.unwrap();
+    assert_eq!(pulled.snapshot.members.len(), 40);
+    let max = stub
+        .hits()
+        .iter()
+        .filter(|h| h.path == "user/list")
+        .map(|h| h.in_flight)
+        .max();
+    assert_eq!(max, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_limit_lowers_concurrency() {
+    let (departments, users) = flat_tenant(60);
+    let answer = tenant(departments, users);
+    let limited = Arc::new(AtomicUsize::new(0));
+    let stub = Stub::start(move |hit| {
+        let first = hit.path == "user/list" && limited.fetch_add(1, Ordering::SeqCst) == 0;
+        let reply = if first {
+            Reply::errcode(45033, "api concurrent out of limit")
+        } else {
+            answer(hit).into_inner()
+        };
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            reply
+        }
+    })
+    .await;
+    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    assert_eq!(pulled.snapshot.members.len(), 60);
+    assert_eq!(pulled.stats.final_concurrency, 3);
+    assert_eq!(pulled.stats.calls.concurrency_limited, 1);
+    let in_flight: Vec<_> = stub
+        .hits()
+        .iter()
+        .filter(|h| h.path == "user/list")
+        .map(|h| h.in_flight)
+        .collect();
+    assert_eq!(in_flight.len(), 61);
+    // The first dozen requests span the change; after them at most 3 are in flight.
+    assert!(in_flight[12..].iter().all(|&n| n <= 3), "{in_flight:?}");
+}
+
+/// 5,000 departments and 100,000 members (a fifth of them in two departments), served from
+/// memory. `cargo test --release -- --ignored --nocapture pull_at_scale`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; run in release"]
+async fn pull_at_scale() {
+    const DEPARTMENTS: i64 = 5_000;
+    const MEMBERS: i64 = 100_000;
+    let departments: Vec<Value> = (1..=DEPARTMENTS)
+        .map(|id| json!({"id": id, "name": format!("部门{id}"), "parentid": if id == 1 { 0 } else { (id - 2) / 50 + 1 }, "order": id, "department_leader": [format!("u{id}")]}))
+        .collect();
+    let mut users: HashMap<i64, Vec<Value>> = HashMap::new();
+    for n in 0..MEMBERS {
+        let home = n % DEPARTMENTS + 1;
+        let mut depts = vec![home];
+        if n % 5 == 0 {
+            depts.push((home + 7) % DEPARTMENTS + 1);
+        }
+        let user = json!({
+            "userid": format!("User{n}"), "name": format!("成员{n}"), "position": "工程师",
+            "department": depts, "order": vec![n; depts.len()], "is_leader_in_dept": vec![0; depts.len()],
+            "main_department": home, "status": 1, "telephone": "010-12345678",
+            "direct_leader": [format!("u{home}")], "extattr": {"attrs": [{"type": 0, "name": "工号", "text": {"value": format!("{n:06}")}}]},
+        });
+        for d in &depts {
+            users.entry(*d).or_default().push(user.clone());
+        }
+    }
+    let bodies: Arc<HashMap<i64, String>> = Arc::new(
+        users
+            .into_iter()
+            .map(|(id, list)| {
+                (
+                    id,
+                    json!({"errcode": 0, "errmsg": "ok", "userlist": list}).to_string(),
+                )
+            })
+            .collect(),
+    );
+    let department_body =
+        json!({"errcode": 0, "errmsg": "ok", "department": departments}).to_string();
+    let stub = Stub::start(move |hit| {
+        let reply = match hit.path.as_str() {
+            "gettoken" => Reply::token(),
+            "department/list" => Reply::raw(200, department_body.clone()),
+            _ => Reply::raw(200, bodies[&hit.id("department_id")].clone()),
+        };
+        async move { reply }
+    })
+    .await;
+    let client = client(&stub.base);
+    let started = std::time::Instant::now();
+    let pulled = pull(&client, 1, 4, |_| {}).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(pulled.snapshot.departments.len(), DEPARTMENTS as usize);
+    assert_eq!(pulled.snapshot.members.len(), MEMBERS as usize);
+    assert_eq!(pulled.stats.calls.calls["user/list"], DEPARTMENTS as u64);
+    println!(
+        "pulled {DEPARTMENTS} departments, {MEMBERS} members in {elapsed:?}: {:?}",
+        pulled.stats
+    );
+}

@@ -2,3 +2,4 @@
 //! CloudEvents JSON line on a Unix socket.
 
 pub mod model;
+pub mod simulator;

@@ -245,7 +245,7 @@ impl Directory {
     /// Replaces one of the member's departments with another; false when there is none to go to.
     fn move_member(&mut self, rng: &mut Rng, at: usize, department_ids: &[u32]) -> bool {
         let user = &mut self.users[at];
-        if user.department.is_empty() {
+        if user.department.is_empty() || department_ids.is_empty() {
             return false;
         }
         let Some(target) = (0..8)
@@ -589,9 +589,9 @@ impl People {
         );
         if rng.chance(0.3) {
             user.telephone = format!(
-                "0{}-{:08}",
+                "0{}-{}",
                 rng.pick(&["10", "21", "755", "20", "571", "28"]),
-                rng.below(100_000_000)
+                20_000_000 + rng.below(70_000_000)
             );
         }
         if rng.chance(0.1) {
@@ -676,7 +676,7 @@ impl People {
                 }
                 1 => user.mobile = self.mobile(),
                 2 => {
-                    user.telephone = format!("010-{:08}", self.rng.below(100_000_000));
+                    user.telephone = format!("010-{}", 20_000_000 + self.rng.below(70_000_000));
                 }
                 3 => {
                     user.alias = if user.alias.is_empty() {

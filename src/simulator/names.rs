@@ -68,6 +68,8 @@ pub(crate) const POSITIONS: &[&str] = &[
 pub(crate) const DIVISIONS: &[&str] = &[
     "研发中心", "产品中心", "市场部", "销售部", "人力资源部", "财务部",
     "行政部", "法务部", "客户成功部", "供应链管理部", "质量管理部", "战略发展部",
+    "信息技术部", "采购部", "审计部", "品牌部", "公共关系部", "投资部",
+    "国际业务部", "运营中心", "数据中心", "安全中心",
 ];
 
 /// Names for the second level: sites and regions.

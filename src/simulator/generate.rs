@@ -91,48 +91,7 @@ impl Directory {
         }
 
         let department_changes = (self.departments.len() as f64 * fraction / 4.0).ceil() as usize;
-        let mut tree = Tree::of(&self.departments);
-        let first_new_id = self.departments.iter().map(|d| d.id).max().unwrap_or(0) + 1;
-        let mut next_id = first_new_id;
-        let renamable: Vec<u32> = self
-            .departments
-            .iter()
-            .map(|d| d.id)
-            .filter(|&id| id != ROOT)
-            .collect();
-        let renamed: HashSet<u32> = distinct(&mut rng, &renamable, department_changes)
-            .into_iter()
-            .collect();
-        for department in self
-            .departments
-            .iter_mut()
-            .filter(|d| renamed.contains(&d.id))
-        {
-            department.name = tree.rename(
-                &mut rng,
-                department.id,
-                department.parentid,
-                &department.name,
-            );
-        }
-        summary.departments_renamed = renamed.len();
-        for _ in 0..department_changes {
-            let Some(parent) = tree.random_parent(&mut rng) else {
-                break;
-            };
-            let department = tree.add(&mut rng, next_id, parent);
-            self.departments.push(department);
-            next_id += 1;
-            summary.departments_created += 1;
-        }
-        let untouched = |id: u32| id < first_new_id && !renamed.contains(&id);
-        let rehomed = self.delete_leaf_departments(
-            &mut rng,
-            department_changes,
-            &tree,
-            untouched,
-            &mut summary,
-        );
+        let rehomed = self.change_departments(&mut rng, department_changes, &mut summary);
         summary.moved += rehomed.len();
 
         let department_ids: Vec<u32> = self.departments.iter().map(|d| d.id).collect();
@@ -174,6 +133,46 @@ impl Directory {
             summary.joined += 1;
         }
         summary
+    }
+
+    /// Renames, creates and deletes `count` departments each. Returns the positions of the
+    /// members moved out of deleted departments.
+    fn change_departments(
+        &mut self,
+        rng: &mut Rng,
+        count: usize,
+        summary: &mut MutationSummary,
+    ) -> HashSet<usize> {
+        let mut tree = Tree::of(&self.departments);
+        let first_new_id = self.departments.iter().map(|d| d.id).max().unwrap_or(0) + 1;
+        let mut next_id = first_new_id;
+        let renamable: Vec<u32> = self
+            .departments
+            .iter()
+            .map(|d| d.id)
+            .filter(|&id| id != ROOT)
+            .collect();
+        let renamed: HashSet<u32> = distinct(rng, &renamable, count).into_iter().collect();
+        for department in self
+            .departments
+            .iter_mut()
+            .filter(|d| renamed.contains(&d.id))
+        {
+            department.name =
+                tree.rename(rng, department.id, department.parentid, &department.name);
+        }
+        summary.departments_renamed = renamed.len();
+        for _ in 0..count {
+            let Some(parent) = tree.random_parent(rng) else {
+                break;
+            };
+            let department = tree.add(rng, next_id, parent);
+            self.departments.push(department);
+            next_id += 1;
+            summary.departments_created += 1;
+        }
+        let untouched = |id: u32| id < first_new_id && !renamed.contains(&id);
+        self.delete_leaf_departments(rng, count, &tree, untouched, summary)
     }
 
     /// Deletes up to `count` leaf departments among those `eligible` and outside the visible-range

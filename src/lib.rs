@@ -8,6 +8,7 @@ pub mod events;
 pub mod guard;
 pub mod model;
 pub mod schedule;
+pub mod simulator;
 pub mod socket;
 pub mod status;
 pub mod store;

@@ -1,0 +1,330 @@
+//! What each WeCom API answers, once a call got past the faults and throttles: token rules,
+//! permissions, parameters, and the body.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::directory::{SimDepartment, SimUser};
+use super::endpoint::Endpoint;
+use super::errcode::ApiError;
+use super::state::{lock, read, Shared};
+use super::tenant::{Scope, Tenant};
+use super::wire::{ok, DepartmentIdView, DepartmentView, SimpleUserView, UserView};
+
+pub(crate) struct Call<'a> {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) params: &'a HashMap<String, String>,
+    pub(crate) body: &'a [u8],
+    pub(crate) is_post: bool,
+}
+
+type Answer = Result<Vec<u8>, ApiError>;
+
+pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
+    let params = call.params;
+    match call.endpoint {
+        Endpoint::GetToken => gettoken(shared, params),
+        Endpoint::DepartmentList => with_token(shared, call, |tenant, scope| {
+            let departments = departments_under(tenant, scope, params)?;
+            ok(DepartmentList {
+                department: departments
+                    .into_iter()
+                    .filter_map(|id| tenant.department(id))
+                    .map(|d| DepartmentView::new(tenant, scope, d))
+                    .collect(),
+            })
+        }),
+        Endpoint::DepartmentSimpleList => with_token(shared, call, |tenant, scope| {
+            let departments = departments_under(tenant, scope, params)?;
+            ok(DepartmentIdList {
+                department_id: departments
+                    .into_iter()
+                    .filter_map(|id| tenant.department(id))
+                    .map(DepartmentIdView::new)
+                    .collect(),
+            })
+        }),
+        Endpoint::DepartmentGet => with_token(shared, call, |tenant, scope| {
+            let id = department_id(params, "id")?.ok_or_else(|| ApiError::invalid_param("id"))?;
+            let department = visible_department(tenant, scope, id)?;
+            ok(DepartmentGet {
+                department: DepartmentView::new(tenant, scope, department),
+            })
+        }),
+        Endpoint::UserList => with_token(shared, call, |tenant, scope| {
+            ok(UserList {
+                userlist: listed_members(tenant, scope, params)?
+                    .into_iter()
+                    .map(|user| UserView::new(tenant, scope, user))
+                    .collect(),
+            })
+        }),
+        Endpoint::UserSimpleList => with_token(shared, call, |tenant, scope| {
+            ok(UserList {
+                userlist: listed_members(tenant, scope, params)?
+                    .into_iter()
+                    .map(|user| SimpleUserView::new(tenant, scope, user))
+                    .collect(),
+            })
+        }),
+        Endpoint::UserGet => with_token(shared, call, |tenant, scope| {
+            let userid = param(params, "userid").ok_or_else(|| ApiError::new(41009))?;
+            let user = tenant.user(userid).ok_or_else(|| ApiError::new(60111))?;
+            if !tenant.can_see_user(scope, user) {
+                return Err(ApiError::new(60011));
+            }
+            ok(UserView::new(tenant, scope, user))
+        }),
+        Endpoint::UserListId => {
+            with_token(shared, call, |tenant, scope| list_id(tenant, scope, call))
+        }
+    }
+}
+
+/// Checks the call's token, then answers from the directory as that token may see it.
+fn with_token(
+    shared: &Shared,
+    call: &Call<'_>,
+    answer: impl FnOnce(&Tenant, Scope) -> Answer,
+) -> Answer {
+    let scope = lock(&shared.tokens).check(param(call.params, "access_token"))?;
+    let tenant = read(&shared.tenant);
+    let detail_api = matches!(
+        call.endpoint,
+        Endpoint::DepartmentList | Endpoint::DepartmentGet | Endpoint::UserList | Endpoint::UserGet
+    );
+    if scope == Scope::ContactSync && tenant.directory.contact_sync_detail_forbidden && detail_api {
+        return Err(ApiError::new(48009));
+    }
+    answer(&tenant, scope)
+}
+
+fn gettoken(shared: &Shared, params: &HashMap<String, String>) -> Answer {
+    let corpid = param(params, "corpid").ok_or_else(|| ApiError::new(41002))?;
+    let secret = param(params, "corpsecret").ok_or_else(|| ApiError::new(41004))?;
+    let (scope, ttl, reuse) = {
+        let tenant = read(&shared.tenant);
+        let directory = &tenant.directory;
+        if corpid != directory.corp_id {
+            return Err(ApiError::new(40013));
+        }
+        let scope = if secret == directory.corp_secret {
+            Scope::App
+        } else if directory.contact_sync_secret.as_deref() == Some(secret) {
+            Scope::ContactSync
+        } else {
+            return Err(ApiError::new(40001));
+        };
+        (scope, directory.token_ttl_secs, directory.reuse_valid_token)
+    };
+    let grant = lock(&shared.tokens).grant(scope, ttl, reuse);
+    ok(Token {
+        access_token: grant.access_token,
+        expires_in: grant.expires_in,
+    })
+}
+
+/// A present, non-empty query parameter (WeCom treats `corpid=` as missing).
+fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|value| !value.is_empty())
+}
+
+fn department_id(params: &HashMap<String, String>, name: &str) -> Result<Option<u32>, ApiError> {
+    param(params, name)
+        .map(|value| value.parse().map_err(|_| ApiError::invalid_param(name)))
+        .transpose()
+}
+
+fn visible_department(tenant: &Tenant, scope: Scope, id: u32) -> Result<&SimDepartment, ApiError> {
+    let department = tenant.department(id).ok_or_else(|| ApiError::new(60003))?;
+    if tenant.can_see_department(scope, id) {
+        Ok(department)
+    } else {
+        Err(ApiError::new(60011))
+    }
+}
+
+/// `department/list` and `simplelist`: the whole visible tree, or `id` and everything under it.
+fn departments_under(
+    tenant: &Tenant,
+    scope: Scope,
+    params: &HashMap<String, String>,
+) -> Result<Vec<u32>, ApiError> {
+    Ok(match department_id(params, "id")? {
+        Some(id) => {
+            visible_department(tenant, scope, id)?;
+            tenant.subtree(id)
+        }
+        None => tenant
+            .directory
+            .departments
+            .iter()
+            .map(|d| d.id)
+            .filter(|&id| tenant.can_see_department(scope, id))
+            .collect(),
+    })
+}
+
+/// The members `user/list` and `user/simplelist` return: those directly in the department, or
+/// with an honoured `fetch_child=1` those anywhere below it, each once.
+fn listed_members<'t>(
+    tenant: &'t Tenant,
+    scope: Scope,
+    params: &HashMap<String, String>,
+) -> Result<Vec<&'t SimUser>, ApiError> {
+    let id = department_id(params, "department_id")?
+        .ok_or_else(|| ApiError::invalid_param("department_id"))?;
+    visible_department(tenant, scope, id)?;
+    let recursive =
+        tenant.directory.honour_fetch_child && param(params, "fetch_child") == Some("1");
+    let departments = if recursive {
+        tenant.subtree(id)
+    } else {
+        vec![id]
+    };
+    let mut seen = HashSet::new();
+    Ok(departments
+        .into_iter()
+        .flat_map(|department| tenant.member_positions(department))
+        .filter(|&at| seen.insert(at))
+        .filter_map(|at| tenant.directory.users.get(at))
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct ListIdRequest {
+    #[serde(default)]
+    cursor: String,
+    #[serde(default = "max_limit")]
+    limit: usize,
+}
+
+const MAX_LIST_ID_LIMIT: usize = 10_000;
+
+fn max_limit() -> usize {
+    MAX_LIST_ID_LIMIT
+}
+
+/// `user/list_id`: one `{userid, department}` pair per membership, paged by an opaque cursor
+/// that goes stale when the directory changes.
+fn list_id(tenant: &Tenant, scope: Scope, call: &Call<'_>) -> Answer {
+    if scope == Scope::App {
+        return Err(ApiError::new(48002));
+    }
+    if !call.is_post {
+        return Err(ApiError::invalid_param("method"));
+    }
+    let request: ListIdRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
+        ListIdRequest {
+            cursor: String::new(),
+            limit: MAX_LIST_ID_LIMIT,
+        }
+    } else {
+        serde_json::from_slice(call.body).map_err(|_| ApiError::wrong_json())?
+    };
+    if !(1..=MAX_LIST_ID_LIMIT).contains(&request.limit) {
+        return Err(ApiError::invalid_param("limit"));
+    }
+    let users = &tenant.directory.users;
+    let total: usize = users.iter().map(|u| u.department.len()).sum();
+    let offset = if request.cursor.is_empty() {
+        0
+    } else {
+        decode_cursor(&request.cursor)
+            .filter(|&(revision, offset)| revision == cursor_revision(tenant) && offset <= total)
+            .map(|(_, offset)| offset)
+            .ok_or_else(|| ApiError::new(50100))?
+    };
+    let page: Vec<DeptUser<'_>> = users
+        .iter()
+        .flat_map(|user| {
+            user.department.iter().map(move |&department| DeptUser {
+                userid: &user.userid,
+                department,
+            })
+        })
+        .skip(offset)
+        .take(request.limit)
+        .collect();
+    let end = offset + page.len();
+    ok(ListId {
+        next_cursor: if end < total {
+            encode_cursor(cursor_revision(tenant), end)
+        } else {
+            String::new()
+        },
+        dept_user: page,
+    })
+}
+
+fn cursor_revision(tenant: &Tenant) -> u32 {
+    tenant.revision as u32
+}
+
+fn encode_cursor(revision: u32, offset: usize) -> String {
+    format!("{revision:08X}{offset:08X}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<(u32, usize)> {
+    if cursor.len() != 16 || !cursor.is_ascii() {
+        return None;
+    }
+    let revision = u32::from_str_radix(&cursor[..8], 16).ok()?;
+    let offset = usize::from_str_radix(&cursor[8..], 16).ok()?;
+    Some((revision, offset))
+}
+
+#[derive(Serialize)]
+struct Token {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct DepartmentList<'a> {
+    department: Vec<DepartmentView<'a>>,
+}
+
+#[derive(Serialize)]
+struct DepartmentIdList {
+    department_id: Vec<DepartmentIdView>,
+}
+
+#[derive(Serialize)]
+struct DepartmentGet<'a> {
+    department: DepartmentView<'a>,
+}
+
+#[derive(Serialize)]
+struct UserList<T> {
+    userlist: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct ListId<'a> {
+    next_cursor: String,
+    dept_user: Vec<DeptUser<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeptUser<'a> {
+    userid: &'a str,
+    department: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(7, 10_000)), Some((7, 10_000)));
+        assert_eq!(decode_cursor("abc"), None);
+        assert_eq!(decode_cursor("zzzzzzzzzzzzzzzz"), None);
+        assert_eq!(decode_cursor("00000001000000é"), None);
+    }
+}

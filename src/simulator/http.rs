@@ -1,0 +1,153 @@
+//! The route table, and the path every `/cgi-bin` call takes: count it, apply an injected fault,
+//! apply WeCom's throttles and latency, then answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Extension, Router};
+
+use super::api::{self, Call};
+use super::control;
+use super::endpoint::Endpoint;
+use super::errcode::ApiError;
+use super::fault::Fault;
+use super::server::Connection;
+use super::state::{lock, read, Shared};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/cgi-bin/{*api}", any(cgi))
+        .route(
+            "/_sim/directory",
+            // A 100k-member directory is tens of megabytes; this is a loopback test tool.
+            get(control::directory)
+                .put(control::replace_directory)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/_sim/faults", post(control::inject))
+        .route("/_sim/calls", get(control::calls))
+        .with_state(shared)
+}
+
+async fn cgi(
+    State(shared): State<Arc<Shared>>,
+    Extension(connection): Extension<Connection>,
+    method: Method,
+    uri: Uri,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let Some(endpoint) = Endpoint::from_path(uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // Taken before the call is counted, so a test that saw the count knows the slot is held.
+    let slot = shared.limits.enter(endpoint);
+    shared.calls.send_modify(|calls| calls.record(endpoint));
+    let from_ip = connection.peer.ip();
+
+    let Ok(Query(params)) = query else {
+        return json(ApiError::invalid_param("query").body(from_ip));
+    };
+    let department = endpoint
+        .department_param()
+        .and_then(|name| params.get(name))
+        .and_then(|value| value.parse().ok());
+    let fault = lock(&shared.faults).take(endpoint, department);
+    if let Some(fault) = &fault {
+        tracing::debug!(%endpoint, ?fault, "simulator injects a fault");
+    }
+    let truncate = fault == Some(Fault::Truncated);
+    match fault {
+        Some(Fault::Errcode(0)) => return json(br#"{"errcode":0,"errmsg":"ok"}"#.to_vec()),
+        Some(Fault::Errcode(code)) => return json(ApiError::new(code).body(from_ip)),
+        Some(Fault::HttpStatus(status)) => return gateway_error(status),
+        Some(Fault::NotJson) => return not_json(),
+        Some(Fault::Reset) => {
+            connection.reset();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Truncated) | None => {}
+    }
+
+    let (latency, max_concurrent, rate_limit, window) = {
+        let tenant = read(&shared.tenant);
+        let d = &tenant.directory;
+        (
+            Duration::from_millis(d.latency_ms),
+            d.max_concurrent_per_api,
+            d.rate_limit_per_minute,
+            Duration::from_millis(d.rate_limit_window_ms),
+        )
+    };
+    // Throttling happens at the door: a refused call frees its slot at once and does not count
+    // against the rate window, but still takes the round trip.
+    let throttled = if max_concurrent.is_some_and(|max| slot.level > max) {
+        Some(ApiError::new(45033))
+    } else if rate_limit.is_some_and(|limit| !shared.limits.admit(endpoint, limit, window)) {
+        Some(ApiError::new(45009))
+    } else {
+        None
+    };
+    if throttled.is_some() {
+        drop(slot);
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut body = match throttled {
+        Some(error) => error.body(from_ip),
+        None => {
+            let call = Call {
+                endpoint,
+                params: &params,
+                body: &body,
+                is_post: method == Method::POST,
+            };
+            api::answer(&shared, &call).unwrap_or_else(|error| error.body(from_ip))
+        }
+    };
+    if truncate {
+        body.truncate(body.len() / 2);
+    }
+    json(body)
+}
+
+/// WeCom answers `application/json` with status 200, errors included.
+fn json(body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// What Tencent's gateway (STGW) sends when the backend fails.
+fn gateway_error(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>stgw</center>\r\n</body>\r\n</html>\r\n"
+    );
+    (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
+}
+
+/// A 200 that is not JSON, as a captive portal or a misrouted proxy produces.
+fn not_json() -> Response {
+    let page =
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>企业微信</title></head>\
+                <body><p>系统繁忙，请稍后再试。</p></body></html>\n";
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}

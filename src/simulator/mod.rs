@@ -1,0 +1,160 @@
+//! A WeCom (企业微信) contact API on loopback, for the tests, the benchmarks and `orgsync demo`.
+//!
+//! It serves WeCom's own JSON for `gettoken`, `department/{list,simplelist,get}` and
+//! `user/{list,simplelist,get,list_id}`, with the behaviour the fact sheet describes: tokens that
+//! expire and can be revoked, the app's visible range, the fields withheld from apps created
+//! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
+//! (errcodes, HTTP errors, bad bodies, resets, delays, hangs) can be scripted per endpoint.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
+//!
+//! let sim = Simulator::start(Directory::sample()).await?;
+//! sim.inject(Fault::Errcode(45033).on(Endpoint::UserList).times(2));
+//! // … point the client at sim.api_base() and sync …
+//! assert_eq!(sim.calls().get(Endpoint::GetToken), 1);
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod control;
+mod directory;
+mod endpoint;
+mod errcode;
+mod fault;
+mod generate;
+mod http;
+mod limits;
+mod names;
+mod rng;
+mod sample;
+mod server;
+mod state;
+mod tenant;
+mod tokens;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use directory::{
+    Directory, DirectoryError, ExtAttr, ExtAttrItem, ExtText, ExtWeb, Gender, SimDepartment,
+    SimUser,
+};
+pub use endpoint::{CallCounts, Endpoint};
+pub use fault::{Fault, FaultRule};
+pub use generate::MutationSummary;
+
+use state::{lock, read, Shared};
+
+/// A running simulator. Dropping it stops the server (open connections are aborted).
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Serves `directory` on an ephemeral loopback port.
+    pub async fn start(directory: Directory) -> std::io::Result<Simulator> {
+        Simulator::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), directory).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, directory: Directory) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(directory));
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(server::run(listener, http::router(shared.clone()), stopped));
+        Ok(Simulator {
+            addr,
+            shared,
+            stop,
+            server: Some(server),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What orgsync's `wecom.api_base` expects: scheme, host and port, no `/cgi-bin`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the directory or the app settings, e.g. between two syncs. Every edit makes
+    /// outstanding `list_id` cursors stale. Do not call the simulator from inside `f`.
+    pub fn edit<R>(&self, f: impl FnOnce(&mut Directory) -> R) -> R {
+        self.shared.edit(f)
+    }
+
+    /// A copy of the directory as it is now.
+    pub fn directory(&self) -> Directory {
+        read(&self.shared.tenant).directory.clone()
+    }
+
+    /// Queues a fault: `sim.inject(Fault::Reset)` hits the next call of any kind,
+    /// `sim.inject(Fault::Hang.on(Endpoint::UserList).department(3))` only that one.
+    pub fn inject(&self, rule: impl Into<FaultRule>) {
+        lock(&self.shared.faults).push(rule.into());
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        *self.shared.calls.borrow()
+    }
+
+    /// Waits until `endpoint` has received at least `count` calls: lets a test act while a
+    /// client's call is known to be in flight, without sleeping.
+    pub async fn wait_for_calls(&self, endpoint: Endpoint, count: u64) -> CallCounts {
+        let mut calls = self.shared.calls.subscribe();
+        // The sender lives in `self.shared`, so the wait cannot fail while `self` exists.
+        let reached = calls.wait_for(|calls| calls.get(endpoint) >= count).await;
+        reached.map_or_else(|_| self.calls(), |calls| *calls)
+    }
+
+    /// Invalidates every token issued so far, as WeCom may "for operational reasons": they now
+    /// get 40014, and the next `gettoken` issues a new one.
+    pub fn revoke_tokens(&self) {
+        lock(&self.shared.tokens).revoke_all();
+    }
+
+    /// Makes every token issued so far expire now: they get 42001 from here on.
+    pub fn expire_tokens(&self) {
+        lock(&self.shared.tokens).expire_all();
+    }
+
+    /// Stops serving and waits until the listener is closed.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(server) = self.server.take() {
+            if let Err(error) = server.await {
+                tracing::warn!(%error, "simulator server task failed");
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Runs a standalone simulator on `addr` until ctrl-c (`orgsync simulator`).
+pub async fn serve(addr: SocketAddr, directory: Directory) -> std::io::Result<()> {
+    let simulator = Simulator::start_on(addr, directory).await?;
+    tracing::info!(
+        api_base = %simulator.api_base(),
+        "WeCom simulator listening; control API under /_sim/"
+    );
+    let stopped = tokio::signal::ctrl_c().await;
+    simulator.shutdown().await;
+    stopped
+}

@@ -1,15 +1,20 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod diff;
+pub mod dry_run;
 pub mod events;
 pub mod guard;
+pub mod logging;
 pub mod model;
 pub mod schedule;
 pub mod simulator;
 pub mod socket;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod wecom;

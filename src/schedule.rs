@@ -136,9 +136,26 @@ fn arm(
     })
 }
 
-/// How long until the next fire, for logs.
-pub fn until(next: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (next - now).to_std().unwrap_or_default()
+/// How the daemon retries a failed run: `attempts` times, the first after `first_delay`, each
+/// further one after twice the previous delay (capped at an hour), with ±20% jitter so that
+/// instances of many corps that failed together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt + 1`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .first_delay
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(Duration::from_secs(3600));
+        let nanos = Utc::now().timestamp_subsec_nanos();
+        let jitter = 0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0);
+        base.mul_f64(jitter)
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +203,21 @@ mod tests {
             schedule.period(utc("2026-11-22T12:00:00Z")),
             Some(chrono::Duration::hours(24))
         );
+    }
+
+    #[test]
+    fn retry_delays_double_within_jitter() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_secs(10),
+        };
+        for (attempt, base) in [(0, 10.0), (1, 20.0), (2, 40.0), (20, 3600.0)] {
+            let delay = policy.delay(attempt).as_secs_f64();
+            assert!(
+                delay >= base * 0.8 && delay <= base * 1.2,
+                "{attempt}: {delay}"
+            );
+        }
     }
 
     #[test]

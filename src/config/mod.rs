@@ -20,15 +20,14 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds};
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Provider};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DepartmentId;
+use crate::schedule::{RetryPolicy, Schedule, ScheduleError};
 pub use error::{ConfigError, Origin, SecretFileProblem};
 use secret::Secret;
 pub use secret::SecretSource;
@@ -100,6 +99,10 @@ pub struct ScheduleConfig {
     pub cron: String,
     #[serde(with = "timezone")]
     pub timezone: Tz,
+    /// How often the daemon retries a failed run before waiting for the next trigger.
+    pub retry_attempts: u32,
+    /// The delay before the first retry; each further retry waits twice as long.
+    pub retry_delay_secs: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -107,6 +110,17 @@ impl Default for ScheduleConfig {
         Self {
             cron: "0 0 2 * * *".to_owned(),
             timezone: chrono_tz::Asia::Shanghai,
+            retry_attempts: 3,
+            retry_delay_secs: 60,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retry_attempts,
+            first_delay: std::time::Duration::from_secs(self.retry_delay_secs),
         }
     }
 }
@@ -534,23 +548,19 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn check_cron(schedule: &ScheduleConfig) -> Result<(), String> {
-    let cron = CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(&schedule.cron)
-        .map_err(|error| {
-            format!(
-                "`{}` is not a schedule ({error}); write 6 fields with seconds, \
-                 `sec min hour day month weekday`, e.g. `0 0 2 * * *`",
-                schedule.cron
-            )
-        })?;
-    // A date that never comes (`0 0 0 30 2 *`) parses, but the job would never run.
-    let now = Utc::now().with_timezone(&schedule.timezone);
-    cron.find_next_occurrence(&now, false)
+    Schedule::new(&schedule.cron, schedule.timezone)
         .map(drop)
-        .map_err(|_| format!("`{}` matches no date, so it would never run", schedule.cron))
+        .map_err(|error| match error {
+            ScheduleError::Cron { expr, reason } => format!(
+                "`{expr}` is not a schedule ({reason}); write 6 fields with seconds, \
+                 `sec min hour day month weekday`, e.g. `0 0 2 * * *`"
+            ),
+            // A date that never comes (`0 0 0 30 2 *`) parses, but the job would never run.
+            ScheduleError::Never { expr } => {
+                format!("`{expr}` matches no date, so it would never run")
+            }
+            other => other.to_string(),
+        })
 }
 
 /// `schedule.timezone` is an IANA name in the file and a [`Tz`] in memory.

@@ -1,3 +1,412 @@
-//! `orgsync run`: the long-running daemon.
+//! `orgsync run`: the long-running daemon. A few tasks with one job each, talking through
+//! the sync queue, the event-head watch and a shutdown watch:
+//!
+//! - the coordinator runs queued syncs one at a time and retries failed ones;
+//! - the scheduler queues the nightly sync;
+//! - the socket server serves subscribers and requests;
+//! - the head watcher publishes new events committed by other processes
+//!   (a manual `orgsync sync` on the same store).
 
 pub mod queue;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+use crate::schedule::{Schedule, ScheduleError, Scheduler};
+use crate::socket::{self, ServerContext, SocketError, SocketSettings};
+use crate::status;
+use crate::store::runs::{self, Trigger};
+use crate::store::{event_log, mirror, Store, StoreError};
+use crate::sync::{Mode, RunReport, Syncer};
+use crate::wecom::WecomError;
+use queue::SyncQueue;
+
+/// How often the daemon looks for events committed by another process.
+const HEAD_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Wecom(#[from] WecomError),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the daemon is doing right now, for status replies.
+#[derive(Debug, Default)]
+struct Live {
+    running: Option<(Trigger, DateTime<Utc>)>,
+    retry: Option<(u32, DateTime<Utc>)>,
+}
+
+/// State shared by the daemon's tasks. The syncer and schedule are replaced on SIGHUP.
+struct Shared {
+    config: RwLock<Config>,
+    syncer: RwLock<Arc<Syncer>>,
+    schedule: RwLock<Schedule>,
+    queue: Arc<SyncQueue>,
+    live: Mutex<Live>,
+    head: watch::Sender<i64>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn store_path(&self) -> PathBuf {
+        read(&self.config).store.path.clone()
+    }
+
+    /// Publishes the store's event head to subscribers if it moved.
+    async fn refresh_head(&self) {
+        let path = self.store_path();
+        let head = tokio::task::spawn_blocking(move || {
+            Store::open(&path).and_then(|store| event_log::head(store.conn()))
+        })
+        .await;
+        match head {
+            Ok(Ok(head)) => {
+                self.head.send_if_modified(|current| {
+                    let moved = head > *current;
+                    if moved {
+                        *current = head;
+                    }
+                    moved
+                });
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot read the event head"),
+            Err(error) => tracing::warn!(%error, "cannot read the event head"),
+        }
+    }
+
+    /// The status reply: the store's view plus what the daemon is doing.
+    fn status(&self) -> Result<Value, String> {
+        let config = read(&self.config).clone();
+        let schedule = read(&self.schedule).clone();
+        let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
+        let mut report =
+            status::collect(store.conn(), &config.wecom.corp_id, &schedule, Utc::now())
+                .map_err(|e| e.to_string())?;
+        let live = self.live();
+        report.daemon = Some(json!({
+            "pid": std::process::id(),
+            "running": live.running.map(|(trigger, since)| json!({"trigger": trigger, "since": since.to_rfc3339()})),
+            "queued": self.queue.is_pending(),
+            "retry": live.retry.map(|(attempt, at)| json!({"attempt": attempt, "at": at.to_rfc3339()})),
+        }));
+        serde_json::to_value(report).map_err(|e| e.to_string())
+    }
+}
+
+fn syncer(config: &Config) -> Result<Syncer, DaemonError> {
+    Ok(Syncer::from_config(config)?)
+}
+
+/// A running daemon, for `orgsync run` and for `orgsync demo` and the tests, which drive it
+/// in-process.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    config_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    scheduler: tokio::sync::Mutex<Option<Scheduler>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Opens the store, binds the socket and starts every task. Returns once the daemon is
+    /// ready to serve (the point at which systemd is told READY=1).
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<Daemon, DaemonError> {
+        let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)?;
+        let (head, empty, last_completed) = {
+            let path = config.store.path.clone();
+            let corp = config.wecom.corp_id.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                let mut store = Store::open(&path)?;
+                store.bind_corp(&corp)?;
+                let interrupted = runs::mark_interrupted(store.conn())?;
+                if interrupted > 0 {
+                    tracing::warn!(interrupted, "earlier runs were interrupted before they finished; nothing of them was applied");
+                }
+                Ok((
+                    event_log::head(store.conn())?,
+                    mirror::counts(store.conn())?.members == 0,
+                    runs::last_completed_at(store.conn())?,
+                ))
+            })
+            .await
+            .map_err(|e| DaemonError::Internal(e.to_string()))??
+        };
+        let listener = socket::bind(&socket_settings(&config))?;
+        let queue = Arc::new(SyncQueue::default());
+        let (head_tx, head_rx) = watch::channel(head);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let now = Utc::now();
+        let stale = match (last_completed, schedule.period(now)) {
+            (None, _) => true,
+            (Some(last), Some(period)) => now - last > period,
+            (Some(_), None) => false,
+        };
+        if empty || stale {
+            tracing::info!(empty, "syncing at start-up");
+            queue.request(Trigger::Startup);
+        }
+
+        let shared = Arc::new(Shared {
+            syncer: RwLock::new(Arc::new(syncer(&config)?)),
+            schedule: RwLock::new(schedule.clone()),
+            config: RwLock::new(config.clone()),
+            queue: queue.clone(),
+            live: Mutex::new(Live::default()),
+            head: head_tx,
+        });
+        let status_shared = shared.clone();
+        let context = Arc::new(ServerContext {
+            store_path: config.store.path.clone(),
+            head: head_rx,
+            queue: queue.clone(),
+            status: Arc::new(move || status_shared.status()),
+            settings: socket_settings(&config),
+            daemon_uid: current_uid(),
+        });
+        let scheduler = Scheduler::start(schedule.clone(), queue.clone()).await?;
+        if let Some(next) = schedule.next_after(now) {
+            tracing::info!(next = %next.with_timezone(&schedule.timezone()).to_rfc3339(), "next scheduled sync");
+        }
+        let tasks = vec![
+            tokio::spawn(socket::serve(listener, context, shutdown_rx.clone())),
+            tokio::spawn(coordinate(shared.clone(), shutdown_rx.clone())),
+            tokio::spawn(watch_head(shared.clone(), shutdown_rx)),
+        ];
+        Ok(Daemon {
+            shared,
+            config_path,
+            shutdown,
+            scheduler: tokio::sync::Mutex::new(Some(scheduler)),
+            tasks,
+        })
+    }
+
+    pub fn request_sync(&self, trigger: Trigger) {
+        self.shared.queue.request(trigger);
+    }
+
+    /// SIGHUP: re-reads the config file; a bad one is rejected and the old one stays.
+    /// Then syncs.
+    pub async fn reload(&self) {
+        if let Some(path) = &self.config_path {
+            match Config::load(path) {
+                Ok(config) => self.apply_config(config).await,
+                Err(error) => {
+                    tracing::error!(%error, "config reload rejected; the previous config stays in force")
+                }
+            }
+        }
+        self.request_sync(Trigger::Signal);
+    }
+
+    async fn apply_config(&self, config: Config) {
+        let schedule = match Schedule::new(&config.schedule.cron, config.schedule.timezone) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                tracing::error!(%error, "config reload rejected; the previous config stays in force");
+                return;
+            }
+        };
+        let syncer = match syncer(&config) {
+            Ok(syncer) => syncer,
+            Err(error) => {
+                tracing::error!(%error, "config reload rejected; the previous config stays in force");
+                return;
+            }
+        };
+        {
+            let old = read(&self.shared.config);
+            if old.store.path != config.store.path || old.socket.path != config.socket.path {
+                tracing::warn!(
+                    "store.path and socket.path changes take effect only after a restart"
+                );
+            }
+        }
+        let mut scheduler = self.scheduler.lock().await;
+        if let Some(old) = scheduler.take() {
+            old.stop().await;
+        }
+        match Scheduler::start(schedule.clone(), self.shared.queue.clone()).await {
+            Ok(new) => *scheduler = Some(new),
+            Err(error) => tracing::error!(%error, "could not restart the schedule"),
+        }
+        let mut config = config;
+        // Paths are bound at start-up; keep serving the ones in use.
+        {
+            let old = read(&self.shared.config);
+            config.store.path = old.store.path.clone();
+            config.socket.path = old.socket.path.clone();
+        }
+        *write(&self.shared.schedule) = schedule;
+        *write(&self.shared.syncer) = Arc::new(syncer);
+        *write(&self.shared.config) = config;
+        tracing::info!("config reloaded");
+    }
+
+    /// Graceful stop: no new runs, an in-flight apply commits or rolls back, the socket closes.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(scheduler) = self.scheduler.lock().await.take() {
+            scheduler.stop().await;
+        }
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a daemon task failed");
+            }
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// `orgsync run`: start, then serve signals until SIGTERM or SIGINT.
+pub async fn run(config: Config, config_path: &Path) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let daemon = Daemon::start(config, Some(config_path.to_owned())).await?;
+    tracing::info!(pid = std::process::id(), "orgsync is running");
+    loop {
+        tokio::select! {
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: sync requested");
+                daemon.request_sync(Trigger::Signal);
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                daemon.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+/// Runs queued syncs one at a time; retries a failed run with exponential backoff a bounded
+/// number of times, unless another request supersedes the retry.
+async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut retry: Option<(Trigger, u32, tokio::time::Instant)> = None;
+    loop {
+        let retry_at = retry.map(|(_, _, at)| at);
+        let (trigger, attempt) = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => return,
+            trigger = shared.queue.next() => (trigger, 0),
+            () = sleep_until(retry_at), if retry_at.is_some() => match retry {
+                Some((trigger, attempt, _)) => (trigger, attempt),
+                None => continue,
+            },
+        };
+        retry = None;
+        shared.live().retry = None;
+        shared.live().running = Some((trigger, Utc::now()));
+        let syncer = read(&shared.syncer).clone();
+        let mut stop = shutdown.clone();
+        let report = syncer
+            .run(
+                trigger,
+                Mode::Apply,
+                async move { stopped(&mut stop).await },
+            )
+            .await;
+        shared.live().running = None;
+        shared.refresh_head().await;
+        match report {
+            Ok(report) => {
+                report.log(trigger);
+                if let RunReport::Failed { .. } = report {
+                    let policy = read(&shared.config).schedule.retry();
+                    if attempt < policy.attempts && !*shutdown.borrow() {
+                        let delay = policy.delay(attempt);
+                        tracing::warn!(
+                            attempt = attempt + 1,
+                            of = policy.attempts,
+                            delay_secs = delay.as_secs(),
+                            "will retry the failed sync"
+                        );
+                        retry = Some((trigger, attempt + 1, tokio::time::Instant::now() + delay));
+                        shared.live().retry = Some((attempt + 1, Utc::now() + delay));
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "sync could not run"),
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes events that another process (a manual `orgsync sync`) committed to the store.
+async fn watch_head(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            () = tokio::time::sleep(HEAD_POLL) => shared.refresh_head().await,
+        }
+    }
+}
+
+fn socket_settings(config: &Config) -> SocketSettings {
+    SocketSettings {
+        path: config.socket.path.clone(),
+        group: config.socket.group.clone(),
+        admin_uids: config.socket.admin_uids.clone(),
+        admin_gids: config.socket.admin_gids.clone(),
+        max_connections: config.socket.max_connections,
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

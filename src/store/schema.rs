@@ -76,6 +76,14 @@ const MIGRATIONS: &[&str] = &[
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    // Readers (subscribers, status) open the store while a sync may hold the write lock for
+    // seconds; an up-to-date schema must not make them wait for it.
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| super::classify_with(path, e))?;
+    if current == VERSION {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| super::classify_with(path, e))?;

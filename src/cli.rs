@@ -1,0 +1,358 @@
+//! The command line (interfaces §1): parsing, dispatch, and exit statuses.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{Config, ConfigError};
+use crate::daemon::{self, DaemonError};
+use crate::schedule::Schedule;
+use crate::store::runs::Trigger;
+use crate::store::{event_log, Store, StoreError};
+use crate::sync::{Mode, RunReport, SyncError, Syncer};
+use crate::wecom::WecomError;
+use crate::{demo, dry_run, logging, simulator, socket, status};
+
+#[derive(Parser)]
+#[command(
+    name = "orgsync",
+    version,
+    about = "Mirrors a WeCom contact directory into SQLite and publishes every change as CloudEvents on a Unix socket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", default_value = "/etc/orgsync/orgsync.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (systemd runs this).
+    Run(ConfigArg),
+    /// Pull, diff and apply once now, then exit.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print what would change, member by member, and write nothing.
+        #[arg(long, conflicts_with = "force")]
+        dry_run: bool,
+        /// Apply even when the deletion guard would hold the run.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Ask the running daemon to sync now.
+    Resync(ConfigArg),
+    /// Last runs, counts, next scheduled run, event head, consumer lags.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print stored events, one JSON object per line.
+    Events {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only events with a seq above this one.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<i64>,
+        /// Keep printing new events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Validate the configuration and the secret's presence without calling WeCom.
+    CheckConfig(ConfigArg),
+    /// The whole pipeline against a built-in simulated WeCom, in a temporary directory.
+    Demo {
+        /// Print the raw CloudEvents lines instead of a summary per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the built-in simulated WeCom tenant over HTTP, for trying orgsync out.
+    Simulator {
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: SocketAddr,
+        /// A directory as JSON (default: the demo company).
+        #[arg(long, value_name = "FILE")]
+        directory: Option<PathBuf>,
+    },
+}
+
+/// Failures of a command, each with the exit status of interfaces §1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Wecom(#[from] WecomError),
+    #[error("sync held by the deletion guard: {0}")]
+    Held(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 2,
+            CliError::Daemon(DaemonError::Config(_) | DaemonError::Schedule(_)) => 2,
+            CliError::Wecom(WecomError::Settings(_))
+            | CliError::Daemon(DaemonError::Wecom(WecomError::Settings(_))) => 2,
+            CliError::Held(_) => 3,
+            _ => 1,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "orgsync: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+fn load(path: &Path) -> Result<Config, CliError> {
+    let config = Config::load(path)?;
+    logging::init(&config.log);
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "config");
+    }
+    Ok(config)
+}
+
+fn dispatch(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Run(args) => {
+            let config = load(&args.config)?;
+            runtime()?.block_on(daemon::run(config, &args.config))?;
+            Ok(0)
+        }
+        Command::Sync {
+            config,
+            dry_run,
+            force,
+        } => sync(&load(&config.config)?, dry_run, force),
+        Command::Resync(args) => {
+            let config = load(&args.config)?;
+            let reply = runtime()?
+                .block_on(socket::request(
+                    &config.socket.path,
+                    &json!({"op": "resync"}),
+                ))
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            if reply["ok"] == true {
+                println!("sync queued");
+                Ok(0)
+            } else {
+                Err(CliError::Failed(format!(
+                    "the daemon refused: {}",
+                    reply["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                )))
+            }
+        }
+        Command::Status { config, json } => status(&load(&config.config)?, json),
+        Command::Events {
+            config,
+            since,
+            follow,
+        } => events(&load(&config.config)?, since, follow),
+        Command::CheckConfig(args) => {
+            let config = Config::load(&args.config)?;
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            println!("# {} is valid", args.config.display());
+            println!("# corp secret: {}", config.secret_source());
+            print!("{}", config.redacted_toml());
+            Ok(0)
+        }
+        Command::Demo { json } => {
+            logging::init_for_demo();
+            runtime()?
+                .block_on(demo::run(json))
+                .map_err(|e| CliError::Failed(format!("demo failed: {e}")))?;
+            Ok(0)
+        }
+        Command::Simulator { listen, directory } => {
+            logging::init_for_demo();
+            let directory = match directory {
+                Some(path) => simulator::Directory::load(&path)
+                    .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?,
+                None => simulator::Directory::sample(),
+            };
+            // A simulated tenant's made-up secret: printing it is how a user configures orgsync.
+            println!(
+                "simulated WeCom on http://{listen}: corp_id {} with secret {} ({} departments, {} members); Ctrl-C stops it",
+                directory.corp_id,
+                directory.corp_secret,
+                directory.departments.len(),
+                directory.users.len()
+            );
+            runtime()?
+                .block_on(simulator::serve(listen, directory))
+                .map_err(|e| CliError::Failed(format!("simulator failed: {e}")))?;
+            Ok(0)
+        }
+    }
+}
+
+fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
+    let syncer = Syncer::from_config(config)?;
+    let mode = match (dry_run, force) {
+        (true, _) => Mode::DryRun,
+        (false, true) => Mode::Force,
+        (false, false) => Mode::Apply,
+    };
+    let runtime = runtime()?;
+    let report = runtime.block_on(async {
+        if mode != Mode::DryRun {
+            let path = config.store.path.clone();
+            let corp = config.wecom.corp_id.clone();
+            tokio::task::spawn_blocking(move || Store::open(&path)?.bind_corp(&corp))
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))??;
+        }
+        // SIGTERM or Ctrl-C during the pull aborts the run cleanly: a `failed` event, no changes.
+        let stop = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        Ok::<_, CliError>(syncer.run(Trigger::Cli, mode, stop).await?)
+    })?;
+    report.log(Trigger::Cli);
+    match report {
+        RunReport::DryRun { changes, hold } => {
+            print!("{}", dry_run::render(&changes, hold.as_ref()));
+            Ok(0)
+        }
+        RunReport::Completed { run, counts, stats } => {
+            println!(
+                "run {run} completed: {} joined, {} updated, {} left; {} departments created, {} updated, {} deleted; mirror has {} members in {} departments ({} API calls, pull {} ms, apply {} ms)",
+                counts.changes.members_joined,
+                counts.changes.members_updated,
+                counts.changes.members_left,
+                counts.changes.departments_created,
+                counts.changes.departments_updated,
+                counts.changes.departments_deleted,
+                counts.members,
+                counts.departments,
+                stats.api_calls,
+                stats.pull_ms,
+                stats.apply_ms,
+            );
+            Ok(0)
+        }
+        RunReport::Held { run, hold, .. } => {
+            Err(CliError::Held(format!("run {run}: {}", hold.message())))
+        }
+        RunReport::Failed { run, error } => Err(CliError::Failed(format!(
+            "sync run {run} failed ({}): {error}",
+            error.code()
+        ))),
+    }
+}
+
+fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
+    // The daemon's answer includes what it is doing right now; without a daemon, the store
+    // alone tells the rest.
+    let from_daemon = runtime()?
+        .block_on(socket::request(
+            &config.socket.path,
+            &json!({"op": "status"}),
+        ))
+        .ok()
+        .filter(|reply| reply["ok"] == true)
+        .and_then(|reply| serde_json::from_value::<status::Status>(reply["status"].clone()).ok());
+    let report = match from_daemon {
+        Some(report) => report,
+        None => {
+            let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let store = Store::open(&config.store.path)?;
+            status::collect(
+                store.conn(),
+                &config.wecom.corp_id,
+                &schedule,
+                chrono::Utc::now(),
+            )?
+        }
+    };
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(report.exit_code() as u8)
+}
+
+fn events(config: &Config, since: Option<i64>, follow: bool) -> Result<u8, CliError> {
+    let store = Store::open(&config.store.path)?;
+    let mut cursor = since.unwrap_or(0);
+    let stdout = io::stdout();
+    loop {
+        let batch = event_log::read_after(store.conn(), cursor, 1000)?;
+        if batch.is_empty() {
+            if !follow {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
+        let mut out = stdout.lock();
+        for event in &batch {
+            if writeln!(out, "{}", event.body).is_err() {
+                // The reader went away (`orgsync events | head`): not an error.
+                return Ok(0);
+            }
+            cursor = event.seq;
+        }
+        if out.flush().is_err() {
+            return Ok(0);
+        }
+    }
+}

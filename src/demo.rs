@@ -1,0 +1,257 @@
+//! `orgsync demo`: the whole pipeline on a fresh machine with no credentials. Starts the
+//! simulated WeCom tenant on loopback and a daemon against it in a temporary directory,
+//! subscribes to the socket as a host application would, changes the simulated directory,
+//! asks for a resync, and prints every event received.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::UnixStream;
+
+use crate::config::{Config, ConfigError};
+use crate::daemon::{Daemon, DaemonError};
+use crate::simulator::{Directory, SimDepartment, SimUser, Simulator};
+use crate::socket;
+
+/// How long the demo waits for a sync before giving up.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("the daemon answered something unexpected: {0}")]
+    Protocol(String),
+    #[error("no sync finished within {}s", SYNC_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("the sync failed: {0}")]
+    SyncFailed(String),
+}
+
+pub async fn run(json_output: bool) -> Result<(), DemoError> {
+    let mut out = Output { json_output };
+    let simulator = Simulator::start(Directory::sample()).await?;
+    let workdir = tempfile::tempdir()?;
+    let config = demo_config(&simulator, workdir.path())?;
+    out.say(&format!(
+        "Simulated WeCom tenant {} at {} ({} departments, {} members).",
+        config.wecom.corp_id,
+        simulator.api_base(),
+        simulator.directory().departments.len(),
+        simulator.directory().users.len()
+    ));
+    out.say(&format!(
+        "Daemon store {} and socket {}.",
+        config.store.path.display(),
+        config.socket.path.display()
+    ));
+
+    let daemon = Daemon::start(config.clone(), None).await?;
+    let result = host_application(&mut out, &config, &simulator).await;
+    daemon.shutdown().await;
+    simulator.shutdown().await;
+    result
+}
+
+/// What a host application does: subscribe, read the first sync, then (as the demo's
+/// director) change WeCom, ask for a resync and read its events.
+async fn host_application(
+    out: &mut Output,
+    config: &Config,
+    simulator: &Simulator,
+) -> Result<(), DemoError> {
+    let stream = UnixStream::connect(&config.socket.path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let subscribe = json!({"op": "subscribe", "since": 0, "consumer": "demo-host"});
+    write.write_all(format!("{subscribe}\n").as_bytes()).await?;
+    let reply = next_json(&mut lines).await?;
+    if reply["ok"] != true {
+        return Err(DemoError::Protocol(reply.to_string()));
+    }
+
+    out.say("\n== First sync (at start-up, because the mirror is empty) ==");
+    let last = read_run(out, &mut lines).await?;
+
+    let described = change_directory(simulator);
+    out.say("\n== Changes made in the simulated WeCom ==");
+    for line in described {
+        out.say(&format!("  {line}"));
+    }
+    out.say("\n== Resync requested over the socket ({\"op\":\"resync\"}) ==");
+    socket::request(&config.socket.path, &json!({"op": "resync"}))
+        .await
+        .map_err(|e| DemoError::Protocol(e.to_string()))?;
+    let last = read_run(out, &mut lines).await?.max(last);
+
+    let ack = json!({"op": "ack", "consumer": "demo-host", "seq": last});
+    write.write_all(format!("{ack}\n").as_bytes()).await?;
+    out.say(&format!(
+        "\nAcknowledged up to seq {last}: a host application reconnecting as consumer \"demo-host\" resumes after it."
+    ));
+    Ok(())
+}
+
+fn demo_config(simulator: &Simulator, dir: &Path) -> Result<Config, DemoError> {
+    let directory = simulator.directory();
+    let secret_path = dir.join("corp_secret");
+    let mut file = std::fs::File::create(&secret_path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(directory.corp_secret.as_bytes())?;
+    let toml = format!(
+        r#"
+[wecom]
+corp_id = "{corp_id}"
+corp_secret_file = "corp_secret"
+api_base = "{api_base}"
+
+[store]
+path = "orgsync.db"
+
+[socket]
+path = "orgsync.sock"
+"#,
+        corp_id = directory.corp_id,
+        api_base = simulator.api_base(),
+    );
+    Ok(Config::from_toml_str(&toml, dir)?)
+}
+
+/// A promotion, a move, a departure, a new hire, a new team and a renamed department.
+fn change_directory(simulator: &Simulator) -> Vec<String> {
+    simulator.edit(|directory| {
+        let mut done = Vec::new();
+        if let Some(user) = directory.users.iter_mut().find(|u| u.userid == "wangfang") {
+            user.position = "高级后端工程师".into();
+            done.push("wangfang (王芳) promoted to 高级后端工程师".to_owned());
+        }
+        if let Some(user) = directory.users.iter_mut().find(|u| u.userid == "chenjing") {
+            *user = SimUser {
+                department: vec![3],
+                order: vec![0],
+                is_leader_in_dept: vec![0],
+                main_department: 3,
+                ..user.clone()
+            };
+            done.push("chenjing (陈静) moved from 前端组 to 后端组".to_owned());
+        }
+        let before = directory.users.len();
+        directory.users.retain(|u| u.userid != "huangmin");
+        if directory.users.len() < before {
+            done.push("huangmin (黄敏) left the company".to_owned());
+        }
+        directory
+            .departments
+            .push(SimDepartment::new(7, "测试组", 2));
+        done.push("department 7 测试组 created under 研发中心".to_owned());
+        let mut hire = SimUser::new("sunli", "孙丽", &[7]);
+        hire.position = "测试工程师".into();
+        hire.mobile = "13812345678".into();
+        hire.email = "sunli@xinghe.example.com".into();
+        directory.users.push(hire);
+        done.push("sunli (孙丽) joined 测试组".to_owned());
+        if let Some(department) = directory.departments.iter_mut().find(|d| d.id == 6) {
+            department.name = "人力资源部".into();
+            done.push("department 6 renamed 行政人事部 -> 人力资源部".to_owned());
+        }
+        done
+    })
+}
+
+/// Prints the events of one run up to its `sync.completed`; returns the last seq.
+async fn read_run(
+    out: &mut Output,
+    lines: &mut BufReader<OwnedReadHalf>,
+) -> Result<i64, DemoError> {
+    loop {
+        let event = tokio::time::timeout(SYNC_TIMEOUT, next_json(lines))
+            .await
+            .map_err(|_| DemoError::Timeout)??;
+        out.event(&event);
+        let seq = event["seq"].as_i64().unwrap_or(0);
+        match event["type"].as_str() {
+            Some("orgsync.sync.completed") => return Ok(seq),
+            Some("orgsync.sync.failed" | "orgsync.sync.held") => {
+                return Err(DemoError::SyncFailed(event["data"].to_string()))
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn next_json(lines: &mut BufReader<OwnedReadHalf>) -> Result<Value, DemoError> {
+    let mut line = String::new();
+    if lines.read_line(&mut line).await? == 0 {
+        return Err(DemoError::Protocol(
+            "the daemon closed the connection".into(),
+        ));
+    }
+    serde_json::from_str(&line).map_err(|e| DemoError::Protocol(format!("{e}: {line}")))
+}
+
+/// Narration and events: a summary line per event, or with `--json` the raw CloudEvents
+/// lines on stdout and the narration on stderr.
+struct Output {
+    json_output: bool,
+}
+
+impl Output {
+    fn say(&mut self, text: &str) {
+        if self.json_output {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn event(&mut self, event: &Value) {
+        if self.json_output {
+            println!("{event}");
+            return;
+        }
+        let data = &event["data"];
+        let detail = match event["type"].as_str().unwrap_or_default() {
+            "orgsync.department.created" | "orgsync.department.deleted" => {
+                text(&data["department"]["name"])
+            }
+            "orgsync.member.joined" | "orgsync.member.left" => format!(
+                "{} ({})",
+                text(&data["member"]["name"]),
+                text(&data["member"]["position"])
+            ),
+            "orgsync.department.updated" | "orgsync.member.updated" => data["changes"]
+                .as_object()
+                .map(|changes| {
+                    changes
+                        .iter()
+                        .map(|(field, change)| {
+                            format!("{field}: {} -> {}", change["old"], change["new"])
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default(),
+            "orgsync.sync.completed" => format!("counts {}", data["counts"]),
+            _ => data.to_string(),
+        };
+        println!(
+            "  #{:<3} {:<28} {:<18} {detail}",
+            event["seq"].as_i64().unwrap_or_default(),
+            event["type"].as_str().unwrap_or_default(),
+            event["subject"].as_str().unwrap_or_default()
+        );
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or("").to_owned()
+}

@@ -1,0 +1,182 @@
+//! What `orgsync status` and the socket's `status` op report: last runs, the mirror's size,
+//! the next scheduled run, the event head and how far behind each consumer is.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::schedule::Schedule;
+use crate::store::consumers;
+use crate::store::mirror::{self, MirrorCounts};
+use crate::store::runs::{self, Outcome, RunRecord};
+use crate::store::{event_log, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub corp_id: String,
+    pub last_run: Option<RunRecord>,
+    pub recent_runs: Vec<RunRecord>,
+    /// The pending changes of the last run, if the deletion guard held it.
+    pub held: Option<Value>,
+    /// In the schedule's zone, RFC 3339.
+    pub next_run: Option<String>,
+    pub mirror: MirrorCounts,
+    pub events: EventCounts,
+    pub consumers: Vec<ConsumerLag>,
+    /// Set when the report comes from the running daemon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventCounts {
+    pub head: i64,
+    pub oldest: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumerLag {
+    pub name: String,
+    pub acked_seq: i64,
+    pub lag: i64,
+    pub updated_at: String,
+}
+
+pub fn collect(
+    conn: &Connection,
+    corp_id: &str,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<Status, StoreError> {
+    let recent_runs = runs::recent(conn, 5)?;
+    let last_run = runs::last_finished(conn)?;
+    let held = last_run
+        .as_ref()
+        .filter(|run| run.outcome == Outcome::Held)
+        .map(|run| run.detail.clone());
+    let head = event_log::head(conn)?;
+    Ok(Status {
+        corp_id: corp_id.to_owned(),
+        last_run,
+        recent_runs,
+        held,
+        next_run: schedule
+            .next_after(now)
+            .map(|t| t.with_timezone(&schedule.timezone()).to_rfc3339()),
+        mirror: mirror::counts(conn)?,
+        events: EventCounts {
+            head,
+            oldest: event_log::oldest(conn)?,
+        },
+        consumers: consumers::list(conn)?
+            .into_iter()
+            .map(|c| ConsumerLag {
+                lag: head - c.acked_seq,
+                name: c.name,
+                acked_seq: c.acked_seq,
+                updated_at: c.updated_at,
+            })
+            .collect(),
+        daemon: None,
+    })
+}
+
+impl Status {
+    /// The exit status of `orgsync status`: it doubles as a health check.
+    pub fn exit_code(&self) -> i32 {
+        match self.last_run.as_ref().map(|run| run.outcome) {
+            Some(Outcome::Failed) => 1,
+            Some(Outcome::Held) => 3,
+            _ => 0,
+        }
+    }
+
+    /// The human form.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!("corp:       {}", self.corp_id));
+        match &self.last_run {
+            None => line("last run:   none yet".into()),
+            Some(run) => line(format!(
+                "last run:   #{} {} ({}), started {}, finished {}{}",
+                run.id,
+                outcome_word(run.outcome),
+                run.trigger,
+                run.started_at,
+                run.finished_at.as_deref().unwrap_or("-"),
+                describe_detail(run)
+            )),
+        }
+        if let Some(held) = &self.held {
+            line(format!(
+                "HELD:       {}",
+                held.get("reason").and_then(Value::as_str).unwrap_or("held")
+            ));
+        }
+        if let Some(daemon) = &self.daemon {
+            if let Some(running) = daemon.get("running").filter(|v| !v.is_null()) {
+                line(format!("running:    {running}"));
+            }
+        }
+        line(format!(
+            "next run:   {}",
+            self.next_run.as_deref().unwrap_or("never")
+        ));
+        line(format!(
+            "mirror:     {} departments, {} members",
+            self.mirror.departments, self.mirror.members
+        ));
+        line(format!(
+            "events:     head {}, oldest kept {}",
+            self.events.head,
+            self.events
+                .oldest
+                .map_or_else(|| "-".to_owned(), |s| s.to_string())
+        ));
+        if self.consumers.is_empty() {
+            line("consumers:  none".into());
+        }
+        for consumer in &self.consumers {
+            line(format!(
+                "consumer:   {} acked {} (lag {}, last ack {})",
+                consumer.name, consumer.acked_seq, consumer.lag, consumer.updated_at
+            ));
+        }
+        out
+    }
+}
+
+fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Running => "running",
+        Outcome::Completed => "completed",
+        Outcome::Failed => "FAILED",
+        Outcome::Held => "HELD",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+fn describe_detail(run: &RunRecord) -> String {
+    let detail = &run.detail;
+    if let Some(counts) = detail.get("counts") {
+        let n = |key: &str| counts.get(key).and_then(Value::as_u64).unwrap_or(0);
+        return format!(
+            "\n            +{} ~{} -{} members, +{} ~{} -{} departments",
+            n("members_joined"),
+            n("members_updated"),
+            n("members_left"),
+            n("departments_created"),
+            n("departments_updated"),
+            n("departments_deleted")
+        );
+    }
+    if let Some(message) = detail.pointer("/error/message").and_then(Value::as_str) {
+        return format!("\n            error: {message}");
+    }
+    String::new()
+}

@@ -1,0 +1,448 @@
+//! One sync run: pull the directory, diff it against the mirror, and apply the changes with
+//! their events in a single transaction, or record why not.
+//!
+//! The pull happens outside any transaction. The mirror is loaded *inside* the write
+//! transaction, so two processes syncing the same store (the daemon and a manual
+//! `orgsync sync`) serialize, and the second diffs against what the first committed: no
+//! duplicate events.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::diff::{diff, Changeset};
+use crate::events::{changeset_events, EventDraft, EventSource, EventType};
+use crate::guard::{self, Hold, Limits};
+use crate::model::{DepartmentId, Snapshot};
+use crate::store::runs::{self, Outcome, Trigger};
+use crate::store::{event_log, mirror, Store, StoreError};
+use crate::wecom::{self, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply unless the deletion guard holds the run.
+    Apply,
+    /// Apply even what the deletion guard would hold.
+    Force,
+    /// Pull and diff, write nothing.
+    DryRun,
+}
+
+/// How many of each change a run made (or would make).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCounts {
+    pub departments_created: usize,
+    pub departments_updated: usize,
+    pub departments_deleted: usize,
+    pub members_joined: usize,
+    pub members_updated: usize,
+    pub members_left: usize,
+}
+
+impl ChangeCounts {
+    pub fn of(changes: &Changeset) -> ChangeCounts {
+        ChangeCounts {
+            departments_created: changes.departments_created.len(),
+            departments_updated: changes.departments_updated.len(),
+            departments_deleted: changes.departments_deleted.len(),
+            members_joined: changes.members_joined.len(),
+            members_updated: changes.members_updated.len(),
+            members_left: changes.members_left.len(),
+        }
+    }
+}
+
+/// The counts reported in `orgsync.sync.completed`: the changes, then the mirror's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    #[serde(flatten)]
+    pub changes: ChangeCounts,
+    pub departments: usize,
+    pub members: usize,
+}
+
+/// Where the time of a run went, for logs, status and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunStats {
+    pub pull_ms: u64,
+    pub diff_ms: u64,
+    pub apply_ms: u64,
+    pub api_calls: u64,
+}
+
+#[derive(Debug)]
+pub enum RunReport {
+    Completed {
+        run: i64,
+        counts: RunCounts,
+        stats: RunStats,
+    },
+    Held {
+        run: i64,
+        hold: Hold,
+        pending: ChangeCounts,
+    },
+    Failed {
+        run: i64,
+        error: SyncError,
+    },
+    /// What a run would change; nothing was written.
+    DryRun {
+        changes: Box<Changeset>,
+        hold: Option<Hold>,
+    },
+}
+
+impl RunReport {
+    /// The one summary line of a run, with stable field names for the journal.
+    pub fn log(&self, trigger: Trigger) {
+        match self {
+            RunReport::Completed { run, counts, stats } => tracing::info!(
+                run,
+                %trigger,
+                outcome = "completed",
+                members_joined = counts.changes.members_joined,
+                members_updated = counts.changes.members_updated,
+                members_left = counts.changes.members_left,
+                departments_created = counts.changes.departments_created,
+                departments_updated = counts.changes.departments_updated,
+                departments_deleted = counts.changes.departments_deleted,
+                members = counts.members,
+                departments = counts.departments,
+                api_calls = stats.api_calls,
+                pull_ms = stats.pull_ms,
+                diff_ms = stats.diff_ms,
+                apply_ms = stats.apply_ms,
+                "sync completed"
+            ),
+            RunReport::Held { run, hold, pending } => tracing::warn!(
+                run,
+                %trigger,
+                outcome = "held",
+                members_left = pending.members_left,
+                reason = %hold.message(),
+                "sync held by the deletion guard"
+            ),
+            RunReport::Failed { run, error } => tracing::error!(
+                run,
+                %trigger,
+                outcome = "failed",
+                code = error.code(),
+                errcode = error.errcode(),
+                error = %error,
+                "sync failed"
+            ),
+            RunReport::DryRun { changes, hold } => tracing::info!(
+                %trigger,
+                outcome = "dry_run",
+                members_joined = changes.members_joined.len(),
+                members_updated = changes.members_updated.len(),
+                members_left = changes.members_left.len(),
+                would_hold = hold.is_some(),
+                "dry run finished; nothing written"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the sync was stopped because orgsync is shutting down; nothing was applied")]
+    Shutdown,
+    #[error("internal error: the store worker stopped unexpectedly ({0})")]
+    Worker(String),
+}
+
+impl SyncError {
+    /// The WeCom errcode behind the failure, if WeCom refused a call.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            SyncError::Pull(PullError::Wecom(error)) => error.errcode(),
+            _ => None,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            SyncError::Pull(e) => e.code(),
+            SyncError::Store(e) => e.code(),
+            SyncError::Shutdown => "shutdown",
+            SyncError::Worker(_) => "internal",
+        }
+    }
+}
+
+/// Everything a run needs; cheap to clone into a task.
+#[derive(Clone)]
+pub struct Syncer {
+    pub client: WecomClient,
+    pub store_path: PathBuf,
+    pub source: EventSource,
+    pub root_department: DepartmentId,
+    pub concurrency: usize,
+    pub limits: Limits,
+}
+
+impl Syncer {
+    pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
+        let mut settings = ClientSettings::new(
+            config.wecom.api_base.clone(),
+            config.wecom.corp_id.clone(),
+            Secret::new(config.corp_secret()),
+        );
+        settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
+        Ok(Syncer {
+            client: WecomClient::new(settings)?,
+            store_path: config.store.path.clone(),
+            source: EventSource::new(&config.wecom.corp_id),
+            root_department: config.wecom.root_department,
+            concurrency: config.wecom.concurrency,
+            limits: Limits {
+                max_deletes: config.safety.max_deletes as u64,
+                max_delete_ratio: config.safety.max_delete_ratio,
+            },
+        })
+    }
+
+    /// Runs one sync. `Err` only when the run could not even be recorded (the store is
+    /// unusable); every other failure is a `RunReport::Failed` with its event committed.
+    ///
+    /// `stop` resolving aborts the pull (the run then fails with `shutdown`); once the pull is
+    /// done the apply always runs to its commit or rollback.
+    pub async fn run(
+        &self,
+        trigger: Trigger,
+        mode: Mode,
+        stop: impl Future<Output = ()>,
+    ) -> Result<RunReport, SyncError> {
+        let run = match mode {
+            Mode::DryRun => None,
+            Mode::Apply | Mode::Force => Some(
+                self.blocking(move |store| {
+                    runs::mark_interrupted(store.conn())?;
+                    runs::begin(store.conn(), trigger)
+                })
+                .await?,
+            ),
+        };
+        tracing::info!(run = ?run, %trigger, "sync started");
+
+        let started = Instant::now();
+        let pulled = tokio::select! {
+            pulled = wecom::pull(&self.client, self.root_department, self.concurrency, log_progress()) => pulled.map_err(SyncError::Pull),
+            () = stop => Err(SyncError::Shutdown),
+        };
+        let pull_ms = millis(started.elapsed());
+        let pull = match pulled {
+            Ok(pull) => pull,
+            Err(error) => {
+                return match run {
+                    None => Err(error),
+                    Some(run) => self.record_failure(run, trigger, error).await,
+                };
+            }
+        };
+        let api_calls = pull.stats.calls.total_calls();
+        let snapshot = pull.snapshot;
+        let limits = self.limits;
+        let source = self.source.clone();
+
+        let Some(run) = run else {
+            let report = self
+                .blocking(move |store| {
+                    let mirror = mirror::load(store.conn())?;
+                    let changes = diff(&mirror, &snapshot);
+                    let hold = guard::check(
+                        limits,
+                        mirror.members.len(),
+                        snapshot.members.len(),
+                        &changes,
+                    );
+                    Ok(RunReport::DryRun {
+                        changes: Box::new(changes),
+                        hold,
+                    })
+                })
+                .await?;
+            return Ok(report);
+        };
+
+        let force = mode == Mode::Force;
+        let outcome = self
+            .blocking(move |store| apply(store, &source, run, trigger, &snapshot, limits, force))
+            .await;
+        match outcome {
+            Ok(Applied::Completed {
+                counts,
+                diff_ms,
+                apply_ms,
+            }) => {
+                let stats = RunStats {
+                    pull_ms,
+                    diff_ms,
+                    apply_ms,
+                    api_calls,
+                };
+                Ok(RunReport::Completed { run, counts, stats })
+            }
+            Ok(Applied::Held { hold, pending }) => Ok(RunReport::Held { run, hold, pending }),
+            Err(error) => self.record_failure(run, trigger, error).await,
+        }
+    }
+
+    /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched.
+    pub async fn record_failure(
+        &self,
+        run: i64,
+        trigger: Trigger,
+        error: SyncError,
+    ) -> Result<RunReport, SyncError> {
+        let source = self.source.clone();
+        let detail = json!({
+            "run": run.to_string(),
+            "trigger": trigger,
+            "error": {"code": error.code(), "message": error.to_string()},
+        });
+        self.blocking(move |store| {
+            store.write(|tx| {
+                runs::finish(tx, run, Outcome::Failed, &detail)?;
+                let draft = EventDraft {
+                    kind: EventType::SyncFailed,
+                    subject: format!("run/{run}"),
+                    data: detail,
+                };
+                event_log::append(tx, &source, Some(run), &[draft], Utc::now())?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(RunReport::Failed { run, error })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let path = self.store_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = Store::open(&path)?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| SyncError::Worker(e.to_string()))?
+        .map_err(SyncError::Store)
+    }
+}
+
+enum Applied {
+    Completed {
+        counts: RunCounts,
+        diff_ms: u64,
+        apply_ms: u64,
+    },
+    Held {
+        hold: Hold,
+        pending: ChangeCounts,
+    },
+}
+
+/// The write transaction of a run: diff against the mirror as it is now, then either apply
+/// with all events, or hold with only the `held` event.
+fn apply(
+    store: &mut Store,
+    source: &EventSource,
+    run: i64,
+    trigger: Trigger,
+    pulled: &Snapshot,
+    limits: Limits,
+    force: bool,
+) -> Result<Applied, StoreError> {
+    store.write(|tx| {
+        let started = Instant::now();
+        let current = mirror::load(tx)?;
+        let changes = diff(&current, pulled);
+        let diff_ms = millis(started.elapsed());
+        let pending = ChangeCounts::of(&changes);
+        let now = Utc::now();
+
+        let hold = guard::check(
+            limits,
+            current.members.len(),
+            pulled.members.len(),
+            &changes,
+        );
+        if let (Some(hold), false) = (&hold, force) {
+            let detail = json!({
+                "run": run.to_string(),
+                "reason": hold.message(),
+                "hold": hold,
+                "pending": pending,
+            });
+            runs::finish(tx, run, Outcome::Held, &detail)?;
+            let draft = EventDraft {
+                kind: EventType::SyncHeld,
+                subject: format!("run/{run}"),
+                data: detail,
+            };
+            event_log::append(tx, source, Some(run), &[draft], now)?;
+            return Ok(Applied::Held {
+                hold: hold.clone(),
+                pending,
+            });
+        }
+
+        let started = Instant::now();
+        mirror::apply(tx, &changes)?;
+        let counts = RunCounts {
+            changes: pending,
+            departments: pulled.departments.len(),
+            members: pulled.members.len(),
+        };
+        let mut drafts = changeset_events(&changes);
+        drafts.push(EventDraft {
+            kind: EventType::SyncCompleted,
+            subject: format!("run/{run}"),
+            data: json!({"run": run.to_string(), "trigger": trigger, "counts": counts}),
+        });
+        event_log::append(tx, source, Some(run), &drafts, now)?;
+        let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
+        runs::finish(tx, run, Outcome::Completed, &detail)?;
+        Ok(Applied::Completed {
+            counts,
+            diff_ms,
+            apply_ms: millis(started.elapsed()),
+        })
+    })
+}
+
+/// Logs pull progress about every tenth of the departments, so a long pull shows it is alive.
+fn log_progress() -> impl FnMut(Progress) + Send {
+    let mut next_report = 0;
+    move |progress: Progress| {
+        if progress.departments_done >= next_report
+            || progress.departments_done == progress.departments_total
+        {
+            tracing::info!(
+                departments_done = progress.departments_done,
+                departments_total = progress.departments_total,
+                members = progress.members,
+                "pulling"
+            );
+            next_report =
+                progress.departments_done + progress.departments_total.div_ceil(10).max(1);
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -165,14 +165,10 @@ struct WorkerReport {
 struct Measured {
     scenario: String,
     wall_ms: f64,
-    pull_ms: u64,
-    diff_ms: u64,
-    apply_ms: u64,
-    /// What `RunStats` does not cover: the run log before the pull, opening the store, the
-    /// commit.
+    /// The phases as `RunStats` reports them.
+    stats: Phases,
+    /// What `RunStats` does not cover: the run log before the pull, opening the store.
     other_ms: f64,
-    /// Calls as orgsync's client counted them, gettoken included.
-    api_calls: u64,
     /// Calls as the simulator counted them during this run, per endpoint.
     simulator_calls: BTreeMap<String, u64>,
     /// CPU time (user + system) of the orgsync process during the run.
@@ -181,9 +177,11 @@ struct Measured {
     simulator_cpu_ms: f64,
     /// VmHWM of the run: the peak RSS, reset (`/proc/self/clear_refs`) just before it.
     peak_rss_mib: f64,
-    /// The highest sampled RSS within each phase: pull, diff (with the mirror load), apply with
-    /// events and commit.
+    /// The highest sampled RSS within each phase: pull, diff (load and diff), apply with events
+    /// and commit.
     phase_rss_mib: [f64; 3],
+    /// The CPU time of this process within each phase.
+    phase_cpu_ms: [f64; 3],
     /// The RSS left when the run returned.
     end_rss_mib: f64,
     changes: Value,
@@ -256,7 +254,7 @@ fn measure(
     // Resets VmHWM to the current RSS, so the peak read after the run is this run's.
     std::fs::write("/proc/self/clear_refs", "5")?;
     let cpu_before = cpu_ms(Path::new("/proc/self/stat"))?;
-    let sampler = RssSampler::start();
+    let sampler = Sampler::start();
     let started = Instant::now();
     // Force: a large `--change` should be measured, not held by the deletion guard.
     let report = runtime.block_on(syncer.run(Trigger::Cli, Mode::Force, std::future::pending()))?;
@@ -273,6 +271,7 @@ fn measure(
         other => return Err(format!("the {scenario} run did not complete: {other:?}").into()),
     };
     let wall_ms = wall.as_secs_f64() * 1000.0;
+    let (phase_rss_mib, phase_cpu_ms) = per_phase(&samples, &stats);
     let simulator_calls = calls_after
         .iter()
         .map(|(endpoint, after)| {
@@ -284,69 +283,141 @@ fn measure(
     Ok(Measured {
         scenario: scenario.to_owned(),
         wall_ms,
-        pull_ms: stats.pull_ms,
-        diff_ms: stats.diff_ms,
-        apply_ms: stats.apply_ms,
-        other_ms: wall_ms - (stats.pull_ms + stats.diff_ms + stats.apply_ms) as f64,
-        api_calls: stats.api_calls,
+        other_ms: wall_ms - phases_ms(&stats) as f64,
         simulator_calls,
         cpu_ms,
         simulator_cpu_ms,
         peak_rss_mib,
-        phase_rss_mib: phase_peaks(&samples, &stats),
+        phase_rss_mib,
+        phase_cpu_ms,
         end_rss_mib,
         changes: serde_json::to_value(counts.changes)?,
+        stats: Phases::from(&stats),
     })
 }
 
-/// The highest sample in each phase. `RunStats` gives durations; the phases run back to back
-/// after a few milliseconds of run-log bookkeeping, so the boundaries are placed from the start
-/// and the unaccounted rest (mostly the commit) goes to the last phase.
-fn phase_peaks(samples: &[(Duration, u64)], stats: &RunStats) -> [f64; 3] {
-    let pull_end = Duration::from_millis(stats.pull_ms);
-    let diff_end = pull_end + Duration::from_millis(stats.diff_ms);
-    let mut peaks = [0u64; 3];
-    for &(at, kib) in samples {
-        let phase = if at < pull_end {
-            0
-        } else if at < diff_end {
-            1
-        } else {
-            2
-        };
-        peaks[phase] = peaks[phase].max(kib);
+/// `RunStats`, as the worker hands it to the driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Phases {
+    pull_ms: u64,
+    load_ms: u64,
+    diff_ms: u64,
+    apply_ms: u64,
+    events_ms: u64,
+    commit_ms: u64,
+    /// Calls as orgsync's client counted them, gettoken included.
+    api_calls: u64,
+}
+
+impl From<&RunStats> for Phases {
+    fn from(stats: &RunStats) -> Phases {
+        Phases {
+            pull_ms: stats.pull_ms,
+            load_ms: stats.load_ms,
+            diff_ms: stats.diff_ms,
+            apply_ms: stats.apply_ms,
+            events_ms: stats.events_ms,
+            commit_ms: stats.commit_ms,
+            api_calls: stats.api_calls,
+        }
     }
-    peaks.map(|kib| kib as f64 / 1024.0)
 }
 
-/// Samples this process's RSS on a thread of its own until stopped.
-struct RssSampler {
+fn phases_ms(stats: &RunStats) -> u64 {
+    stats.pull_ms
+        + stats.load_ms
+        + stats.diff_ms
+        + stats.apply_ms
+        + stats.events_ms
+        + stats.commit_ms
+}
+
+/// The three phases of the issue: the pull, the diff (load and diff), and apply with events
+/// and commit. `RunStats` gives their durations; they run back to back after a few
+/// milliseconds of run-log bookkeeping, so the boundaries are placed from the start.
+fn phase_windows(stats: &RunStats) -> [Duration; 3] {
+    let pull = Duration::from_millis(stats.pull_ms);
+    let diff = pull + Duration::from_millis(stats.load_ms + stats.diff_ms);
+    [pull, diff, Duration::MAX]
+}
+
+/// The highest sampled RSS (MiB) and the CPU time (ms) of each phase.
+fn per_phase(samples: &[Sample], stats: &RunStats) -> ([f64; 3], [f64; 3]) {
+    let ends = phase_windows(stats);
+    let mut peaks = [0u64; 3];
+    let mut cpu_at_end = [0u64; 3];
+    for sample in samples {
+        let phase = ends.iter().position(|&end| sample.at < end).unwrap_or(2);
+        peaks[phase] = peaks[phase].max(sample.rss_kib);
+        cpu_at_end[phase] = sample.cpu_us;
+    }
+    // A phase shorter than the sampling period has no sample: it ends where the one before did.
+    for phase in 1..3 {
+        cpu_at_end[phase] = cpu_at_end[phase].max(cpu_at_end[phase - 1]);
+    }
+    let start = samples.first().map_or(0, |s| s.cpu_us);
+    let cpu = [
+        cpu_at_end[0].saturating_sub(start),
+        cpu_at_end[1] - cpu_at_end[0],
+        cpu_at_end[2] - cpu_at_end[1],
+    ];
+    (
+        peaks.map(|kib| kib as f64 / 1024.0),
+        cpu.map(|us| us as f64 / 1000.0),
+    )
+}
+
+struct Sample {
+    at: Duration,
+    rss_kib: u64,
+    /// This process's CPU time so far, user and system.
+    cpu_us: u64,
+}
+
+/// Samples this process's RSS and CPU time on a thread of its own until stopped.
+struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(Duration, u64)>>,
+    thread: std::thread::JoinHandle<Vec<Sample>>,
 }
 
-impl RssSampler {
-    fn start() -> RssSampler {
+impl Sampler {
+    fn start() -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                if let Some(kib) = rss_kib() {
-                    samples.push((started.elapsed(), kib));
+                if let Some(rss_kib) = rss_kib() {
+                    samples.push(Sample {
+                        at: started.elapsed(),
+                        rss_kib,
+                        cpu_us: process_cpu_us(),
+                    });
                 }
                 std::thread::sleep(SAMPLE_EVERY);
             }
             samples
         });
-        RssSampler { stop, thread }
+        Sampler { stop, thread }
     }
 
-    fn stop(self) -> Vec<(Duration, u64)> {
+    fn stop(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()
     }
+}
+
+/// User plus system CPU time of this process, to the microsecond.
+fn process_cpu_us() -> u64 {
+    // SAFETY: getrusage fills the struct it is given; an all-zero rusage is a valid value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
 }
 
 /// Resident set from `/proc/self/statm` (pages), cheaper to read than `status`.
@@ -602,37 +673,58 @@ impl Medians {
             self.repeat,
             if args.in_process_simulator { ", simulator in-process" } else { "" }
         );
+        let s = |ms: u64| ms as f64 / 1000.0;
+        println!("wall time, s:");
         println!(
-            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>8} {:>8} {:>9} {:>20}",
-            "run",
-            "total s",
-            "pull s",
-            "diff s",
-            "apply s",
-            "other s",
-            "calls",
-            "cpu s",
-            "sim cpu",
-            "peak MiB",
-            "MiB pull/diff/apply"
+            "  {:<14} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            "run", "total", "pull", "load", "diff", "apply", "events", "commit", "other", "calls"
         );
         for run in &self.runs {
             println!(
-                "{:<16} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>6} {:>8.2} {:>8.2} {:>9.0} {:>20}",
+                "  {:<14} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6}",
                 run.scenario,
                 run.wall_ms / 1000.0,
-                run.pull_ms as f64 / 1000.0,
-                run.diff_ms as f64 / 1000.0,
-                run.apply_ms as f64 / 1000.0,
+                s(run.stats.pull_ms),
+                s(run.stats.load_ms),
+                s(run.stats.diff_ms),
+                s(run.stats.apply_ms),
+                s(run.stats.events_ms),
+                s(run.stats.commit_ms),
                 run.other_ms / 1000.0,
-                run.api_calls,
+                run.stats.api_calls,
+            );
+        }
+        println!("CPU time, s (pull | load+diff | apply+events+commit), and RSS, MiB:");
+        println!(
+            "  {:<14} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            "run",
+            "orgsync",
+            "pull",
+            "diff",
+            "apply",
+            "sim",
+            "peak",
+            "pull",
+            "diff",
+            "apply",
+            "end"
+        );
+        for run in &self.runs {
+            let [pull, diff, apply] = run.phase_cpu_ms.map(|ms| ms / 1000.0);
+            let [rss_pull, rss_diff, rss_apply] = run.phase_rss_mib;
+            println!(
+                "  {:<14} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>7.2} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0}",
+                run.scenario,
                 run.cpu_ms / 1000.0,
+                pull,
+                diff,
+                apply,
                 run.simulator_cpu_ms / 1000.0,
                 run.peak_rss_mib,
-                format!(
-                    "{:.0}/{:.0}/{:.0}",
-                    run.phase_rss_mib[0], run.phase_rss_mib[1], run.phase_rss_mib[2]
-                ),
+                rss_pull,
+                rss_diff,
+                rss_apply,
+                run.end_rss_mib,
             );
         }
         for run in &self.runs {
@@ -650,13 +742,13 @@ impl Medians {
         }
         if args.latency_ms > 0 {
             if let Some(first) = self.runs.first() {
-                let bound = first.api_calls as f64 * args.latency_ms as f64
+                let bound = first.stats.api_calls as f64 * args.latency_ms as f64
                     / args.concurrency.max(1) as f64;
                 println!(
                     "first pull {:.2} s against calls x latency / concurrency = {:.2} s: ratio {:.2}",
-                    first.pull_ms as f64 / 1000.0,
+                    first.stats.pull_ms as f64 / 1000.0,
                     bound / 1000.0,
-                    first.pull_ms as f64 / bound
+                    first.stats.pull_ms as f64 / bound
                 );
             }
         }
@@ -671,20 +763,27 @@ impl Medians {
 /// the same in each: same seed, same directory).
 fn median_run(all: &[&Measured]) -> Measured {
     let pick = |f: &dyn Fn(&Measured) -> f64| median(all.iter().map(|m| f(m)));
+    let ms = |f: &dyn Fn(&Measured) -> u64| pick(&|m| f(m) as f64) as u64;
     let first = all[0];
     Measured {
         scenario: first.scenario.clone(),
         wall_ms: pick(&|m| m.wall_ms),
-        pull_ms: pick(&|m| m.pull_ms as f64) as u64,
-        diff_ms: pick(&|m| m.diff_ms as f64) as u64,
-        apply_ms: pick(&|m| m.apply_ms as f64) as u64,
+        stats: Phases {
+            pull_ms: ms(&|m| m.stats.pull_ms),
+            load_ms: ms(&|m| m.stats.load_ms),
+            diff_ms: ms(&|m| m.stats.diff_ms),
+            apply_ms: ms(&|m| m.stats.apply_ms),
+            events_ms: ms(&|m| m.stats.events_ms),
+            commit_ms: ms(&|m| m.stats.commit_ms),
+            api_calls: first.stats.api_calls,
+        },
         other_ms: pick(&|m| m.other_ms),
-        api_calls: first.api_calls,
         simulator_calls: first.simulator_calls.clone(),
         cpu_ms: pick(&|m| m.cpu_ms),
         simulator_cpu_ms: pick(&|m| m.simulator_cpu_ms),
         peak_rss_mib: pick(&|m| m.peak_rss_mib),
         phase_rss_mib: [0, 1, 2].map(|i| pick(&|m| m.phase_rss_mib[i])),
+        phase_cpu_ms: [0, 1, 2].map(|i| pick(&|m| m.phase_cpu_ms[i])),
         end_rss_mib: pick(&|m| m.end_rss_mib),
         changes: first.changes.clone(),
     }
@@ -725,7 +824,10 @@ mod tests {
         assert_eq!(first.simulator_calls["/cgi-bin/gettoken"], 1);
         assert_eq!(first.simulator_calls["/cgi-bin/department/list"], 1);
         assert_eq!(first.simulator_calls["/cgi-bin/user/list"], 8);
-        assert_eq!(first.simulator_calls.values().sum::<u64>(), first.api_calls);
+        assert_eq!(
+            first.simulator_calls.values().sum::<u64>(),
+            first.stats.api_calls
+        );
         assert_eq!(first.changes["members_joined"], 60);
         assert_eq!(report.runs[1].changes["members_updated"], 0);
         assert!(report.runs[2].changes["members_updated"].as_u64() > Some(0));

@@ -66,12 +66,21 @@ pub struct RunCounts {
     pub members: usize,
 }
 
-/// Where the time of a run went, for logs, status and benchmarks.
+/// Where the time of a run went, for logs, status and benchmarks. The phases after the pull run
+/// one after the other in the write transaction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunStats {
     pub pull_ms: u64,
+    /// Reading the whole mirror.
+    pub load_ms: u64,
+    /// Comparing the pull with the mirror, then freeing both: the changes hold all the rest of
+    /// the run needs.
     pub diff_ms: u64,
+    /// Writing the changed rows of the mirror.
     pub apply_ms: u64,
+    /// Drafting, encoding and appending the events, then freeing the changes.
+    pub events_ms: u64,
+    pub commit_ms: u64,
     pub api_calls: u64,
 }
 
@@ -116,8 +125,11 @@ impl RunReport {
                 departments = counts.departments,
                 api_calls = stats.api_calls,
                 pull_ms = stats.pull_ms,
+                load_ms = stats.load_ms,
                 diff_ms = stats.diff_ms,
                 apply_ms = stats.apply_ms,
+                events_ms = stats.events_ms,
+                commit_ms = stats.commit_ms,
                 "sync completed"
             ),
             RunReport::Held { run, hold, pending } => tracing::warn!(
@@ -278,20 +290,12 @@ impl Syncer {
 
         let force = mode == Mode::Force;
         let outcome = self
-            .blocking(move |store| apply(store, &source, run, trigger, &snapshot, limits, force))
+            .blocking(move |store| apply(store, &source, run, trigger, snapshot, limits, force))
             .await;
         match outcome {
-            Ok(Applied::Completed {
-                counts,
-                diff_ms,
-                apply_ms,
-            }) => {
-                let stats = RunStats {
-                    pull_ms,
-                    diff_ms,
-                    apply_ms,
-                    api_calls,
-                };
+            Ok(Applied::Completed { counts, mut stats }) => {
+                stats.pull_ms = pull_ms;
+                stats.api_calls = api_calls;
                 Ok(RunReport::Completed { run, counts, stats })
             }
             Ok(Applied::Held { hold, pending }) => Ok(RunReport::Held { run, hold, pending }),
@@ -346,8 +350,8 @@ impl Syncer {
 enum Applied {
     Completed {
         counts: RunCounts,
-        diff_ms: u64,
-        apply_ms: u64,
+        /// The phases of the transaction; the pull's fields are left for the caller.
+        stats: RunStats,
     },
     Held {
         hold: Hold,
@@ -362,24 +366,32 @@ fn apply(
     source: &EventSource,
     run: i64,
     trigger: Trigger,
-    pulled: &Snapshot,
+    pulled: Snapshot,
     limits: Limits,
     force: bool,
 ) -> Result<Applied, StoreError> {
-    store.write(|tx| {
-        let started = Instant::now();
+    let mut lap = Lap::start();
+    let mut applied = store.write(|tx| {
+        // Waiting for another process's write lock is not a phase of this run.
+        lap = Lap::start();
+        let mut stats = RunStats::default();
         let current = mirror::load(tx)?;
-        let changes = diff(&current, pulled);
-        let diff_ms = millis(started.elapsed());
+        stats.load_ms = lap.next();
+        let changes = diff(&current, &pulled);
         let pending = ChangeCounts::of(&changes);
         let now = Utc::now();
-
         let hold = guard::check(
             limits,
             current.members.len(),
             pulled.members.len(),
             &changes,
         );
+        let (departments, members) = (pulled.departments.len(), pulled.members.len());
+        // The changes hold all the rest needs: freeing both snapshots now, not at the commit,
+        // keeps them out of the events phase's memory.
+        drop((current, pulled));
+        stats.diff_ms = lap.next();
+
         if let (Some(hold), false) = (&hold, force) {
             let detail = json!({
                 "run": run.to_string(),
@@ -400,12 +412,12 @@ fn apply(
             });
         }
 
-        let started = Instant::now();
         mirror::apply(tx, &changes)?;
+        stats.apply_ms = lap.next();
         let counts = RunCounts {
             changes: pending,
-            departments: pulled.departments.len(),
-            members: pulled.members.len(),
+            departments,
+            members,
         };
         let mut drafts = changeset_events(&changes);
         drafts.push(EventDraft {
@@ -416,12 +428,30 @@ fn apply(
         event_log::append(tx, source, Some(run), &drafts, now)?;
         let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
         runs::finish(tx, run, Outcome::Completed, &detail)?;
-        Ok(Applied::Completed {
-            counts,
-            diff_ms,
-            apply_ms: millis(started.elapsed()),
-        })
-    })
+        drop(changes);
+        stats.events_ms = lap.next();
+        Ok(Applied::Completed { counts, stats })
+    })?;
+    if let Applied::Completed { stats, .. } = &mut applied {
+        stats.commit_ms = lap.next();
+    }
+    Ok(applied)
+}
+
+/// Times consecutive phases: each `next` returns the milliseconds since the previous one.
+struct Lap(Instant);
+
+impl Lap {
+    fn start() -> Lap {
+        Lap(Instant::now())
+    }
+
+    fn next(&mut self) -> u64 {
+        let now = Instant::now();
+        let elapsed = millis(now - self.0);
+        self.0 = now;
+        elapsed
+    }
 }
 
 /// Logs pull progress about every tenth of the departments, so a long pull shows it is alive.

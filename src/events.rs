@@ -1,13 +1,15 @@
 //! Org-change events: what each change becomes, and its CloudEvents 1.0 JSON line.
 //!
 //! Events are drafted from a [`Changeset`] in the contract's order and get their `seq` only when
-//! the store appends them, inside the transaction that applies the changes.
+//! the store appends them, inside the transaction that applies the changes. A run's drafts are
+//! made one at a time as the store appends them and borrow their data from the changeset: a first
+//! sync of 100,000 members never holds 100,000 JSON trees.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::diff::Changeset;
+use crate::diff::{Changeset, FieldChanges};
 use crate::model::{Department, Member};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,12 +59,36 @@ impl EventType {
     }
 }
 
-/// An event before it has a sequence number.
+/// An event before it has a sequence number. `data` is anything that serializes to the JSON
+/// object of the event's `data`: a [`Value`] by default, a [`ChangeData`] for a run's changes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
+pub struct EventDraft<D = Value> {
     pub kind: EventType,
     pub subject: String,
-    pub data: Value,
+    pub data: D,
+}
+
+/// The `data` of a department or member event, borrowed from the changeset and serialized
+/// straight into the event's line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ChangeData<'a> {
+    Department {
+        department: &'a Department,
+    },
+    DepartmentUpdate {
+        department: &'a Department,
+        changes: &'a FieldChanges,
+    },
+    Member {
+        userid: &'a str,
+        member: &'a Member,
+    },
+    MemberUpdate {
+        userid: &'a str,
+        member: &'a Member,
+        changes: &'a FieldChanges,
+    },
 }
 
 fn department_subject(department: &Department) -> String {
@@ -74,64 +100,94 @@ fn member_subject(member: &Member) -> String {
 }
 
 /// The events of a changeset, in the order of interfaces §5 (links and the closing
-/// `sync.completed` are appended by the caller).
+/// `sync.completed` are appended by the caller), each drafted when the iterator reaches it.
+pub fn changeset_drafts(
+    changes: &Changeset,
+) -> impl Iterator<Item = EventDraft<ChangeData<'_>>> + '_ {
+    let department = |kind, department: &Department, data| EventDraft {
+        kind,
+        subject: department_subject(department),
+        data,
+    };
+    let member = |kind, member: &Member, data| EventDraft {
+        kind,
+        subject: member_subject(member),
+        data,
+    };
+    let created = changes.departments_created.iter().map(move |d| {
+        department(
+            EventType::DepartmentCreated,
+            d,
+            ChangeData::Department { department: d },
+        )
+    });
+    let updated = changes.departments_updated.iter().map(move |update| {
+        department(
+            EventType::DepartmentUpdated,
+            &update.department,
+            ChangeData::DepartmentUpdate {
+                department: &update.department,
+                changes: &update.changes,
+            },
+        )
+    });
+    let joined = changes.members_joined.iter().map(move |m| {
+        member(
+            EventType::MemberJoined,
+            m,
+            ChangeData::Member {
+                userid: &m.userid,
+                member: m,
+            },
+        )
+    });
+    let members_updated = changes.members_updated.iter().map(move |update| {
+        member(
+            EventType::MemberUpdated,
+            &update.member,
+            ChangeData::MemberUpdate {
+                userid: &update.member.userid,
+                member: &update.member,
+                changes: &update.changes,
+            },
+        )
+    });
+    let left = changes.members_left.iter().map(move |m| {
+        member(
+            EventType::MemberLeft,
+            m,
+            ChangeData::Member {
+                userid: &m.userid,
+                member: m,
+            },
+        )
+    });
+    let deleted = changes.departments_deleted.iter().map(move |d| {
+        department(
+            EventType::DepartmentDeleted,
+            d,
+            ChangeData::Department { department: d },
+        )
+    });
+    created
+        .chain(updated)
+        .chain(joined)
+        .chain(members_updated)
+        .chain(left)
+        .chain(deleted)
+}
+
+/// All the events of a changeset at once, with their data as JSON values: for callers that
+/// inspect them. A sync appends [`changeset_drafts`] instead.
 pub fn changeset_events(changes: &Changeset) -> Vec<EventDraft> {
-    let mut events = Vec::with_capacity(
-        changes.departments_created.len()
-            + changes.departments_updated.len()
-            + changes.members_joined.len()
-            + changes.members_updated.len()
-            + changes.members_left.len()
-            + changes.departments_deleted.len()
-            + 1,
-    );
-    for department in &changes.departments_created {
-        events.push(EventDraft {
-            kind: EventType::DepartmentCreated,
-            subject: department_subject(department),
-            data: json!({ "department": department }),
-        });
-    }
-    for update in &changes.departments_updated {
-        events.push(EventDraft {
-            kind: EventType::DepartmentUpdated,
-            subject: department_subject(&update.department),
-            data: json!({ "department": update.department, "changes": update.changes }),
-        });
-    }
-    for member in &changes.members_joined {
-        events.push(EventDraft {
-            kind: EventType::MemberJoined,
-            subject: member_subject(member),
-            data: json!({ "userid": member.userid, "member": member }),
-        });
-    }
-    for update in &changes.members_updated {
-        events.push(EventDraft {
-            kind: EventType::MemberUpdated,
-            subject: member_subject(&update.member),
-            data: json!({
-                "userid": update.member.userid,
-                "member": update.member,
-                "changes": update.changes,
-            }),
-        });
-    }
-    for member in &changes.members_left {
-        events.push(EventDraft {
-            kind: EventType::MemberLeft,
-            subject: member_subject(member),
-            data: json!({ "userid": member.userid, "member": member }),
-        });
-    }
-    for department in &changes.departments_deleted {
-        events.push(EventDraft {
-            kind: EventType::DepartmentDeleted,
-            subject: department_subject(department),
-            data: json!({ "department": department }),
-        });
-    }
-    events
+    changeset_drafts(changes)
+        .map(|draft| EventDraft {
+            kind: draft.kind,
+            subject: draft.subject,
+            // Plain data of strings, numbers and JSON values always converts.
+            data: serde_json::to_value(draft.data).unwrap_or(Value::Null),
+        })
+        .collect()
 }
 
 /// Where the events come from: fixed per corp, so that ids are unique across instances.
@@ -151,15 +207,15 @@ impl EventSource {
 
     /// The CloudEvents 1.0 structured-mode JSON object of an event, as one line without the
     /// trailing newline.
-    pub fn encode(
+    pub fn encode<D: Serialize>(
         &self,
-        draft: &EventDraft,
+        draft: &EventDraft<D>,
         seq: i64,
         run: Option<&str>,
         time: DateTime<Utc>,
     ) -> String {
         #[derive(Serialize)]
-        struct CloudEvent<'a> {
+        struct CloudEvent<'a, D> {
             specversion: &'static str,
             id: String,
             source: &'a str,
@@ -171,7 +227,7 @@ impl EventSource {
             seq: i64,
             #[serde(skip_serializing_if = "Option::is_none")]
             syncrun: Option<&'a str>,
-            data: &'a Value,
+            data: &'a D,
         }
         let event = CloudEvent {
             specversion: "1.0",
@@ -185,7 +241,7 @@ impl EventSource {
             syncrun: run,
             data: &draft.data,
         };
-        // A struct of strings, integers and a JSON value always serializes.
+        // A struct of strings, integers and plain data always serializes.
         serde_json::to_string(&event).unwrap_or_default()
     }
 }
@@ -193,6 +249,7 @@ impl EventSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn encodes_a_cloudevent_with_the_contract_attributes() {
@@ -223,6 +280,55 @@ mod tests {
             })
         );
         assert!(!line.contains('\n'));
+    }
+
+    /// The lines a sync stores come from borrowed drafts; they must be exactly the lines of the
+    /// same events drafted as JSON values.
+    #[test]
+    fn borrowed_drafts_encode_to_the_same_lines_as_json_drafts() {
+        use crate::diff::diff;
+        use crate::model::{Membership, Snapshot};
+
+        let member = |userid: &str, position: &str, department: i64| Member {
+            position: Some(position.into()),
+            departments: Some(vec![Membership {
+                id: department,
+                order: 0,
+                is_leader: false,
+            }]),
+            extattr: Some(json!({"attrs": [{"type": 0, "name": "工号", "text": {"value": "7"}}]})),
+            ..Member::new(userid)
+        };
+        let department = |id: i64, name: &str| Department {
+            name: Some(name.into()),
+            parent_id: Some(1),
+            ..Department::new(id)
+        };
+        let mut mirror = Snapshot::default();
+        mirror.insert_department(department(2, "研发"));
+        mirror.insert_department(department(3, "销售"));
+        mirror.insert_member(member("ZhangSan", "工程师", 2));
+        mirror.insert_member(member("lisi", "销售", 3));
+        let mut pull = Snapshot::default();
+        pull.insert_department(department(2, "研发中心"));
+        pull.insert_department(department(4, "市场"));
+        pull.insert_member(member("ZhangSan", "高级工程师", 4));
+        pull.insert_member(member("wangwu", "市场", 4));
+        let changes = diff(&mirror, &pull);
+
+        let source = EventSource::new("ww1");
+        let time = Utc::now();
+        let borrowed: Vec<String> = changeset_drafts(&changes)
+            .zip(1..)
+            .map(|(draft, seq)| source.encode(&draft, seq, Some("9"), time))
+            .collect();
+        let values: Vec<String> = changeset_events(&changes)
+            .iter()
+            .zip(1..)
+            .map(|(draft, seq)| source.encode(draft, seq, Some("9"), time))
+            .collect();
+        assert_eq!(borrowed.len(), 6, "{borrowed:#?}");
+        assert_eq!(borrowed, values);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::diff::{diff, Changeset};
-use crate::events::{changeset_events, EventDraft, EventSource, EventType};
+use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
@@ -419,13 +419,13 @@ fn apply(
             departments,
             members,
         };
-        let mut drafts = changeset_events(&changes);
-        drafts.push(EventDraft {
+        event_log::append_each(tx, source, Some(run), changeset_drafts(&changes), now)?;
+        let completed = EventDraft {
             kind: EventType::SyncCompleted,
             subject: format!("run/{run}"),
             data: json!({"run": run.to_string(), "trigger": trigger, "counts": counts}),
-        });
-        event_log::append(tx, source, Some(run), &drafts, now)?;
+        };
+        event_log::append(tx, source, Some(run), &[completed], now)?;
         let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
         runs::finish(tx, run, Outcome::Completed, &detail)?;
         drop(changes);

@@ -1,7 +1,8 @@
 //! The event log: every event ever published, in `seq` order, as the exact line delivered.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
+use serde::Serialize;
 
 use super::StoreError;
 use crate::events::{EventDraft, EventSource};
@@ -35,27 +36,79 @@ pub fn oldest(conn: &Connection) -> Result<Option<i64>, StoreError> {
 /// Appends events with consecutive seqs after the head. Must run inside the write transaction
 /// of the change the events describe; the seqs are known before insertion so that each stored
 /// line already carries its own seq and id.
-pub fn append(
+pub fn append<D: Serialize>(
     conn: &Connection,
     source: &EventSource,
     run: Option<i64>,
-    drafts: &[EventDraft],
+    drafts: &[EventDraft<D>],
     time: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut seq = head(conn)?;
-    let run_label = run.map(|r| r.to_string());
-    let time_text = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (seq, type, run_id, time, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    let mut seqs = Vec::with_capacity(drafts.len());
+    let mut appender = Appender::new(conn, source, run, time)?;
+    drafts.iter().map(|draft| appender.push(draft)).collect()
+}
+
+/// [`append`] for drafts made as they are needed: each is encoded, stored and dropped before
+/// the next is made. Returns the last seq assigned, if any.
+pub fn append_each<D: Serialize>(
+    conn: &Connection,
+    source: &EventSource,
+    run: Option<i64>,
+    drafts: impl IntoIterator<Item = EventDraft<D>>,
+    time: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    let mut appender = Appender::new(conn, source, run, time)?;
+    let mut last = None;
     for draft in drafts {
-        seq += 1;
-        let body = source.encode(draft, seq, run_label.as_deref(), time);
-        insert.execute(params![seq, draft.kind.as_str(), run, time_text, body])?;
-        seqs.push(seq);
+        last = Some(appender.push(&draft)?);
     }
-    Ok(seqs)
+    Ok(last)
+}
+
+struct Appender<'c> {
+    insert: CachedStatement<'c>,
+    source: &'c EventSource,
+    run: Option<i64>,
+    run_label: Option<String>,
+    time: DateTime<Utc>,
+    time_text: String,
+    seq: i64,
+}
+
+impl<'c> Appender<'c> {
+    fn new(
+        conn: &'c Connection,
+        source: &'c EventSource,
+        run: Option<i64>,
+        time: DateTime<Utc>,
+    ) -> Result<Appender<'c>, StoreError> {
+        Ok(Appender {
+            insert: conn.prepare_cached(
+                "INSERT INTO events (seq, type, run_id, time, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            source,
+            run,
+            run_label: run.map(|r| r.to_string()),
+            time,
+            time_text: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            seq: head(conn)?,
+        })
+    }
+
+    fn push<D: Serialize>(&mut self, draft: &EventDraft<D>) -> Result<i64, StoreError> {
+        let seq = self.seq + 1;
+        let body = self
+            .source
+            .encode(draft, seq, self.run_label.as_deref(), self.time);
+        self.insert.execute(params![
+            seq,
+            draft.kind.as_str(),
+            self.run,
+            self.time_text,
+            body
+        ])?;
+        self.seq = seq;
+        Ok(seq)
+    }
 }
 
 /// Up to `limit` events with `seq > after`, in order.

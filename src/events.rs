@@ -296,7 +296,9 @@ mod tests {
                 order: 0,
                 is_leader: false,
             }]),
-            extattr: Some(json!({"attrs": [{"type": 0, "name": "工号", "text": {"value": "7"}}]})),
+            extattr: Some(
+                json!({"attrs": [{"type": 0, "name": "工号", "text": {"value": "7"}}]}).into(),
+            ),
             ..Member::new(userid)
         };
         let department = |id: i64, name: &str| Department {

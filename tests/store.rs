@@ -33,7 +33,8 @@ fn sample() -> Snapshot {
             is_leader: true,
         },
     ]);
-    boss.extattr = Some(json!({"attrs": [{"type": 0, "name": "工号", "text": {"value": "001"}}]}));
+    boss.extattr =
+        Some(json!({"attrs": [{"type": 0, "name": "工号", "text": {"value": "001"}}]}).into());
     boss.direct_leaders = Some(vec![]);
     snapshot.insert_member(boss);
     // Everything unknown, including the department list.

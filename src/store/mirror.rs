@@ -4,7 +4,7 @@ use rusqlite::{params, Connection};
 
 use super::{decode, encode, StoreError};
 use crate::diff::Changeset;
-use crate::model::{Department, Member, Membership, Snapshot};
+use crate::model::{Department, JsonText, Member, Membership, Snapshot};
 
 pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot::default();
@@ -54,7 +54,13 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
             direct_leaders: direct_leaders
                 .map(|text| decode("direct leaders", &text))
                 .transpose()?,
-            extattr: extattr.map(|text| decode("extattr", &text)).transpose()?,
+            extattr: extattr
+                .map(JsonText::from_compact)
+                .transpose()
+                .map_err(|source| StoreError::Decode {
+                    what: "extattr",
+                    source,
+                })?,
         };
         snapshot.members.insert(key, member);
     }

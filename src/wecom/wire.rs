@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::secret::Secret;
+use crate::model::JsonText;
 
 /// The `errcode`/`errmsg` pair every answer carries. Each answer type repeats the two fields
 /// rather than using `#[serde(flatten)]`, which would buffer the whole body a second time.
@@ -91,7 +92,8 @@ pub(crate) struct User {
     pub is_leader_in_dept: Option<Vec<i64>>,
     pub direct_leader: Option<Vec<String>>,
     pub main_department: Option<i64>,
-    pub extattr: Option<serde_json::Value>,
+    /// Kept as compact text, not as a JSON tree: see [`JsonText`].
+    pub extattr: Option<JsonText>,
 }
 
 /// WeCom documents `gender` as a string ("0", "1", "2"); its callbacks carry a number. Accept a
@@ -203,7 +205,7 @@ mod tests {
         .try_into()
         .unwrap();
         assert_eq!(
-            user.extattr.unwrap()["attrs"][0]["text"]["value"],
+            user.extattr.unwrap().to_value()["attrs"][0]["text"]["value"],
             serde_json::json!("007")
         );
     }

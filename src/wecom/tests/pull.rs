@@ -100,7 +100,7 @@ async fn pulls_the_subtree_and_merges_members() {
     assert_eq!(zhangsan.main_department, Some(90), "kept as WeCom sent it");
     assert_eq!(zhangsan.direct_leaders, Some(vec!["boss".into()]));
     assert_eq!(zhangsan.gender.as_deref(), Some("1"));
-    assert_eq!(zhangsan.extattr, Some(json!({"attrs": []})));
+    assert_eq!(zhangsan.extattr, Some(json!({"attrs": []}).into()));
     assert_eq!(zhangsan.mobile, None, "withheld stays unknown");
 
     let boss = &snapshot.members["boss"];

@@ -162,9 +162,16 @@ impl Serialize for JsonText {
 
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonText, D::Error> {
-        // Through a `Value`, so that any input (spaces, line breaks, escapes) becomes the
-        // compact form; the tree is freed at once.
-        Value::deserialize(deserializer).map(JsonText::from)
+        // WeCom's bodies are compact, so its text is kept as it came: one copy, no tree. Text
+        // with whitespace (a pretty-printed file) is made compact first, because the text is
+        // copied verbatim into event lines, which must not break.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        if !raw.get().bytes().any(|b| b.is_ascii_whitespace()) {
+            return Ok(JsonText(raw));
+        }
+        serde_json::from_str::<Value>(raw.get())
+            .map(JsonText::from)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -222,6 +229,12 @@ mod tests {
         assert_ne!(a.as_str(), b.as_str());
         assert_eq!(a, b);
         assert_ne!(a, JsonText::from(json!({"name": "工号", "type": 1})));
+    }
+
+    #[test]
+    fn json_text_deserializes_from_a_value_too() {
+        let text: JsonText = serde_json::from_value(json!({"attrs": []})).unwrap();
+        assert_eq!(text.as_str(), r#"{"attrs":[]}"#);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   median of each number;
 //! - a worker is one fresh orgsync: a store in a temporary directory and a `Syncer`. It runs the
 //!   first full sync, a resync with nothing changed, and a resync after `--change` of the
-//!   directory changed, and reports each as one JSON line. Its peak RSS is orgsync's alone;
+//!   directory changed, and reports them as one JSON line. Its peak RSS is orgsync's alone;
 //! - the worker's simulator child generates the directory from the seed, serves it, and changes
 //!   it when the worker asks (one line on its stdin). Its CPU time is reported separately: on a
 //!   small machine it competes with orgsync for the same cores.
@@ -36,7 +36,7 @@ use orgsync::sync::{Mode, RunReport, RunStats, Syncer};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
-/// How often the RSS sampler reads `/proc/self/statm` to attribute memory to phases.
+/// How often the sampler reads this process's RSS and CPU time to attribute them to phases.
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 
 #[derive(Parser, Debug, Clone)]
@@ -158,6 +158,8 @@ struct WorkerReport {
     runs: Vec<Measured>,
     /// Peak RSS of the worker over its whole life, in MiB.
     process_peak_rss_mib: f64,
+    /// RSS a moment after the last run: what a daemon holds between runs.
+    idle_rss_mib: f64,
 }
 
 /// One `Syncer::run`, measured from the outside.
@@ -182,8 +184,8 @@ struct Measured {
     phase_rss_mib: [f64; 3],
     /// The CPU time of this process within each phase.
     phase_cpu_ms: [f64; 3],
-    /// The RSS left when the run returned.
-    end_rss_mib: f64,
+    /// The RSS when the run started: what the runs before it left.
+    start_rss_mib: f64,
     changes: Value,
 }
 
@@ -215,9 +217,13 @@ fn work(args: &Args) -> Result<WorkerReport> {
     runs.push(measure(&runtime, &syncer, &mut simulator, &scenario)?);
 
     let process_peak_rss_mib = status_kib("VmHWM")? as f64 / 1024.0;
+    // Long enough for what a run leaves to do in the background (returning freed memory).
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss_mib = status_kib("VmRSS")? as f64 / 1024.0;
     Ok(WorkerReport {
         runs,
         process_peak_rss_mib,
+        idle_rss_mib,
     })
 }
 
@@ -251,18 +257,18 @@ fn measure(
 ) -> Result<Measured> {
     let calls_before = simulator.calls()?;
     let simulator_cpu_before = simulator.cpu_ms()?;
+    let start_rss_mib = status_kib("VmRSS")? as f64 / 1024.0;
     // Resets VmHWM to the current RSS, so the peak read after the run is this run's.
     std::fs::write("/proc/self/clear_refs", "5")?;
-    let cpu_before = cpu_ms(Path::new("/proc/self/stat"))?;
+    let cpu_before = process_cpu_us();
     let sampler = Sampler::start();
     let started = Instant::now();
     // Force: a large `--change` should be measured, not held by the deletion guard.
     let report = runtime.block_on(syncer.run(Trigger::Cli, Mode::Force, std::future::pending()))?;
     let wall = started.elapsed();
     let samples = sampler.stop();
-    let cpu_ms = cpu_ms(Path::new("/proc/self/stat"))? - cpu_before;
+    let cpu_ms = (process_cpu_us() - cpu_before) as f64 / 1000.0;
     let peak_rss_mib = status_kib("VmHWM")? as f64 / 1024.0;
-    let end_rss_mib = status_kib("VmRSS")? as f64 / 1024.0;
     let simulator_cpu_ms = simulator.cpu_ms()? - simulator_cpu_before;
     let calls_after = simulator.calls()?;
 
@@ -290,7 +296,7 @@ fn measure(
         peak_rss_mib,
         phase_rss_mib,
         phase_cpu_ms,
-        end_rss_mib,
+        start_rss_mib,
         changes: serde_json::to_value(counts.changes)?,
         stats: Phases::from(&stats),
     })
@@ -443,9 +449,9 @@ fn status_kib(field: &str) -> Result<u64> {
         .ok_or_else(|| format!("no {field} in /proc/self/status").into())
 }
 
-/// User plus system CPU time of a process, from its `/proc/PID/stat`.
-fn cpu_ms(stat: &Path) -> Result<f64> {
-    let text = std::fs::read_to_string(stat)?;
+/// User plus system CPU time of a child process, from its `/proc/PID/stat`.
+fn child_cpu_ms(pid: u32) -> Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces; the fields after it are plain numbers.
     let after_name = text
         .rsplit_once(')')
@@ -544,9 +550,7 @@ impl SimulatorHandle {
 
     fn cpu_ms(&self) -> Result<f64> {
         match &self.place {
-            Place::Child { child, .. } => {
-                cpu_ms(&PathBuf::from(format!("/proc/{}/stat", child.id())))
-            }
+            Place::Child { child, .. } => child_cpu_ms(child.id()),
             Place::InProcess(_) => Ok(0.0),
         }
     }
@@ -632,6 +636,7 @@ async fn serve_simulator(args: &Args) -> Result<()> {
 struct Medians {
     runs: Vec<Measured>,
     process_peak_rss_mib: f64,
+    idle_rss_mib: f64,
     repeat: usize,
 }
 
@@ -647,6 +652,7 @@ impl Medians {
         Medians {
             runs,
             process_peak_rss_mib: median(reports.iter().map(|r| r.process_peak_rss_mib)),
+            idle_rss_mib: median(reports.iter().map(|r| r.idle_rss_mib)),
             repeat: reports.len(),
         }
     }
@@ -659,6 +665,7 @@ impl Medians {
             "concurrency": args.concurrency,
             "repeat": self.repeat,
             "process_peak_rss_mib": self.process_peak_rss_mib,
+            "idle_rss_mib": self.idle_rss_mib,
             "runs": self.runs,
         })
     }
@@ -707,7 +714,7 @@ impl Medians {
             "pull",
             "diff",
             "apply",
-            "end"
+            "start"
         );
         for run in &self.runs {
             let [pull, diff, apply] = run.phase_cpu_ms.map(|ms| ms / 1000.0);
@@ -724,7 +731,7 @@ impl Medians {
                 rss_pull,
                 rss_diff,
                 rss_apply,
-                run.end_rss_mib,
+                run.start_rss_mib,
             );
         }
         for run in &self.runs {
@@ -753,8 +760,8 @@ impl Medians {
             }
         }
         println!(
-            "worker peak RSS over all runs: {:.0} MiB",
-            self.process_peak_rss_mib
+            "worker peak RSS over all runs: {:.0} MiB; RSS 1 s after the last run: {:.0} MiB",
+            self.process_peak_rss_mib, self.idle_rss_mib
         );
     }
 }
@@ -784,7 +791,7 @@ fn median_run(all: &[&Measured]) -> Measured {
         peak_rss_mib: pick(&|m| m.peak_rss_mib),
         phase_rss_mib: [0, 1, 2].map(|i| pick(&|m| m.phase_rss_mib[i])),
         phase_cpu_ms: [0, 1, 2].map(|i| pick(&|m| m.phase_cpu_ms[i])),
-        end_rss_mib: pick(&|m| m.end_rss_mib),
+        start_rss_mib: pick(&|m| m.start_rss_mib),
         changes: first.changes.clone(),
     }
 }

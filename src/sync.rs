@@ -292,6 +292,9 @@ impl Syncer {
         let outcome = self
             .blocking(move |store| apply(store, &source, run, trigger, snapshot, limits, force))
             .await;
+        // In the background: at 100,000 members the trim takes a tenth of a second that no
+        // caller needs to wait for.
+        tokio::task::spawn_blocking(release_freed_memory);
         match outcome {
             Ok(Applied::Completed { counts, mut stats }) => {
                 stats.pull_ms = pull_ms;
@@ -436,6 +439,17 @@ fn apply(
         stats.commit_ms = lap.next();
     }
     Ok(applied)
+}
+
+/// Hands the memory a run has freed back to the system. glibc keeps freed heap pages for reuse,
+/// so after a run of 100,000 members the daemon would sit on about 190 MiB it no longer uses
+/// until the next run, which then peaks higher for it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Times consecutive phases: each `next` returns the milliseconds since the previous one.

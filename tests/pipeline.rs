@@ -254,7 +254,7 @@ async fn a_manual_sync_beside_the_daemon_emits_each_change_once() {
     // The daemon and a manual sync race for the same change.
     daemon.signal(libc::SIGUSR1);
     env.sync().await;
-    let mut runs = vec![subscriber.run_events().await, subscriber.run_events().await];
+    let mut runs = [subscriber.run_events().await, subscriber.run_events().await];
     runs.sort_by_key(|run| run.len());
     assert_eq!(types(&runs[0]), ["orgsync.sync.completed"]);
     assert_eq!(

@@ -193,7 +193,6 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 eprintln!("warning: {warning}");
             }
             println!("# {} is valid", args.config.display());
-            println!("# corp secret: {}", config.secret_source());
             print!("{}", config.redacted_toml());
             Ok(0)
         }

@@ -234,7 +234,10 @@ impl Syncer {
                 .await?,
             ),
         };
-        tracing::info!(run = ?run, %trigger, "sync started");
+        match run {
+            Some(run) => tracing::info!(run, %trigger, "sync started"),
+            None => tracing::info!(%trigger, "dry run started"),
+        }
 
         let started = Instant::now();
         let pulled = tokio::select! {
@@ -424,21 +427,20 @@ fn apply(
     })
 }
 
-/// Logs pull progress about every tenth of the departments, so a long pull shows it is alive.
+/// Logs pull progress every few seconds, so that a long pull shows it is alive while a
+/// short one stays quiet (the pull logs its own summary).
 fn log_progress() -> impl FnMut(Progress) + Send {
-    let mut next_report = 0;
+    const EVERY: Duration = Duration::from_secs(5);
+    let mut last = Instant::now();
     move |progress: Progress| {
-        if progress.departments_done >= next_report
-            || progress.departments_done == progress.departments_total
-        {
+        if last.elapsed() >= EVERY {
+            last = Instant::now();
             tracing::info!(
                 departments_done = progress.departments_done,
                 departments_total = progress.departments_total,
                 members = progress.members,
                 "pulling"
             );
-            next_report =
-                progress.departments_done + progress.departments_total.div_ceil(10).max(1);
         }
     }
 }

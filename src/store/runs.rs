@@ -104,11 +104,7 @@ pub struct RunRecord {
 pub fn begin(conn: &Connection, trigger: Trigger) -> Result<i64, StoreError> {
     conn.execute(
         "INSERT INTO runs (trigger, pid, started_at, outcome) VALUES (?1, ?2, ?3, 'running')",
-        params![
-            trigger.as_str(),
-            std::process::id(),
-            Utc::now().to_rfc3339()
-        ],
+        params![trigger.as_str(), std::process::id(), now()],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -121,12 +117,7 @@ pub fn finish(
 ) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE runs SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",
-        params![
-            id,
-            outcome.as_str(),
-            Utc::now().to_rfc3339(),
-            encode(detail)
-        ],
+        params![id, outcome.as_str(), now(), encode(detail)],
     )?;
     Ok(())
 }
@@ -148,6 +139,11 @@ pub fn mark_interrupted(conn: &Connection) -> Result<usize, StoreError> {
         }
     }
     Ok(marked)
+}
+
+/// Run timestamps: RFC 3339 in UTC with milliseconds, like event times.
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn process_alive(pid: i64) -> bool {

@@ -287,3 +287,43 @@ async fn demo_exits_zero_and_prints_the_events_of_its_changes() {
         assert!(stdout.contains(kind), "demo output lacks {kind}:\n{stdout}");
     }
 }
+
+#[tokio::test]
+async fn sighup_rejects_a_bad_config_and_applies_a_good_one_then_syncs() {
+    let env = Env::new(Directory::sample()).await;
+    let daemon = env.start_daemon().await;
+    let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
+    subscriber.run_events().await; // the start-up sync
+    let good = std::fs::read_to_string(&env.config_path).expect("read config");
+
+    // A broken config: rejected, the old one stays, and the sync still runs.
+    std::fs::write(
+        &env.config_path,
+        format!("{good}\n[safety]\nmax_deletes = \"many\"\n"),
+    )
+    .expect("write config");
+    daemon.signal(libc::SIGHUP);
+    let run = subscriber.run_events().await;
+    assert_eq!(types(&run), ["orgsync.sync.completed"]);
+    assert_eq!(run[0]["data"]["trigger"], "signal");
+
+    // A valid config that forbids any departure: in force for the next run.
+    std::fs::write(
+        &env.config_path,
+        format!("{good}\n[safety]\nmax_deletes = 0\nmax_delete_ratio = 0.0\n"),
+    )
+    .expect("write config");
+    env.sim.edit(|d| d.users.retain(|u| u.userid != "zhuxin"));
+    daemon.signal(libc::SIGHUP);
+    let run = subscriber.run_events().await;
+    assert_eq!(types(&run), ["orgsync.sync.held"]);
+    assert_eq!(run[0]["data"]["pending"]["members_left"], 1);
+
+    daemon.signal(libc::SIGTERM);
+    let (code, stderr) = daemon.wait().await;
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("config reload rejected") && stderr.contains("safety.max_deletes"),
+        "the rejection is logged with the key:\n{stderr}"
+    );
+}

@@ -186,6 +186,8 @@ impl SyncError {
 pub struct Syncer {
     pub client: WecomClient,
     pub store_path: PathBuf,
+    /// How long the run waits for another process's write lock on the store.
+    pub store_busy_timeout: Duration,
     pub source: EventSource,
     pub root_department: DepartmentId,
     pub concurrency: usize,
@@ -200,9 +202,11 @@ impl Syncer {
             Secret::new(config.corp_secret()),
         );
         settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
+        settings.retry = config.wecom.retry();
         Ok(Syncer {
             client: WecomClient::new(settings)?,
             store_path: config.store.path.clone(),
+            store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
             root_department: config.wecom.root_department,
             concurrency: config.wecom.concurrency,
@@ -336,8 +340,9 @@ impl Syncer {
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, SyncError> {
         let path = self.store_path.clone();
+        let busy_timeout = self.store_busy_timeout;
         tokio::task::spawn_blocking(move || {
-            let mut store = Store::open(&path)?;
+            let mut store = Store::open_waiting(&path, busy_timeout)?;
             f(&mut store)
         })
         .await

@@ -73,6 +73,15 @@ pub struct WecomConfig {
     /// Concurrent WeCom requests, 1..=32.
     pub concurrency: usize,
     pub request_timeout_secs: u64,
+    /// Retries of one WeCom call after a transient failure (-1, 5xx, a reset connection, a
+    /// timeout, a body that is not JSON), 0..=10.
+    pub retry_attempts: u32,
+    /// The first delay before such a retry (and after a 45033), doubling up to 30 s, jittered;
+    /// 1..=30000.
+    pub retry_base_delay_ms: u64,
+    /// How long every call pauses after a 45009 (frequency limit), 1..=3600. WeCom blocks an API
+    /// for 60 s after a per-minute limit, so less than that only earns another 45009.
+    pub rate_limit_pause_secs: u64,
 }
 
 impl Default for WecomConfig {
@@ -87,6 +96,23 @@ impl Default for WecomConfig {
             root_department: 1,
             concurrency: 4,
             request_timeout_secs: 30,
+            retry_attempts: 3,
+            retry_base_delay_ms: 1000,
+            rate_limit_pause_secs: 60,
+        }
+    }
+}
+
+impl WecomConfig {
+    /// How the WeCom client retries failed calls.
+    pub fn retry(&self) -> crate::wecom::RetryPolicy {
+        let base = std::time::Duration::from_millis(self.retry_base_delay_ms);
+        crate::wecom::RetryPolicy {
+            max_retries: self.retry_attempts as usize,
+            base_delay: base,
+            rate_limit_wait: std::time::Duration::from_secs(self.rate_limit_pause_secs),
+            concurrency_wait: base,
+            ..crate::wecom::RetryPolicy::default()
         }
     }
 }
@@ -130,13 +156,23 @@ impl ScheduleConfig {
 pub struct StoreConfig {
     /// The SQLite database; absolute after loading.
     pub path: PathBuf,
+    /// How long a sync waits for the write lock another process holds on the store (another
+    /// `orgsync sync` applying a large run) before it fails; at least 1.
+    pub busy_timeout_secs: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("/var/lib/orgsync/orgsync.db"),
+            busy_timeout_secs: 60,
         }
+    }
+}
+
+impl StoreConfig {
+    pub fn busy_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.busy_timeout_secs)
     }
 }
 
@@ -414,6 +450,27 @@ impl FileConfig {
                 "must be at least 1".into(),
             ));
         }
+        if wecom.retry_attempts > 10 {
+            let reason = format!(
+                "{} is not within 0..=10 (more retries only add to WeCom's load)",
+                wecom.retry_attempts
+            );
+            return Err(invalid("wecom.retry_attempts", reason));
+        }
+        if !(1..=30_000).contains(&wecom.retry_base_delay_ms) {
+            let reason = format!(
+                "{} is not within 1..=30000 (milliseconds)",
+                wecom.retry_base_delay_ms
+            );
+            return Err(invalid("wecom.retry_base_delay_ms", reason));
+        }
+        if !(1..=3600).contains(&wecom.rate_limit_pause_secs) {
+            let reason = format!(
+                "{} is not within 1..=3600 (WeCom blocks an API for 60 s after a 45009)",
+                wecom.rate_limit_pause_secs
+            );
+            return Err(invalid("wecom.rate_limit_pause_secs", reason));
+        }
         if let Some(file) = &mut wecom.corp_secret_file {
             resolve_path(file, base_dir)
                 .map_err(|reason| invalid("wecom.corp_secret_file", reason))?;
@@ -423,6 +480,12 @@ impl FileConfig {
 
         resolve_path(&mut self.store.path, base_dir)
             .map_err(|reason| invalid("store.path", reason))?;
+        if self.store.busy_timeout_secs == 0 {
+            return Err(invalid(
+                "store.busy_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
 
         let socket = &mut self.socket;
         resolve_path(&mut socket.path, base_dir)

@@ -79,9 +79,13 @@ fn defaults_apply_to_every_unset_key() {
         assert_eq!(config.wecom.root_department, 1);
         assert_eq!(config.wecom.concurrency, 4);
         assert_eq!(config.wecom.request_timeout_secs, 30);
+        assert_eq!(config.wecom.retry_attempts, 3);
+        assert_eq!(config.wecom.retry_base_delay_ms, 1000);
+        assert_eq!(config.wecom.rate_limit_pause_secs, 60);
         assert_eq!(config.schedule.cron, "0 0 2 * * *");
         assert_eq!(config.schedule.timezone, chrono_tz::Asia::Shanghai);
         assert_eq!(config.store.path, Path::new("/var/lib/orgsync/orgsync.db"));
+        assert_eq!(config.store.busy_timeout_secs, 60);
         assert_eq!(config.socket.path, Path::new("/run/orgsync/orgsync.sock"));
         assert_eq!(config.socket.group, None);
         assert!(config.socket.admin_uids.is_empty());
@@ -110,6 +114,9 @@ fn the_file_overrides_defaults() {
             root_department = 7
             concurrency = 8
             request_timeout_secs = 5
+            retry_attempts = 0
+            retry_base_delay_ms = 20
+            rate_limit_pause_secs = 2
 
             [schedule]
             cron = "0 30 3 * * Mon-Fri"
@@ -117,6 +124,7 @@ fn the_file_overrides_defaults() {
 
             [store]
             path = "/tmp/o.db"
+            busy_timeout_secs = 1
 
             [socket]
             path = "/tmp/o.sock"
@@ -146,9 +154,18 @@ fn the_file_overrides_defaults() {
         assert_eq!(config.wecom.root_department, 7);
         assert_eq!(config.wecom.concurrency, 8);
         assert_eq!(config.wecom.request_timeout_secs, 5);
+        assert_eq!(config.wecom.retry_attempts, 0);
+        assert_eq!(config.wecom.retry_base_delay_ms, 20);
+        assert_eq!(config.wecom.rate_limit_pause_secs, 2);
+        let retry = config.wecom.retry();
+        assert_eq!(retry.max_retries, 0);
+        assert_eq!(retry.base_delay, std::time::Duration::from_millis(20));
+        assert_eq!(retry.concurrency_wait, std::time::Duration::from_millis(20));
+        assert_eq!(retry.rate_limit_wait, std::time::Duration::from_secs(2));
         assert_eq!(config.schedule.cron, "0 30 3 * * Mon-Fri");
         assert_eq!(config.schedule.timezone, chrono_tz::Europe::Berlin);
         assert_eq!(config.store.path, Path::new("/tmp/o.db"));
+        assert_eq!(config.store.busy_timeout_secs, 1);
         assert_eq!(config.socket.path, Path::new("/tmp/o.sock"));
         assert_eq!(config.socket.group.as_deref(), Some("orgsync-clients"));
         assert_eq!(config.socket.admin_uids, [1000, 1001]);
@@ -676,6 +693,22 @@ fn out_of_range_values_are_named() {
             "wecom.request_timeout_secs",
         ),
         ("wecom.root_department = 0", "wecom.root_department"),
+        ("wecom.retry_attempts = 11", "wecom.retry_attempts"),
+        ("wecom.retry_attempts = -1", "wecom.retry_attempts"),
+        ("wecom.retry_base_delay_ms = 0", "wecom.retry_base_delay_ms"),
+        (
+            "wecom.retry_base_delay_ms = 30001",
+            "wecom.retry_base_delay_ms",
+        ),
+        (
+            "wecom.rate_limit_pause_secs = 0",
+            "wecom.rate_limit_pause_secs",
+        ),
+        (
+            "wecom.rate_limit_pause_secs = 3601",
+            "wecom.rate_limit_pause_secs",
+        ),
+        ("store.busy_timeout_secs = 0", "store.busy_timeout_secs"),
         ("safety.max_delete_ratio = 1.5", "safety.max_delete_ratio"),
         ("safety.max_delete_ratio = -0.1", "safety.max_delete_ratio"),
         ("safety.max_delete_ratio = nan", "safety.max_delete_ratio"),
@@ -692,6 +725,7 @@ fn out_of_range_values_are_named() {
         "key `safety.max_delete_ratio`: 1.5 is not within 0..=1 (it is a fraction: 0.2 means 20%)"
     );
     assert!(from_str("wecom.concurrency = 32\nsafety.max_delete_ratio = 0").is_ok());
+    assert!(from_str("wecom.retry_attempts = 0\nwecom.retry_base_delay_ms = 1").is_ok());
 }
 
 #[test]
@@ -737,6 +771,15 @@ fn the_example_config_parses_and_documents_the_defaults() {
         assert_eq!(
             config.wecom.request_timeout_secs,
             defaults.wecom.request_timeout_secs
+        );
+        assert_eq!(config.wecom.retry_attempts, defaults.wecom.retry_attempts);
+        assert_eq!(
+            config.wecom.retry_base_delay_ms,
+            defaults.wecom.retry_base_delay_ms
+        );
+        assert_eq!(
+            config.wecom.rate_limit_pause_secs,
+            defaults.wecom.rate_limit_pause_secs
         );
         assert_eq!(config.schedule, defaults.schedule);
         assert_eq!(config.store, defaults.store);

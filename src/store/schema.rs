@@ -1,6 +1,7 @@
 //! Versioned migrations, tracked in `PRAGMA user_version`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -75,21 +76,21 @@ const MIGRATIONS: &[&str] = &[
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+pub fn migrate(conn: &mut Connection, path: &Path, waited: Duration) -> Result<(), StoreError> {
     // Readers (subscribers, status) open the store while a sync may hold the write lock for
     // seconds; an up-to-date schema must not make them wait for it.
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     if current == VERSION {
         return Ok(());
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     let found: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     if found > VERSION {
         return Err(StoreError::NewerSchema {
             path: path.to_owned(),
@@ -101,6 +102,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
-    tx.commit().map_err(|e| super::classify_with(path, e))?;
+    tx.commit()
+        .map_err(|e| super::classify_with(path, waited, e))?;
     Ok(())
 }

@@ -1,0 +1,423 @@
+//! WeCom's failure modes (issue #3, items 1 and 4), each reproduced by the simulator and run
+//! through the real `orgsync sync`: what fails the run (and changes nothing), what is retried,
+//! and how often WeCom is called meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_failed, describe, types, Env, StoreState, FAST_WECOM};
+use orgsync::simulator::{Directory, Endpoint, Fault};
+
+/// The sample company, synced once, with `wecom` added to the fast retry settings.
+async fn synced(wecom: &str) -> (Env, StoreState) {
+    let env = Env::with_wecom(Directory::sample(), &format!("{FAST_WECOM}{wecom}"), "").await;
+    env.sync().await;
+    let state = env.state();
+    (env, state)
+}
+
+/// A change for the next run to apply: one promotion, one departure.
+fn promote_and_remove(directory: &mut Directory, position: &str) {
+    if let Some(lina) = directory.users.iter_mut().find(|u| u.userid == "lina") {
+        lina.position = position.into();
+    }
+    directory.users.retain(|u| u.userid != "gaopeng");
+}
+
+fn calls(env: &Env, endpoint: Endpoint) -> u64 {
+    env.sim.calls().get(endpoint)
+}
+
+/// With concurrency 1 the pull lists departments in `department/list` order, breadth first:
+/// 1, 2, 5, 6, then 3, the one the faults below hit.
+const BEFORE_DEPARTMENT_3: u64 = 4;
+
+#[tokio::test]
+async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing() {
+    let (env, _) = synced("concurrency = 1\n").await;
+    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    for (fault, code, says) in [
+        (
+            Fault::Errcode(-1),
+            "wecom_errcode",
+            "WeCom errcode -1 (WeCom system busy)",
+        ),
+        (
+            Fault::HttpStatus(502),
+            "transport",
+            "HTTP status 502 Bad Gateway",
+        ),
+        (Fault::Reset, "transport", "Connection reset by peer"),
+        (
+            Fault::NotJson,
+            "transport",
+            "response body is not JSON or is truncated",
+        ),
+        (
+            Fault::Truncated,
+            "transport",
+            "response body is not JSON or is truncated",
+        ),
+        (Fault::Hang, "transport", "operation timed out"),
+    ] {
+        let before = env.state();
+        let user_lists = calls(&env, Endpoint::UserList);
+        // One attempt and the two retries of FAST_WECOM.
+        env.sim
+            .inject(fault.clone().on(Endpoint::UserList).department(3).times(3));
+        let output = env.run(&["sync"]).await;
+        let (line, _) = assert_failed(&before, &env, &output, code);
+        assert!(line.contains(says), "{fault:?}: {line}");
+        assert!(line.contains("user/list (department 3)"), "{line}");
+        assert!(line.contains("(gave up after 3 attempts)"), "{line}");
+        assert_eq!(
+            calls(&env, Endpoint::UserList) - user_lists,
+            BEFORE_DEPARTMENT_3 + 3,
+            "{fault:?}: departments before 3 once, then 3 attempts at department 3"
+        );
+    }
+
+    // The faults are used up: the next run applies exactly what changed.
+    let head = env.state().head();
+    env.sync().await;
+    let events = env.events_since(head).await;
+    assert_eq!(
+        types(&events),
+        [
+            "orgsync.member.updated",
+            "orgsync.member.left",
+            "orgsync.sync.completed"
+        ]
+    );
+    assert_eq!(events[0]["subject"], "member/lina");
+    assert_eq!(events[1]["subject"], "member/gaopeng");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_the_run_completes() {
+    let (env, _) = synced("").await;
+    for (round, fault) in [
+        Fault::Errcode(-1),
+        Fault::HttpStatus(500),
+        Fault::HttpStatus(503),
+        Fault::Reset,
+        Fault::NotJson,
+        Fault::Truncated,
+        Fault::Hang,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let head = env.state().head();
+        let (user_lists, tokens) = (
+            calls(&env, Endpoint::UserList),
+            calls(&env, Endpoint::GetToken),
+        );
+        env.sim.edit(|d| {
+            if let Some(lina) = d.users.iter_mut().find(|u| u.userid == "lina") {
+                lina.position = format!("架构师 {round}");
+            }
+        });
+        // Two failures, within the two retries FAST_WECOM allows.
+        env.sim
+            .inject(fault.clone().on(Endpoint::UserList).department(3).times(2));
+        let output = env.sync().await;
+        common::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
+        let events = env.events_since(head).await;
+        assert_eq!(
+            types(&events),
+            ["orgsync.member.updated", "orgsync.sync.completed"],
+            "{fault:?}"
+        );
+        assert_eq!(
+            calls(&env, Endpoint::UserList) - user_lists,
+            6 + 2,
+            "{fault:?}: six departments, two of the calls repeated"
+        );
+        assert_eq!(calls(&env, Endpoint::GetToken) - tokens, 1, "{fault:?}");
+    }
+}
+
+/// Runs `orgsync sync` and, once its second `user/list` is in flight (each takes 150 ms),
+/// applies `invalidate` to every token issued so far.
+async fn sync_invalidating_tokens_mid_run(
+    env: &Env,
+    invalidate: impl FnOnce(&Env),
+) -> std::process::Output {
+    let second = calls(env, Endpoint::UserList) + 2;
+    let child = env.spawn(&["sync"]);
+    tokio::time::timeout(
+        common::WAIT,
+        env.sim.wait_for_calls(Endpoint::UserList, second),
+    )
+    .await
+    .expect("the pull reaches its second department");
+    invalidate(env);
+    tokio::time::timeout(common::WAIT, child.wait_with_output())
+        .await
+        .expect("sync finishes")
+        .expect("wait for sync")
+}
+
+#[tokio::test]
+async fn a_token_expired_or_revoked_mid_run_is_refreshed_once() {
+    for (errcode, invalidate) in [
+        (42001, Env::expire as fn(&Env)),
+        (40014, Env::revoke as fn(&Env)),
+    ] {
+        let mut directory = Directory::sample();
+        directory.latency_ms = 150;
+        let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 1\n"), "").await;
+        let output = sync_invalidating_tokens_mid_run(&env, invalidate).await;
+        assert!(output.status.success(), "{errcode}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("errcode={errcode}"))
+                && stderr.contains("fetching a new one and retrying once"),
+            "{errcode}: {stderr}"
+        );
+        assert_eq!(calls(&env, Endpoint::GetToken), 2, "{errcode}: one refresh");
+        assert_eq!(
+            calls(&env, Endpoint::UserList),
+            6 + 1,
+            "{errcode}: only the rejected call is repeated"
+        );
+        let state = env.state();
+        assert_eq!(state.mirror.members.len(), 15);
+        assert_eq!(state.replayed(), state.mirror);
+    }
+}
+
+impl Env {
+    fn expire(&self) {
+        self.sim.expire_tokens();
+    }
+
+    fn revoke(&self) {
+        self.sim.revoke_tokens();
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_cannot_be_refreshed_fails_the_run() {
+    let mut directory = Directory::sample();
+    directory.latency_ms = 150;
+    let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 1\n"), "").await;
+    env.sync().await;
+    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let before = env.state();
+    let output = sync_invalidating_tokens_mid_run(&env, |env| {
+        env.sim.expire_tokens();
+        // The app's secret was reset in the admin console meanwhile.
+        env.sim
+            .edit(|d| d.corp_secret = "reset-in-the-admin-console".into());
+    })
+    .await;
+    let (line, _) = assert_failed(&before, &env, &output, "token");
+    assert!(line.contains("WeCom errcode 40001"), "{line}");
+    assert!(line.contains("copy the app's Secret again"), "{line}");
+    assert_eq!(
+        calls(&env, Endpoint::GetToken),
+        3,
+        "one per run, one refresh"
+    );
+}
+
+/// A fresh store, WeCom refusing with `errcode`: the run fails at once, says what the errcode
+/// means and what to do, and calls nothing twice.
+async fn refused(env: &Env, errcode: i64, says: &[&str]) -> String {
+    let before = env.state();
+    let output = env.run(&["sync"]).await;
+    let code = if calls(env, Endpoint::DepartmentList) == 0 {
+        "token"
+    } else {
+        "wecom_errcode"
+    };
+    let (line, _) = assert_failed(&before, env, &output, code);
+    assert!(line.contains(&format!("WeCom errcode {errcode}")), "{line}");
+    for text in says {
+        assert!(line.contains(text), "{errcode}: no {text:?} in {line}");
+    }
+    let counts = env.sim.calls();
+    assert_eq!(counts.get(Endpoint::GetToken), 1, "{errcode}: {counts:?}");
+    assert!(
+        counts.get(Endpoint::DepartmentList) <= 1,
+        "{errcode}: {counts:?}"
+    );
+    assert_eq!(counts.get(Endpoint::UserList), 0, "{errcode}: {counts:?}");
+    line
+}
+
+#[tokio::test]
+async fn a_bad_secret_fails_at_once_with_40001_its_meaning_and_the_fix() {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    std::fs::write(env.dir.path().join("secret"), "not-the-apps-secret").expect("write");
+    refused(
+        &env,
+        40001,
+        &[
+            "gettoken: could not obtain an access token",
+            "invalid corp secret",
+            "copy the app's Secret again from the admin console",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_corp_id_fails_at_once_with_40013_its_meaning_and_the_fix() {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    let config = std::fs::read_to_string(&env.config_path).expect("read config");
+    let corp_id = env.sim.directory().corp_id;
+    std::fs::write(
+        &env.config_path,
+        config.replace(&corp_id, "ww00000000deadbeef"),
+    )
+    .expect("write config");
+    refused(&env, 40013, &["invalid corpid", "set wecom.corp_id"]).await;
+}
+
+#[tokio::test]
+async fn an_untrusted_ip_fails_at_once_with_60020_naming_the_ip() {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    env.sim.inject(Fault::Errcode(60020).on(Endpoint::GetToken));
+    refused(
+        &env,
+        60020,
+        &[
+            "this server's IP 127.0.0.1 is not in the app's trusted IPs (企业可信IP)",
+            "WeCom hint: ",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_contact_sync_secret_from_a_new_ip_fails_at_once_with_48009() {
+    let mut directory = Directory::sample();
+    directory.contact_sync_detail_forbidden = true;
+    let env = Env::with_wecom(directory, FAST_WECOM, "").await;
+    let secret = env
+        .sim
+        .directory()
+        .contact_sync_secret
+        .expect("the sample has one");
+    std::fs::write(env.dir.path().join("secret"), secret).expect("write");
+    refused(
+        &env,
+        48009,
+        &[
+            "department/list (id 1)",
+            "contact-sync secret",
+            "use the secret of a self-built app",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_api_not_permitted_for_the_secret_fails_at_once_with_48002() {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    env.sim
+        .inject(Fault::Errcode(48002).on(Endpoint::DepartmentList));
+    refused(
+        &env,
+        48002,
+        &[
+            "API not permitted for this kind of secret",
+            "self-built app",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_errcode_orgsync_does_not_know_fails_at_once_and_is_not_retried() {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    env.sim
+        .inject(Fault::Errcode(99_999).on(Endpoint::DepartmentList));
+    refused(
+        &env,
+        99_999,
+        &["which orgsync does not know and does not retry"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_frequency_limit_pauses_every_call_for_the_window_then_the_run_completes() {
+    let mut directory = Directory::sample();
+    // Four calls per API per second: the pull's six `user/list` calls overrun it.
+    directory.rate_limit_per_minute = Some(4);
+    directory.rate_limit_window_ms = 1000;
+    let env = Env::with_wecom(directory, FAST_WECOM, "").await;
+    let started = Instant::now();
+    let output = env.sync().await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("WeCom frequency limit; pausing every call"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("pausing every call").count(),
+        1,
+        "the calls in flight join one pause: {stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited out the window"
+    );
+    let user_lists = calls(&env, Endpoint::UserList);
+    assert!(
+        (7..=6 + 4).contains(&user_lists),
+        "six departments, at most the four calls in flight repeated: {user_lists}"
+    );
+    let state = env.state();
+    assert_eq!(state.mirror.members.len(), 15);
+    assert_eq!(state.replayed(), state.mirror);
+}
+
+#[tokio::test]
+async fn a_frequency_limit_that_persists_fails_the_run_without_a_retry_storm() {
+    let (env, before) = synced("").await;
+    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let user_lists = calls(&env, Endpoint::UserList);
+    env.sim
+        .inject(Fault::Errcode(45009).on(Endpoint::UserList).times(1000));
+    let started = Instant::now();
+    let output = env.run(&["sync"]).await;
+    let (line, _) = assert_failed(&before, &env, &output, "rate_limited");
+    assert!(line.contains("WeCom errcode 45009"), "{line}");
+    // Each call sits out at most three one-second windows; the four calls in flight share
+    // them. So at most 4 calls per window, 4 windows: never a storm.
+    let made = calls(&env, Endpoint::UserList) - user_lists;
+    assert!(made <= 4 * 4, "{made} user/list calls");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "three windows waited out"
+    );
+}
+
+#[tokio::test]
+async fn a_concurrency_limit_lowers_concurrency_and_the_run_completes() {
+    let mut directory = Directory::generate(11, 40, 400);
+    // WeCom lets two calls per API run at once; orgsync starts with four.
+    directory.max_concurrent_per_api = Some(2);
+    directory.latency_ms = 30;
+    let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 4\n"), "").await;
+    let output = env.sync().await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("WeCom concurrency limit (45033); lowering user/list concurrency"),
+        "{stderr}"
+    );
+    let state = env.state();
+    assert_eq!(state.mirror.members.len(), 400);
+    assert_eq!(state.mirror.departments.len(), 40);
+    assert_eq!(state.replayed(), state.mirror);
+    assert_eq!(
+        types(&state.event_values()).last(),
+        Some(&"orgsync.sync.completed")
+    );
+}

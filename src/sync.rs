@@ -20,8 +20,12 @@ use crate::events::{changeset_events, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
+use crate::store::token_refusal::{self, Refusal};
 use crate::store::{event_log, mirror, Store, StoreError};
-use crate::wecom::{self, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError};
+use crate::wecom::{
+    self, ApiError, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError,
+    REFUSAL_HOLD,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -228,16 +232,24 @@ impl Syncer {
         mode: Mode,
         stop: impl Future<Output = ()>,
     ) -> Result<RunReport, SyncError> {
-        let run = match mode {
-            Mode::DryRun => None,
-            Mode::Apply | Mode::Force => Some(
-                self.blocking(move |store| {
-                    runs::mark_interrupted(store.conn())?;
-                    runs::begin(store.conn(), trigger)
-                })
-                .await?,
+        let (run, refusal) = match mode {
+            Mode::DryRun => (
+                None,
+                self.blocking(|store| token_refusal::last(store.conn()))
+                    .await?,
             ),
+            Mode::Apply | Mode::Force => {
+                let (run, refusal) = self
+                    .blocking(move |store| {
+                        runs::mark_interrupted(store.conn())?;
+                        let refusal = token_refusal::last(store.conn())?;
+                        Ok((runs::begin(store.conn(), trigger)?, refusal))
+                    })
+                    .await?;
+                (Some(run), refusal)
+            }
         };
+        self.hold_refusal(refusal).await;
         match run {
             Some(run) => tracing::info!(run, %trigger, "sync started"),
             None => tracing::info!(%trigger, "dry run started"),
@@ -306,13 +318,42 @@ impl Syncer {
         }
     }
 
-    /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched.
+    /// Makes the client hold a `gettoken` refusal that an earlier process recorded for the same
+    /// credentials less than [`REFUSAL_HOLD`] ago, so that runs in quick succession (a cron
+    /// job, a restarted daemon, an operator trying again) do not each ask WeCom: repeated
+    /// refusals get the server's IP blocked for an hour.
+    async fn hold_refusal(&self, refusal: Option<Refusal>) {
+        let Some(refusal) = refusal.filter(|r| r.credentials == self.client.credentials_id())
+        else {
+            return;
+        };
+        // A refusal from the future (the clock was set back) counts as fresh.
+        let age = (Utc::now() - refusal.at).to_std().unwrap_or(Duration::ZERO);
+        if age < REFUSAL_HOLD {
+            let error = ApiError::new(refusal.errcode, &refusal.errmsg);
+            self.client.remember_refusal(error, age).await;
+        }
+    }
+
+    /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched. A
+    /// `gettoken` refusal is recorded with it, for the next process to hold.
     pub async fn record_failure(
         &self,
         run: i64,
         trigger: Trigger,
         error: SyncError,
     ) -> Result<RunReport, SyncError> {
+        let refusal = match &error {
+            SyncError::Pull(PullError::Wecom(WecomError::Token { .. })) => {
+                self.client.refusal().await.map(|(error, age)| Refusal {
+                    credentials: self.client.credentials_id(),
+                    errcode: error.errcode,
+                    errmsg: error.errmsg,
+                    at: Utc::now() - chrono::Duration::from_std(age).unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
         let source = self.source.clone();
         let detail = json!({
             "run": run.to_string(),
@@ -321,6 +362,9 @@ impl Syncer {
         });
         self.blocking(move |store| {
             store.write(|tx| {
+                if let Some(refusal) = &refusal {
+                    token_refusal::record(tx, refusal)?;
+                }
                 runs::finish(tx, run, Outcome::Failed, &detail)?;
                 let draft = EventDraft {
                     kind: EventType::SyncFailed,

@@ -346,6 +346,53 @@ async fn an_errcode_orgsync_does_not_know_fails_at_once_and_is_not_retried() {
 }
 
 #[tokio::test]
+async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retries() {
+    let env = Env::with_wecom(
+        Directory::sample(),
+        FAST_WECOM,
+        "[schedule]\nretry_attempts = 2\nretry_delay_secs = 1\n",
+    )
+    .await;
+    let secret = env.dir.path().join("secret");
+    std::fs::write(&secret, "not-the-apps-secret").expect("write");
+
+    // Three runs in a row, as a cron job or an impatient operator would start them.
+    for run in 1..=3 {
+        let before = env.state();
+        let output = env.run(&["sync"]).await;
+        let (line, _) = assert_failed(&before, &env, &output, "token");
+        assert!(line.contains("40001"), "run {run}: {line}");
+        assert_eq!(calls(&env, Endpoint::GetToken), 1, "run {run}: {line}");
+    }
+
+    // The daemon's start-up run and its two retries are refused without asking WeCom either.
+    let daemon = env.start_daemon().await;
+    let mut subscriber = env
+        .subscribe(serde_json::json!({"op": "subscribe", "since": env.state().head()}))
+        .await;
+    for attempt in 0..3 {
+        let run = subscriber.run_events().await;
+        assert_eq!(types(&run), ["orgsync.sync.failed"], "attempt {attempt}");
+        assert_eq!(run[0]["data"]["error"]["code"], "token");
+    }
+    assert_eq!(calls(&env, Endpoint::GetToken), 1);
+
+    // Once the secret is fixed, the next run asks again and succeeds.
+    std::fs::write(&secret, env.sim.directory().corp_secret).expect("write");
+    daemon.signal(libc::SIGHUP);
+    let run = subscriber.run_events().await;
+    assert_eq!(
+        run.last().expect("events")["type"],
+        "orgsync.sync.completed"
+    );
+    assert_eq!(calls(&env, Endpoint::GetToken), 2);
+    daemon.signal(libc::SIGTERM);
+    let (code, stderr) = daemon.wait().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    common::assert_no_panic(&stderr);
+}
+
+#[tokio::test]
 async fn a_frequency_limit_pauses_every_call_for_the_window_then_the_run_completes() {
     let mut directory = Directory::sample();
     // Four calls per API per second: the pull's six `user/list` calls overrun it.

@@ -10,6 +10,7 @@ pub mod event_log;
 pub mod mirror;
 pub mod runs;
 mod schema;
+pub mod token_refusal;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -318,7 +318,8 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
                 &config.wecom.corp_id,
                 &schedule,
                 chrono::Utc::now(),
-            )?
+            )
+            .map_err(|e| store.explain(e))?
         }
     };
     if json_output {
@@ -337,7 +338,8 @@ fn events(config: &Config, since: Option<i64>, follow: bool) -> Result<u8, CliEr
     let mut cursor = since.unwrap_or(0);
     let stdout = io::stdout();
     loop {
-        let batch = event_log::read_after(store.conn(), cursor, 1000)?;
+        let batch =
+            event_log::read_after(store.conn(), cursor, 1000).map_err(|e| store.explain(e))?;
         if batch.is_empty() {
             if !follow {
                 return Ok(0);

@@ -387,7 +387,7 @@ impl Syncer {
         let busy_timeout = self.store_busy_timeout;
         tokio::task::spawn_blocking(move || {
             let mut store = Store::open_waiting(&path, busy_timeout)?;
-            f(&mut store)
+            f(&mut store).map_err(|e| store.explain(e))
         })
         .await
         .map_err(|e| SyncError::Worker(e.to_string()))?

@@ -51,6 +51,31 @@ async fn a_store_that_is_not_sqlite_is_named_with_the_fix() {
     assert_eq!(env.sim.calls().total(), 0, "WeCom is not asked");
 }
 
+#[tokio::test]
+async fn a_corrupt_store_is_named_with_the_fix() {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    // Garbage over every page after the first: the header still says SQLite, the tables
+    // are gone.
+    let mut bytes = std::fs::read(env.store_path()).expect("read store");
+    assert!(bytes.len() > 8192, "the store has more than two pages");
+    for byte in &mut bytes[4096..] {
+        *byte = 0xA5;
+    }
+    std::fs::write(env.store_path(), bytes).expect("write store");
+    let calls = env.sim.calls().total();
+    let store = path_text(&env.store_path());
+    for command in [&["sync"][..], &["run"], &["status"], &["events"]] {
+        let output = env.run(command).await;
+        fails_with(
+            &output,
+            1,
+            &[&store, "is not a valid SQLite database (corrupt"],
+        );
+    }
+    assert_eq!(env.sim.calls().total(), calls, "WeCom is not asked");
+}
+
 /// Holds the store's write lock, as another process applying a run would.
 fn lock(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open store");

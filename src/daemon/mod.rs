@@ -152,15 +152,18 @@ impl Daemon {
             tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let mut store = Store::open(&path)?;
                 store.bind_corp(&corp)?;
-                let interrupted = runs::mark_interrupted(store.conn())?;
-                if interrupted > 0 {
-                    tracing::warn!(interrupted, "earlier runs were interrupted before they finished; nothing of them was applied");
-                }
-                Ok((
-                    event_log::head(store.conn())?,
-                    mirror::counts(store.conn())?.members == 0,
-                    runs::last_completed_at(store.conn())?,
-                ))
+                let conn = store.conn();
+                let state = runs::mark_interrupted(conn).and_then(|interrupted| {
+                    if interrupted > 0 {
+                        tracing::warn!(interrupted, "earlier runs were interrupted before they finished; nothing of them was applied");
+                    }
+                    Ok((
+                        event_log::head(conn)?,
+                        mirror::counts(conn)?.members == 0,
+                        runs::last_completed_at(conn)?,
+                    ))
+                });
+                state.map_err(|e| store.explain(e))
             })
             .await
             .map_err(|e| DaemonError::Internal(e.to_string()))??

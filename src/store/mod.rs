@@ -115,6 +115,13 @@ impl Store {
         classify_with(&self.path, self.busy_timeout, error)
     }
 
+    /// Classifies an error that came out of a query on this store's connection: corruption
+    /// often shows only when a damaged page is read, long after the open, and the operator
+    /// needs the store's path and the fix then too.
+    pub fn explain(&self, error: StoreError) -> StoreError {
+        classify_store_error(&self.path, self.busy_timeout, error)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -137,7 +144,7 @@ impl Store {
             Ok(tx) => tx,
             Err(e) => return Err(classify_with(&self.path, self.busy_timeout, e)),
         };
-        let value = f(&tx)?;
+        let value = f(&tx).map_err(|e| classify_store_error(&self.path, self.busy_timeout, e))?;
         tx.commit()
             .map_err(|e| classify_with(&self.path, self.busy_timeout, e))?;
         Ok(value)
@@ -182,6 +189,13 @@ fn classify_with(path: &Path, waited: Duration, error: rusqlite::Error) -> Store
             waited,
         },
         _ => StoreError::Sqlite(error),
+    }
+}
+
+fn classify_store_error(path: &Path, waited: Duration, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sqlite(error) => classify_with(path, waited, error),
+        other => other,
     }
 }
 

@@ -311,6 +311,26 @@ async fn a_missing_socket_directory_stops_the_daemon_naming_the_path_and_the_fix
 }
 
 #[tokio::test]
+async fn a_missing_secret_file_is_exit_2_naming_the_file_and_the_fix() {
+    let env = Env::new(Directory::sample()).await;
+    let secret = env.dir.path().join("secret");
+    std::fs::remove_file(&secret).expect("remove secret");
+    for command in [&["sync"][..], &["run"], &["check-config"]] {
+        let output = env.run(command).await;
+        fails_with(
+            &output,
+            2,
+            &[
+                &format!("cannot read the corp secret from file {}", secret.display()),
+                "No such file or directory",
+                "write the app's Secret into it (chmod 600), or set `wecom.corp_secret_file`",
+            ],
+        );
+    }
+    assert_eq!(env.sim.calls().total(), 0);
+}
+
+#[tokio::test]
 async fn a_store_in_a_missing_directory_is_named_with_the_fix() {
     let env = Env::new(Directory::sample()).await;
     let output = env

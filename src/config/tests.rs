@@ -525,6 +525,13 @@ fn secret_files_that_cannot_hold_a_secret_are_rejected() {
             "{error:?}"
         );
         assert!(error.to_string().contains("No such file"), "{error}");
+        assert!(
+            error.to_string().ends_with(
+                "; write the app's Secret into it (chmod 600), or set `wecom.corp_secret_file` \
+                 to the file that holds it"
+            ),
+            "{error}"
+        );
     });
 }
 

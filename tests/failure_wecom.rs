@@ -162,13 +162,20 @@ async fn sync_invalidating_tokens_mid_run(
 
 #[tokio::test]
 async fn a_token_expired_or_revoked_mid_run_is_refreshed_once() {
-    for (errcode, invalidate) in [
-        (42001, Env::expire as fn(&Env)),
-        (40014, Env::revoke as fn(&Env)),
+    for (errcode, invalidate, concurrency) in [
+        (42001, Env::expire as fn(&Env), 1),
+        (40014, Env::revoke as fn(&Env), 1),
+        // Several calls in flight are rejected together; one `gettoken` serves them all.
+        (42001, Env::expire as fn(&Env), 4),
     ] {
         let mut directory = Directory::sample();
         directory.latency_ms = 150;
-        let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 1\n"), "").await;
+        let env = Env::with_wecom(
+            directory,
+            &format!("{FAST_WECOM}concurrency = {concurrency}\n"),
+            "",
+        )
+        .await;
         let output = sync_invalidating_tokens_mid_run(&env, invalidate).await;
         assert!(output.status.success(), "{errcode}: {}", describe(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -178,10 +185,10 @@ async fn a_token_expired_or_revoked_mid_run_is_refreshed_once() {
             "{errcode}: {stderr}"
         );
         assert_eq!(calls(&env, Endpoint::GetToken), 2, "{errcode}: one refresh");
-        assert_eq!(
-            calls(&env, Endpoint::UserList),
-            6 + 1,
-            "{errcode}: only the rejected call is repeated"
+        let repeated = calls(&env, Endpoint::UserList) - 6;
+        assert!(
+            (1..=concurrency).contains(&repeated),
+            "{errcode}: only the rejected calls in flight are repeated: {repeated}"
         );
         let state = env.state();
         assert_eq!(state.mirror.members.len(), 15);
@@ -221,6 +228,85 @@ async fn a_token_that_cannot_be_refreshed_fails_the_run() {
         calls(&env, Endpoint::GetToken),
         3,
         "one per run, one refresh"
+    );
+}
+
+#[tokio::test]
+async fn transient_retries_back_off_exponentially() {
+    let env = Env::with_wecom(
+        Directory::sample(),
+        "retry_attempts = 2\nretry_base_delay_ms = 200\nconcurrency = 1\n",
+        "",
+    )
+    .await;
+    env.sim
+        .inject(Fault::Errcode(-1).on(Endpoint::UserList).times(2));
+    let child = env.spawn(&["sync"]);
+    let mut arrived = Vec::new();
+    for call in 1..=3 {
+        tokio::time::timeout(
+            common::WAIT,
+            env.sim.wait_for_calls(Endpoint::UserList, call),
+        )
+        .await
+        .expect("the call arrives");
+        arrived.push(Instant::now());
+    }
+    let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
+        .await
+        .expect("sync finishes")
+        .expect("wait");
+    assert!(output.status.success(), "{}", describe(&output));
+    // The first retry waits at least the base delay, the second at least twice that (each
+    // plus up to as much again of jitter).
+    assert!(arrived[1] - arrived[0] >= Duration::from_millis(200));
+    assert!(arrived[2] - arrived[1] >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn a_department_deleted_during_the_pull_fails_the_run_and_the_rerun_applies_the_move() {
+    let (env, before) = synced("").await;
+    // Department 4 is deleted between department/list and its user/list: WeCom says 60003.
+    env.sim
+        .inject(Fault::Errcode(60003).on(Endpoint::UserList).department(4));
+    let output = env.run(&["sync"]).await;
+    let (line, _) = assert_failed(&before, &env, &output, "wecom_errcode");
+    assert!(
+        line.contains("user/list (department 4): WeCom errcode 60003 (department not found)"),
+        "{line}"
+    );
+    assert!(line.contains("rerun the sync"), "{line}");
+
+    // The deletion done: its members were moved to the parent first, as WeCom requires.
+    env.sim.edit(|d| {
+        d.departments.retain(|department| department.id != 4);
+        for user in &mut d.users {
+            if let Some(at) = user.department.iter().position(|&id| id == 4) {
+                user.department.remove(at);
+                user.order.remove(at);
+                user.is_leader_in_dept.remove(at);
+                if user.department.is_empty() {
+                    user.department = vec![2];
+                    user.order = vec![0];
+                    user.is_leader_in_dept = vec![0];
+                }
+                user.main_department = user.department[0];
+            }
+        }
+    });
+    let head = env.state().head();
+    env.sync().await;
+    let events = env.events_since(head).await;
+    assert_eq!(
+        types(&events),
+        [
+            "orgsync.member.updated",
+            "orgsync.member.updated",
+            "orgsync.member.updated",
+            "orgsync.department.deleted",
+            "orgsync.sync.completed"
+        ],
+        "the three members of department 4 move; nobody leaves"
     );
 }
 

@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{describe, error_line, Env, FAST_WECOM};
-use orgsync::simulator::{Directory, Endpoint};
+use orgsync::simulator::{Directory, Endpoint, Fault};
 
 /// Asserts exit status `code` and a stderr line containing every one of `says`.
 fn fails_with(output: &Output, code: i32, says: &[&str]) -> String {
@@ -160,13 +160,17 @@ async fn a_store_locked_for_longer_than_busy_timeout_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_store_locked_when_the_pull_is_done_fails_the_run_and_applies_nothing() {
-    let mut directory = Directory::sample();
-    directory.latency_ms = 100;
-    let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 1\n"), "").await;
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
     env.sync().await;
     env.sim.edit(|d| d.users.retain(|u| u.userid != "gaopeng"));
     let before = env.state();
-    let first = env.sim.calls().get(Endpoint::UserList) + 1;
+    // The pull's last `user/list` (department 4) takes two seconds: time to take the lock.
+    env.sim.inject(
+        Fault::Delay(Duration::from_secs(2))
+            .on(Endpoint::UserList)
+            .department(4),
+    );
+    let all = env.sim.calls().get(Endpoint::UserList) + 6;
 
     let mut command = env.command(&["sync"]);
     command
@@ -174,7 +178,7 @@ async fn a_store_locked_when_the_pull_is_done_fails_the_run_and_applies_nothing(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = command.spawn().expect("spawn");
-    env.sim.wait_for_calls(Endpoint::UserList, first).await;
+    env.sim.wait_for_calls(Endpoint::UserList, all).await;
     let held = lock(&env.store_path());
     let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
         .await

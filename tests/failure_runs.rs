@@ -19,30 +19,38 @@ fn kill(pid: Option<u32>, signal: libc::c_int) {
     );
 }
 
-/// The sample, synced, then changed, with every WeCom call taking 200 ms and one at a time, so
-/// that a pull lasts over a second.
+/// The sample, synced, then changed; the next pull's last `user/list` (department 4, last in
+/// `department/list` order) will take ten seconds.
 async fn slow_env(schedule: &str) -> Env {
-    let env = Env::with_wecom(
-        Directory::sample(),
-        &format!("{FAST_WECOM}concurrency = 1\n"),
-        schedule,
-    )
-    .await;
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, schedule).await;
     env.sync().await;
-    env.sim.edit(|d| {
-        d.latency_ms = 200;
-        d.users.retain(|u| u.userid != "gaopeng");
-    });
+    env.sim.edit(|d| d.users.retain(|u| u.userid != "gaopeng"));
+    env.sim.inject(
+        Fault::Delay(std::time::Duration::from_secs(10))
+            .on(Endpoint::UserList)
+            .department(4),
+    );
     env
+}
+
+/// Waits until the pull that follows has made all its `user/list` calls, the last of which
+/// hangs for ten seconds.
+async fn in_last_call(env: &Env, before: u64) {
+    tokio::time::timeout(
+        common::WAIT,
+        env.sim.wait_for_calls(Endpoint::UserList, before + 6),
+    )
+    .await
+    .expect("the pull reaches its last department");
 }
 
 #[tokio::test]
 async fn sigterm_during_the_pull_fails_orgsync_sync_with_shutdown() {
     let env = slow_env("").await;
     let before = env.state();
-    let second = env.sim.calls().get(Endpoint::UserList) + 2;
+    let user_lists = env.sim.calls().get(Endpoint::UserList);
     let child = env.spawn(&["sync"]);
-    env.sim.wait_for_calls(Endpoint::UserList, second).await;
+    in_last_call(&env, user_lists).await;
     kill(child.id(), libc::SIGTERM);
     let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
         .await
@@ -57,9 +65,9 @@ async fn sigterm_during_the_pull_stops_the_daemon_with_exit_0_and_a_failed_run()
     let env = slow_env("").await;
     let before = env.state();
     let daemon = env.start_daemon().await;
-    let second = env.sim.calls().get(Endpoint::UserList) + 2;
+    let user_lists = env.sim.calls().get(Endpoint::UserList);
     daemon.signal(libc::SIGUSR1);
-    env.sim.wait_for_calls(Endpoint::UserList, second).await;
+    in_last_call(&env, user_lists).await;
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

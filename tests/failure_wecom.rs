@@ -35,7 +35,8 @@ const BEFORE_DEPARTMENT_3: u64 = 4;
 
 #[tokio::test]
 async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing() {
-    let (env, _) = synced("concurrency = 1\n").await;
+    // Two-second requests, so that a hung call fails in seconds.
+    let (env, _) = synced("concurrency = 1\nrequest_timeout_secs = 2\n").await;
     env.sim.edit(|d| promote_and_remove(d, "技术总监"));
     for (fault, code, says) in [
         (
@@ -96,7 +97,7 @@ async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing
 
 #[tokio::test]
 async fn transient_failures_are_retried_and_the_run_completes() {
-    let (env, _) = synced("").await;
+    let (env, _) = synced("request_timeout_secs = 2\n").await;
     for (round, fault) in [
         Fault::Errcode(-1),
         Fault::HttpStatus(500),
@@ -139,20 +140,26 @@ async fn transient_failures_are_retried_and_the_run_completes() {
     }
 }
 
-/// Runs `orgsync sync` and, once its second `user/list` is in flight (each takes 150 ms),
-/// applies `invalidate` to every token issued so far.
+/// Runs `orgsync sync` and applies `invalidate` to every token issued so far while the pull's
+/// last `user/list` (department 4, last in `department/list` order) is held for two seconds
+/// before WeCom checks its token.
 async fn sync_invalidating_tokens_mid_run(
     env: &Env,
     invalidate: impl FnOnce(&Env),
 ) -> std::process::Output {
-    let second = calls(env, Endpoint::UserList) + 2;
+    env.sim.inject(
+        Fault::Delay(Duration::from_secs(2))
+            .on(Endpoint::UserList)
+            .department(4),
+    );
+    let all = calls(env, Endpoint::UserList) + 6;
     let child = env.spawn(&["sync"]);
     tokio::time::timeout(
         common::WAIT,
-        env.sim.wait_for_calls(Endpoint::UserList, second),
+        env.sim.wait_for_calls(Endpoint::UserList, all),
     )
     .await
-    .expect("the pull reaches its second department");
+    .expect("the pull reaches its last department");
     invalidate(env);
     tokio::time::timeout(common::WAIT, child.wait_with_output())
         .await
@@ -168,10 +175,8 @@ async fn a_token_expired_or_revoked_mid_run_is_refreshed_once() {
         // Several calls in flight are rejected together; one `gettoken` serves them all.
         (42001, Env::expire as fn(&Env), 4),
     ] {
-        let mut directory = Directory::sample();
-        directory.latency_ms = 150;
         let env = Env::with_wecom(
-            directory,
+            Directory::sample(),
             &format!("{FAST_WECOM}concurrency = {concurrency}\n"),
             "",
         )
@@ -208,9 +213,7 @@ impl Env {
 
 #[tokio::test]
 async fn a_token_that_cannot_be_refreshed_fails_the_run() {
-    let mut directory = Directory::sample();
-    directory.latency_ms = 150;
-    let env = Env::with_wecom(directory, &format!("{FAST_WECOM}concurrency = 1\n"), "").await;
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
     env.sync().await;
     env.sim.edit(|d| promote_and_remove(d, "技术总监"));
     let before = env.state();
@@ -228,6 +231,28 @@ async fn a_token_that_cannot_be_refreshed_fails_the_run() {
         calls(&env, Endpoint::GetToken),
         3,
         "one per run, one refresh"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_its_data_fails_at_once_and_is_not_read_as_empty() {
+    let (env, before) = synced("").await;
+    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let user_lists = calls(&env, Endpoint::UserList);
+    // `{"errcode":0,"errmsg":"ok"}`: success, but no `userlist` at all.
+    env.sim
+        .inject(Fault::Errcode(0).on(Endpoint::UserList).department(3));
+    let output = env.run(&["sync"]).await;
+    let (line, _) = assert_failed(&before, &env, &output, "malformed_response");
+    assert!(
+        line.contains(
+            "user/list (department 3): unexpected response from WeCom: errcode 0 but no `userlist`"
+        ),
+        "{line}"
+    );
+    assert!(
+        calls(&env, Endpoint::UserList) - user_lists <= 6,
+        "not retried"
     );
 }
 
@@ -481,10 +506,15 @@ async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retrie
 #[tokio::test]
 async fn a_frequency_limit_pauses_every_call_for_the_window_then_the_run_completes() {
     let mut directory = Directory::sample();
-    // Four calls per API per second: the pull's six `user/list` calls overrun it.
+    // Four calls per API per two seconds: the pull's six `user/list` calls overrun it.
     directory.rate_limit_per_minute = Some(4);
-    directory.rate_limit_window_ms = 1000;
-    let env = Env::with_wecom(directory, FAST_WECOM, "").await;
+    directory.rate_limit_window_ms = 2000;
+    let env = Env::with_wecom(
+        directory,
+        &format!("{FAST_WECOM}rate_limit_pause_secs = 2\n"),
+        "",
+    )
+    .await;
     let started = Instant::now();
     let output = env.sync().await;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -513,7 +543,7 @@ async fn a_frequency_limit_pauses_every_call_for_the_window_then_the_run_complet
 
 #[tokio::test]
 async fn a_frequency_limit_that_persists_fails_the_run_without_a_retry_storm() {
-    let (env, before) = synced("").await;
+    let (env, before) = synced("rate_limit_pause_secs = 1\n").await;
     env.sim.edit(|d| promote_and_remove(d, "技术总监"));
     let user_lists = calls(&env, Endpoint::UserList);
     env.sim

@@ -22,10 +22,8 @@ use tokio::process::{Child, Command};
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// `[wecom]` keys that keep WeCom retries in milliseconds rather than seconds, for tests that
-/// make calls fail: two retries from 20 ms apart, a one-second pause after 45009, one-second
-/// requests (the simulator answers in milliseconds).
-pub const FAST_WECOM: &str = "retry_attempts = 2\nretry_base_delay_ms = 20\n\
-                              rate_limit_pause_secs = 1\nrequest_timeout_secs = 1\n";
+/// make calls fail: two retries, the first after 20 ms.
+pub const FAST_WECOM: &str = "retry_attempts = 2\nretry_base_delay_ms = 20\n";
 
 pub struct Env {
     pub dir: tempfile::TempDir,

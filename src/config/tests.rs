@@ -82,10 +82,17 @@ fn defaults_apply_to_every_unset_key() {
         assert_eq!(config.wecom.retry_attempts, 3);
         assert_eq!(config.wecom.retry_base_delay_ms, 1000);
         assert_eq!(config.wecom.rate_limit_pause_secs, 60);
+        // The client's own defaults, which the keys override.
+        let (retry, client) = (config.wecom.retry(), crate::wecom::RetryPolicy::default());
+        assert_eq!(retry.max_retries, client.max_retries);
+        assert_eq!(retry.base_delay, client.base_delay);
+        assert_eq!(retry.concurrency_wait, client.concurrency_wait);
+        assert_eq!(retry.rate_limit_wait, client.rate_limit_wait);
+        assert_eq!(retry.max_delay, client.max_delay);
         assert_eq!(config.schedule.cron, "0 0 2 * * *");
         assert_eq!(config.schedule.timezone, chrono_tz::Asia::Shanghai);
         assert_eq!(config.store.path, Path::new("/var/lib/orgsync/orgsync.db"));
-        assert_eq!(config.store.busy_timeout_secs, 60);
+        assert_eq!(config.store.busy_timeout(), crate::store::BUSY_TIMEOUT);
         assert_eq!(config.socket.path, Path::new("/run/orgsync/orgsync.sock"));
         assert_eq!(config.socket.group, None);
         assert!(config.socket.admin_uids.is_empty());

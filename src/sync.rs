@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -323,13 +323,10 @@ impl Syncer {
     /// job, a restarted daemon, an operator trying again) do not each ask WeCom: repeated
     /// refusals get the server's IP blocked for an hour.
     async fn hold_refusal(&self, refusal: Option<Refusal>) {
-        let Some(refusal) = refusal.filter(|r| r.credentials == self.client.credentials_id())
-        else {
+        let Some(refusal) = refusal else {
             return;
         };
-        // A refusal from the future (the clock was set back) counts as fresh.
-        let age = (Utc::now() - refusal.at).to_std().unwrap_or(Duration::ZERO);
-        if age < REFUSAL_HOLD {
+        if let Some(age) = held_for(&refusal, &self.client.credentials_id(), Utc::now()) {
             let error = ApiError::new(refusal.errcode, &refusal.errmsg);
             self.client.remember_refusal(error, age).await;
         }
@@ -393,6 +390,14 @@ impl Syncer {
         .map_err(|e| SyncError::Worker(e.to_string()))?
         .map_err(SyncError::Store)
     }
+}
+
+/// How long ago a recorded `gettoken` refusal happened, if a run with `credentials` must still
+/// hold it. A refusal dated in the future (the clock was set back) is not held: holding it
+/// would skip WeCom until the clock catches up, while asking once records a true time.
+fn held_for(refusal: &Refusal, credentials: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let age = (now - refusal.at).to_std().ok()?;
+    (refusal.credentials == credentials && age < REFUSAL_HOLD).then_some(age)
 }
 
 enum Applied {
@@ -496,4 +501,32 @@ fn log_progress() -> impl FnMut(Progress) + Send {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_refusal_is_held_for_a_minute_for_the_same_credentials_only() {
+        let at = Utc::now();
+        let refusal = Refusal {
+            credentials: "c1".into(),
+            errcode: 40001,
+            errmsg: "invalid credential".into(),
+            at,
+        };
+        let later = |secs| at + chrono::Duration::seconds(secs);
+        assert_eq!(
+            held_for(&refusal, "c1", later(59)),
+            Some(Duration::from_secs(59))
+        );
+        assert_eq!(held_for(&refusal, "c1", later(60)), None);
+        assert_eq!(held_for(&refusal, "c2", later(1)), None, "a fixed secret");
+        assert_eq!(
+            held_for(&refusal, "c1", later(-3600)),
+            None,
+            "clock set back"
+        );
+    }
 }

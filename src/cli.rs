@@ -141,7 +141,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn load(path: &Path) -> Result<Config, CliError> {
-    let config = Config::load(path)?;
+    init(Config::load(path)?)
+}
+
+/// For the commands that only talk to the daemon or read the store: no corp secret needed.
+fn load_without_secret(path: &Path) -> Result<Config, CliError> {
+    init(Config::load_without_secret(path)?)
+}
+
+fn init(config: Config) -> Result<Config, CliError> {
     logging::init(&config.log);
     for warning in config.warnings() {
         tracing::warn!(%warning, "config");
@@ -162,7 +170,7 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             force,
         } => sync(&load(&config.config)?, dry_run, force),
         Command::Resync(args) => {
-            let config = load(&args.config)?;
+            let config = load_without_secret(&args.config)?;
             let reply = runtime()?
                 .block_on(socket::request(
                     &config.socket.path,
@@ -181,19 +189,18 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 )))
             }
         }
-        Command::Status { config, json } => status(&load(&config.config)?, json),
+        Command::Status { config, json } => status(&load_without_secret(&config.config)?, json),
         Command::Events {
             config,
             since,
             follow,
-        } => events(&load(&config.config)?, since, follow),
+        } => events(&load_without_secret(&config.config)?, since, follow),
         Command::CheckConfig(args) => {
             let config = Config::load(&args.config)?;
             for warning in config.warnings() {
                 eprintln!("warning: {warning}");
             }
             println!("# {} is valid", args.config.display());
-            println!("# corp secret: {}", config.secret_source());
             print!("{}", config.redacted_toml());
             Ok(0)
         }

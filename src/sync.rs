@@ -194,10 +194,13 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
+        let secret = config.corp_secret().ok_or_else(|| {
+            WecomError::Settings("the config was loaded without the corp secret".to_owned())
+        })?;
         let mut settings = ClientSettings::new(
             config.wecom.api_base.clone(),
             config.wecom.corp_id.clone(),
-            Secret::new(config.corp_secret()),
+            Secret::new(secret),
         );
         settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
         Ok(Syncer {

@@ -161,7 +161,9 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Run(args) => {
             let config = load(&args.config)?;
-            runtime()?.block_on(daemon::run(config, &args.config))?;
+            // Before the runtime starts its threads: this edits the environment.
+            let notifier = daemon::notify::Notifier::from_env();
+            runtime()?.block_on(daemon::run(config, &args.config, notifier))?;
             Ok(0)
         }
         Command::Sync {

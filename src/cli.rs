@@ -317,6 +317,16 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     let report = match from_daemon {
         Some(report) => report,
         None => {
+            // Opening would create an empty store, and a health check would pass on a typo.
+            if !config.store.path.exists() {
+                return Err(CliError::Failed(format!(
+                    "no daemon answers on {} and there is no store at {}: orgsync has not run \
+                     with this config yet, or socket.path and store.path are not the ones the \
+                     daemon uses",
+                    config.socket.path.display(),
+                    config.store.path.display()
+                )));
+            }
             let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             let store = Store::open(&config.store.path)?;

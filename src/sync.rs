@@ -124,7 +124,12 @@ impl RunReport {
                 run,
                 %trigger,
                 outcome = "held",
+                members_joined = pending.members_joined,
+                members_updated = pending.members_updated,
                 members_left = pending.members_left,
+                departments_created = pending.departments_created,
+                departments_updated = pending.departments_updated,
+                departments_deleted = pending.departments_deleted,
                 reason = %hold.message(),
                 "sync held by the deletion guard"
             ),
@@ -237,7 +242,8 @@ impl Syncer {
                 .await?,
             ),
         };
-        tracing::info!(run = ?run, %trigger, "sync started");
+        // A dry run has no run id: the field is then left out, never a placeholder.
+        tracing::info!(run, %trigger, "sync started");
 
         let started = Instant::now();
         let pulled = tokio::select! {

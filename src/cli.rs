@@ -306,24 +306,27 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
 fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     // The daemon's answer includes what it is doing right now; without a daemon, the store
     // alone tells the rest.
-    let from_daemon = runtime()?
-        .block_on(socket::request(
-            &config.socket.path,
-            &json!({"op": "status"}),
-        ))
+    let asked = runtime()?.block_on(socket::request(
+        &config.socket.path,
+        &json!({"op": "status"}),
+    ));
+    let from_daemon = asked
+        .as_ref()
         .ok()
-        .filter(|reply| reply["ok"] == true)
         .and_then(|reply| serde_json::from_value::<status::Status>(reply["status"].clone()).ok());
     let report = match from_daemon {
         Some(report) => report,
         None => {
             // Opening would create an empty store, and a health check would pass on a typo.
+            // `exists` is also false for a store this user may not read.
             if !config.store.path.exists() {
+                let daemon = match &asked {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "its status reply is not one this orgsync reads".to_owned(),
+                };
                 return Err(CliError::Failed(format!(
-                    "no daemon answers on {} and there is no store at {}: orgsync has not run \
-                     with this config yet, or socket.path and store.path are not the ones the \
-                     daemon uses",
-                    config.socket.path.display(),
+                    "cannot ask the daemon ({daemon}), and there is no store this user can \
+                     read at {}; has orgsync run with this config?",
                     config.store.path.display()
                 )));
             }

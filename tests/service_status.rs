@@ -151,7 +151,7 @@ async fn status_without_a_store_fails_and_creates_none() {
     let out = output(instance.command(&["status"])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("there is no store at"),
+        String::from_utf8_lossy(&out.stderr).contains("there is no store this user can read at"),
         "{}",
         text(&out)
     );

@@ -141,7 +141,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn load(path: &Path) -> Result<Config, CliError> {
-    let config = Config::load(path)?;
+    init(Config::load(path)?)
+}
+
+/// For the commands that only talk to the daemon or read the store: no corp secret needed.
+fn load_without_secret(path: &Path) -> Result<Config, CliError> {
+    init(Config::load_without_secret(path)?)
+}
+
+fn init(config: Config) -> Result<Config, CliError> {
     logging::init(&config.log);
     for warning in config.warnings() {
         tracing::warn!(%warning, "config");
@@ -153,7 +161,9 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Run(args) => {
             let config = load(&args.config)?;
-            runtime()?.block_on(daemon::run(config, &args.config))?;
+            // Before the runtime starts its threads: this edits the environment.
+            let notifier = daemon::notify::Notifier::from_env();
+            runtime()?.block_on(daemon::run(config, &args.config, notifier))?;
             Ok(0)
         }
         Command::Sync {
@@ -162,7 +172,7 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             force,
         } => sync(&load(&config.config)?, dry_run, force),
         Command::Resync(args) => {
-            let config = load(&args.config)?;
+            let config = load_without_secret(&args.config)?;
             let reply = runtime()?
                 .block_on(socket::request(
                     &config.socket.path,
@@ -181,12 +191,12 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 )))
             }
         }
-        Command::Status { config, json } => status(&load(&config.config)?, json),
+        Command::Status { config, json } => status(&load_without_secret(&config.config)?, json),
         Command::Events {
             config,
             since,
             follow,
-        } => events(&load(&config.config)?, since, follow),
+        } => events(&load_without_secret(&config.config)?, since, follow),
         Command::CheckConfig(args) => {
             let config = Config::load(&args.config)?;
             for warning in config.warnings() {
@@ -299,17 +309,30 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
 fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     // The daemon's answer includes what it is doing right now; without a daemon, the store
     // alone tells the rest.
-    let from_daemon = runtime()?
-        .block_on(socket::request(
-            &config.socket.path,
-            &json!({"op": "status"}),
-        ))
+    let asked = runtime()?.block_on(socket::request(
+        &config.socket.path,
+        &json!({"op": "status"}),
+    ));
+    let from_daemon = asked
+        .as_ref()
         .ok()
-        .filter(|reply| reply["ok"] == true)
         .and_then(|reply| serde_json::from_value::<status::Status>(reply["status"].clone()).ok());
     let report = match from_daemon {
         Some(report) => report,
         None => {
+            // Opening would create an empty store, and a health check would pass on a typo.
+            // `exists` is also false for a store this user may not read.
+            if !config.store.path.exists() {
+                let daemon = match &asked {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "its status reply is not one this orgsync reads".to_owned(),
+                };
+                return Err(CliError::Failed(format!(
+                    "cannot ask the daemon ({daemon}), and there is no store this user can \
+                     read at {}; has orgsync run with this config?",
+                    config.store.path.display()
+                )));
+            }
             let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             let store = Store::open(&config.store.path)?;

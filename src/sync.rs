@@ -128,7 +128,12 @@ impl RunReport {
                 run,
                 %trigger,
                 outcome = "held",
+                members_joined = pending.members_joined,
+                members_updated = pending.members_updated,
                 members_left = pending.members_left,
+                departments_created = pending.departments_created,
+                departments_updated = pending.departments_updated,
+                departments_deleted = pending.departments_deleted,
                 reason = %hold.message(),
                 "sync held by the deletion guard"
             ),
@@ -200,10 +205,13 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
+        let secret = config.corp_secret().ok_or_else(|| {
+            WecomError::Settings("the config was loaded without the corp secret".to_owned())
+        })?;
         let mut settings = ClientSettings::new(
             config.wecom.api_base.clone(),
             config.wecom.corp_id.clone(),
-            Secret::new(config.corp_secret()),
+            Secret::new(secret),
         );
         settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
         settings.retry = config.wecom.retry();

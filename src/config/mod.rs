@@ -49,10 +49,9 @@ pub struct Config {
     pub safety: SafetyConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    /// `None` only when loaded by [`Config::load_without_secret`].
     #[serde(skip)]
-    secret: Secret,
-    #[serde(skip)]
-    secret_source: SecretSource,
+    secret: Option<(Secret, SecretSource)>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -313,6 +312,17 @@ impl Config {
     /// corp secret, and validates everything. Every `ORGSYNC_*` variable must name a known key.
     /// Log [`Config::warnings`] once logging is set up.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    /// [`Config::load`] for commands that never call WeCom (`status`, `resync`, `events`): the
+    /// corp secret is not read. They then work from a shell, where the systemd credential that
+    /// holds the secret of a service does not exist, and for users who may not read the secret.
+    pub fn load_without_secret(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, false)
+    }
+
+    fn load_with(path: &Path, read_secret: bool) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).map_err(|error| ConfigError::Unreadable {
             path: path.to_owned(),
             error,
@@ -336,7 +346,7 @@ impl Config {
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from);
         let base_dir = path.parent().unwrap_or(Path::new("/"));
-        Self::build(&at, base_dir, credentials_dir.as_deref())
+        Self::build(&at, base_dir, credentials_dir.as_deref(), read_secret)
     }
 
     /// Builds a config from TOML text alone, for tests and `orgsync demo`: no environment
@@ -349,24 +359,30 @@ impl Config {
             file: Origin::Text,
             env: None,
         };
-        Self::build(&at, base_dir, None)
+        Self::build(&at, base_dir, None, true)
     }
 
     fn build(
         at: &Locator,
         base_dir: &Path,
         credentials_dir: Option<&Path>,
+        read_secret: bool,
     ) -> Result<Config, ConfigError> {
         let file: FileConfig = at
             .figment
             .extract()
             .map_err(|error| error::from_figment(error, at))?;
         let file = file.validate(base_dir, at)?;
-        let resolved = secret::resolve(
-            file.wecom.corp_secret.as_ref(),
-            file.wecom.corp_secret_file.as_deref(),
-            credentials_dir,
-        )?;
+        let (secret, warnings) = if read_secret {
+            let resolved = secret::resolve(
+                file.wecom.corp_secret.as_ref(),
+                file.wecom.corp_secret_file.as_deref(),
+                credentials_dir,
+            )?;
+            (Some((resolved.secret, resolved.source)), resolved.warnings)
+        } else {
+            (None, Vec::new())
+        };
         Ok(Config {
             wecom: file.wecom,
             schedule: file.schedule,
@@ -375,19 +391,19 @@ impl Config {
             safety: file.safety,
             events: file.events,
             log: file.log,
-            secret: resolved.secret,
-            secret_source: resolved.source,
-            warnings: resolved.warnings,
+            secret,
+            warnings,
         })
     }
 
-    /// The WeCom app secret, whichever source it came from. Never log it.
-    pub fn corp_secret(&self) -> &str {
-        self.secret.expose()
+    /// The WeCom app secret, whichever source it came from; `None` if the config was loaded
+    /// without it. Never log it.
+    pub fn corp_secret(&self) -> Option<&str> {
+        self.secret.as_ref().map(|(secret, _)| secret.expose())
     }
 
-    pub fn secret_source(&self) -> &SecretSource {
-        &self.secret_source
+    pub fn secret_source(&self) -> Option<&SecretSource> {
+        self.secret.as_ref().map(|(_, source)| source)
     }
 
     pub fn warnings(&self) -> &[ConfigWarning] {
@@ -399,7 +415,10 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let body = toml::to_string(self)
             .unwrap_or_else(|error| format!("# cannot render the configuration: {error}\n"));
-        format!("# corp secret: {}\n\n{body}", self.secret_source)
+        let source = self
+            .secret_source()
+            .map_or_else(|| "not read".to_owned(), ToString::to_string);
+        format!("# corp secret: {source}\n\n{body}")
     }
 }
 

@@ -384,7 +384,7 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
     in_jail(|jail| {
         let path = minimal_files(jail);
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
         let expected = jail.directory().join("secret");
         assert_eq!(
             config.wecom.corp_secret_file.as_deref(),
@@ -392,11 +392,11 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
         );
         assert_eq!(
             config.secret_source(),
-            &SecretSource::File(expected.clone())
+            Some(&SecretSource::File(expected.clone()))
         );
         assert_eq!(
-            config.secret_source().to_string(),
-            format!("file {}", expected.display())
+            config.secret_source().map(ToString::to_string).as_deref(),
+            Some(format!("file {}", expected.display()).as_str())
         );
     });
 }
@@ -404,8 +404,8 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
 #[test]
 fn secret_inline_works_with_a_warning() {
     let config = from_str("").unwrap();
-    assert_eq!(config.corp_secret(), SECRET);
-    assert_eq!(config.secret_source(), &SecretSource::Inline);
+    assert_eq!(config.corp_secret(), Some(SECRET));
+    assert_eq!(config.secret_source(), Some(&SecretSource::Inline));
     assert_eq!(config.warnings(), [ConfigWarning::InlineSecret]);
 
     let toml = "[wecom]\ncorp_id = \"ww1\"\ncorp_secret = \" \"\n";
@@ -429,14 +429,14 @@ fn secret_from_the_systemd_credential_when_no_key_is_set() {
         jail.set_env("CREDENTIALS_DIRECTORY", credentials.display());
         let config = Config::load(Path::new("orgsync.toml")).unwrap();
 
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
         assert_eq!(
             config.secret_source(),
-            &SecretSource::Credential(credential.clone())
+            Some(&SecretSource::Credential(credential.clone()))
         );
         assert_eq!(
-            config.secret_source().to_string(),
-            format!("systemd credential corp_secret ({})", credential.display())
+            config.secret_source().map(ToString::to_string).as_deref(),
+            Some(format!("systemd credential corp_secret ({})", credential.display()).as_str())
         );
         assert!(config.warnings().is_empty());
 
@@ -444,7 +444,7 @@ fn secret_from_the_systemd_credential_when_no_key_is_set() {
         jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", "secret");
         secret_file(jail, "secret", "from-the-file", 0o600);
         let config = Config::load(Path::new("orgsync.toml")).unwrap();
-        assert_eq!(config.corp_secret(), "from-the-file");
+        assert_eq!(config.corp_secret(), Some("from-the-file"));
         assert_eq!(
             config.warnings(),
             [ConfigWarning::CredentialIgnored { credential }]
@@ -462,6 +462,39 @@ fn both_secret_keys_are_an_error_naming_both() {
         let message = error.to_string();
         assert!(message.contains("`wecom.corp_secret`"), "{message}");
         assert!(message.contains("`wecom.corp_secret_file`"), "{message}");
+    });
+}
+
+#[test]
+fn commands_that_never_call_wecom_load_without_reading_the_secret() {
+    in_jail(|jail| {
+        // The service's shape: the secret is a systemd credential, absent in a shell; and a
+        // secret file the caller may not read.
+        config_file(
+            jail,
+            "[wecom]\ncorp_id = \"ww1\"\n[socket]\npath = \"run/orgsync.sock\"\n",
+        );
+        let config = Config::load_without_secret(Path::new("orgsync.toml")).unwrap();
+        assert_eq!(config.corp_secret(), None);
+        assert_eq!(config.secret_source(), None);
+        assert_eq!(
+            config.socket.path,
+            jail.directory().join("run/orgsync.sock")
+        );
+        assert!(config
+            .redacted_toml()
+            .starts_with("# corp secret: not read\n"));
+
+        jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", "/nonexistent/secret");
+        assert!(Config::load_without_secret(Path::new("orgsync.toml")).is_ok());
+        assert!(Config::load(Path::new("orgsync.toml")).is_err());
+
+        // Everything else is validated as usual.
+        jail.set_env("ORGSYNC_SAFETY__MAX_DELETE_RATIO", "2");
+        assert!(matches!(
+            Config::load_without_secret(Path::new("orgsync.toml")),
+            Err(ConfigError::InvalidValue { .. })
+        ));
     });
 }
 
@@ -517,7 +550,10 @@ fn secret_files_that_cannot_hold_a_secret_are_rejected() {
         assert!(matches!(problem(b"\xff\xfe"), SecretFileProblem::NotUtf8));
 
         fs::write(jail.directory().join("secret"), [b'x'; 4096]).unwrap();
-        assert_eq!(Config::load(&path).unwrap().corp_secret().len(), 4096);
+        assert_eq!(
+            Config::load(&path).unwrap().corp_secret().map(str::len),
+            Some(4096)
+        );
 
         fs::remove_file(jail.directory().join("secret")).unwrap();
         let error = Config::load(&path).unwrap_err();
@@ -621,7 +657,7 @@ fn relative_paths_are_resolved_against_the_config_directory() {
         let dir = jail.directory().join("elsewhere/../etc");
         assert_eq!(config.store.path, dir.join("data/orgsync.db"));
         assert_eq!(config.socket.path, dir.join("run/orgsync.sock"));
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
     });
 
     let config = from_str("store.path = \"orgsync.db\"").unwrap();
@@ -775,7 +811,7 @@ fn the_example_config_parses_and_documents_the_defaults() {
         let secret = secret_file(jail, "secret", SECRET, 0o600);
         jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", secret.display());
         let config = Config::load(&example).unwrap();
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
 
         let defaults = from_str("").unwrap();
         assert_eq!(config.wecom.agent_id, defaults.wecom.agent_id);

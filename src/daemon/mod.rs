@@ -6,7 +6,10 @@
 //! - the socket server serves subscribers and requests;
 //! - the head watcher publishes new events committed by other processes
 //!   (a manual `orgsync sync` on the same store).
+//!
+//! [`run`] adds the signals and systemd's notifications ([`notify`]).
 
+pub mod notify;
 pub mod queue;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ use crate::store::runs::{self, Trigger};
 use crate::store::{event_log, mirror, Store, StoreError};
 use crate::sync::{Mode, RunReport, Syncer};
 use crate::wecom::WecomError;
+use notify::Notifier;
 use queue::SyncQueue;
 
 /// How often the daemon looks for events committed by another process.
@@ -64,6 +68,8 @@ struct Shared {
     queue: Arc<SyncQueue>,
     live: Mutex<Live>,
     head: watch::Sender<i64>,
+    /// What the daemon is doing, in one line: systemd shows it as the unit's status.
+    activity: watch::Sender<String>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -81,6 +87,10 @@ impl Shared {
 
     fn store_path(&self) -> PathBuf {
         read(&self.config).store.path.clone()
+    }
+
+    fn set_activity(&self, activity: String) {
+        self.activity.send_replace(activity);
     }
 
     /// Publishes the store's event head to subscribers if it moved.
@@ -174,15 +184,21 @@ impl Daemon {
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let now = Utc::now();
+        let next = schedule
+            .next_after(now)
+            .map(|next| local_time(next, &schedule));
         let stale = match (last_completed, schedule.period(now)) {
             (None, _) => true,
             (Some(last), Some(period)) => now - last > period,
             (Some(_), None) => false,
         };
-        if empty || stale {
+        let activity = if empty || stale {
             tracing::info!(empty, "syncing at start-up");
             queue.request(Trigger::Startup);
-        }
+            "syncing at start-up".to_owned()
+        } else {
+            format!("waiting; next sync {}", next.as_deref().unwrap_or("never"))
+        };
 
         let shared = Arc::new(Shared {
             syncer: RwLock::new(Arc::new(syncer(&config)?)),
@@ -191,6 +207,7 @@ impl Daemon {
             queue: queue.clone(),
             live: Mutex::new(Live::default()),
             head: head_tx,
+            activity: watch::Sender::new(activity),
         });
         let status_shared = shared.clone();
         let context = Arc::new(ServerContext {
@@ -221,6 +238,11 @@ impl Daemon {
 
     pub fn request_sync(&self, trigger: Trigger) {
         self.shared.queue.request(trigger);
+    }
+
+    /// The daemon's one-line status, updated when a run starts and when it ends.
+    pub fn activity(&self) -> watch::Receiver<String> {
+        self.shared.activity.subscribe()
     }
 
     /// SIGHUP: re-reads the config file; a bad one is rejected and the old one stays.
@@ -296,14 +318,26 @@ impl Daemon {
     }
 }
 
-/// `orgsync run`: start, then serve signals until SIGTERM or SIGINT.
-pub async fn run(config: Config, config_path: &Path) -> Result<(), DaemonError> {
+/// `orgsync run`: start, then serve signals until SIGTERM or SIGINT, keeping systemd informed.
+pub async fn run(
+    config: Config,
+    config_path: &Path,
+    notifier: Notifier,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let daemon = Daemon::start(config, Some(config_path.to_owned())).await?;
+    let mut activity = daemon.activity();
+    notifier.ready(&activity.borrow_and_update());
+    let mut watchdog = notifier.watchdog_interval().map(|every| {
+        let mut interval = tokio::time::interval(every);
+        // After a stall, one ping now and the next a full interval later, not a burst.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     tracing::info!(pid = std::process::id(), "orgsync is running");
     loop {
         tokio::select! {
@@ -313,15 +347,30 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), DaemonError> 
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
+                notifier.reloading();
                 daemon.reload().await;
+                notifier.ready(&activity.borrow_and_update());
             }
+            // The sender lives as long as `daemon`, so this never fails while we loop.
+            Ok(()) = activity.changed() => notifier.status(&activity.borrow_and_update()),
+            () = tick(watchdog.as_mut()) => notifier.watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
+    notifier.stopping();
     daemon.shutdown().await;
     Ok(())
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs queued syncs one at a time; retries a failed run with exponential backoff a bounded
@@ -342,6 +391,7 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         retry = None;
         shared.live().retry = None;
         shared.live().running = Some((trigger, Utc::now()));
+        shared.set_activity(format!("syncing ({trigger})"));
         let syncer = read(&shared.syncer).clone();
         let mut stop = shutdown.clone();
         let report = syncer
@@ -353,9 +403,12 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             .await;
         shared.live().running = None;
         shared.refresh_head().await;
+        let schedule = read(&shared.schedule).clone();
+        let finished = local_time(Utc::now(), &schedule);
         match report {
             Ok(report) => {
                 report.log(trigger);
+                let mut activity = format!("last sync {finished}: {}", summary(&report));
                 if let RunReport::Failed { .. } = report {
                     let policy = read(&shared.config).schedule.retry();
                     if attempt < policy.attempts && !*shutdown.borrow() {
@@ -366,14 +419,54 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                             delay_secs = delay.as_secs(),
                             "will retry the failed sync"
                         );
+                        let at = Utc::now() + delay;
                         retry = Some((trigger, attempt + 1, tokio::time::Instant::now() + delay));
-                        shared.live().retry = Some((attempt + 1, Utc::now() + delay));
+                        shared.live().retry = Some((attempt + 1, at));
+                        activity.push_str(&format!(
+                            "; retry {} of {} at {}",
+                            attempt + 1,
+                            policy.attempts,
+                            local_time(at, &schedule)
+                        ));
                     }
                 }
+                shared.set_activity(activity);
             }
-            Err(error) => tracing::error!(%error, "sync could not run"),
+            Err(error) => {
+                tracing::error!(%error, "sync could not run");
+                shared.set_activity(format!("last sync {finished}: could not run: {error}"));
+            }
         }
     }
+}
+
+/// A run's outcome in a few words, for systemd's status line.
+fn summary(report: &RunReport) -> String {
+    match report {
+        RunReport::Completed { run, counts, .. } => format!(
+            "run {run} completed: {} members in {} departments; {} joined, {} updated, {} left",
+            counts.members,
+            counts.departments,
+            counts.changes.members_joined,
+            counts.changes.members_updated,
+            counts.changes.members_left
+        ),
+        RunReport::Held { run, hold, .. } => format!(
+            "run {run} HELD by the deletion guard: {}; see `orgsync status`",
+            hold.message()
+        ),
+        RunReport::Failed { run, error } => {
+            format!("run {run} FAILED ({}): {error}", error.code())
+        }
+        RunReport::DryRun { .. } => "dry run; nothing written".to_owned(),
+    }
+}
+
+/// A time in the schedule's zone, the one operators think in: `2026-11-23 02:00:00 CST`.
+fn local_time(at: DateTime<Utc>, schedule: &Schedule) -> String {
+    at.with_timezone(&schedule.timezone())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 /// Resolves once shutdown has been requested.

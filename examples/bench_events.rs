@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin_uids: vec![],
         admin_gids: vec![],
         max_connections: 64,
+        first_request_timeout: Duration::from_secs(30),
     };
     let server = runtime.block_on(async {
         let listener = socket::bind(&settings)?;

@@ -32,6 +32,10 @@ use queue::SyncQueue;
 /// How often the daemon looks for events committed by another process.
 const HEAD_POLL: Duration = Duration::from_millis(500);
 
+/// How long a socket client may wait before its first request: long enough for a person typing
+/// into `socat`, short enough that leaked silent connections free their slots.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often the event log is pruned besides after each sync, so that a daemon whose syncs
 /// keep failing (or are rare) still lets old events go.
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -446,6 +450,7 @@ fn socket_settings(config: &Config) -> SocketSettings {
         admin_uids: config.socket.admin_uids.clone(),
         admin_gids: config.socket.admin_gids.clone(),
         max_connections: config.socket.max_connections,
+        first_request_timeout: FIRST_REQUEST_TIMEOUT,
     }
 }
 

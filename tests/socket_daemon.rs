@@ -325,6 +325,7 @@ fn a_stalled_consumer_costs_the_daemon_no_memory_while_another_reads_100k_events
     let wait_read = |upto: i64| {
         let deadline = Instant::now() + Duration::from_secs(120);
         while read.load(Ordering::Relaxed) < upto {
+            assert!(!reader.is_finished(), "the reader failed");
             assert!(Instant::now() < deadline, "the reader is stuck at {read:?}");
             std::thread::sleep(Duration::from_millis(20));
         }

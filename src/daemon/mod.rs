@@ -5,7 +5,8 @@
 //! - the scheduler queues the nightly sync;
 //! - the socket server serves subscribers and requests;
 //! - the head watcher publishes new events committed by other processes
-//!   (a manual `orgsync sync` on the same store).
+//!   (a manual `orgsync sync` on the same store);
+//! - the pruner drops events past `events.retention_days`, daily and after every sync.
 //!
 //! [`run`] adds the signals and systemd's notifications ([`notify`]).
 
@@ -34,6 +35,14 @@ use queue::SyncQueue;
 
 /// How often the daemon looks for events committed by another process.
 const HEAD_POLL: Duration = Duration::from_millis(500);
+
+/// How long a socket client may wait before its first request: long enough for a person typing
+/// into `socat`, short enough that leaked silent connections free their slots.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the event log is pruned besides after each sync, so that a daemon whose syncs
+/// keep failing (or are rare) still lets old events go.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -112,6 +121,31 @@ impl Shared {
             }
             Ok(Err(error)) => tracing::warn!(%error, "cannot read the event head"),
             Err(error) => tracing::warn!(%error, "cannot read the event head"),
+        }
+    }
+
+    /// Drops the events that `events.retention_days` no longer keeps (see
+    /// [`event_log::prune`]). A failure is logged and retried at the next occasion.
+    async fn prune_events(&self) {
+        let path = self.store_path();
+        let retention_days = read(&self.config).events.retention_days;
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut store = Store::open(&path)?;
+            event_log::prune(&mut store, Utc::now(), retention_days)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(pruned)) if pruned.deleted > 0 => {
+                tracing::info!(
+                    deleted = pruned.deleted,
+                    oldest = pruned.oldest,
+                    retention_days,
+                    "pruned events past their retention"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune the event log"),
+            Err(error) => tracing::warn!(%error, "cannot prune the event log"),
         }
     }
 
@@ -225,7 +259,8 @@ impl Daemon {
         let tasks = vec![
             tokio::spawn(socket::serve(listener, context, shutdown_rx.clone())),
             tokio::spawn(coordinate(shared.clone(), shutdown_rx.clone())),
-            tokio::spawn(watch_head(shared.clone(), shutdown_rx)),
+            tokio::spawn(watch_head(shared.clone(), shutdown_rx.clone())),
+            tokio::spawn(prune_daily(shared.clone(), shutdown_rx)),
         ];
         Ok(Daemon {
             shared,
@@ -403,6 +438,7 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             .await;
         shared.live().running = None;
         shared.refresh_head().await;
+        shared.prune_events().await;
         let schedule = read(&shared.schedule).clone();
         let finished = local_time(Utc::now(), &schedule);
         match report {
@@ -492,6 +528,17 @@ async fn watch_head(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Prunes the event log at start-up and then every day.
+async fn prune_daily(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            _ = every.tick() => shared.prune_events().await,
+        }
+    }
+}
+
 fn socket_settings(config: &Config) -> SocketSettings {
     SocketSettings {
         path: config.socket.path.clone(),
@@ -499,6 +546,7 @@ fn socket_settings(config: &Config) -> SocketSettings {
         admin_uids: config.socket.admin_uids.clone(),
         admin_gids: config.socket.admin_gids.clone(),
         max_connections: config.socket.max_connections,
+        first_request_timeout: FIRST_REQUEST_TIMEOUT,
     }
 }
 

@@ -106,8 +106,21 @@ impl Connection {
     ) {
         let mut lines = LineReader::new(read, MAX_LINE);
         let mut subscribed = Some(subscribed);
+        let first_request_timeout = self.ctx.settings.first_request_timeout;
+        let Ok(mut next) = tokio::time::timeout(first_request_timeout, lines.next()).await else {
+            let _ = self
+                .write_reply(&error_reply(
+                    ErrorCode::Timeout,
+                    &format!(
+                        "no request within {}s of connecting; send a request right after connecting",
+                        first_request_timeout.as_secs_f64()
+                    ),
+                ))
+                .await;
+            return;
+        };
         loop {
-            let line = match lines.next().await {
+            let line = match next {
                 Ok(Some(line)) => line,
                 Ok(None) => return,
                 Err(error) => {
@@ -141,6 +154,7 @@ impl Connection {
                     return;
                 }
             }
+            next = lines.next().await;
         }
     }
 
@@ -332,6 +346,8 @@ impl StoreSlot {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -342,6 +358,7 @@ mod tests {
             admin_uids: vec![1001],
             admin_gids: vec![2002],
             max_connections: 8,
+            first_request_timeout: Duration::from_secs(30),
         };
         let daemon = 999;
         assert!(is_admin(0, 5000, &settings, daemon));

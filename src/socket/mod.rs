@@ -21,6 +21,9 @@
 //! - `resync` replies `"queued": true` whether the request queued a run or merged into one
 //!   already pending (either way one run follows); `"merged"` tells which.
 //! - A consumer name is 1 to 128 characters with no control characters.
+//! - A client must send its first request within `first_request_timeout` (30 s in the daemon)
+//!   of connecting; one that does not is told `timeout` and closed. After that, silence is
+//!   normal: a subscriber may never send another line.
 //! - Failures of the daemon itself (the store, the status) are replied as `internal`.
 
 mod client;
@@ -33,6 +36,7 @@ mod subscription;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -54,6 +58,9 @@ pub struct SocketSettings {
     pub admin_gids: Vec<u32>,
     /// Clients served at once; one more is told `too_many_connections` and closed.
     pub max_connections: usize,
+    /// How long a new client may take to send its first request before it is told `timeout`
+    /// and closed, so that connections that never speak do not hold slots forever.
+    pub first_request_timeout: Duration,
 }
 
 /// What the server needs from the daemon.

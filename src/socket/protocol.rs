@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Forbidden,
     Gap,
     TooManyConnections,
+    /// The client sent no request in time after connecting.
+    Timeout,
     /// The daemon failed (the store, the status source); the request itself was fine.
     Internal,
 }
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Gap => "gap",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }

@@ -44,6 +44,8 @@
 //! and the holds to the link changes; [`apply`] runs it inside the write transaction of the
 //! change that caused it, and writes and announces only the links that change.
 
+pub mod apply;
+pub mod host_user;
 pub mod name;
 pub mod phone;
 

@@ -7,6 +7,8 @@
 
 pub mod consumers;
 pub mod event_log;
+pub mod host_users;
+pub mod links;
 pub mod mirror;
 pub mod runs;
 mod schema;
@@ -121,12 +123,21 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.try_write(f)
+    }
+
+    /// [`Store::write`] for work that can fail for reasons of its own (a bad import row):
+    /// any error rolls the whole transaction back.
+    pub fn try_write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => return Err(classify_with(&self.path, e)),
+            Err(e) => return Err(classify_with(&self.path, e).into()),
         };
         let value = f(&tx)?;
         tx.commit().map_err(|e| classify_with(&self.path, e))?;

@@ -45,7 +45,9 @@
 //! change that caused it, and writes and announces only the links that change.
 
 pub mod apply;
+pub mod csv;
 pub mod host_user;
+pub mod import;
 pub mod name;
 pub mod phone;
 

@@ -50,6 +50,7 @@ pub mod host_user;
 pub mod import;
 pub mod name;
 pub mod phone;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -58,6 +58,8 @@ impl Daemon {
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,
+            head_publisher: head.clone(),
+            source: EventSource::new("wwtest"),
             queue: Arc::clone(&queue),
             status: Arc::new(|| Ok(json!({"health": "fine"}))),
             settings,

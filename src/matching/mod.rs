@@ -45,6 +45,7 @@
 //! change that caused it, and writes and announces only the links that change.
 
 pub mod apply;
+pub mod commands;
 pub mod csv;
 pub mod host_user;
 pub mod import;

@@ -10,7 +10,7 @@ use chrono::Utc;
 use orgsync::daemon::queue::SyncQueue;
 use orgsync::events::{EventDraft, EventSource, EventType};
 use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
-use orgsync::store::{consumers, event_log, Store};
+use orgsync::store::{consumers, event_log, host_users, Store};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -486,6 +486,23 @@ async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
     // Everything else stays open to it.
     let reply = client.request(json!({"op": "status"})).await;
     assert_eq!(reply["ok"], true);
+}
+
+#[tokio::test]
+async fn host_users_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
+    let probe_uid = if current_uid() == 0 {
+        65534
+    } else {
+        current_uid()
+    };
+    let daemon = Daemon::start_with(|_| {}, probe_uid + 1).await;
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    let mut client = Client::new(stream);
+    let reply = client
+        .request(json!({"op": "host_users.put", "users": [{"id": "1", "mobile": "13800138000"}]}))
+        .await;
+    assert_eq!(error_code(&reply), "forbidden");
+    assert!(host_users::is_empty(daemon.store.conn()).expect("read the store"));
 }
 
 #[tokio::test]

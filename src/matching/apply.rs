@@ -111,7 +111,7 @@ pub fn rematch(conn: &Connection, now: DateTime<Utc>) -> Result<LinkChanges, Sto
 fn write(conn: &Connection, plan: &Plan, now: DateTime<Utc>) -> Result<(), StoreError> {
     for removed in &plan.removed {
         links::delete(conn, &removed.host_user_id)?;
-        if plan.held.contains(&removed.host_user_id) {
+        if removed.reason == Reason::MemberLeft {
             links::hold(
                 conn,
                 &removed.host_user_id,

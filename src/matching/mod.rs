@@ -53,9 +53,14 @@ pub mod name;
 pub mod phone;
 pub mod report;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+
+/// Matching hashes short strings by the hundred thousand on every pass: foldhash (seeded per
+/// process) does that several times faster than the standard SipHash.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// How a link was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -86,7 +91,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// The member is no longer in the mirror.
+    /// The member is no longer in the mirror; the host user is held from then on.
     MemberLeft,
     /// The host user of an automatic link is no longer in the host-user set.
     HostUserRemoved,
@@ -164,13 +169,13 @@ pub struct Link {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     /// By [`crate::model::userid_key`].
-    pub members: HashMap<String, MemberFacts>,
+    pub members: FastMap<String, MemberFacts>,
     /// By host user id.
-    pub host_users: HashMap<String, HostFacts>,
+    pub host_users: FastMap<String, HostFacts>,
     /// By host user id; a manual link's host user may be absent from `host_users`.
-    pub links: HashMap<String, Link>,
+    pub links: FastMap<String, Link>,
     /// Host user ids that automatic matching must not link.
-    pub held: HashSet<String>,
+    pub held: FastSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,11 +217,9 @@ pub struct Counts {
     pub unmatched: usize,
 }
 
-/// The state after the plan: the links, and why the rest are not linked.
+/// Why those who are not linked after the plan are not.
 #[derive(Debug, Clone, Default)]
 pub struct Assessment {
-    /// By host user id.
-    pub links: BTreeMap<String, Link>,
     /// Mobiles that block phone matching because more than one member or host user has them,
     /// where at least one of them is unlinked; sorted by mobile.
     pub ambiguous_phones: Vec<Group>,
@@ -234,15 +237,15 @@ pub struct Assessment {
     pub members: Counts,
 }
 
-/// The link changes one matching pass makes, and the state they lead to.
+/// The link changes one matching pass makes, and where that leaves everyone else.
+///
+/// The host user of a link removed for [`Reason::MemberLeft`] is held from then on.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Sorted by host user id; written before `created`.
     pub removed: Vec<Removed>,
     /// Sorted by host user id.
     pub created: Vec<Created>,
-    /// Host user ids to hold from now on (their member left).
-    pub held: Vec<String>,
     /// Kept links whose member WeCom now spells differently: (host user id, new spelling).
     pub respelled: Vec<(String, String)>,
     pub assessment: Assessment,
@@ -250,21 +253,56 @@ pub struct Plan {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty()
-            && self.created.is_empty()
-            && self.held.is_empty()
-            && self.respelled.is_empty()
+        self.removed.is_empty() && self.created.is_empty() && self.respelled.is_empty()
+    }
+
+    /// The links after the plan, by host user id.
+    pub fn links_after<'a>(&'a self, state: &'a State) -> FastMap<&'a str, &'a Link> {
+        let mut links: FastMap<&str, &Link> = state
+            .links
+            .iter()
+            .map(|(host, link)| (host.as_str(), link))
+            .collect();
+        for removed in &self.removed {
+            links.remove(removed.host_user_id.as_str());
+        }
+        for created in &self.created {
+            links.insert(&created.host_user_id, &created.link);
+        }
+        links
     }
 }
 
-/// Mobiles and names, each with who has them.
-type Index<'a> = HashMap<&'a str, Vec<&'a str>>;
+/// Who has one mobile or one name. Almost every value has exactly one holder, so that case
+/// allocates nothing: at 100,000 a side this is most of the plan's cost.
+enum Holders<'a> {
+    One(&'a str),
+    Many(Vec<&'a str>),
+}
+
+impl<'a> Holders<'a> {
+    fn all(&self) -> &[&'a str] {
+        match self {
+            Holders::One(one) => std::slice::from_ref(one),
+            Holders::Many(many) => many,
+        }
+    }
+}
+
+type Index<'a> = FastMap<&'a str, Holders<'a>>;
 
 fn index<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a String>)>) -> Index<'a> {
-    let mut index: Index<'a> = HashMap::new();
+    let mut index: Index<'a> = FastMap::default();
     for (who, value) in entries {
-        if let Some(value) = value {
-            index.entry(value.as_str()).or_default().push(who);
+        let Some(value) = value else { continue };
+        match index.get_mut(value.as_str()) {
+            None => {
+                index.insert(value, Holders::One(who));
+            }
+            Some(holders) => match holders {
+                Holders::One(first) => *holders = Holders::Many(vec![first, who]),
+                Holders::Many(many) => many.push(who),
+            },
         }
     }
     index
@@ -273,35 +311,35 @@ fn index<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a String>)>) -> In
 /// Decides the link changes for `state`; see the module documentation for the rules.
 pub fn plan(state: &State) -> Plan {
     let mut plan = Plan::default();
-    let mut links: BTreeMap<String, Link> = BTreeMap::new();
+    let mut linked_hosts: FastSet<&str> =
+        FastSet::with_capacity_and_hasher(state.host_users.len(), Default::default());
+    let mut linked_members: FastSet<&str> =
+        FastSet::with_capacity_and_hasher(state.members.len(), Default::default());
+    // Held already, or from this pass on because their member left.
+    let mut held: FastSet<&str> = state.held.iter().map(String::as_str).collect();
 
     for (host_id, link) in &state.links {
-        match broken(state, host_id, link) {
-            Some(reason) => {
-                if reason == Reason::MemberLeft {
-                    plan.held.push(host_id.clone());
-                }
-                let mut link = link.clone();
-                if let Some(member) = state.members.get(&link.userid_key) {
-                    link.userid = member.userid.clone();
-                }
-                plan.removed.push(Removed {
-                    host_user_id: host_id.clone(),
-                    link,
-                    reason,
-                });
+        let member = state.members.get(&link.userid_key);
+        if let Some(reason) = broken(state, host_id, link) {
+            if reason == Reason::MemberLeft {
+                held.insert(host_id);
             }
-            None => {
-                let mut link = link.clone();
-                if let Some(member) = state.members.get(&link.userid_key) {
-                    if member.userid != link.userid {
-                        plan.respelled
-                            .push((host_id.clone(), member.userid.clone()));
-                        link.userid = member.userid.clone();
-                    }
-                }
-                links.insert(host_id.clone(), link);
+            let mut link = link.clone();
+            if let Some(member) = member {
+                link.userid.clone_from(&member.userid);
             }
+            plan.removed.push(Removed {
+                host_user_id: host_id.clone(),
+                link,
+                reason,
+            });
+            continue;
+        }
+        linked_hosts.insert(host_id);
+        linked_members.insert(&link.userid_key);
+        if let Some(member) = member.filter(|m| m.userid != link.userid) {
+            plan.respelled
+                .push((host_id.clone(), member.userid.clone()));
         }
     }
 
@@ -318,49 +356,39 @@ pub fn plan(state: &State) -> Plan {
             .map(|(id, h)| (id.as_str(), h.mobile.as_ref())),
     );
 
-    let kept_members: HashSet<&str> = links.values().map(|l| l.userid_key.as_str()).collect();
-    // Held already, or from this pass on because their member left.
-    let held: HashSet<&str> = state
-        .held
-        .iter()
-        .chain(&plan.held)
-        .map(String::as_str)
-        .collect();
-
     // Phone: one-to-one over the whole set.
-    let mut phone_links: Vec<(&str, &str)> = Vec::new();
+    let mut created: Vec<(&str, &str, Method)> = Vec::new();
     for (mobile, hosts) in &hosts_by_phone {
-        let (&[host_id], Some(&[member_key])) = (
-            hosts.as_slice(),
-            members_by_phone.get(mobile).map(Vec::as_slice),
-        ) else {
+        let (Holders::One(host_id), Some(Holders::One(member_key))) =
+            (hosts, members_by_phone.get(mobile))
+        else {
             continue;
         };
-        if !links.contains_key(host_id)
+        if !linked_hosts.contains(host_id)
             && !held.contains(host_id)
-            && !kept_members.contains(member_key)
+            && !linked_members.contains(member_key)
         {
-            phone_links.push((host_id, member_key));
+            created.push((host_id, member_key, Method::Phone));
         }
     }
-    let phone_hosts: HashSet<&str> = phone_links.iter().map(|(h, _)| *h).collect();
-    let phone_members: HashSet<&str> = phone_links.iter().map(|(_, m)| *m).collect();
+    for &(host_id, member_key, _) in &created {
+        linked_hosts.insert(host_id);
+        linked_members.insert(member_key);
+    }
 
     // Name: unique among the unlinked on both sides, phones not disagreeing.
     let members_by_name = index(
         state
             .members
             .iter()
-            .filter(|(key, _)| {
-                !kept_members.contains(key.as_str()) && !phone_members.contains(key.as_str())
-            })
+            .filter(|(key, _)| !linked_members.contains(key.as_str()))
             .map(|(key, m)| (key.as_str(), m.name.as_ref())),
     );
     let hosts_by_name = index(
         state
             .host_users
             .iter()
-            .filter(|(id, _)| !links.contains_key(*id) && !phone_hosts.contains(id.as_str()))
+            .filter(|(id, _)| !linked_hosts.contains(id.as_str()))
             .map(|(id, h)| (id.as_str(), h.name.as_ref())),
     );
     let phones_disagree =
@@ -370,20 +398,20 @@ pub fn plan(state: &State) -> Plan {
             (None, Some(b)) => hosts_by_phone.contains_key(b.as_str()),
             (None, None) => false,
         };
-    let mut name_links: Vec<(&str, &str)> = Vec::new();
     let mut conflicts = Vec::new();
     let mut name_groups = Vec::new();
     for (name, hosts) in &hosts_by_name {
         let Some(members) = members_by_name.get(name) else {
             continue;
         };
-        let (&[host_id], &[member_key]) = (hosts.as_slice(), members.as_slice()) else {
-            name_groups.push(group(name, members, hosts));
+        let (Holders::One(host_id), Holders::One(member_key)) = (hosts, members) else {
+            name_groups.push(group(name, members.all(), hosts.all()));
             continue;
         };
-        let (Some(host), Some(member)) =
-            (state.host_users.get(host_id), state.members.get(member_key))
-        else {
+        let (Some(host), Some(member)) = (
+            state.host_users.get(*host_id),
+            state.members.get(*member_key),
+        ) else {
             continue;
         };
         if held.contains(host_id) {
@@ -391,19 +419,16 @@ pub fn plan(state: &State) -> Plan {
         }
         if phones_disagree(host, member) {
             conflicts.push(Conflict {
-                host_user_id: host_id.to_owned(),
-                userid_key: member_key.to_owned(),
+                host_user_id: (*host_id).to_owned(),
+                userid_key: (*member_key).to_owned(),
             });
         } else {
-            name_links.push((host_id, member_key));
+            created.push((host_id, member_key, Method::Name));
         }
     }
-
-    let new_links = phone_links
-        .iter()
-        .map(|&(h, m)| (h, m, Method::Phone))
-        .chain(name_links.iter().map(|&(h, m)| (h, m, Method::Name)));
-    for (host_id, member_key, method) in new_links {
+    for &(host_id, member_key, method) in &created {
+        linked_hosts.insert(host_id);
+        linked_members.insert(member_key);
         let Some(member) = state.members.get(member_key) else {
             continue;
         };
@@ -416,31 +441,27 @@ pub fn plan(state: &State) -> Plan {
             },
         });
     }
-    for created in &plan.created {
-        links.insert(created.host_user_id.clone(), created.link.clone());
+
+    let mut phone_groups = Vec::new();
+    for (mobile, hosts) in &hosts_by_phone {
+        let Some(members) = members_by_phone.get(mobile) else {
+            continue;
+        };
+        let (hosts, members) = (hosts.all(), members.all());
+        let shared = hosts.len() > 1 || members.len() > 1;
+        let open = hosts.iter().any(|h| !linked_hosts.contains(h))
+            || members.iter().any(|m| !linked_members.contains(m));
+        if shared && open {
+            phone_groups.push(group(mobile, members, hosts));
+        }
     }
 
     plan.removed
         .sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
     plan.created
         .sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
-    plan.held.sort();
     plan.respelled.sort();
     conflicts.sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
-
-    let linked_members: HashSet<&str> = links.values().map(|l| l.userid_key.as_str()).collect();
-    let mut phone_groups = Vec::new();
-    for (mobile, hosts) in &hosts_by_phone {
-        let Some(members) = members_by_phone.get(mobile) else {
-            continue;
-        };
-        let shared = hosts.len() > 1 || members.len() > 1;
-        let open = hosts.iter().any(|h| !links.contains_key(*h))
-            || members.iter().any(|m| !linked_members.contains(m));
-        if shared && open {
-            phone_groups.push(group(mobile, members, hosts));
-        }
-    }
     phone_groups.sort_by(|a, b| a.value.cmp(&b.value));
     name_groups.sort_by(|a, b| a.value.cmp(&b.value));
 
@@ -450,7 +471,7 @@ pub fn plan(state: &State) -> Plan {
     };
     for group in phone_groups.iter().chain(&name_groups) {
         for host_id in &group.host_users {
-            if !links.contains_key(host_id) {
+            if !linked_hosts.contains(host_id.as_str()) {
                 assessment.ambiguous_host_users.insert(host_id.clone());
             }
         }
@@ -460,14 +481,14 @@ pub fn plan(state: &State) -> Plan {
             }
         }
     }
-    let linked_hosts = state
+    let present_linked_hosts = state
         .host_users
         .keys()
-        .filter(|id| links.contains_key(*id))
+        .filter(|id| linked_hosts.contains(id.as_str()))
         .count();
     assessment.host_users = counts(
         state.host_users.len(),
-        linked_hosts,
+        present_linked_hosts,
         assessment.ambiguous_host_users.len(),
     );
     assessment.members = counts(
@@ -477,7 +498,6 @@ pub fn plan(state: &State) -> Plan {
     );
     assessment.ambiguous_phones = phone_groups;
     assessment.ambiguous_names = name_groups;
-    assessment.links = links;
     plan.assessment = assessment;
     plan
 }

@@ -25,7 +25,12 @@ const E164_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
 
 /// The E.164 form of a mobile number, or `None` when the value is not confidently one.
 pub fn normalize(raw: &str) -> Option<String> {
-    let folded: String = raw.nfkc().filter(|c| !c.is_whitespace()).collect();
+    // ASCII is already NFKC, and nearly every number is ASCII.
+    let folded: String = if raw.is_ascii() {
+        raw.chars().filter(|c| !c.is_whitespace()).collect()
+    } else {
+        raw.nfkc().filter(|c| !c.is_whitespace()).collect()
+    };
     let marked_international = folded.starts_with('+') || folded.starts_with("(+");
     let folded = if marked_international || folded.starts_with("00") {
         folded.replacen("(0)", "", 1)

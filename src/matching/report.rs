@@ -115,10 +115,10 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
         .collect();
     let hosts = host_users::load(conn)?;
     let holds = links::holds(conn)?;
-    let member_links: HashMap<&str, &str> = assessment
-        .links
+    let links_after = plan.links_after(&state);
+    let member_links: HashMap<&str, &str> = links_after
         .iter()
-        .map(|(host, link)| (link.userid_key.as_str(), host.as_str()))
+        .map(|(host, link)| (link.userid_key.as_str(), *host))
         .collect();
 
     let member_view = |key: &str| -> MemberView {
@@ -137,7 +137,7 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
             name: user.and_then(|u| u.name.clone()),
             mobile: user.and_then(|u| u.mobile.clone()),
             email: user.and_then(|u| u.email.clone()),
-            linked_to: assessment.links.get(id).map(|l| l.userid.clone()),
+            linked_to: links_after.get(id).map(|l| l.userid.clone()),
         }
     };
     let group_view = |group: &Group| GroupView {
@@ -148,21 +148,22 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
 
     let mut links = LinkCounts::default();
     let mut manual_links_without_host_user = Vec::new();
-    for (host, link) in &assessment.links {
+    for (host, link) in &links_after {
         match link.method {
             Method::Phone => links.phone += 1,
             Method::Name => links.name += 1,
             Method::Manual => links.manual += 1,
         }
-        if !hosts.contains_key(host) {
+        if !hosts.contains_key(*host) {
             manual_links_without_host_user.push(member_view(&link.userid_key));
         }
     }
+    manual_links_without_host_user.sort_by(|a, b| a.userid.cmp(&b.userid));
 
     let mut unmatched_host_users: Vec<HostUserView> = hosts
         .keys()
         .filter(|id| {
-            !assessment.links.contains_key(*id) && !assessment.ambiguous_host_users.contains(*id)
+            !links_after.contains_key(id.as_str()) && !assessment.ambiguous_host_users.contains(*id)
         })
         .map(|id| host_view(id))
         .collect();

@@ -3,20 +3,18 @@
 //! host user is written; a release that changes the normalization must recompute them in a
 //! migration.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 use crate::matching::host_user::HostUser;
-use crate::matching::{name, phone, HostFacts};
+use crate::matching::{name, phone, FastMap, HostFacts};
 
 /// What matching needs of every host user, by id.
-pub fn facts(conn: &Connection) -> Result<HashMap<String, HostFacts>, StoreError> {
+pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT id, name_norm, mobile_norm FROM host_users")?;
     let mut rows = stmt.query([])?;
-    let mut facts = HashMap::new();
+    let mut facts = FastMap::default();
     while let Some(row) = rows.next()? {
         facts.insert(
             row.get(0)?,
@@ -30,7 +28,7 @@ pub fn facts(conn: &Connection) -> Result<HashMap<String, HostFacts>, StoreError
 }
 
 /// Every host user as given, by id.
-pub fn load(conn: &Connection) -> Result<HashMap<String, HostUser>, StoreError> {
+pub fn load(conn: &Connection) -> Result<FastMap<String, HostUser>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT id, name, mobile, email FROM host_users")?;
     let rows = stmt.query_map([], |row| {
         Ok(HostUser {
@@ -40,7 +38,7 @@ pub fn load(conn: &Connection) -> Result<HashMap<String, HostUser>, StoreError> 
             email: row.get(3)?,
         })
     })?;
-    let mut users = HashMap::new();
+    let mut users = FastMap::default();
     for user in rows {
         let user = user?;
         users.insert(user.id.clone(), user);

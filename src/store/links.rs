@@ -2,21 +2,19 @@
 //! Only matching ([`crate::matching::apply`]) writes them, inside the transaction of the change
 //! that caused the write.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::StoreError;
-use crate::matching::{Link, Method, Reason};
+use crate::matching::{FastMap, Link, Method, Reason};
 
 /// Every link, by host user id.
-pub fn load(conn: &Connection) -> Result<HashMap<String, Link>, StoreError> {
+pub fn load(conn: &Connection) -> Result<FastMap<String, Link>, StoreError> {
     let mut stmt =
         conn.prepare_cached("SELECT host_user_id, userid_key, userid, method FROM links")?;
     let mut rows = stmt.query([])?;
-    let mut links = HashMap::new();
+    let mut links = FastMap::default();
     while let Some(row) = rows.next()? {
         let method: String = row.get(3)?;
         links.insert(

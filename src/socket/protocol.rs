@@ -428,7 +428,10 @@ mod tests {
                 "users[0]: \"mobile\" must be a string or null",
             ),
             (r#"{"op":"host_users.put"}"#, "\"users\" is required"),
-            (r#"{"op":"host_users.put","users":{}}"#, "must be an array"),
+            (
+                r#"{"op":"host_users.put","users":{}}"#,
+                "\"users\" must be an array",
+            ),
             (
                 r#"{"op":"host_users.put","users":[],"replace":"yes"}"#,
                 "\"replace\" must be true or false",

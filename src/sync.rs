@@ -362,7 +362,8 @@ enum Applied {
 }
 
 /// The write transaction of a run: diff against the mirror as it is now, then either apply
-/// with all events, or hold with only the `held` event.
+/// with all events (re-matching host users after the mirror changes), or hold with only the
+/// `held` event.
 fn apply(
     store: &mut Store,
     source: &EventSource,

@@ -207,7 +207,8 @@ pub fn link(
         userid: member.userid.clone(),
         method: Method::Manual,
     };
-    if state.links.get(host_user_id) == Some(&manual) {
+    let already = state.links.get(host_user_id);
+    if already.is_some_and(|link| link.method == Method::Manual && link.userid_key == key) {
         return Ok(LinkChanges {
             assessment: plan(&state).assessment,
             ..LinkChanges::default()

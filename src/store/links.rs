@@ -3,7 +3,7 @@
 //! that caused the write.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::StoreError;
@@ -34,44 +34,6 @@ fn parse_method(text: &str) -> Result<Method, StoreError> {
         what: "link method",
         source: serde::de::Error::custom(format!("unknown link method {text:?}")),
     })
-}
-
-/// The link of a host user, if it has one.
-pub fn of_host_user(conn: &Connection, host_user_id: &str) -> Result<Option<Link>, StoreError> {
-    let row: Option<(String, String, String)> = conn
-        .prepare_cached("SELECT userid_key, userid, method FROM links WHERE host_user_id = ?1")?
-        .query_row([host_user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    row.map(|(userid_key, userid, method)| {
-        Ok(Link {
-            userid_key,
-            userid,
-            method: parse_method(&method)?,
-        })
-    })
-    .transpose()
-}
-
-/// The host user linked to a member, and the link, if there is one.
-pub fn of_member(
-    conn: &Connection,
-    userid_key: &str,
-) -> Result<Option<(String, Link)>, StoreError> {
-    let row: Option<(String, String, String)> = conn
-        .prepare_cached("SELECT host_user_id, userid, method FROM links WHERE userid_key = ?1")?
-        .query_row([userid_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    row.map(|(host_user_id, userid, method)| {
-        Ok((
-            host_user_id,
-            Link {
-                userid_key: userid_key.to_owned(),
-                userid,
-                method: parse_method(&method)?,
-            },
-        ))
-    })
-    .transpose()
 }
 
 pub fn insert(

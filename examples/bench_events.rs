@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let socket_path = dir.path().join("orgsync.sock");
     let (shutdown, shutdown_rx) = watch::channel(false);
     // The head never moves during the run; the sender must outlive the server all the same.
-    let (_head, head_rx) = watch::channel(events);
+    let (head, head_rx) = watch::channel(events);
     let settings = SocketSettings {
         path: socket_path.clone(),
         group: None,
@@ -66,6 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,
+            head_publisher: head.clone(),
+            source: EventSource::new("wwbench"),
             queue: Arc::new(SyncQueue::default()),
             status: Arc::new(|| Ok(json!({}))),
             settings,

@@ -11,6 +11,8 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
+use crate::matching::commands::{self as matching, CommandError};
+use crate::matching::import::Options as ImportOptions;
 use crate::schedule::Schedule;
 use crate::store::runs::Trigger;
 use crate::store::{event_log, Store, StoreError};
@@ -88,6 +90,55 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         directory: Option<PathBuf>,
     },
+    /// The host application's users, which are matched to WeCom members.
+    #[command(subcommand)]
+    HostUsers(HostUsersCommand),
+    /// Link a host user to a WeCom member by hand; automatic matching never undoes it.
+    Link {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The host application's id of the user.
+        host_id: String,
+        /// The member's WeCom userid (case-insensitive).
+        userid: String,
+    },
+    /// Remove a host user's link and hold it from automatic matching.
+    Unlink {
+        #[command(flatten)]
+        config: ConfigArg,
+        host_id: String,
+    },
+    /// Matching of host users to members.
+    #[command(subcommand)]
+    Match(MatchCommand),
+}
+
+#[derive(Subcommand)]
+enum HostUsersCommand {
+    /// Import host users from CSV (header id,name,mobile,email) or JSON Lines, then re-match.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+        /// Import the good rows even if some are bad (they are listed on stderr).
+        #[arg(long)]
+        skip_bad: bool,
+        /// The file is the whole set: remove the host users it does not list.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MatchCommand {
+    /// Counts, ambiguous candidates, and who is unmatched and why.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output, listing everything.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Failures of a command, each with the exit status of interfaces §1.
@@ -103,6 +154,8 @@ pub enum CliError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Wecom(#[from] WecomError),
+    #[error(transparent)]
+    Matching(#[from] CommandError),
     #[error("sync held by the deletion guard: {0}")]
     Held(String),
     #[error("{0}")]
@@ -116,6 +169,7 @@ impl CliError {
             CliError::Daemon(DaemonError::Config(_) | DaemonError::Schedule(_)) => 2,
             CliError::Wecom(WecomError::Settings(_))
             | CliError::Daemon(DaemonError::Wecom(WecomError::Settings(_))) => 2,
+            CliError::Matching(error) => error.exit_code(),
             CliError::Held(_) => 3,
             _ => 1,
         }
@@ -233,6 +287,32 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 .map_err(|e| CliError::Failed(format!("simulator failed: {e}")))?;
             Ok(0)
         }
+        Command::HostUsers(HostUsersCommand::Import {
+            config,
+            file,
+            skip_bad,
+            replace,
+        }) => {
+            let options = ImportOptions { replace, skip_bad };
+            matching::import(&load(&config.config)?, &file, options)?;
+            Ok(0)
+        }
+        Command::Link {
+            config,
+            host_id,
+            userid,
+        } => {
+            matching::link(&load(&config.config)?, &host_id, &userid)?;
+            Ok(0)
+        }
+        Command::Unlink { config, host_id } => {
+            matching::unlink(&load(&config.config)?, &host_id)?;
+            Ok(0)
+        }
+        Command::Match(MatchCommand::Report { config, json }) => {
+            matching::report(&load(&config.config)?, json)?;
+            Ok(0)
+        }
     }
 }
 
@@ -281,13 +361,15 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
         }
         RunReport::Completed { run, counts, stats } => {
             println!(
-                "run {run} completed: {} joined, {} updated, {} left; {} departments created, {} updated, {} deleted; mirror has {} members in {} departments ({} API calls, pull {} ms, apply {} ms)",
+                "run {run} completed: {} joined, {} updated, {} left; {} departments created, {} updated, {} deleted; {} links created, {} removed; mirror has {} members in {} departments ({} API calls, pull {} ms, apply {} ms)",
                 counts.changes.members_joined,
                 counts.changes.members_updated,
                 counts.changes.members_left,
                 counts.changes.departments_created,
                 counts.changes.departments_updated,
                 counts.changes.departments_deleted,
+                counts.links_created,
+                counts.links_removed,
                 counts.members,
                 counts.departments,
                 stats.api_calls,

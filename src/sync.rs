@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::diff::{diff, Changeset};
 use crate::events::{changeset_events, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
+use crate::matching;
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
 use crate::store::token_refusal::{self, Refusal};
@@ -61,13 +62,16 @@ impl ChangeCounts {
     }
 }
 
-/// The counts reported in `orgsync.sync.completed`: the changes, then the mirror's size.
+/// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the
+/// links re-matching made and removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RunCounts {
     #[serde(flatten)]
     pub changes: ChangeCounts,
     pub departments: usize,
     pub members: usize,
+    pub links_created: usize,
+    pub links_removed: usize,
 }
 
 /// Where the time of a run went, for logs, status and benchmarks.
@@ -116,6 +120,8 @@ impl RunReport {
                 departments_created = counts.changes.departments_created,
                 departments_updated = counts.changes.departments_updated,
                 departments_deleted = counts.changes.departments_deleted,
+                links_created = counts.links_created,
+                links_removed = counts.links_removed,
                 members = counts.members,
                 departments = counts.departments,
                 api_calls = stats.api_calls,
@@ -421,7 +427,8 @@ enum Applied {
 }
 
 /// The write transaction of a run: diff against the mirror as it is now, then either apply
-/// with all events, or hold with only the `held` event.
+/// with all events (re-matching host users after the mirror changes), or hold with only the
+/// `held` event.
 fn apply(
     store: &mut Store,
     source: &EventSource,
@@ -467,12 +474,16 @@ fn apply(
 
         let started = Instant::now();
         mirror::apply(tx, &changes)?;
+        let links = matching::apply::rematch(tx, now)?;
         let counts = RunCounts {
             changes: pending,
             departments: pulled.departments.len(),
             members: pulled.members.len(),
+            links_created: links.created.len(),
+            links_removed: links.removed.len(),
         };
         let mut drafts = changeset_events(&changes);
+        drafts.extend(links.events());
         drafts.push(EventDraft {
             kind: EventType::SyncCompleted,
             subject: format!("run/{run}"),

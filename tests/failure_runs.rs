@@ -177,6 +177,20 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
     let run = subscriber.run_events().await;
     assert_eq!(types(&run), ["orgsync.sync.failed"]);
     assert_eq!(run[0]["data"]["trigger"], "signal");
+    // The retry is decided after the failure is published: wait for it before stopping, or
+    // the shutdown would (rightly) cancel it.
+    let status = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let status = env.daemon_status().await;
+            if !status["daemon"]["retry"].is_null() {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the signal's failed run gets a retry");
+    assert_eq!(status["daemon"]["retry"]["attempt"], 1, "{status}");
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;
     assert_eq!(code, Some(0), "{stderr}");

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
+use crate::events::EventSource;
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::socket::{self, ServerContext, SocketError, SocketSettings};
 use crate::status;
@@ -247,6 +248,8 @@ impl Daemon {
         let context = Arc::new(ServerContext {
             store_path: config.store.path.clone(),
             head: head_rx,
+            head_publisher: shared.head.clone(),
+            source: EventSource::new(&config.wecom.corp_id),
             queue: queue.clone(),
             status: Arc::new(move || status_shared.status()),
             settings: socket_settings(&config),

@@ -7,6 +7,8 @@
 
 pub mod consumers;
 pub mod event_log;
+pub mod host_users;
+pub mod links;
 pub mod mirror;
 pub mod runs;
 mod schema;
@@ -137,16 +139,26 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
+        self.try_write(|tx| f(tx).map_err(|e| classify_store_error(&path, busy_timeout, e)))
+    }
+
+    /// [`Store::write`] for work that can fail for reasons of its own (a bad import row):
+    /// any error rolls the whole transaction back.
+    pub fn try_write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => return Err(classify_with(&self.path, self.busy_timeout, e)),
+            Err(e) => return Err(classify_with(&self.path, self.busy_timeout, e).into()),
         };
-        let value = f(&tx).map_err(|e| classify_store_error(&self.path, self.busy_timeout, e))?;
+        let value = f(&tx)?;
         tx.commit()
-            .map_err(|e| classify_with(&self.path, self.busy_timeout, e))?;
+            .map_err(|e| E::from(classify_with(&self.path, self.busy_timeout, e)))?;
         Ok(value)
     }
 

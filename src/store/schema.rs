@@ -72,6 +72,34 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     "#,
+    // 2: host users and their links to members (matching, issue #4). No foreign keys: a link
+    // outlives its member for the one transaction that announces `member_left`, and a manual
+    // link outlives its host user.
+    r#"
+    CREATE TABLE host_users (
+        id          TEXT PRIMARY KEY,   -- as the host application gives it (integers as decimal)
+        name        TEXT,
+        mobile      TEXT,
+        email       TEXT,
+        name_norm   TEXT,               -- NFKC + trim; NULL when empty
+        mobile_norm TEXT,               -- E.164; NULL when not confidently a mobile
+        updated_at  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE links (
+        host_user_id TEXT PRIMARY KEY,
+        userid_key   TEXT NOT NULL UNIQUE,   -- one host user per member
+        userid       TEXT NOT NULL,          -- as WeCom spells it, to name a member who left
+        method       TEXT NOT NULL CHECK (method IN ('phone', 'name', 'manual')),
+        created_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Host users that automatic matching must not link until a manual link releases them.
+    CREATE TABLE match_holds (
+        host_user_id TEXT PRIMARY KEY,
+        reason       TEXT NOT NULL,          -- manual_unlink or member_left
+        userid       TEXT NOT NULL,          -- the member of the link that ended
+        since        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -221,7 +221,7 @@ async fn a_token_that_cannot_be_refreshed_fails_the_run() {
         env.sim.expire_tokens();
         // The app's secret was reset in the admin console meanwhile.
         env.sim
-            .edit(|d| d.corp_secret = "reset-in-the-admin-console".into());
+            .edit(|d| d.corp_secret = "rotated by an admin".into());
     })
     .await;
     let (line, _) = assert_failed(&before, &env, &output, "token");

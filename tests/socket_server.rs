@@ -401,7 +401,8 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
     client
         .subscribe(json!({"op": "subscribe", "since": 2}))
         .await;
-    // The subscriber is caught up at 2; 3 and 4 are pruned before it reads them.
+    // 3, 4 and 5 arrive and 3 and 4 are pruned in one commit: the subscription, whenever it
+    // reads, sees either nothing new or a log that starts at 5.
     let source = daemon.source.clone();
     let drafts = vec![
         EventDraft {
@@ -413,9 +414,12 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
     ];
     daemon
         .store
-        .write(|tx| event_log::append(tx, &source, None, &drafts, Utc::now()))
-        .expect("append");
-    daemon.prune_through(4);
+        .write(|tx| {
+            event_log::append(tx, &source, None, &drafts, Utc::now())?;
+            tx.execute("DELETE FROM events WHERE seq <= 4", [])?;
+            Ok(())
+        })
+        .expect("append and prune");
     daemon.head.send_replace(5);
     let reply = client.line().await;
     assert_eq!(error_code(&reply), "gap");

@@ -179,8 +179,8 @@ struct Measured {
     simulator_cpu_ms: f64,
     /// VmHWM of the run: the peak RSS, reset (`/proc/self/clear_refs`) just before it.
     peak_rss_mib: f64,
-    /// The highest sampled RSS within each phase: pull, diff (load and diff), apply with events
-    /// and commit.
+    /// The highest sampled RSS within each phase: pull, diff (load and diff), apply with matching,
+    /// events and commit.
     phase_rss_mib: [f64; 3],
     /// The CPU time of this process within each phase.
     phase_cpu_ms: [f64; 3],
@@ -309,6 +309,7 @@ struct Phases {
     load_ms: u64,
     diff_ms: u64,
     apply_ms: u64,
+    match_ms: u64,
     events_ms: u64,
     commit_ms: u64,
     /// Calls as orgsync's client counted them, gettoken included.
@@ -322,6 +323,7 @@ impl From<&RunStats> for Phases {
             load_ms: stats.load_ms,
             diff_ms: stats.diff_ms,
             apply_ms: stats.apply_ms,
+            match_ms: stats.match_ms,
             events_ms: stats.events_ms,
             commit_ms: stats.commit_ms,
             api_calls: stats.api_calls,
@@ -334,6 +336,7 @@ fn phases_ms(stats: &RunStats) -> u64 {
         + stats.load_ms
         + stats.diff_ms
         + stats.apply_ms
+        + stats.match_ms
         + stats.events_ms
         + stats.commit_ms
 }
@@ -683,25 +686,36 @@ impl Medians {
         let s = |ms: u64| ms as f64 / 1000.0;
         println!("wall time, s:");
         println!(
-            "  {:<14} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            "run", "total", "pull", "load", "diff", "apply", "events", "commit", "other", "calls"
+            "  {:<14} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            "run",
+            "total",
+            "pull",
+            "load",
+            "diff",
+            "apply",
+            "match",
+            "events",
+            "commit",
+            "other",
+            "calls"
         );
         for run in &self.runs {
             println!(
-                "  {:<14} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6}",
+                "  {:<14} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6}",
                 run.scenario,
                 run.wall_ms / 1000.0,
                 s(run.stats.pull_ms),
                 s(run.stats.load_ms),
                 s(run.stats.diff_ms),
                 s(run.stats.apply_ms),
+                s(run.stats.match_ms),
                 s(run.stats.events_ms),
                 s(run.stats.commit_ms),
                 run.other_ms / 1000.0,
                 run.stats.api_calls,
             );
         }
-        println!("CPU time, s (pull | load+diff | apply+events+commit), and RSS, MiB:");
+        println!("CPU time, s (pull | load+diff | apply+match+events+commit), and RSS, MiB:");
         println!(
             "  {:<14} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
             "run",
@@ -780,6 +794,7 @@ fn median_run(all: &[&Measured]) -> Measured {
             load_ms: ms(&|m| m.stats.load_ms),
             diff_ms: ms(&|m| m.stats.diff_ms),
             apply_ms: ms(&|m| m.stats.apply_ms),
+            match_ms: ms(&|m| m.stats.match_ms),
             events_ms: ms(&|m| m.stats.events_ms),
             commit_ms: ms(&|m| m.stats.commit_ms),
             api_calls: first.stats.api_calls,

@@ -11,6 +11,8 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
+use crate::matching::commands::{self as matching, CommandError};
+use crate::matching::import::Options as ImportOptions;
 use crate::schedule::Schedule;
 use crate::store::runs::Trigger;
 use crate::store::{event_log, Store, StoreError};
@@ -88,6 +90,55 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         directory: Option<PathBuf>,
     },
+    /// The host application's users, which are matched to WeCom members.
+    #[command(subcommand)]
+    HostUsers(HostUsersCommand),
+    /// Link a host user to a WeCom member by hand; automatic matching never undoes it.
+    Link {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The host application's id of the user.
+        host_id: String,
+        /// The member's WeCom userid (case-insensitive).
+        userid: String,
+    },
+    /// Remove a host user's link and hold it from automatic matching.
+    Unlink {
+        #[command(flatten)]
+        config: ConfigArg,
+        host_id: String,
+    },
+    /// Matching of host users to members.
+    #[command(subcommand)]
+    Match(MatchCommand),
+}
+
+#[derive(Subcommand)]
+enum HostUsersCommand {
+    /// Import host users from CSV (header id,name,mobile,email) or JSON Lines, then re-match.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+        /// Import the good rows even if some are bad (they are listed on stderr).
+        #[arg(long)]
+        skip_bad: bool,
+        /// The file is the whole set: remove the host users it does not list.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MatchCommand {
+    /// Counts, ambiguous candidates, and who is unmatched and why.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output, listing everything.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Failures of a command, each with the exit status of interfaces §1.
@@ -103,6 +154,8 @@ pub enum CliError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Wecom(#[from] WecomError),
+    #[error(transparent)]
+    Matching(#[from] CommandError),
     #[error("sync held by the deletion guard: {0}")]
     Held(String),
     #[error("{0}")]
@@ -116,6 +169,7 @@ impl CliError {
             CliError::Daemon(DaemonError::Config(_) | DaemonError::Schedule(_)) => 2,
             CliError::Wecom(WecomError::Settings(_))
             | CliError::Daemon(DaemonError::Wecom(WecomError::Settings(_))) => 2,
+            CliError::Matching(error) => error.exit_code(),
             CliError::Held(_) => 3,
             _ => 1,
         }
@@ -141,7 +195,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn load(path: &Path) -> Result<Config, CliError> {
-    let config = Config::load(path)?;
+    init(Config::load(path)?)
+}
+
+/// For the commands that only talk to the daemon or read the store: no corp secret needed.
+fn load_without_secret(path: &Path) -> Result<Config, CliError> {
+    init(Config::load_without_secret(path)?)
+}
+
+fn init(config: Config) -> Result<Config, CliError> {
     logging::init(&config.log);
     for warning in config.warnings() {
         tracing::warn!(%warning, "config");
@@ -153,7 +215,9 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Run(args) => {
             let config = load(&args.config)?;
-            runtime()?.block_on(daemon::run(config, &args.config))?;
+            // Before the runtime starts its threads: this edits the environment.
+            let notifier = daemon::notify::Notifier::from_env();
+            runtime()?.block_on(daemon::run(config, &args.config, notifier))?;
             Ok(0)
         }
         Command::Sync {
@@ -162,7 +226,7 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             force,
         } => sync(&load(&config.config)?, dry_run, force),
         Command::Resync(args) => {
-            let config = load(&args.config)?;
+            let config = load_without_secret(&args.config)?;
             let reply = runtime()?
                 .block_on(socket::request(
                     &config.socket.path,
@@ -181,19 +245,18 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 )))
             }
         }
-        Command::Status { config, json } => status(&load(&config.config)?, json),
+        Command::Status { config, json } => status(&load_without_secret(&config.config)?, json),
         Command::Events {
             config,
             since,
             follow,
-        } => events(&load(&config.config)?, since, follow),
+        } => events(&load_without_secret(&config.config)?, since, follow),
         Command::CheckConfig(args) => {
             let config = Config::load(&args.config)?;
             for warning in config.warnings() {
                 eprintln!("warning: {warning}");
             }
             println!("# {} is valid", args.config.display());
-            println!("# corp secret: {}", config.secret_source());
             print!("{}", config.redacted_toml());
             Ok(0)
         }
@@ -224,6 +287,32 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 .map_err(|e| CliError::Failed(format!("simulator failed: {e}")))?;
             Ok(0)
         }
+        Command::HostUsers(HostUsersCommand::Import {
+            config,
+            file,
+            skip_bad,
+            replace,
+        }) => {
+            let options = ImportOptions { replace, skip_bad };
+            matching::import(&load(&config.config)?, &file, options)?;
+            Ok(0)
+        }
+        Command::Link {
+            config,
+            host_id,
+            userid,
+        } => {
+            matching::link(&load(&config.config)?, &host_id, &userid)?;
+            Ok(0)
+        }
+        Command::Unlink { config, host_id } => {
+            matching::unlink(&load(&config.config)?, &host_id)?;
+            Ok(0)
+        }
+        Command::Match(MatchCommand::Report { config, json }) => {
+            matching::report(&load(&config.config)?, json)?;
+            Ok(0)
+        }
     }
 }
 
@@ -238,10 +327,13 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
     let report = runtime.block_on(async {
         if mode != Mode::DryRun {
             let path = config.store.path.clone();
+            let busy_timeout = config.store.busy_timeout();
             let corp = config.wecom.corp_id.clone();
-            tokio::task::spawn_blocking(move || Store::open(&path)?.bind_corp(&corp))
-                .await
-                .map_err(|e| CliError::Failed(e.to_string()))??;
+            tokio::task::spawn_blocking(move || {
+                Store::open_waiting(&path, busy_timeout)?.bind_corp(&corp)
+            })
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))??;
         }
         // SIGTERM or Ctrl-C during the pull aborts the run cleanly: a `failed` event, no changes.
         let stop = async {
@@ -269,13 +361,15 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
         }
         RunReport::Completed { run, counts, stats } => {
             println!(
-                "run {run} completed: {} joined, {} updated, {} left; {} departments created, {} updated, {} deleted; mirror has {} members in {} departments ({} API calls, pull {} ms, apply {} ms)",
+                "run {run} completed: {} joined, {} updated, {} left; {} departments created, {} updated, {} deleted; {} links created, {} removed; mirror has {} members in {} departments ({} API calls, pull {} ms, apply {} ms)",
                 counts.changes.members_joined,
                 counts.changes.members_updated,
                 counts.changes.members_left,
                 counts.changes.departments_created,
                 counts.changes.departments_updated,
                 counts.changes.departments_deleted,
+                counts.links_created,
+                counts.links_removed,
                 counts.members,
                 counts.departments,
                 stats.api_calls,
@@ -297,17 +391,30 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
 fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     // The daemon's answer includes what it is doing right now; without a daemon, the store
     // alone tells the rest.
-    let from_daemon = runtime()?
-        .block_on(socket::request(
-            &config.socket.path,
-            &json!({"op": "status"}),
-        ))
+    let asked = runtime()?.block_on(socket::request(
+        &config.socket.path,
+        &json!({"op": "status"}),
+    ));
+    let from_daemon = asked
+        .as_ref()
         .ok()
-        .filter(|reply| reply["ok"] == true)
         .and_then(|reply| serde_json::from_value::<status::Status>(reply["status"].clone()).ok());
     let report = match from_daemon {
         Some(report) => report,
         None => {
+            // Opening would create an empty store, and a health check would pass on a typo.
+            // `exists` is also false for a store this user may not read.
+            if !config.store.path.exists() {
+                let daemon = match &asked {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "its status reply is not one this orgsync reads".to_owned(),
+                };
+                return Err(CliError::Failed(format!(
+                    "cannot ask the daemon ({daemon}), and there is no store this user can \
+                     read at {}; has orgsync run with this config?",
+                    config.store.path.display()
+                )));
+            }
             let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             let store = Store::open(&config.store.path)?;
@@ -316,7 +423,8 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
                 &config.wecom.corp_id,
                 &schedule,
                 chrono::Utc::now(),
-            )?
+            )
+            .map_err(|e| store.explain(e))?
         }
     };
     if json_output {
@@ -335,7 +443,8 @@ fn events(config: &Config, since: Option<i64>, follow: bool) -> Result<u8, CliEr
     let mut cursor = since.unwrap_or(0);
     let stdout = io::stdout();
     loop {
-        let batch = event_log::read_after(store.conn(), cursor, 1000)?;
+        let batch =
+            event_log::read_after(store.conn(), cursor, 1000).map_err(|e| store.explain(e))?;
         if batch.is_empty() {
             if !follow {
                 return Ok(0);

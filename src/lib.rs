@@ -10,6 +10,7 @@ pub mod dry_run;
 pub mod events;
 pub mod guard;
 pub mod logging;
+pub mod matching;
 pub mod model;
 pub mod schedule;
 pub mod simulator;

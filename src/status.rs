@@ -2,6 +2,7 @@
 //! the next scheduled run, the event head and how far behind each consumer is.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +22,9 @@ pub struct Status {
     pub held: Option<Value>,
     /// In the schedule's zone, RFC 3339.
     pub next_run: Option<String>,
+    /// The schedule's zone (IANA name): the human form shows every time in it.
+    #[serde(default)]
+    pub timezone: Option<String>,
     pub mirror: MirrorCounts,
     pub events: EventCounts,
     pub consumers: Vec<ConsumerLag>,
@@ -64,6 +68,7 @@ pub fn collect(
         next_run: schedule
             .next_after(now)
             .map(|t| t.with_timezone(&schedule.timezone()).to_rfc3339()),
+        timezone: Some(schedule.timezone().name().to_owned()),
         mirror: mirror::counts(conn)?,
         events: EventCounts {
             head,
@@ -92,23 +97,33 @@ impl Status {
         }
     }
 
-    /// The human form.
+    /// The human form. Times are shown in the schedule's zone.
     pub fn render(&self) -> String {
+        let tz: Option<Tz> = self.timezone.as_deref().and_then(|name| name.parse().ok());
+        let local = |at: &str| local_time(at, tz);
         let mut out = String::new();
         let mut line = |text: String| {
             out.push_str(&text);
             out.push('\n');
         };
         line(format!("corp:       {}", self.corp_id));
+        match &self.daemon {
+            None => line("daemon:     not answering on its socket (stopped?)".into()),
+            Some(daemon) => line(format!("daemon:     {}", describe_daemon(daemon, &local))),
+        }
         match &self.last_run {
             None => line("last run:   none yet".into()),
             Some(run) => line(format!(
-                "last run:   #{} {} ({}), started {}, finished {}{}",
+                "last run:   #{} {} ({}), finished {}{}{}",
                 run.id,
                 outcome_word(run.outcome),
                 run.trigger,
-                run.started_at,
-                run.finished_at.as_deref().unwrap_or("-"),
+                run.finished_at
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), local),
+                run.duration_ms
+                    .map(|ms| format!(", took {:.1} s", ms as f64 / 1000.0))
+                    .unwrap_or_default(),
                 describe_detail(run)
             )),
         }
@@ -117,15 +132,21 @@ impl Status {
                 "HELD:       {}",
                 held.get("reason").and_then(Value::as_str).unwrap_or("held")
             ));
-        }
-        if let Some(daemon) = &self.daemon {
-            if let Some(running) = daemon.get("running").filter(|v| !v.is_null()) {
-                line(format!("running:    {running}"));
+            if let Some(pending) = held.get("pending") {
+                line(format!("            pending: {}", counts(pending)));
             }
+            line(
+                "            `orgsync sync --dry-run` lists the changes; `orgsync sync --force` applies them"
+                    .into(),
+            );
         }
         line(format!(
             "next run:   {}",
-            self.next_run.as_deref().unwrap_or("never")
+            match (&self.next_run, &self.timezone) {
+                (Some(next), Some(zone)) => format!("{} ({zone})", local(next)),
+                (Some(next), None) => next.clone(),
+                (None, _) => "never".to_owned(),
+            }
         ));
         line(format!(
             "mirror:     {} departments, {} members",
@@ -144,11 +165,54 @@ impl Status {
         for consumer in &self.consumers {
             line(format!(
                 "consumer:   {} acked {} (lag {}, last ack {})",
-                consumer.name, consumer.acked_seq, consumer.lag, consumer.updated_at
+                consumer.name,
+                consumer.acked_seq,
+                consumer.lag,
+                local(&consumer.updated_at)
             ));
         }
         out
     }
+}
+
+/// An RFC 3339 time as `2026-11-23 02:00:04 CST`; as given if it does not parse.
+fn local_time(at: &str, tz: Option<Tz>) -> String {
+    match (DateTime::parse_from_rfc3339(at), tz) {
+        (Ok(at), Some(tz)) => at
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        _ => at.to_owned(),
+    }
+}
+
+/// What the daemon's part of a status reply says it is doing.
+fn describe_daemon(daemon: &Value, local: &dyn Fn(&str) -> String) -> String {
+    let mut text = match daemon.get("pid").and_then(Value::as_u64) {
+        Some(pid) => format!("running, pid {pid}"),
+        None => "running".to_owned(),
+    };
+    match daemon.get("running").filter(|v| !v.is_null()) {
+        Some(running) => text.push_str(&format!(
+            "; syncing ({}) since {}",
+            running["trigger"].as_str().unwrap_or("?"),
+            running["since"]
+                .as_str()
+                .map_or_else(|| "?".to_owned(), local)
+        )),
+        None => text.push_str("; idle"),
+    }
+    if daemon.get("queued").and_then(Value::as_bool) == Some(true) {
+        text.push_str("; another sync queued");
+    }
+    if let Some(retry) = daemon.get("retry").filter(|v| !v.is_null()) {
+        text.push_str(&format!(
+            "; retry {} at {}",
+            retry["attempt"],
+            retry["at"].as_str().map_or_else(|| "?".to_owned(), local)
+        ));
+    }
+    text
 }
 
 fn outcome_word(outcome: Outcome) -> &'static str {
@@ -164,19 +228,24 @@ fn outcome_word(outcome: Outcome) -> &'static str {
 fn describe_detail(run: &RunRecord) -> String {
     let detail = &run.detail;
     if let Some(counts) = detail.get("counts") {
-        let n = |key: &str| counts.get(key).and_then(Value::as_u64).unwrap_or(0);
-        return format!(
-            "\n            +{} ~{} -{} members, +{} ~{} -{} departments",
-            n("members_joined"),
-            n("members_updated"),
-            n("members_left"),
-            n("departments_created"),
-            n("departments_updated"),
-            n("departments_deleted")
-        );
+        return format!("\n            {}", self::counts(counts));
     }
     if let Some(message) = detail.pointer("/error/message").and_then(Value::as_str) {
         return format!("\n            error: {message}");
     }
     String::new()
+}
+
+/// `members 3 joined, 1 updated, 0 left; departments 0 created, ...` from a run's counts.
+fn counts(counts: &Value) -> String {
+    let n = |key: &str| counts.get(key).and_then(Value::as_u64).unwrap_or(0);
+    format!(
+        "members {} joined, {} updated, {} left; departments {} created, {} updated, {} deleted",
+        n("members_joined"),
+        n("members_updated"),
+        n("members_left"),
+        n("departments_created"),
+        n("departments_updated"),
+        n("departments_deleted")
+    )
 }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -18,10 +18,15 @@ use crate::config::Config;
 use crate::diff::{diff, Changeset};
 use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
+use crate::matching;
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
+use crate::store::token_refusal::{self, Refusal};
 use crate::store::{event_log, mirror, Store, StoreError};
-use crate::wecom::{self, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError};
+use crate::wecom::{
+    self, ApiError, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError,
+    REFUSAL_HOLD,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -57,13 +62,16 @@ impl ChangeCounts {
     }
 }
 
-/// The counts reported in `orgsync.sync.completed`: the changes, then the mirror's size.
+/// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the
+/// links re-matching made and removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RunCounts {
     #[serde(flatten)]
     pub changes: ChangeCounts,
     pub departments: usize,
     pub members: usize,
+    pub links_created: usize,
+    pub links_removed: usize,
 }
 
 /// Where the time of a run went, for logs, status and benchmarks. The phases after the pull run
@@ -78,6 +86,8 @@ pub struct RunStats {
     pub diff_ms: u64,
     /// Writing the changed rows of the mirror.
     pub apply_ms: u64,
+    /// Re-matching host users against the changed mirror (nothing without host users).
+    pub match_ms: u64,
     /// Drafting, encoding and appending the events, then freeing the changes.
     pub events_ms: u64,
     pub commit_ms: u64,
@@ -121,6 +131,8 @@ impl RunReport {
                 departments_created = counts.changes.departments_created,
                 departments_updated = counts.changes.departments_updated,
                 departments_deleted = counts.changes.departments_deleted,
+                links_created = counts.links_created,
+                links_removed = counts.links_removed,
                 members = counts.members,
                 departments = counts.departments,
                 api_calls = stats.api_calls,
@@ -128,6 +140,7 @@ impl RunReport {
                 load_ms = stats.load_ms,
                 diff_ms = stats.diff_ms,
                 apply_ms = stats.apply_ms,
+                match_ms = stats.match_ms,
                 events_ms = stats.events_ms,
                 commit_ms = stats.commit_ms,
                 "sync completed"
@@ -136,7 +149,12 @@ impl RunReport {
                 run,
                 %trigger,
                 outcome = "held",
+                members_joined = pending.members_joined,
+                members_updated = pending.members_updated,
                 members_left = pending.members_left,
+                departments_created = pending.departments_created,
+                departments_updated = pending.departments_updated,
+                departments_deleted = pending.departments_deleted,
                 reason = %hold.message(),
                 "sync held by the deletion guard"
             ),
@@ -198,6 +216,8 @@ impl SyncError {
 pub struct Syncer {
     pub client: WecomClient,
     pub store_path: PathBuf,
+    /// How long the run waits for another process's write lock on the store.
+    pub store_busy_timeout: Duration,
     pub source: EventSource,
     pub root_department: DepartmentId,
     pub concurrency: usize,
@@ -206,15 +226,20 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
+        let secret = config.corp_secret().ok_or_else(|| {
+            WecomError::Settings("the config was loaded without the corp secret".to_owned())
+        })?;
         let mut settings = ClientSettings::new(
             config.wecom.api_base.clone(),
             config.wecom.corp_id.clone(),
-            Secret::new(config.corp_secret()),
+            Secret::new(secret),
         );
         settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
+        settings.retry = config.wecom.retry();
         Ok(Syncer {
             client: WecomClient::new(settings)?,
             store_path: config.store.path.clone(),
+            store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
             root_department: config.wecom.root_department,
             concurrency: config.wecom.concurrency,
@@ -236,17 +261,28 @@ impl Syncer {
         mode: Mode,
         stop: impl Future<Output = ()>,
     ) -> Result<RunReport, SyncError> {
-        let run = match mode {
-            Mode::DryRun => None,
-            Mode::Apply | Mode::Force => Some(
-                self.blocking(move |store| {
-                    runs::mark_interrupted(store.conn())?;
-                    runs::begin(store.conn(), trigger)
-                })
-                .await?,
+        let (run, refusal) = match mode {
+            Mode::DryRun => (
+                None,
+                self.blocking(|store| token_refusal::last(store.conn()))
+                    .await?,
             ),
+            Mode::Apply | Mode::Force => {
+                let (run, refusal) = self
+                    .blocking(move |store| {
+                        runs::mark_interrupted(store.conn())?;
+                        let refusal = token_refusal::last(store.conn())?;
+                        Ok((runs::begin(store.conn(), trigger)?, refusal))
+                    })
+                    .await?;
+                (Some(run), refusal)
+            }
         };
-        tracing::info!(run = ?run, %trigger, "sync started");
+        self.hold_refusal(refusal).await;
+        match run {
+            Some(run) => tracing::info!(run, %trigger, "sync started"),
+            None => tracing::info!(%trigger, "dry run started"),
+        }
 
         let started = Instant::now();
         let pulled = tokio::select! {
@@ -306,13 +342,39 @@ impl Syncer {
         }
     }
 
-    /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched.
+    /// Makes the client hold a `gettoken` refusal that an earlier process recorded for the same
+    /// credentials less than [`REFUSAL_HOLD`] ago, so that runs in quick succession (a cron
+    /// job, a restarted daemon, an operator trying again) do not each ask WeCom: repeated
+    /// refusals get the server's IP blocked for an hour.
+    async fn hold_refusal(&self, refusal: Option<Refusal>) {
+        let Some(refusal) = refusal else {
+            return;
+        };
+        if let Some(age) = held_for(&refusal, &self.client.credentials_id(), Utc::now()) {
+            let error = ApiError::new(refusal.errcode, &refusal.errmsg);
+            self.client.remember_refusal(error, age).await;
+        }
+    }
+
+    /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched. A
+    /// `gettoken` refusal is recorded with it, for the next process to hold.
     pub async fn record_failure(
         &self,
         run: i64,
         trigger: Trigger,
         error: SyncError,
     ) -> Result<RunReport, SyncError> {
+        let refusal = match &error {
+            SyncError::Pull(PullError::Wecom(WecomError::Token { .. })) => {
+                self.client.refusal().await.map(|(error, age)| Refusal {
+                    credentials: self.client.credentials_id(),
+                    errcode: error.errcode,
+                    errmsg: error.errmsg,
+                    at: Utc::now() - chrono::Duration::from_std(age).unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
         let source = self.source.clone();
         let detail = json!({
             "run": run.to_string(),
@@ -321,6 +383,9 @@ impl Syncer {
         });
         self.blocking(move |store| {
             store.write(|tx| {
+                if let Some(refusal) = &refusal {
+                    token_refusal::record(tx, refusal)?;
+                }
                 runs::finish(tx, run, Outcome::Failed, &detail)?;
                 let draft = EventDraft {
                     kind: EventType::SyncFailed,
@@ -340,14 +405,23 @@ impl Syncer {
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, SyncError> {
         let path = self.store_path.clone();
+        let busy_timeout = self.store_busy_timeout;
         tokio::task::spawn_blocking(move || {
-            let mut store = Store::open(&path)?;
-            f(&mut store)
+            let mut store = Store::open_waiting(&path, busy_timeout)?;
+            f(&mut store).map_err(|e| store.explain(e))
         })
         .await
         .map_err(|e| SyncError::Worker(e.to_string()))?
         .map_err(SyncError::Store)
     }
+}
+
+/// How long ago a recorded `gettoken` refusal happened, if a run with `credentials` must still
+/// hold it. A refusal dated in the future (the clock was set back) is not held: holding it
+/// would skip WeCom until the clock catches up, while asking once records a true time.
+fn held_for(refusal: &Refusal, credentials: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let age = (now - refusal.at).to_std().ok()?;
+    (refusal.credentials == credentials && age < REFUSAL_HOLD).then_some(age)
 }
 
 enum Applied {
@@ -363,7 +437,8 @@ enum Applied {
 }
 
 /// The write transaction of a run: diff against the mirror as it is now, then either apply
-/// with all events, or hold with only the `held` event.
+/// with all events (re-matching host users after the mirror changes), or hold with only the
+/// `held` event.
 fn apply(
     store: &mut Store,
     source: &EventSource,
@@ -417,18 +492,23 @@ fn apply(
 
         mirror::apply(tx, &changes)?;
         stats.apply_ms = lap.next();
+        let links = matching::apply::rematch(tx, now)?;
+        stats.match_ms = lap.next();
         let counts = RunCounts {
             changes: pending,
             departments,
             members,
+            links_created: links.created.len(),
+            links_removed: links.removed.len(),
         };
         event_log::append_each(tx, source, Some(run), changeset_drafts(&changes), now)?;
-        let completed = EventDraft {
+        let mut closing = links.events();
+        closing.push(EventDraft {
             kind: EventType::SyncCompleted,
             subject: format!("run/{run}"),
             data: json!({"run": run.to_string(), "trigger": trigger, "counts": counts}),
-        };
-        event_log::append(tx, source, Some(run), &[completed], now)?;
+        });
+        event_log::append(tx, source, Some(run), &closing, now)?;
         let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
         runs::finish(tx, run, Outcome::Completed, &detail)?;
         drop(changes);
@@ -468,25 +548,52 @@ impl Lap {
     }
 }
 
-/// Logs pull progress about every tenth of the departments, so a long pull shows it is alive.
+/// Logs pull progress every few seconds, so that a long pull shows it is alive while a
+/// short one stays quiet (the pull logs its own summary).
 fn log_progress() -> impl FnMut(Progress) + Send {
-    let mut next_report = 0;
+    const EVERY: Duration = Duration::from_secs(5);
+    let mut last = Instant::now();
     move |progress: Progress| {
-        if progress.departments_done >= next_report
-            || progress.departments_done == progress.departments_total
-        {
+        if last.elapsed() >= EVERY {
+            last = Instant::now();
             tracing::info!(
                 departments_done = progress.departments_done,
                 departments_total = progress.departments_total,
                 members = progress.members,
                 "pulling"
             );
-            next_report =
-                progress.departments_done + progress.departments_total.div_ceil(10).max(1);
         }
     }
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_refusal_is_held_for_a_minute_for_the_same_credentials_only() {
+        let at = Utc::now();
+        let refusal = Refusal {
+            credentials: "c1".into(),
+            errcode: 40001,
+            errmsg: "invalid credential".into(),
+            at,
+        };
+        let later = |secs| at + chrono::Duration::seconds(secs);
+        assert_eq!(
+            held_for(&refusal, "c1", later(59)),
+            Some(Duration::from_secs(59))
+        );
+        assert_eq!(held_for(&refusal, "c1", later(60)), None);
+        assert_eq!(held_for(&refusal, "c2", later(1)), None, "a fixed secret");
+        assert_eq!(
+            held_for(&refusal, "c1", later(-3600)),
+            None,
+            "clock set back"
+        );
+    }
 }

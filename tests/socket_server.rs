@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use orgsync::daemon::queue::SyncQueue;
 use orgsync::events::{EventDraft, EventSource, EventType};
 use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
-use orgsync::store::{consumers, event_log, Store};
+use orgsync::store::{consumers, event_log, host_users, Store};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -49,6 +49,7 @@ impl Daemon {
             admin_uids: vec![],
             admin_gids: vec![],
             max_connections: 16,
+            first_request_timeout: WAIT,
         };
         configure(&mut settings);
         let (head, head_rx) = watch::channel(event_log::head(store.conn()).expect("head"));
@@ -58,6 +59,8 @@ impl Daemon {
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,
+            head_publisher: head.clone(),
+            source: EventSource::new("wwtest"),
             queue: Arc::clone(&queue),
             status: Arc::new(|| Ok(json!({"health": "fine"}))),
             settings,
@@ -98,6 +101,44 @@ impl Daemon {
         self.head
             .send_replace(event_log::head(self.store.conn()).expect("head"));
         seqs
+    }
+
+    /// Commits `count` events dated `time`, as a sync at that time would have.
+    fn append_dated(&mut self, count: usize, time: DateTime<Utc>) {
+        let drafts = vec![
+            EventDraft {
+                kind: MemberUpdated,
+                subject: "member/zhangsan".into(),
+                data: json!({}),
+            };
+            count
+        ];
+        let source = self.source.clone();
+        self.store
+            .write(|tx| event_log::append(tx, &source, None, &drafts, time))
+            .expect("append");
+        self.head
+            .send_replace(event_log::head(self.store.conn()).expect("head"));
+    }
+
+    /// A client that the server serves: connects until one is not refused for lack of a slot
+    /// (the server frees a closed client's slot on its own time), and checks it with a status.
+    async fn connect_served(&self) -> Client {
+        timeout(WAIT, async {
+            loop {
+                let mut client = self.connect().await;
+                // A refused connection may already be closed for writing; its reply is there.
+                let _ = client.write.write_all(b"{\"op\":\"status\"}\n").await;
+                let reply = client.line().await;
+                if reply["ok"] == true {
+                    return client;
+                }
+                assert_eq!(error_code(&reply), "too_many_connections");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a slot frees up in time")
     }
 
     fn prune_through(&self, seq: i64) {
@@ -360,7 +401,8 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
     client
         .subscribe(json!({"op": "subscribe", "since": 2}))
         .await;
-    // The subscriber is caught up at 2; 3 and 4 are pruned before it reads them.
+    // 3, 4 and 5 arrive and 3 and 4 are pruned in one commit: the subscription, whenever it
+    // reads, sees either nothing new or a log that starts at 5.
     let source = daemon.source.clone();
     let drafts = vec![
         EventDraft {
@@ -372,9 +414,12 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
     ];
     daemon
         .store
-        .write(|tx| event_log::append(tx, &source, None, &drafts, Utc::now()))
-        .expect("append");
-    daemon.prune_through(4);
+        .write(|tx| {
+            event_log::append(tx, &source, None, &drafts, Utc::now())?;
+            tx.execute("DELETE FROM events WHERE seq <= 4", [])?;
+            Ok(())
+        })
+        .expect("append and prune");
     daemon.head.send_replace(5);
     let reply = client.line().await;
     assert_eq!(error_code(&reply), "gap");
@@ -484,6 +529,23 @@ async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
     // Everything else stays open to it.
     let reply = client.request(json!({"op": "status"})).await;
     assert_eq!(reply["ok"], true);
+}
+
+#[tokio::test]
+async fn host_users_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
+    let probe_uid = if current_uid() == 0 {
+        65534
+    } else {
+        current_uid()
+    };
+    let daemon = Daemon::start_with(|_| {}, probe_uid + 1).await;
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    let mut client = Client::new(stream);
+    let reply = client
+        .request(json!({"op": "host_users.put", "users": [{"id": "1", "mobile": "13800138000"}]}))
+        .await;
+    assert_eq!(error_code(&reply), "forbidden");
+    assert!(host_users::is_empty(daemon.store.conn()).expect("read the store"));
 }
 
 #[tokio::test]
@@ -650,4 +712,242 @@ async fn the_client_helper_returns_replies_and_explains_failures() {
     let message = error.to_string();
     assert!(message.contains("is the daemon running?"), "{message}");
     assert!(message.contains("elsewhere.sock"), "{message}");
+}
+
+#[tokio::test]
+async fn retention_turns_pruned_events_into_a_gap_but_keeps_an_active_consumers_backlog() {
+    let mut daemon = Daemon::start().await;
+    let now = Utc::now();
+    daemon.append_dated(6, now - TimeDelta::days(40));
+    let mut host = daemon.connect().await;
+    host.subscribe(json!({"op": "subscribe", "since": 0, "consumer": "hr-app"}))
+        .await;
+    assert_eq!(host.seqs(6).await, (1..=6).collect::<Vec<_>>());
+    let reply = host
+        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 3}))
+        .await;
+    assert_eq!(reply["ok"], true);
+    drop(host);
+
+    // Every event is past a 30-day retention, but hr-app acked seq 3 just now.
+    let pruned = event_log::prune(&mut daemon.store, now, 30).expect("prune");
+    assert_eq!((pruned.deleted, pruned.oldest), (3, Some(4)));
+    let mut late = daemon.connect().await;
+    let reply = late.request(json!({"op": "subscribe", "since": 0})).await;
+    assert_eq!(error_code(&reply), "gap");
+    assert_eq!(reply["error"]["oldest"], 4);
+    let mut resumed = daemon.connect().await;
+    resumed
+        .subscribe(json!({"op": "subscribe", "consumer": "hr-app"}))
+        .await;
+    assert_eq!(resumed.seqs(3).await, vec![4, 5, 6]);
+    drop(resumed);
+
+    // A month without an ack: hr-app no longer holds events back, and finds its gap.
+    let pruned = event_log::prune(&mut daemon.store, now + TimeDelta::days(31), 30).expect("prune");
+    assert_eq!((pruned.deleted, pruned.oldest), (3, None));
+    let mut idle = daemon.connect().await;
+    let reply = idle
+        .request(json!({"op": "subscribe", "consumer": "hr-app"}))
+        .await;
+    assert_eq!(error_code(&reply), "gap");
+    assert_eq!(
+        reply["error"]["oldest"], 7,
+        "the next event to be committed"
+    );
+    assert_eq!(event_log::head(daemon.store.conn()).expect("head"), 6);
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_input_gets_an_error_and_the_connection_survives() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_object = format!(
+        r#"{{"op":"status","x":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"".to_vec(), "bad_request"),
+        (b"   ".to_vec(), "bad_request"),
+        (b"null".to_vec(), "bad_request"),
+        (b"42".to_vec(), "bad_request"),
+        (b"true".to_vec(), "bad_request"),
+        (b"\"status\"".to_vec(), "bad_request"),
+        (b"[]".to_vec(), "bad_request"),
+        (br#"{"op":null}"#.to_vec(), "bad_request"),
+        (br#"{"op":["status"]}"#.to_vec(), "bad_request"),
+        (br#"{"op":"status"} trailing"#.to_vec(), "bad_request"),
+        (br#"{"op":"status"}{"op":"status"}"#.to_vec(), "bad_request"),
+        (br#"{"op":"st\u0000atus"}"#.to_vec(), "unknown_op"),
+        (
+            br#"{"op":"subscribe","consumer":"\ud800"}"#.to_vec(),
+            "bad_request",
+        ),
+        (b"{\"op\":\"status\"\x00}".to_vec(), "bad_request"),
+        (b"\xc3\x28".to_vec(), "bad_request"),
+        (deep.into_bytes(), "bad_request"),
+        (deep_object.into_bytes(), "bad_request"),
+        (br#"{"op":"subscribe","since":1e3}"#.to_vec(), "bad_request"),
+        (
+            br#"{"op":"ack","consumer":"a","seq":-0.0}"#.to_vec(),
+            "bad_request",
+        ),
+        (br#"{"op":"SUBSCRIBE"}"#.to_vec(), "unknown_op"),
+    ];
+    for (mut line, code) in cases {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+        line.push(b'\n');
+        client.send_raw(&line).await;
+        let reply = client.line().await;
+        assert_eq!(error_code(&reply), code, "{shown}");
+        let message = reply["error"]["message"].as_str().expect("a message");
+        assert!(!message.is_empty() && message.len() < 300, "{message}");
+    }
+    // A carriage return before the newline is whitespace, as `nc` from some systems sends.
+    client.send_raw(b"{\"op\":\"status\"}\r\n").await;
+    assert_eq!(client.line().await["ok"], true);
+}
+
+#[tokio::test]
+async fn a_request_written_in_pieces_is_answered_once_it_is_whole() {
+    let daemon = Daemon::start().await;
+    let mut client = daemon.connect().await;
+    for byte in br#"{"op":"status"}"# {
+        client.send_raw(&[*byte]).await;
+        tokio::task::yield_now().await;
+    }
+    client.send_raw(b"\n").await;
+    assert_eq!(client.line().await["ok"], true);
+    // A whole request and the start of the next in one write, the rest in another.
+    client.send_raw(b"{\"op\":\"status\"}\n{\"op\":\"sta").await;
+    assert_eq!(client.line().await["ok"], true);
+    client.send_raw(b"tus\"}\n").await;
+    assert_eq!(client.line().await["ok"], true);
+}
+
+#[tokio::test]
+async fn a_line_cut_off_by_a_disconnect_is_never_executed() {
+    let daemon = Daemon::start_with(|s| s.max_connections = 1, current_uid()).await;
+    let mut client = daemon.connect().await;
+    client.send_raw(br#"{"op":"resync"}"#).await;
+    drop(client);
+    // Its slot is free once the server has seen the end of that connection.
+    let mut next = daemon.connect_served().await;
+    assert!(!daemon.queue.is_pending(), "the unfinished resync ran");
+    let reply = next.request(json!({"op": "resync"})).await;
+    assert_eq!(reply["queued"], true);
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_told_timeout_and_closed_but_a_quiet_subscriber_stays() {
+    let first_request = Duration::from_secs(1);
+    let mut daemon =
+        Daemon::start_with(|s| s.first_request_timeout = first_request, current_uid()).await;
+    let mut subscriber = daemon.connect().await;
+    subscriber.subscribe(json!({"op": "subscribe"})).await;
+    let mut silent = daemon.connect().await;
+    let mut halting = daemon.connect().await;
+    halting.send_raw(br#"{"op":"sub"#).await;
+    for client in [&mut silent, &mut halting] {
+        let reply = client.line().await;
+        assert_eq!(error_code(&reply), "timeout");
+        client.expect_closed().await;
+    }
+    // Both were timed out, so the subscriber has been quiet longer than the timeout too.
+    daemon.append(&[SyncCompleted]);
+    assert_eq!(subscriber.seqs(1).await, vec![1]);
+}
+
+#[tokio::test]
+async fn idle_clients_do_not_hold_up_others() {
+    let mut daemon = Daemon::start_with(|s| s.max_connections = 64, current_uid()).await;
+    let mut idle = Vec::new();
+    for n in 0..48 {
+        let mut client = daemon.connect().await;
+        if n % 2 == 0 {
+            client.send_raw(br#"{"op":"subscribe","#).await;
+        }
+        idle.push(client);
+    }
+    let mut subscriber = daemon.connect().await;
+    subscriber
+        .subscribe(json!({"op": "subscribe", "since": 0}))
+        .await;
+    daemon.append(&[MemberJoined, SyncCompleted]);
+    assert_eq!(subscriber.seqs(2).await, vec![1, 2]);
+    let mut other = daemon.connect().await;
+    assert_eq!(other.request(json!({"op": "status"})).await["ok"], true);
+    // The half-sent requests still complete.
+    for client in idle.iter_mut().step_by(2) {
+        client.send_raw(b"\"since\":1}\n").await;
+        let reply = client.line().await;
+        assert_eq!(reply["op"], "subscribe", "{reply}");
+        assert_eq!(client.seqs(1).await, vec![2]);
+    }
+}
+
+/// One client of the churn below: connects, misbehaves in one of a few ways, and goes.
+async fn connect_and_go(path: &Path, n: usize) {
+    let mut stream = timeout(WAIT, UnixStream::connect(path))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    // A refused client (over the cap) may find the connection closed: writes may fail.
+    let _ = match n % 5 {
+        0 => Ok(()),
+        1 => stream.write_all(br#"{"op":"subscr"#).await,
+        2 => stream.write_all(b"\x00garbage\n").await,
+        3 => stream.write_all(b"{\"op\":\"status\"}\n").await,
+        _ => {
+            // Subscribes to the whole backlog and leaves in the middle of it.
+            let _ = stream
+                .write_all(b"{\"op\":\"subscribe\",\"since\":0}\n")
+                .await;
+            let mut first = [0; 512];
+            timeout(WAIT, tokio::io::AsyncReadExt::read(&mut stream, &mut first))
+                .await
+                .expect("a reply in time")
+                .map(|_| ())
+        }
+    };
+}
+
+#[tokio::test]
+async fn thousands_of_connects_and_disconnects_leave_the_server_serving_others() {
+    let max = 32;
+    let mut daemon = Daemon::start_with(|s| s.max_connections = max, current_uid()).await;
+    daemon.append_with(&[MemberUpdated; 200], json!({"padding": "x".repeat(1000)}));
+    let mut subscriber = daemon.connect().await;
+    subscriber
+        .subscribe(json!({"op": "subscribe", "since": 0}))
+        .await;
+    let path = daemon.path.clone();
+    let churn = tokio::spawn(async move {
+        for n in 0..2_000 {
+            connect_and_go(&path, n).await;
+        }
+    });
+    // Meanwhile events keep coming, and the subscriber gets every one in order.
+    assert_eq!(subscriber.seqs(200).await, (1..=200).collect::<Vec<_>>());
+    for round in 0..20 {
+        daemon.append(&[MemberUpdated; 50]);
+        let first = 201 + round * 50;
+        assert_eq!(
+            subscriber.seqs(50).await,
+            (first..first + 50).collect::<Vec<_>>()
+        );
+    }
+    timeout(Duration::from_secs(120), churn)
+        .await
+        .expect("the churn ends in time")
+        .expect("the churn task");
+    // Every slot but the subscriber's is free again.
+    let mut held = Vec::new();
+    for _ in 1..max {
+        held.push(daemon.connect_served().await);
+    }
+    daemon.append(&[SyncCompleted]);
+    assert_eq!(subscriber.seqs(1).await, vec![1201]);
 }

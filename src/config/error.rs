@@ -83,7 +83,10 @@ pub enum ConfigError {
         credential: Option<PathBuf>,
     },
 
-    #[error("cannot read the corp secret from {from}: {problem}")]
+    #[error(
+        "cannot read the corp secret from {from}: {problem}{}",
+        SecretFix(from, problem)
+    )]
     SecretFile {
         from: SecretSource,
         problem: SecretFileProblem,
@@ -253,6 +256,32 @@ impl fmt::Display for UnknownHint<'_> {
             (Some(key), Origin::Env(_)) => write!(f, " (did you mean {}?)", env_var(key)),
             (Some(key), _) => write!(f, " (did you mean `{key}`?)"),
             (None, _) => write!(f, "; the keys allowed there are {}", backticked(self.known)),
+        }
+    }
+}
+
+/// What to do about a secret file that cannot be read. The other problems say it themselves.
+struct SecretFix<'a>(&'a SecretSource, &'a SecretFileProblem);
+
+impl fmt::Display for SecretFix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SecretFileProblem::Io(error) = self.1 else {
+            return Ok(());
+        };
+        let permission = error.kind() == io::ErrorKind::PermissionDenied;
+        match (self.0, permission) {
+            (SecretSource::File(_), false) => f.write_str(
+                "; write the app's Secret into it (chmod 600), or set `wecom.corp_secret_file` \
+                 to the file that holds it",
+            ),
+            (SecretSource::File(_) | SecretSource::Credential(_), true) => f.write_str(
+                "; make it readable by the user orgsync runs as, and by no one else (chmod 600)",
+            ),
+            (SecretSource::Credential(_), false) => write!(
+                f,
+                "; check the unit's LoadCredential={CREDENTIAL_NAME}:/path/to/secret"
+            ),
+            (SecretSource::Inline, _) => Ok(()),
         }
     }
 }

@@ -49,10 +49,9 @@ pub struct Config {
     pub safety: SafetyConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    /// `None` only when loaded by [`Config::load_without_secret`].
     #[serde(skip)]
-    secret: Secret,
-    #[serde(skip)]
-    secret_source: SecretSource,
+    secret: Option<(Secret, SecretSource)>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -73,6 +72,15 @@ pub struct WecomConfig {
     /// Concurrent WeCom requests, 1..=32.
     pub concurrency: usize,
     pub request_timeout_secs: u64,
+    /// Retries of one WeCom call after a transient failure (-1, 5xx, a reset connection, a
+    /// timeout, a body that is not JSON), 0..=10.
+    pub retry_attempts: u32,
+    /// The first delay before such a retry (and after a 45033), doubling up to 30 s, jittered;
+    /// 1..=30000.
+    pub retry_base_delay_ms: u64,
+    /// How long every call pauses after a 45009 (frequency limit), 1..=3600. WeCom blocks an API
+    /// for 60 s after a per-minute limit, so less than that only earns another 45009.
+    pub rate_limit_pause_secs: u64,
 }
 
 impl Default for WecomConfig {
@@ -87,6 +95,23 @@ impl Default for WecomConfig {
             root_department: 1,
             concurrency: 4,
             request_timeout_secs: 30,
+            retry_attempts: 3,
+            retry_base_delay_ms: 1000,
+            rate_limit_pause_secs: 60,
+        }
+    }
+}
+
+impl WecomConfig {
+    /// How the WeCom client retries failed calls.
+    pub fn retry(&self) -> crate::wecom::RetryPolicy {
+        let base = std::time::Duration::from_millis(self.retry_base_delay_ms);
+        crate::wecom::RetryPolicy {
+            max_retries: self.retry_attempts as usize,
+            base_delay: base,
+            rate_limit_wait: std::time::Duration::from_secs(self.rate_limit_pause_secs),
+            concurrency_wait: base,
+            ..crate::wecom::RetryPolicy::default()
         }
     }
 }
@@ -130,13 +155,23 @@ impl ScheduleConfig {
 pub struct StoreConfig {
     /// The SQLite database; absolute after loading.
     pub path: PathBuf,
+    /// How long a sync waits for the write lock another process holds on the store (another
+    /// `orgsync sync` applying a large run) before it fails; at least 1.
+    pub busy_timeout_secs: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("/var/lib/orgsync/orgsync.db"),
+            busy_timeout_secs: 60,
         }
+    }
+}
+
+impl StoreConfig {
+    pub fn busy_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.busy_timeout_secs)
     }
 }
 
@@ -277,6 +312,17 @@ impl Config {
     /// corp secret, and validates everything. Every `ORGSYNC_*` variable must name a known key.
     /// Log [`Config::warnings`] once logging is set up.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    /// [`Config::load`] for commands that never call WeCom (`status`, `resync`, `events`): the
+    /// corp secret is not read. They then work from a shell, where the systemd credential that
+    /// holds the secret of a service does not exist, and for users who may not read the secret.
+    pub fn load_without_secret(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, false)
+    }
+
+    fn load_with(path: &Path, read_secret: bool) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).map_err(|error| ConfigError::Unreadable {
             path: path.to_owned(),
             error,
@@ -300,7 +346,7 @@ impl Config {
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from);
         let base_dir = path.parent().unwrap_or(Path::new("/"));
-        Self::build(&at, base_dir, credentials_dir.as_deref())
+        Self::build(&at, base_dir, credentials_dir.as_deref(), read_secret)
     }
 
     /// Builds a config from TOML text alone, for tests and `orgsync demo`: no environment
@@ -313,24 +359,30 @@ impl Config {
             file: Origin::Text,
             env: None,
         };
-        Self::build(&at, base_dir, None)
+        Self::build(&at, base_dir, None, true)
     }
 
     fn build(
         at: &Locator,
         base_dir: &Path,
         credentials_dir: Option<&Path>,
+        read_secret: bool,
     ) -> Result<Config, ConfigError> {
         let file: FileConfig = at
             .figment
             .extract()
             .map_err(|error| error::from_figment(error, at))?;
         let file = file.validate(base_dir, at)?;
-        let resolved = secret::resolve(
-            file.wecom.corp_secret.as_ref(),
-            file.wecom.corp_secret_file.as_deref(),
-            credentials_dir,
-        )?;
+        let (secret, warnings) = if read_secret {
+            let resolved = secret::resolve(
+                file.wecom.corp_secret.as_ref(),
+                file.wecom.corp_secret_file.as_deref(),
+                credentials_dir,
+            )?;
+            (Some((resolved.secret, resolved.source)), resolved.warnings)
+        } else {
+            (None, Vec::new())
+        };
         Ok(Config {
             wecom: file.wecom,
             schedule: file.schedule,
@@ -339,19 +391,19 @@ impl Config {
             safety: file.safety,
             events: file.events,
             log: file.log,
-            secret: resolved.secret,
-            secret_source: resolved.source,
-            warnings: resolved.warnings,
+            secret,
+            warnings,
         })
     }
 
-    /// The WeCom app secret, whichever source it came from. Never log it.
-    pub fn corp_secret(&self) -> &str {
-        self.secret.expose()
+    /// The WeCom app secret, whichever source it came from; `None` if the config was loaded
+    /// without it. Never log it.
+    pub fn corp_secret(&self) -> Option<&str> {
+        self.secret.as_ref().map(|(secret, _)| secret.expose())
     }
 
-    pub fn secret_source(&self) -> &SecretSource {
-        &self.secret_source
+    pub fn secret_source(&self) -> Option<&SecretSource> {
+        self.secret.as_ref().map(|(_, source)| source)
     }
 
     pub fn warnings(&self) -> &[ConfigWarning] {
@@ -363,7 +415,10 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let body = toml::to_string(self)
             .unwrap_or_else(|error| format!("# cannot render the configuration: {error}\n"));
-        format!("# corp secret: {}\n\n{body}", self.secret_source)
+        let source = self
+            .secret_source()
+            .map_or_else(|| "not read".to_owned(), ToString::to_string);
+        format!("# corp secret: {source}\n\n{body}")
     }
 }
 
@@ -414,6 +469,27 @@ impl FileConfig {
                 "must be at least 1".into(),
             ));
         }
+        if wecom.retry_attempts > 10 {
+            let reason = format!(
+                "{} is not within 0..=10 (more retries only add to WeCom's load)",
+                wecom.retry_attempts
+            );
+            return Err(invalid("wecom.retry_attempts", reason));
+        }
+        if !(1..=30_000).contains(&wecom.retry_base_delay_ms) {
+            let reason = format!(
+                "{} is not within 1..=30000 (milliseconds)",
+                wecom.retry_base_delay_ms
+            );
+            return Err(invalid("wecom.retry_base_delay_ms", reason));
+        }
+        if !(1..=3600).contains(&wecom.rate_limit_pause_secs) {
+            let reason = format!(
+                "{} is not within 1..=3600 (WeCom blocks an API for 60 s after a 45009)",
+                wecom.rate_limit_pause_secs
+            );
+            return Err(invalid("wecom.rate_limit_pause_secs", reason));
+        }
         if let Some(file) = &mut wecom.corp_secret_file {
             resolve_path(file, base_dir)
                 .map_err(|reason| invalid("wecom.corp_secret_file", reason))?;
@@ -423,6 +499,12 @@ impl FileConfig {
 
         resolve_path(&mut self.store.path, base_dir)
             .map_err(|reason| invalid("store.path", reason))?;
+        if self.store.busy_timeout_secs == 0 {
+            return Err(invalid(
+                "store.busy_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
 
         let socket = &mut self.socket;
         resolve_path(&mut socket.path, base_dir)

@@ -79,9 +79,20 @@ fn defaults_apply_to_every_unset_key() {
         assert_eq!(config.wecom.root_department, 1);
         assert_eq!(config.wecom.concurrency, 4);
         assert_eq!(config.wecom.request_timeout_secs, 30);
+        assert_eq!(config.wecom.retry_attempts, 3);
+        assert_eq!(config.wecom.retry_base_delay_ms, 1000);
+        assert_eq!(config.wecom.rate_limit_pause_secs, 60);
+        // The client's own defaults, which the keys override.
+        let (retry, client) = (config.wecom.retry(), crate::wecom::RetryPolicy::default());
+        assert_eq!(retry.max_retries, client.max_retries);
+        assert_eq!(retry.base_delay, client.base_delay);
+        assert_eq!(retry.concurrency_wait, client.concurrency_wait);
+        assert_eq!(retry.rate_limit_wait, client.rate_limit_wait);
+        assert_eq!(retry.max_delay, client.max_delay);
         assert_eq!(config.schedule.cron, "0 0 2 * * *");
         assert_eq!(config.schedule.timezone, chrono_tz::Asia::Shanghai);
         assert_eq!(config.store.path, Path::new("/var/lib/orgsync/orgsync.db"));
+        assert_eq!(config.store.busy_timeout(), crate::store::BUSY_TIMEOUT);
         assert_eq!(config.socket.path, Path::new("/run/orgsync/orgsync.sock"));
         assert_eq!(config.socket.group, None);
         assert!(config.socket.admin_uids.is_empty());
@@ -110,6 +121,9 @@ fn the_file_overrides_defaults() {
             root_department = 7
             concurrency = 8
             request_timeout_secs = 5
+            retry_attempts = 0
+            retry_base_delay_ms = 20
+            rate_limit_pause_secs = 2
 
             [schedule]
             cron = "0 30 3 * * Mon-Fri"
@@ -117,6 +131,7 @@ fn the_file_overrides_defaults() {
 
             [store]
             path = "/tmp/o.db"
+            busy_timeout_secs = 1
 
             [socket]
             path = "/tmp/o.sock"
@@ -146,9 +161,18 @@ fn the_file_overrides_defaults() {
         assert_eq!(config.wecom.root_department, 7);
         assert_eq!(config.wecom.concurrency, 8);
         assert_eq!(config.wecom.request_timeout_secs, 5);
+        assert_eq!(config.wecom.retry_attempts, 0);
+        assert_eq!(config.wecom.retry_base_delay_ms, 20);
+        assert_eq!(config.wecom.rate_limit_pause_secs, 2);
+        let retry = config.wecom.retry();
+        assert_eq!(retry.max_retries, 0);
+        assert_eq!(retry.base_delay, std::time::Duration::from_millis(20));
+        assert_eq!(retry.concurrency_wait, std::time::Duration::from_millis(20));
+        assert_eq!(retry.rate_limit_wait, std::time::Duration::from_secs(2));
         assert_eq!(config.schedule.cron, "0 30 3 * * Mon-Fri");
         assert_eq!(config.schedule.timezone, chrono_tz::Europe::Berlin);
         assert_eq!(config.store.path, Path::new("/tmp/o.db"));
+        assert_eq!(config.store.busy_timeout_secs, 1);
         assert_eq!(config.socket.path, Path::new("/tmp/o.sock"));
         assert_eq!(config.socket.group.as_deref(), Some("orgsync-clients"));
         assert_eq!(config.socket.admin_uids, [1000, 1001]);
@@ -360,7 +384,7 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
     in_jail(|jail| {
         let path = minimal_files(jail);
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
         let expected = jail.directory().join("secret");
         assert_eq!(
             config.wecom.corp_secret_file.as_deref(),
@@ -368,11 +392,11 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
         );
         assert_eq!(
             config.secret_source(),
-            &SecretSource::File(expected.clone())
+            Some(&SecretSource::File(expected.clone()))
         );
         assert_eq!(
-            config.secret_source().to_string(),
-            format!("file {}", expected.display())
+            config.secret_source().map(ToString::to_string).as_deref(),
+            Some(format!("file {}", expected.display()).as_str())
         );
     });
 }
@@ -380,8 +404,8 @@ fn secret_from_a_file_is_trimmed_and_relative_to_the_config() {
 #[test]
 fn secret_inline_works_with_a_warning() {
     let config = from_str("").unwrap();
-    assert_eq!(config.corp_secret(), SECRET);
-    assert_eq!(config.secret_source(), &SecretSource::Inline);
+    assert_eq!(config.corp_secret(), Some(SECRET));
+    assert_eq!(config.secret_source(), Some(&SecretSource::Inline));
     assert_eq!(config.warnings(), [ConfigWarning::InlineSecret]);
 
     let toml = "[wecom]\ncorp_id = \"ww1\"\ncorp_secret = \" \"\n";
@@ -405,14 +429,14 @@ fn secret_from_the_systemd_credential_when_no_key_is_set() {
         jail.set_env("CREDENTIALS_DIRECTORY", credentials.display());
         let config = Config::load(Path::new("orgsync.toml")).unwrap();
 
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
         assert_eq!(
             config.secret_source(),
-            &SecretSource::Credential(credential.clone())
+            Some(&SecretSource::Credential(credential.clone()))
         );
         assert_eq!(
-            config.secret_source().to_string(),
-            format!("systemd credential corp_secret ({})", credential.display())
+            config.secret_source().map(ToString::to_string).as_deref(),
+            Some(format!("systemd credential corp_secret ({})", credential.display()).as_str())
         );
         assert!(config.warnings().is_empty());
 
@@ -420,7 +444,7 @@ fn secret_from_the_systemd_credential_when_no_key_is_set() {
         jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", "secret");
         secret_file(jail, "secret", "from-the-file", 0o600);
         let config = Config::load(Path::new("orgsync.toml")).unwrap();
-        assert_eq!(config.corp_secret(), "from-the-file");
+        assert_eq!(config.corp_secret(), Some("from-the-file"));
         assert_eq!(
             config.warnings(),
             [ConfigWarning::CredentialIgnored { credential }]
@@ -438,6 +462,39 @@ fn both_secret_keys_are_an_error_naming_both() {
         let message = error.to_string();
         assert!(message.contains("`wecom.corp_secret`"), "{message}");
         assert!(message.contains("`wecom.corp_secret_file`"), "{message}");
+    });
+}
+
+#[test]
+fn commands_that_never_call_wecom_load_without_reading_the_secret() {
+    in_jail(|jail| {
+        // The service's shape: the secret is a systemd credential, absent in a shell; and a
+        // secret file the caller may not read.
+        config_file(
+            jail,
+            "[wecom]\ncorp_id = \"ww1\"\n[socket]\npath = \"run/orgsync.sock\"\n",
+        );
+        let config = Config::load_without_secret(Path::new("orgsync.toml")).unwrap();
+        assert_eq!(config.corp_secret(), None);
+        assert_eq!(config.secret_source(), None);
+        assert_eq!(
+            config.socket.path,
+            jail.directory().join("run/orgsync.sock")
+        );
+        assert!(config
+            .redacted_toml()
+            .starts_with("# corp secret: not read\n"));
+
+        jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", "/nonexistent/secret");
+        assert!(Config::load_without_secret(Path::new("orgsync.toml")).is_ok());
+        assert!(Config::load(Path::new("orgsync.toml")).is_err());
+
+        // Everything else is validated as usual.
+        jail.set_env("ORGSYNC_SAFETY__MAX_DELETE_RATIO", "2");
+        assert!(matches!(
+            Config::load_without_secret(Path::new("orgsync.toml")),
+            Err(ConfigError::InvalidValue { .. })
+        ));
     });
 }
 
@@ -493,7 +550,10 @@ fn secret_files_that_cannot_hold_a_secret_are_rejected() {
         assert!(matches!(problem(b"\xff\xfe"), SecretFileProblem::NotUtf8));
 
         fs::write(jail.directory().join("secret"), [b'x'; 4096]).unwrap();
-        assert_eq!(Config::load(&path).unwrap().corp_secret().len(), 4096);
+        assert_eq!(
+            Config::load(&path).unwrap().corp_secret().map(str::len),
+            Some(4096)
+        );
 
         fs::remove_file(jail.directory().join("secret")).unwrap();
         let error = Config::load(&path).unwrap_err();
@@ -508,6 +568,13 @@ fn secret_files_that_cannot_hold_a_secret_are_rejected() {
             "{error:?}"
         );
         assert!(error.to_string().contains("No such file"), "{error}");
+        assert!(
+            error.to_string().ends_with(
+                "; write the app's Secret into it (chmod 600), or set `wecom.corp_secret_file` \
+                 to the file that holds it"
+            ),
+            "{error}"
+        );
     });
 }
 
@@ -590,7 +657,7 @@ fn relative_paths_are_resolved_against_the_config_directory() {
         let dir = jail.directory().join("elsewhere/../etc");
         assert_eq!(config.store.path, dir.join("data/orgsync.db"));
         assert_eq!(config.socket.path, dir.join("run/orgsync.sock"));
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
     });
 
     let config = from_str("store.path = \"orgsync.db\"").unwrap();
@@ -676,6 +743,22 @@ fn out_of_range_values_are_named() {
             "wecom.request_timeout_secs",
         ),
         ("wecom.root_department = 0", "wecom.root_department"),
+        ("wecom.retry_attempts = 11", "wecom.retry_attempts"),
+        ("wecom.retry_attempts = -1", "wecom.retry_attempts"),
+        ("wecom.retry_base_delay_ms = 0", "wecom.retry_base_delay_ms"),
+        (
+            "wecom.retry_base_delay_ms = 30001",
+            "wecom.retry_base_delay_ms",
+        ),
+        (
+            "wecom.rate_limit_pause_secs = 0",
+            "wecom.rate_limit_pause_secs",
+        ),
+        (
+            "wecom.rate_limit_pause_secs = 3601",
+            "wecom.rate_limit_pause_secs",
+        ),
+        ("store.busy_timeout_secs = 0", "store.busy_timeout_secs"),
         ("safety.max_delete_ratio = 1.5", "safety.max_delete_ratio"),
         ("safety.max_delete_ratio = -0.1", "safety.max_delete_ratio"),
         ("safety.max_delete_ratio = nan", "safety.max_delete_ratio"),
@@ -692,6 +775,7 @@ fn out_of_range_values_are_named() {
         "key `safety.max_delete_ratio`: 1.5 is not within 0..=1 (it is a fraction: 0.2 means 20%)"
     );
     assert!(from_str("wecom.concurrency = 32\nsafety.max_delete_ratio = 0").is_ok());
+    assert!(from_str("wecom.retry_attempts = 0\nwecom.retry_base_delay_ms = 1").is_ok());
 }
 
 #[test]
@@ -727,7 +811,7 @@ fn the_example_config_parses_and_documents_the_defaults() {
         let secret = secret_file(jail, "secret", SECRET, 0o600);
         jail.set_env("ORGSYNC_WECOM__CORP_SECRET_FILE", secret.display());
         let config = Config::load(&example).unwrap();
-        assert_eq!(config.corp_secret(), SECRET);
+        assert_eq!(config.corp_secret(), Some(SECRET));
 
         let defaults = from_str("").unwrap();
         assert_eq!(config.wecom.agent_id, defaults.wecom.agent_id);
@@ -737,6 +821,15 @@ fn the_example_config_parses_and_documents_the_defaults() {
         assert_eq!(
             config.wecom.request_timeout_secs,
             defaults.wecom.request_timeout_secs
+        );
+        assert_eq!(config.wecom.retry_attempts, defaults.wecom.retry_attempts);
+        assert_eq!(
+            config.wecom.retry_base_delay_ms,
+            defaults.wecom.retry_base_delay_ms
+        );
+        assert_eq!(
+            config.wecom.rate_limit_pause_secs,
+            defaults.wecom.rate_limit_pause_secs
         );
         assert_eq!(config.schedule, defaults.schedule);
         assert_eq!(config.store, defaults.store);

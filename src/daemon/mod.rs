@@ -5,8 +5,12 @@
 //! - the scheduler queues the nightly sync;
 //! - the socket server serves subscribers and requests;
 //! - the head watcher publishes new events committed by other processes
-//!   (a manual `orgsync sync` on the same store).
+//!   (a manual `orgsync sync` on the same store);
+//! - the pruner drops events past `events.retention_days`, daily and after every sync.
+//!
+//! [`run`] adds the signals and systemd's notifications ([`notify`]).
 
+pub mod notify;
 pub mod queue;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
+use crate::events::EventSource;
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::socket::{self, ServerContext, SocketError, SocketSettings};
 use crate::status;
@@ -26,10 +31,19 @@ use crate::store::runs::{self, Trigger};
 use crate::store::{event_log, mirror, Store, StoreError};
 use crate::sync::{Mode, RunReport, Syncer};
 use crate::wecom::WecomError;
+use notify::Notifier;
 use queue::SyncQueue;
 
 /// How often the daemon looks for events committed by another process.
 const HEAD_POLL: Duration = Duration::from_millis(500);
+
+/// How long a socket client may wait before its first request: long enough for a person typing
+/// into `socat`, short enough that leaked silent connections free their slots.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the event log is pruned besides after each sync, so that a daemon whose syncs
+/// keep failing (or are rare) still lets old events go.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -64,6 +78,8 @@ struct Shared {
     queue: Arc<SyncQueue>,
     live: Mutex<Live>,
     head: watch::Sender<i64>,
+    /// What the daemon is doing, in one line: systemd shows it as the unit's status.
+    activity: watch::Sender<String>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -81,6 +97,10 @@ impl Shared {
 
     fn store_path(&self) -> PathBuf {
         read(&self.config).store.path.clone()
+    }
+
+    fn set_activity(&self, activity: String) {
+        self.activity.send_replace(activity);
     }
 
     /// Publishes the store's event head to subscribers if it moved.
@@ -102,6 +122,31 @@ impl Shared {
             }
             Ok(Err(error)) => tracing::warn!(%error, "cannot read the event head"),
             Err(error) => tracing::warn!(%error, "cannot read the event head"),
+        }
+    }
+
+    /// Drops the events that `events.retention_days` no longer keeps (see
+    /// [`event_log::prune`]). A failure is logged and retried at the next occasion.
+    async fn prune_events(&self) {
+        let path = self.store_path();
+        let retention_days = read(&self.config).events.retention_days;
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut store = Store::open(&path)?;
+            event_log::prune(&mut store, Utc::now(), retention_days)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(pruned)) if pruned.deleted > 0 => {
+                tracing::info!(
+                    deleted = pruned.deleted,
+                    oldest = pruned.oldest,
+                    retention_days,
+                    "pruned events past their retention"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune the event log"),
+            Err(error) => tracing::warn!(%error, "cannot prune the event log"),
         }
     }
 
@@ -152,15 +197,18 @@ impl Daemon {
             tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let mut store = Store::open(&path)?;
                 store.bind_corp(&corp)?;
-                let interrupted = runs::mark_interrupted(store.conn())?;
-                if interrupted > 0 {
-                    tracing::warn!(interrupted, "earlier runs were interrupted before they finished; nothing of them was applied");
-                }
-                Ok((
-                    event_log::head(store.conn())?,
-                    mirror::counts(store.conn())?.members == 0,
-                    runs::last_completed_at(store.conn())?,
-                ))
+                let conn = store.conn();
+                let state = runs::mark_interrupted(conn).and_then(|interrupted| {
+                    if interrupted > 0 {
+                        tracing::warn!(interrupted, "earlier runs were interrupted before they finished; nothing of them was applied");
+                    }
+                    Ok((
+                        event_log::head(conn)?,
+                        mirror::counts(conn)?.members == 0,
+                        runs::last_completed_at(conn)?,
+                    ))
+                });
+                state.map_err(|e| store.explain(e))
             })
             .await
             .map_err(|e| DaemonError::Internal(e.to_string()))??
@@ -171,15 +219,21 @@ impl Daemon {
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let now = Utc::now();
+        let next = schedule
+            .next_after(now)
+            .map(|next| local_time(next, &schedule));
         let stale = match (last_completed, schedule.period(now)) {
             (None, _) => true,
             (Some(last), Some(period)) => now - last > period,
             (Some(_), None) => false,
         };
-        if empty || stale {
+        let activity = if empty || stale {
             tracing::info!(empty, "syncing at start-up");
             queue.request(Trigger::Startup);
-        }
+            "syncing at start-up".to_owned()
+        } else {
+            format!("waiting; next sync {}", next.as_deref().unwrap_or("never"))
+        };
 
         let shared = Arc::new(Shared {
             syncer: RwLock::new(Arc::new(syncer(&config)?)),
@@ -188,11 +242,14 @@ impl Daemon {
             queue: queue.clone(),
             live: Mutex::new(Live::default()),
             head: head_tx,
+            activity: watch::Sender::new(activity),
         });
         let status_shared = shared.clone();
         let context = Arc::new(ServerContext {
             store_path: config.store.path.clone(),
             head: head_rx,
+            head_publisher: shared.head.clone(),
+            source: EventSource::new(&config.wecom.corp_id),
             queue: queue.clone(),
             status: Arc::new(move || status_shared.status()),
             settings: socket_settings(&config),
@@ -205,7 +262,8 @@ impl Daemon {
         let tasks = vec![
             tokio::spawn(socket::serve(listener, context, shutdown_rx.clone())),
             tokio::spawn(coordinate(shared.clone(), shutdown_rx.clone())),
-            tokio::spawn(watch_head(shared.clone(), shutdown_rx)),
+            tokio::spawn(watch_head(shared.clone(), shutdown_rx.clone())),
+            tokio::spawn(prune_daily(shared.clone(), shutdown_rx)),
         ];
         Ok(Daemon {
             shared,
@@ -218,6 +276,11 @@ impl Daemon {
 
     pub fn request_sync(&self, trigger: Trigger) {
         self.shared.queue.request(trigger);
+    }
+
+    /// The daemon's one-line status, updated when a run starts and when it ends.
+    pub fn activity(&self) -> watch::Receiver<String> {
+        self.shared.activity.subscribe()
     }
 
     /// SIGHUP: re-reads the config file; a bad one is rejected and the old one stays.
@@ -293,14 +356,26 @@ impl Daemon {
     }
 }
 
-/// `orgsync run`: start, then serve signals until SIGTERM or SIGINT.
-pub async fn run(config: Config, config_path: &Path) -> Result<(), DaemonError> {
+/// `orgsync run`: start, then serve signals until SIGTERM or SIGINT, keeping systemd informed.
+pub async fn run(
+    config: Config,
+    config_path: &Path,
+    notifier: Notifier,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let daemon = Daemon::start(config, Some(config_path.to_owned())).await?;
+    let mut activity = daemon.activity();
+    notifier.ready(&activity.borrow_and_update());
+    let mut watchdog = notifier.watchdog_interval().map(|every| {
+        let mut interval = tokio::time::interval(every);
+        // After a stall, one ping now and the next a full interval later, not a burst.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     tracing::info!(pid = std::process::id(), "orgsync is running");
     loop {
         tokio::select! {
@@ -310,15 +385,30 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), DaemonError> 
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
+                notifier.reloading();
                 daemon.reload().await;
+                notifier.ready(&activity.borrow_and_update());
             }
+            // The sender lives as long as `daemon`, so this never fails while we loop.
+            Ok(()) = activity.changed() => notifier.status(&activity.borrow_and_update()),
+            () = tick(watchdog.as_mut()) => notifier.watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
+    notifier.stopping();
     daemon.shutdown().await;
     Ok(())
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs queued syncs one at a time; retries a failed run with exponential backoff a bounded
@@ -339,6 +429,7 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         retry = None;
         shared.live().retry = None;
         shared.live().running = Some((trigger, Utc::now()));
+        shared.set_activity(format!("syncing ({trigger})"));
         let syncer = read(&shared.syncer).clone();
         let mut stop = shutdown.clone();
         let report = syncer
@@ -350,9 +441,13 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             .await;
         shared.live().running = None;
         shared.refresh_head().await;
+        shared.prune_events().await;
+        let schedule = read(&shared.schedule).clone();
+        let finished = local_time(Utc::now(), &schedule);
         match report {
             Ok(report) => {
                 report.log(trigger);
+                let mut activity = format!("last sync {finished}: {}", summary(&report));
                 if let RunReport::Failed { .. } = report {
                     let policy = read(&shared.config).schedule.retry();
                     if attempt < policy.attempts && !*shutdown.borrow() {
@@ -363,14 +458,54 @@ async fn coordinate(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                             delay_secs = delay.as_secs(),
                             "will retry the failed sync"
                         );
+                        let at = Utc::now() + delay;
                         retry = Some((trigger, attempt + 1, tokio::time::Instant::now() + delay));
-                        shared.live().retry = Some((attempt + 1, Utc::now() + delay));
+                        shared.live().retry = Some((attempt + 1, at));
+                        activity.push_str(&format!(
+                            "; retry {} of {} at {}",
+                            attempt + 1,
+                            policy.attempts,
+                            local_time(at, &schedule)
+                        ));
                     }
                 }
+                shared.set_activity(activity);
             }
-            Err(error) => tracing::error!(%error, "sync could not run"),
+            Err(error) => {
+                tracing::error!(%error, "sync could not run");
+                shared.set_activity(format!("last sync {finished}: could not run: {error}"));
+            }
         }
     }
+}
+
+/// A run's outcome in a few words, for systemd's status line.
+fn summary(report: &RunReport) -> String {
+    match report {
+        RunReport::Completed { run, counts, .. } => format!(
+            "run {run} completed: {} members in {} departments; {} joined, {} updated, {} left",
+            counts.members,
+            counts.departments,
+            counts.changes.members_joined,
+            counts.changes.members_updated,
+            counts.changes.members_left
+        ),
+        RunReport::Held { run, hold, .. } => format!(
+            "run {run} HELD by the deletion guard: {}; see `orgsync status`",
+            hold.message()
+        ),
+        RunReport::Failed { run, error } => {
+            format!("run {run} FAILED ({}): {error}", error.code())
+        }
+        RunReport::DryRun { .. } => "dry run; nothing written".to_owned(),
+    }
+}
+
+/// A time in the schedule's zone, the one operators think in: `2026-11-23 02:00:00 CST`.
+fn local_time(at: DateTime<Utc>, schedule: &Schedule) -> String {
+    at.with_timezone(&schedule.timezone())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 /// Resolves once shutdown has been requested.
@@ -396,6 +531,17 @@ async fn watch_head(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Prunes the event log at start-up and then every day.
+async fn prune_daily(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            _ = every.tick() => shared.prune_events().await,
+        }
+    }
+}
+
 fn socket_settings(config: &Config) -> SocketSettings {
     SocketSettings {
         path: config.socket.path.clone(),
@@ -403,6 +549,7 @@ fn socket_settings(config: &Config) -> SocketSettings {
         admin_uids: config.socket.admin_uids.clone(),
         admin_gids: config.socket.admin_gids.clone(),
         max_connections: config.socket.max_connections,
+        first_request_timeout: FIRST_REQUEST_TIMEOUT,
     }
 }
 

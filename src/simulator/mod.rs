@@ -125,6 +125,12 @@ impl Simulator {
         lock(&self.shared.tokens).revoke_all();
     }
 
+    /// Every access token `gettoken` has issued so far: what a test looks for in output that
+    /// must never contain one.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.tokens).issued()
+    }
+
     /// Makes every token issued so far expire now: they get 42001 from here on.
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();

@@ -109,6 +109,11 @@ impl Tokens {
         }
     }
 
+    /// Every token issued so far, revoked and expired ones included.
+    pub(crate) fn issued(&self) -> Vec<String> {
+        self.issued.keys().cloned().collect()
+    }
+
     fn fresh_token(&mut self) -> String {
         loop {
             let token: String = (0..TOKEN_LEN)

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chrono::Utc;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, UCred};
@@ -21,6 +22,8 @@ use super::protocol::{
 };
 use super::subscription::{self, Subscription};
 use super::{ServerContext, SocketSettings};
+use crate::matching::apply::{put_host_users, PutError};
+use crate::matching::host_user::HostUser;
 use crate::store::runs::Trigger;
 use crate::store::{consumers, event_log, Store, StoreError};
 
@@ -39,6 +42,8 @@ pub enum RequestError {
     AlreadySubscribed,
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}; nothing was applied")]
+    BadUsers(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot compute the status: {0}")]
@@ -53,6 +58,15 @@ impl From<rusqlite::Error> for RequestError {
     }
 }
 
+impl From<PutError> for RequestError {
+    fn from(error: PutError) -> RequestError {
+        match error {
+            PutError::Store(error) => RequestError::Store(error),
+            duplicate @ PutError::Duplicate { .. } => RequestError::BadUsers(duplicate.to_string()),
+        }
+    }
+}
+
 impl RequestError {
     fn reply(&self) -> Value {
         let message = self.to_string();
@@ -64,7 +78,8 @@ impl RequestError {
             }
             RequestError::AheadOfHead { .. }
             | RequestError::AckAboveHead { .. }
-            | RequestError::AlreadySubscribed => error_reply(ErrorCode::BadRequest, &message),
+            | RequestError::AlreadySubscribed
+            | RequestError::BadUsers(_) => error_reply(ErrorCode::BadRequest, &message),
             RequestError::Forbidden(_) => error_reply(ErrorCode::Forbidden, &message),
             RequestError::Store(_) | RequestError::Status(_) | RequestError::TaskFailed => {
                 error_reply(ErrorCode::Internal, &message)
@@ -106,8 +121,21 @@ impl Connection {
     ) {
         let mut lines = LineReader::new(read, MAX_LINE);
         let mut subscribed = Some(subscribed);
+        let first_request_timeout = self.ctx.settings.first_request_timeout;
+        let Ok(mut next) = tokio::time::timeout(first_request_timeout, lines.next()).await else {
+            let _ = self
+                .write_reply(&error_reply(
+                    ErrorCode::Timeout,
+                    &format!(
+                        "no request within {}s of connecting; send a request right after connecting",
+                        first_request_timeout.as_secs_f64()
+                    ),
+                ))
+                .await;
+            return;
+        };
         loop {
-            let line = match lines.next().await {
+            let line = match next {
                 Ok(Some(line)) => line,
                 Ok(None) => return,
                 Err(error) => {
@@ -141,6 +169,7 @@ impl Connection {
                     return;
                 }
             }
+            next = lines.next().await;
         }
     }
 
@@ -187,7 +216,49 @@ impl Connection {
                     None,
                 ))
             }
+            Request::HostUsersPut { users, replace } => {
+                // It decides which account a WeCom identity signs in to: an admin op.
+                self.check_admin("host_users.put")?;
+                Ok((self.put_host_users(users, replace).await?, None))
+            }
         }
+    }
+
+    /// Writes the host users and re-matches in one transaction with the link events, then
+    /// publishes the new head so that subscribers receive those events at once.
+    async fn put_host_users(
+        &self,
+        users: Vec<HostUser>,
+        replace: bool,
+    ) -> Result<Value, RequestError> {
+        let source = self.ctx.source.clone();
+        let (changes, head) = self
+            .store
+            .with(move |store| {
+                let now = Utc::now();
+                let (_, changes) = store.try_write(|tx| -> Result<_, RequestError> {
+                    Ok(put_host_users(tx, &source, &users, replace, now)?)
+                })?;
+                Ok((changes, event_log::head(store.conn())?))
+            })
+            .await?;
+        self.ctx.head_publisher.send_if_modified(|current| {
+            let moved = head > *current;
+            if moved {
+                *current = head;
+            }
+            moved
+        });
+        let counts = changes.assessment.host_users;
+        Ok(json!({
+            "ok": true,
+            "op": "host_users.put",
+            "linked": counts.linked,
+            "ambiguous": counts.ambiguous,
+            "unmatched": counts.unmatched,
+            "links_created": changes.created.len(),
+            "links_removed": changes.removed.len(),
+        }))
     }
 
     async fn subscribe(&self, request: Subscribe) -> Result<(Value, Subscription), RequestError> {
@@ -332,6 +403,8 @@ impl StoreSlot {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -342,6 +415,7 @@ mod tests {
             admin_uids: vec![1001],
             admin_gids: vec![2002],
             max_connections: 8,
+            first_request_timeout: Duration::from_secs(30),
         };
         let daemon = 999;
         assert!(is_admin(0, 5000, &settings, daemon));

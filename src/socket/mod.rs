@@ -1,5 +1,5 @@
 //! The Unix socket (interfaces §4): host applications subscribe to the event stream, ack what
-//! they have processed, and admins ask for a resync.
+//! they have processed, and admins ask for a resync or put host users.
 //!
 //! - [`bind`] creates the socket file (mode 0660, optionally owned by `socket.group`), replacing
 //!   a stale one left by a dead daemon.
@@ -20,7 +20,15 @@
 //!   `ack` above the head: both would otherwise skip events silently.
 //! - `resync` replies `"queued": true` whether the request queued a run or merged into one
 //!   already pending (either way one run follows); `"merged"` tells which.
+//! - `host_users.put` is an admin op like `resync`: it decides which host account a WeCom
+//!   identity signs in to, so any peer allowed to put could map its own WeCom identity to
+//!   someone else's account. Its reply adds `links_created` and `links_removed`. A bad user is
+//!   a `bad_request` naming its index (`users[3]: ...`), as is an id given twice, and nothing
+//!   is applied. An empty `users` with `replace` empties the host-user set.
 //! - A consumer name is 1 to 128 characters with no control characters.
+//! - A client must send its first request within `first_request_timeout` (30 s in the daemon)
+//!   of connecting; one that does not is told `timeout` and closed. After that, silence is
+//!   normal: a subscriber may never send another line.
 //! - Failures of the daemon itself (the store, the status) are replied as `internal`.
 
 mod client;
@@ -33,11 +41,13 @@ mod subscription;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::daemon::queue::SyncQueue;
+use crate::events::EventSource;
 
 pub use client::{request, ClientError};
 pub use listener::{bind, SocketError};
@@ -54,6 +64,9 @@ pub struct SocketSettings {
     pub admin_gids: Vec<u32>,
     /// Clients served at once; one more is told `too_many_connections` and closed.
     pub max_connections: usize,
+    /// How long a new client may take to send its first request before it is told `timeout`
+    /// and closed, so that connections that never speak do not hold slots forever.
+    pub first_request_timeout: Duration,
 }
 
 /// What the server needs from the daemon.
@@ -62,6 +75,11 @@ pub struct ServerContext {
     pub store_path: PathBuf,
     /// The event head, published by the daemon after every commit; subscribers wait on it.
     pub head: watch::Receiver<i64>,
+    /// Publishes the head after a commit made on a connection (`host_users.put`), so that
+    /// subscribers wake at once rather than at the daemon's next poll.
+    pub head_publisher: watch::Sender<i64>,
+    /// The source of the events committed on a connection.
+    pub source: EventSource,
     pub queue: Arc<SyncQueue>,
     /// The content of the `status` reply, computed on demand; it may block, so it is called on
     /// a blocking thread.

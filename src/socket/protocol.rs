@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use crate::matching::host_user::HostUser;
+
 /// The longest request line accepted, without its newline.
 pub const MAX_LINE: usize = 1 << 20;
 
@@ -16,22 +18,29 @@ pub const MAX_CONSUMER_CHARS: usize = 128;
 /// keeps one client from making its own filtering arbitrarily expensive.
 pub const MAX_TYPE_PATTERNS: usize = 64;
 
-const KNOWN_OPS: &str = "subscribe, ack, status, resync";
+const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put";
 
 /// How much of a client's unknown op is echoed back in the error message.
 const ECHO_CHARS: usize = 64;
 
 /// A well-formed request.
 ///
-/// This enum is the extension point for new ops (`host_users.put` is next): add a variant, parse
-/// it in [`parse_request`], and the exhaustive match in the connection's dispatch then asks for
-/// its handler.
+/// This enum is the extension point for new ops: add a variant, parse it in [`parse_request`],
+/// and the exhaustive match in the connection's dispatch then asks for its handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Subscribe(Subscribe),
-    Ack { consumer: ConsumerName, seq: i64 },
+    Ack {
+        consumer: ConsumerName,
+        seq: i64,
+    },
     Status,
     Resync,
+    /// Every user already validated; ids repeated across users are caught when applied.
+    HostUsersPut {
+        users: Vec<HostUser>,
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +59,8 @@ pub enum ErrorCode {
     Forbidden,
     Gap,
     TooManyConnections,
+    /// The client sent no request in time after connecting.
+    Timeout,
     /// The daemon failed (the store, the status source); the request itself was fine.
     Internal,
 }
@@ -63,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Gap => "gap",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -105,6 +117,8 @@ pub enum ProtocolError {
         field: &'static str,
         problem: String,
     },
+    #[error("users[{index}]: {problem}; nothing was applied")]
+    BadUser { index: usize, problem: String },
 }
 
 impl ProtocolError {
@@ -154,10 +168,40 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
         }),
         "status" => Ok(Request::Status),
         "resync" => Ok(Request::Resync),
+        "host_users.put" => host_users_put(&fields),
         other => Err(ProtocolError::UnknownOp(
             other.chars().take(ECHO_CHARS).collect(),
         )),
     }
+}
+
+fn host_users_put(fields: &Map<String, Value>) -> Result<Request, ProtocolError> {
+    let items = match optional(fields, "users") {
+        None => {
+            return Err(ProtocolError::field(
+                "users",
+                "is required: an array of host users like {\"id\":\"42\",\"name\":\"王芳\",\"mobile\":\"13800138000\"}",
+            ))
+        }
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ProtocolError::field("users", "must be an array of host users")),
+    };
+    let users = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            HostUser::from_json(item).map_err(|error| ProtocolError::BadUser {
+                index,
+                problem: error.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let replace = match optional(fields, "replace") {
+        None => false,
+        Some(Value::Bool(replace)) => *replace,
+        Some(_) => return Err(ProtocolError::field("replace", "must be true or false")),
+    };
+    Ok(Request::HostUsersPut { users, replace })
 }
 
 /// A field that is absent or `null` is not given.
@@ -336,10 +380,70 @@ mod tests {
         assert_eq!(code(b"{}"), "bad_request");
         assert_eq!(code(b"{\"op\":5}"), "bad_request");
         assert_eq!(code(b"{\"op\":\"explode\"}"), "unknown_op");
+    }
+
+    #[test]
+    fn parses_host_users_put() {
         assert_eq!(
-            code(b"{\"op\":\"host_users.put\",\"users\":[]}"),
-            "unknown_op"
+            parse(
+                r#"{"op":"host_users.put","users":[{"id":42,"name":"王芳","mobile":"13800138000"},{"id":"u-7","email":"a@b.cn"}],"replace":true}"#
+            ),
+            Ok(Request::HostUsersPut {
+                users: vec![
+                    HostUser {
+                        id: "42".into(),
+                        name: Some("王芳".into()),
+                        mobile: Some("13800138000".into()),
+                        email: None,
+                    },
+                    HostUser {
+                        id: "u-7".into(),
+                        name: None,
+                        mobile: None,
+                        email: Some("a@b.cn".into()),
+                    },
+                ],
+                replace: true,
+            })
         );
+        assert_eq!(
+            parse(r#"{"op":"host_users.put","users":[]}"#),
+            Ok(Request::HostUsersPut {
+                users: vec![],
+                replace: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_host_user_is_named_by_its_index() {
+        for (line, expected) in [
+            (
+                r#"{"op":"host_users.put","users":[{"id":"1"},{"id":""}]}"#,
+                "users[1]: \"id\" is empty; nothing was applied",
+            ),
+            (
+                r#"{"op":"host_users.put","users":[{"name":"x"}]}"#,
+                "users[0]: \"id\" is missing",
+            ),
+            (
+                r#"{"op":"host_users.put","users":[{"id":1,"mobile":13800138000}]}"#,
+                "users[0]: \"mobile\" must be a string or null",
+            ),
+            (r#"{"op":"host_users.put"}"#, "\"users\" is required"),
+            (
+                r#"{"op":"host_users.put","users":{}}"#,
+                "\"users\" must be an array",
+            ),
+            (
+                r#"{"op":"host_users.put","users":[],"replace":"yes"}"#,
+                "\"replace\" must be true or false",
+            ),
+        ] {
+            let error = parse(line).expect_err(line);
+            assert_eq!(error.code(), ErrorCode::BadRequest, "{line}");
+            assert!(error.to_string().starts_with(expected), "{line}: {error}");
+        }
     }
 
     #[test]

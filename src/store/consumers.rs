@@ -1,6 +1,6 @@
 //! Durable consumer cursors: the last seq each named consumer acknowledged.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -47,4 +47,18 @@ pub fn list(conn: &Connection) -> Result<Vec<Consumer>, StoreError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The lowest cursor among the consumers that acked at or after `since`: retention must keep
+/// every event after it. A consumer that has not acked since then no longer holds events back.
+/// A timestamp that does not parse (edited by hand) counts as recent, so that a doubt keeps
+/// events rather than dropping them.
+pub fn active_floor(conn: &Connection, since: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+    Ok(list(conn)?
+        .into_iter()
+        .filter(|consumer| {
+            DateTime::parse_from_rfc3339(&consumer.updated_at).map_or(true, |acked| acked >= since)
+        })
+        .map(|consumer| consumer.acked_seq)
+        .min())
 }

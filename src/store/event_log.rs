@@ -1,11 +1,15 @@
 //! The event log: every event ever published, in `seq` order, as the exact line delivered.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::StoreError;
+use super::{consumers, Store, StoreError};
 use crate::events::{EventDraft, EventSource};
+
+/// How many events one prune transaction deletes at most: a backlog of months is dropped in
+/// steps, so that a sync waiting for the write lock waits for one step, not for all of them.
+const PRUNE_STEP: i64 = 10_000;
 
 /// An event as stored and delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +93,7 @@ impl<'c> Appender<'c> {
             run,
             run_label: run.map(|r| r.to_string()),
             time,
-            time_text: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time_text: stored_time(time),
             seq: head(conn)?,
         })
     }
@@ -128,4 +132,231 @@ pub fn read_after(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Event times are stored in one fixed-width UTC form, so that comparing the text compares the
+/// times.
+fn stored_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub deleted: u64,
+    /// The oldest seq kept afterwards; `None` when no event is kept.
+    pub oldest: Option<i64>,
+}
+
+/// Deletes the events that retention no longer needs, as of `now`: an event goes once it is
+/// older than `retention_days`, but never while it comes after the cursor of a consumer that
+/// acked within `retention_days`.
+///
+/// Only a run of the oldest events is ever deleted, never one in the middle: the log stays
+/// contiguous from its oldest seq to the head, which is how a subscriber's gap is detected.
+/// The head stays where it is (seqs are never reused).
+pub fn prune(
+    store: &mut Store,
+    now: DateTime<Utc>,
+    retention_days: u32,
+) -> Result<Pruned, StoreError> {
+    let cutoff = now - TimeDelta::days(i64::from(retention_days));
+    let mut deleted = 0;
+    loop {
+        // The bound is taken inside each write transaction, so that an ack committed between
+        // two steps is respected by the next one.
+        let step = store.write(|tx| {
+            let Some(oldest) = oldest(tx)? else {
+                return Ok(0);
+            };
+            let bound = prune_bound(tx, cutoff)?.min(oldest + PRUNE_STEP - 1);
+            if bound < oldest {
+                return Ok(0);
+            }
+            Ok(tx.execute("DELETE FROM events WHERE seq <= ?1", [bound])? as u64)
+        })?;
+        if step == 0 {
+            break;
+        }
+        deleted += step;
+    }
+    Ok(Pruned {
+        deleted,
+        oldest: oldest(store.conn())?,
+    })
+}
+
+/// The highest seq that may be deleted: the events before the first one at or after `cutoff`,
+/// but none after the lowest cursor of a consumer active since `cutoff`.
+fn prune_bound(conn: &Connection, cutoff: DateTime<Utc>) -> Result<i64, StoreError> {
+    // Scans from the oldest event and stops at the first recent one: it reads only what is
+    // about to be deleted.
+    let first_recent: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM events WHERE time >= ?1 ORDER BY seq LIMIT 1",
+            [stored_time(cutoff)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let by_age = match first_recent {
+        Some(seq) => seq - 1,
+        None => head(conn)?,
+    };
+    let by_consumers = consumers::active_floor(conn, cutoff)?.unwrap_or(i64::MAX);
+    Ok(by_age.min(by_consumers))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::EventType;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("orgsync.db")).expect("open store");
+        (dir, store)
+    }
+
+    /// Appends `count` events dated `time`; returns their seqs.
+    fn append_at(store: &mut Store, count: usize, time: DateTime<Utc>) -> Vec<i64> {
+        let drafts = vec![
+            EventDraft {
+                kind: EventType::MemberUpdated,
+                subject: "member/zhangsan".into(),
+                data: json!({}),
+            };
+            count
+        ];
+        let source = EventSource::new("wwtest");
+        store
+            .write(|tx| append(tx, &source, None, &drafts, time))
+            .expect("append")
+    }
+
+    fn kept(store: &Store) -> Vec<i64> {
+        read_after(store.conn(), 0, usize::MAX >> 1)
+            .expect("read")
+            .into_iter()
+            .map(|event| event.seq)
+            .collect()
+    }
+
+    fn days(n: i64) -> TimeDelta {
+        TimeDelta::days(n)
+    }
+
+    #[test]
+    fn events_older_than_the_retention_go_and_the_head_stays() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        append_at(&mut store, 3, now - days(40));
+        append_at(&mut store, 2, now - days(30) + TimeDelta::seconds(5));
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(
+            pruned,
+            Pruned {
+                deleted: 3,
+                oldest: Some(4)
+            }
+        );
+        assert_eq!(kept(&store), vec![4, 5]);
+        assert_eq!(head(store.conn()).expect("head"), 5);
+        // Nothing more to do until time passes.
+        assert_eq!(prune(&mut store, now, 30).expect("prune").deleted, 0);
+    }
+
+    #[test]
+    fn pruning_everything_keeps_the_head_and_seqs_are_not_reused() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        append_at(&mut store, 4, now - days(31));
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(
+            pruned,
+            Pruned {
+                deleted: 4,
+                oldest: None
+            }
+        );
+        assert_eq!(head(store.conn()).expect("head"), 4);
+        assert_eq!(append_at(&mut store, 1, now), vec![5]);
+    }
+
+    #[test]
+    fn an_active_consumer_holds_back_the_events_after_its_cursor() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        append_at(&mut store, 10, now - days(40));
+        store
+            .write(|tx| consumers::ack(tx, "hr-app", 4))
+            .expect("ack");
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(
+            pruned,
+            Pruned {
+                deleted: 4,
+                oldest: Some(5)
+            },
+            "all are past retention, but hr-app acked seq 4 just now"
+        );
+        // A month on without another ack, hr-app no longer holds anything back.
+        let pruned = prune(&mut store, now + days(31), 30).expect("prune");
+        assert_eq!(
+            pruned,
+            Pruned {
+                deleted: 6,
+                oldest: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_consumer_idle_longer_than_the_retention_holds_nothing_back() {
+        let (_dir, mut store) = open();
+        let start = Utc::now();
+        append_at(&mut store, 5, start);
+        store
+            .write(|tx| consumers::ack(tx, "gone-app", 1))
+            .expect("ack");
+        store
+            .write(|tx| consumers::ack(tx, "busy-app", 3))
+            .expect("ack");
+        // busy-app acks again much later; gone-app never does.
+        store
+            .conn()
+            .execute(
+                "UPDATE consumers SET updated_at = ?1 WHERE name = 'busy-app'",
+                [(start + days(35)).to_rfc3339()],
+            )
+            .expect("age the ack");
+        let pruned = prune(&mut store, start + days(40), 30).expect("prune");
+        assert_eq!(pruned.oldest, Some(4));
+    }
+
+    #[test]
+    fn only_the_oldest_run_of_events_goes_even_when_clocks_disagree() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        append_at(&mut store, 2, now - days(60));
+        // Written by a process whose clock was ahead: newer by seq, "recent" by time.
+        append_at(&mut store, 1, now);
+        append_at(&mut store, 2, now - days(50));
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(pruned.oldest, Some(3));
+        assert_eq!(kept(&store), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn a_large_backlog_is_pruned_in_steps_to_the_end() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        let count = (PRUNE_STEP * 2 + 7) as usize;
+        append_at(&mut store, count, now - days(31));
+        append_at(&mut store, 1, now);
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(pruned.deleted, count as u64);
+        assert_eq!(pruned.oldest, Some(count as i64 + 1));
+    }
 }

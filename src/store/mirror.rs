@@ -188,3 +188,26 @@ pub struct MirrorCounts {
     pub departments: i64,
     pub members: i64,
 }
+
+/// What matching reads of a member, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub userid_key: String,
+    pub userid: String,
+    pub name: Option<String>,
+    pub mobile: Option<String>,
+}
+
+/// The identity of every member; cheaper than [`load`] when only these fields are needed.
+pub fn identities(conn: &Connection) -> Result<Vec<Identity>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT userid_key, userid, name, mobile FROM members")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Identity {
+            userid_key: r.get(0)?,
+            userid: r.get(1)?,
+            name: r.get(2)?,
+            mobile: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

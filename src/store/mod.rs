@@ -7,9 +7,12 @@
 
 pub mod consumers;
 pub mod event_log;
+pub mod host_users;
+pub mod links;
 pub mod mirror;
 pub mod runs;
 mod schema;
+pub mod token_refusal;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,8 +20,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 /// How long a writer waits for another process's write transaction (a concurrent
-/// `orgsync sync` applying a large run) before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `orgsync sync` applying a large run) before giving up, unless told otherwise
+/// (`store.busy_timeout_secs`).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,8 +33,8 @@ pub enum StoreError {
     },
     #[error("the store {path} is not a valid SQLite database (corrupt or not an orgsync store); move it aside and run `orgsync sync` to rebuild the mirror (host applications will then see the whole directory join again)")]
     Corrupt { path: PathBuf },
-    #[error("the store {path} stayed locked by another process for {}s; is another orgsync holding it? retry, or stop the other process", BUSY_TIMEOUT.as_secs())]
-    Locked { path: PathBuf },
+    #[error("the store {path} stayed locked by another process for {}s; is another orgsync holding it? retry, stop the other process, or raise `store.busy_timeout_secs`", waited.as_secs_f64())]
+    Locked { path: PathBuf, waited: Duration },
     #[error("the store {path} has schema version {found}, newer than this orgsync supports ({supported}); upgrade orgsync or point `store.path` elsewhere")]
     NewerSchema {
         path: PathBuf,
@@ -69,11 +73,17 @@ impl StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    busy_timeout: Duration,
 }
 
 impl Store {
     /// Opens (creating if needed) the store and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting at most `busy_timeout` for another process's write lock.
+    pub fn open_waiting(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -84,14 +94,15 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
+            busy_timeout,
         };
         store.configure().map_err(|e| store.classify(e))?;
-        schema::migrate(&mut store.conn, &store.path)?;
+        schema::migrate(&mut store.conn, path, busy_timeout)?;
         Ok(store)
     }
 
     fn configure(&self) -> Result<(), rusqlite::Error> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.busy_timeout(self.busy_timeout)?;
         // WAL lets subscribers and `status` read while a sync writes; NORMAL is durable at
         // every commit in WAL mode except across a power loss, where the last commit may be
         // lost whole (never half).
@@ -103,7 +114,14 @@ impl Store {
 
     /// Turns low-level SQLite failures into the errors an operator can act on.
     pub fn classify(&self, error: rusqlite::Error) -> StoreError {
-        classify_with(&self.path, error)
+        classify_with(&self.path, self.busy_timeout, error)
+    }
+
+    /// Classifies an error that came out of a query on this store's connection: corruption
+    /// often shows only when a damaged page is read, long after the open, and the operator
+    /// needs the store's path and the fix then too.
+    pub fn explain(&self, error: StoreError) -> StoreError {
+        classify_store_error(&self.path, self.busy_timeout, error)
     }
 
     pub fn path(&self) -> &Path {
@@ -121,15 +139,26 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
+        self.try_write(|tx| f(tx).map_err(|e| classify_store_error(&path, busy_timeout, e)))
+    }
+
+    /// [`Store::write`] for work that can fail for reasons of its own (a bad import row):
+    /// any error rolls the whole transaction back.
+    pub fn try_write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => return Err(classify_with(&self.path, e)),
+            Err(e) => return Err(classify_with(&self.path, self.busy_timeout, e).into()),
         };
         let value = f(&tx)?;
-        tx.commit().map_err(|e| classify_with(&self.path, e))?;
+        tx.commit()
+            .map_err(|e| E::from(classify_with(&self.path, self.busy_timeout, e)))?;
         Ok(value)
     }
 
@@ -162,15 +191,23 @@ impl Store {
     }
 }
 
-fn classify_with(path: &Path, error: rusqlite::Error) -> StoreError {
+fn classify_with(path: &Path, waited: Duration, error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
             path: path.to_owned(),
         },
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
             path: path.to_owned(),
+            waited,
         },
         _ => StoreError::Sqlite(error),
+    }
+}
+
+fn classify_store_error(path: &Path, waited: Duration, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sqlite(error) => classify_with(path, waited, error),
+        other => other,
     }
 }
 

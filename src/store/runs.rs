@@ -97,6 +97,9 @@ pub struct RunRecord {
     pub outcome: Outcome,
     /// Counts for a completed run, the error of a failed one, the pending changes of a held one.
     pub detail: Value,
+    /// From start to outcome; `None` while it runs.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 /// Opens a run. Committed on its own, before the pull, so that the run id is known to the
@@ -104,11 +107,7 @@ pub struct RunRecord {
 pub fn begin(conn: &Connection, trigger: Trigger) -> Result<i64, StoreError> {
     conn.execute(
         "INSERT INTO runs (trigger, pid, started_at, outcome) VALUES (?1, ?2, ?3, 'running')",
-        params![
-            trigger.as_str(),
-            std::process::id(),
-            Utc::now().to_rfc3339()
-        ],
+        params![trigger.as_str(), std::process::id(), now()],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -121,12 +120,7 @@ pub fn finish(
 ) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE runs SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",
-        params![
-            id,
-            outcome.as_str(),
-            Utc::now().to_rfc3339(),
-            encode(detail)
-        ],
+        params![id, outcome.as_str(), now(), encode(detail)],
     )?;
     Ok(())
 }
@@ -150,6 +144,11 @@ pub fn mark_interrupted(conn: &Connection) -> Result<usize, StoreError> {
     Ok(marked)
 }
 
+/// Run timestamps: RFC 3339 in UTC with milliseconds, like event times.
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn process_alive(pid: i64) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -164,17 +163,26 @@ fn process_alive(pid: i64) -> bool {
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
     let outcome: String = row.get(4)?;
+    let started_at: String = row.get(2)?;
+    let finished_at: Option<String> = row.get(3)?;
     Ok((
         RunRecord {
             id: row.get(0)?,
             trigger: row.get(1)?,
-            started_at: row.get(2)?,
-            finished_at: row.get(3)?,
+            duration_ms: duration_ms(&started_at, finished_at.as_deref()),
+            started_at,
+            finished_at,
             outcome: Outcome::parse(&outcome),
             detail: Value::Null,
         },
         row.get(5)?,
     ))
+}
+
+fn duration_ms(started_at: &str, finished_at: Option<&str>) -> Option<i64> {
+    let started = DateTime::parse_from_rfc3339(started_at).ok()?;
+    let finished = DateTime::parse_from_rfc3339(finished_at?).ok()?;
+    Some((finished - started).num_milliseconds())
 }
 
 fn with_detail((mut run, detail): (RunRecord, Option<String>)) -> Result<RunRecord, StoreError> {

@@ -1,6 +1,7 @@
 //! Versioned migrations, tracked in `PRAGMA user_version`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -71,25 +72,53 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     "#,
+    // 2: host users and their links to members (matching, issue #4). No foreign keys: a link
+    // outlives its member for the one transaction that announces `member_left`, and a manual
+    // link outlives its host user.
+    r#"
+    CREATE TABLE host_users (
+        id          TEXT PRIMARY KEY,   -- as the host application gives it (integers as decimal)
+        name        TEXT,
+        mobile      TEXT,
+        email       TEXT,
+        name_norm   TEXT,               -- NFKC + trim; NULL when empty
+        mobile_norm TEXT,               -- E.164; NULL when not confidently a mobile
+        updated_at  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE links (
+        host_user_id TEXT PRIMARY KEY,
+        userid_key   TEXT NOT NULL UNIQUE,   -- one host user per member
+        userid       TEXT NOT NULL,          -- as WeCom spells it, to name a member who left
+        method       TEXT NOT NULL CHECK (method IN ('phone', 'name', 'manual')),
+        created_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Host users that automatic matching must not link until a manual link releases them.
+    CREATE TABLE match_holds (
+        host_user_id TEXT PRIMARY KEY,
+        reason       TEXT NOT NULL,          -- manual_unlink or member_left
+        userid       TEXT NOT NULL,          -- the member of the link that ended
+        since        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+pub fn migrate(conn: &mut Connection, path: &Path, waited: Duration) -> Result<(), StoreError> {
     // Readers (subscribers, status) open the store while a sync may hold the write lock for
     // seconds; an up-to-date schema must not make them wait for it.
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     if current == VERSION {
         return Ok(());
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     let found: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| super::classify_with(path, e))?;
+        .map_err(|e| super::classify_with(path, waited, e))?;
     if found > VERSION {
         return Err(StoreError::NewerSchema {
             path: path.to_owned(),
@@ -101,6 +130,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
-    tx.commit().map_err(|e| super::classify_with(path, e))?;
+    tx.commit()
+        .map_err(|e| super::classify_with(path, waited, e))?;
     Ok(())
 }

@@ -198,6 +198,40 @@ impl WecomClient {
         self.inner.counters.snapshot()
     }
 
+    /// Names the WeCom endpoint, corp id and secret this client uses, without revealing the
+    /// secret: a refusal recorded under it by one process applies to the next only while the
+    /// credentials are the same.
+    pub fn credentials_id(&self) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        // SipHash with fixed keys: stable across processes of one build. Across an upgrade an
+        // id may change, which only costs one `gettoken` sooner than the hold would allow.
+        let mut hasher = DefaultHasher::new();
+        (
+            self.inner.base.as_str(),
+            &self.inner.corp_id,
+            self.inner.corp_secret.expose(),
+        )
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Holds a `gettoken` refusal WeCom gave these credentials `age` ago, in an earlier process:
+    /// until a minute after it, calls fail with it without asking WeCom again.
+    pub async fn remember_refusal(&self, error: ApiError, age: Duration) {
+        self.inner
+            .tokens
+            .remember_refusal(WecomError::Token { error }, age)
+            .await;
+    }
+
+    /// The `gettoken` refusal this client is holding, and how long ago WeCom gave it.
+    pub async fn refusal(&self) -> Option<(ApiError, Duration)> {
+        match self.inner.tokens.refusal().await? {
+            (WecomError::Token { error }, age) => Some((error, age)),
+            _ => None,
+        }
+    }
+
     /// How many 45033 answers this client has seen; the pull lowers its concurrency on each.
     pub(crate) fn concurrency_limited_count(&self) -> u64 {
         self.inner.counters.concurrency_limited_count()

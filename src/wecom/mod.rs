@@ -23,3 +23,4 @@ pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
 pub use error::WecomError;
 pub use pull::{pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
+pub use token::REFUSAL_HOLD;

@@ -14,7 +14,7 @@ use super::secret::Secret;
 /// blocked for an hour (about 2000 failures/hour, fact sheet §1.2); remembering the refusal keeps
 /// concurrent callers and quick re-runs from adding to that count, while a fix made in the admin
 /// console without a config change (re-enabling the app) still takes effect a minute later.
-const REFUSAL_HOLD: Duration = Duration::from_secs(60);
+pub const REFUSAL_HOLD: Duration = Duration::from_secs(60);
 
 /// WeCom tokens last `expires_in` (7200 s); WxJava treats them as expired 200 s early.
 const EARLY_REFRESH: u64 = 200;
@@ -92,6 +92,24 @@ impl TokenCache {
         }
     }
 
+    /// Holds `refusal`, which WeCom gave `age` ago (to an earlier process), as if this cache had
+    /// received it: until [`REFUSAL_HOLD`] after it, `get` returns it without fetching.
+    pub(crate) async fn remember_refusal(&self, refusal: WecomError, age: Duration) {
+        let now = Instant::now();
+        // Only fails within `age` of the clock's origin (boot); holding from now is then the
+        // safe side.
+        let at = now.checked_sub(age).unwrap_or(now);
+        self.state.lock().await.refusal = Some((at, refusal));
+    }
+
+    /// The refusal `get` is holding, with how long ago WeCom gave it.
+    pub(crate) async fn refusal(&self) -> Option<(WecomError, Duration)> {
+        let state = self.state.lock().await;
+        let (at, refusal) = state.refusal.as_ref()?;
+        let age = at.elapsed();
+        (age < REFUSAL_HOLD).then(|| (refusal.clone(), age))
+    }
+
     /// Drops the token of `generation` after WeCom called it invalid or expired.
     pub(crate) async fn invalidate(&self, generation: u64) {
         let mut state = self.state.lock().await;
@@ -139,5 +157,25 @@ mod tests {
         assert_eq!(cache.get(fetch("c")).await.unwrap().value.expose(), "b");
         cache.invalidate(second.generation).await;
         assert_eq!(cache.get(fetch("c")).await.unwrap().value.expose(), "c");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_refusal_is_held_for_what_is_left_of_the_hold() {
+        let cache = TokenCache::default();
+        let refusal = WecomError::Token {
+            error: crate::wecom::ApiError::new(40001, "invalid credential"),
+        };
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        cache
+            .remember_refusal(refusal, Duration::from_secs(45))
+            .await;
+        let (held, age) = cache.refusal().await.expect("held");
+        assert_eq!(held.errcode(), Some(40001));
+        assert_eq!(age, Duration::from_secs(45));
+        let fetch = || async { Ok((Secret::new("a"), 7200)) };
+        assert!(cache.get(fetch).await.is_err(), "refused without fetching");
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(cache.refusal().await.is_none());
+        assert_eq!(cache.get(fetch).await.unwrap().value.expose(), "a");
     }
 }

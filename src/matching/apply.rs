@@ -1,0 +1,297 @@
+//! Matching inside the write transaction of the change that caused it: a sync run's apply, a
+//! `host_users.put`, an import, `orgsync link` and `orgsync unlink`.
+//!
+//! Each pass loads the whole state and plans over it (a hash-map pass, fast at 100,000 a side:
+//! see `benches/matching.rs`), then writes only the link rows that change and drafts only
+//! their events. A sync run appends the drafts to its own events (interfaces §5: after the
+//! member and department events, before `sync.completed`); the other changes commit theirs on
+//! their own, without a `syncrun`.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::host_user::HostUser;
+use super::{plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State};
+use crate::events::{EventDraft, EventSource, EventType};
+use crate::model::userid_key;
+use crate::store::host_users::{self, Batch, BatchSummary};
+use crate::store::{event_log, links, mirror, StoreError};
+
+/// The links one change removed and created, and where matching stands after it.
+#[derive(Debug, Clone, Default)]
+pub struct LinkChanges {
+    pub removed: Vec<Removed>,
+    pub created: Vec<Created>,
+    pub assessment: Assessment,
+}
+
+impl LinkChanges {
+    /// `orgsync.link.removed` for each removal, then `orgsync.link.created` for each new link:
+    /// a consumer never holds two links for one member or one host user at once.
+    pub fn events(&self) -> Vec<EventDraft> {
+        let removed = self.removed.iter().map(|r| EventDraft {
+            kind: EventType::LinkRemoved,
+            subject: format!("member/{}", r.link.userid),
+            data: json!({
+                "userid": r.link.userid,
+                "host_user_id": r.host_user_id,
+                "reason": r.reason.as_str(),
+                "method": r.link.method.as_str(),
+            }),
+        });
+        let created = self.created.iter().map(|c| EventDraft {
+            kind: EventType::LinkCreated,
+            subject: format!("member/{}", c.link.userid),
+            data: json!({
+                "userid": c.link.userid,
+                "host_user_id": c.host_user_id,
+                "method": c.link.method.as_str(),
+            }),
+        });
+        removed.chain(created).collect()
+    }
+
+    /// Appends this change's events as a commit of their own (no sync run).
+    fn announce(
+        &self,
+        conn: &Connection,
+        source: &EventSource,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let drafts = self.events();
+        if !drafts.is_empty() {
+            event_log::append(conn, source, None, &drafts, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything matching decides from, as the store holds it now.
+pub fn load_state(conn: &Connection) -> Result<State, StoreError> {
+    let members = mirror::identities(conn)?
+        .into_iter()
+        .map(|identity| {
+            let facts = MemberFacts::new(
+                &identity.userid,
+                identity.name.as_deref(),
+                identity.mobile.as_deref(),
+            );
+            (identity.userid_key, facts)
+        })
+        .collect();
+    Ok(State {
+        members,
+        host_users: host_users::facts(conn)?,
+        links: links::load(conn)?,
+        held: links::holds(conn)?
+            .into_iter()
+            .map(|hold| hold.host_user_id)
+            .collect(),
+    })
+}
+
+/// Re-matches after a change to the mirror or the host users and writes the link changes; the
+/// caller announces them.
+pub fn rematch(conn: &Connection, now: DateTime<Utc>) -> Result<LinkChanges, StoreError> {
+    // A corp that does not use matching pays nothing for it on every sync.
+    if host_users::is_empty(conn)? && links::load(conn)?.is_empty() {
+        return Ok(LinkChanges::default());
+    }
+    let state = load_state(conn)?;
+    let plan = plan(&state);
+    write(conn, &plan, now)?;
+    Ok(LinkChanges {
+        removed: plan.removed,
+        created: plan.created,
+        assessment: plan.assessment,
+    })
+}
+
+fn write(conn: &Connection, plan: &Plan, now: DateTime<Utc>) -> Result<(), StoreError> {
+    for removed in &plan.removed {
+        links::delete(conn, &removed.host_user_id)?;
+        if removed.reason == Reason::MemberLeft {
+            links::hold(
+                conn,
+                &removed.host_user_id,
+                Reason::MemberLeft,
+                &removed.link.userid,
+                now,
+            )?;
+        }
+    }
+    for (host_user_id, userid) in &plan.respelled {
+        links::respell(conn, host_user_id, userid)?;
+    }
+    for created in &plan.created {
+        links::insert(conn, &created.host_user_id, &created.link, now)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("users[{index}] has the same id {id:?} as users[{first}]; give each host user once")]
+    Duplicate { index: u64, first: u64, id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `host_users.put`: writes the users (with `replace`, they become the whole set), re-matches,
+/// and commits the link events with them. Nothing is written if an id repeats.
+pub fn put_host_users(
+    conn: &Connection,
+    source: &EventSource,
+    users: &[HostUser],
+    replace: bool,
+    now: DateTime<Utc>,
+) -> Result<(BatchSummary, LinkChanges), PutError> {
+    let mut batch = Batch::begin(conn, now)?;
+    for (index, user) in (0u64..).zip(users) {
+        if let Some(duplicate) = batch.put(user, index)? {
+            return Err(PutError::Duplicate {
+                index,
+                first: duplicate.first,
+                id: user.id.clone(),
+            });
+        }
+    }
+    let summary = batch.finish(replace)?;
+    let changes = rematch(conn, now)?;
+    changes.announce(conn, source, now)?;
+    Ok((summary, changes))
+}
+
+/// The end of an import: re-match and announce, as [`put_host_users`] does.
+pub fn after_import(
+    conn: &Connection,
+    source: &EventSource,
+    now: DateTime<Utc>,
+) -> Result<LinkChanges, StoreError> {
+    let changes = rematch(conn, now)?;
+    changes.announce(conn, source, now)?;
+    Ok(changes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("host user {0:?} is not in the host-user set; check the id, or import it first with `orgsync host-users import FILE`")]
+    UnknownHostUser(String),
+    #[error("no member with userid {0:?} in the mirror; check the userid (they compare case-insensitively), or run `orgsync sync` if they joined recently")]
+    UnknownMember(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `orgsync link`: links the host user to the member by hand, replacing whatever link either
+/// had, releases the host user's hold, re-matches whoever that freed, and commits the events.
+/// Linking a pair that is already linked by hand changes nothing.
+pub fn link(
+    conn: &Connection,
+    source: &EventSource,
+    host_user_id: &str,
+    userid: &str,
+    now: DateTime<Utc>,
+) -> Result<LinkChanges, LinkError> {
+    if !host_users::exists(conn, host_user_id)? {
+        return Err(LinkError::UnknownHostUser(host_user_id.to_owned()));
+    }
+    let key = userid_key(userid);
+    let mut state = load_state(conn)?;
+    let Some(member) = state.members.get(&key) else {
+        return Err(LinkError::UnknownMember(userid.to_owned()));
+    };
+    let manual = Link {
+        userid_key: key.clone(),
+        userid: member.userid.clone(),
+        method: Method::Manual,
+    };
+    let already = state.links.get(host_user_id);
+    if already.is_some_and(|link| link.method == Method::Manual && link.userid_key == key) {
+        return Ok(LinkChanges {
+            assessment: plan(&state).assessment,
+            ..LinkChanges::default()
+        });
+    }
+
+    let mut displaced: Vec<Removed> = Vec::new();
+    let mut displaced_hosts: Vec<String> = state
+        .links
+        .iter()
+        .filter(|(_, link)| link.userid_key == key)
+        .map(|(host, _)| host.clone())
+        .collect();
+    if state.links.contains_key(host_user_id) && !displaced_hosts.iter().any(|h| h == host_user_id)
+    {
+        displaced_hosts.push(host_user_id.to_owned());
+    }
+    displaced_hosts.sort();
+    for host in displaced_hosts {
+        if let Some(link) = state.links.remove(&host) {
+            links::delete(conn, &host)?;
+            displaced.push(Removed {
+                host_user_id: host,
+                link,
+                reason: Reason::ReplacedByManual,
+            });
+        }
+    }
+    links::release(conn, host_user_id)?;
+    state.held.remove(host_user_id);
+    links::insert(conn, host_user_id, &manual, now)?;
+    state.links.insert(host_user_id.to_owned(), manual.clone());
+
+    let plan = plan(&state);
+    write(conn, &plan, now)?;
+    let mut created = vec![Created {
+        host_user_id: host_user_id.to_owned(),
+        link: manual,
+    }];
+    created.extend(plan.created);
+    displaced.extend(plan.removed);
+    let changes = LinkChanges {
+        removed: displaced,
+        created,
+        assessment: plan.assessment,
+    };
+    changes.announce(conn, source, now)?;
+    Ok(changes)
+}
+
+/// `orgsync unlink`: removes the host user's link, holds the host user from automatic
+/// matching (or the same link would come straight back), re-matches whoever that freed, and
+/// commits the events. `None` when the host user had no link.
+pub fn unlink(
+    conn: &Connection,
+    source: &EventSource,
+    host_user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<LinkChanges>, LinkError> {
+    let mut state = load_state(conn)?;
+    let Some(link) = state.links.remove(host_user_id) else {
+        if state.host_users.contains_key(host_user_id) {
+            return Ok(None);
+        }
+        return Err(LinkError::UnknownHostUser(host_user_id.to_owned()));
+    };
+    links::delete(conn, host_user_id)?;
+    links::hold(conn, host_user_id, Reason::ManualUnlink, &link.userid, now)?;
+    state.held.insert(host_user_id.to_owned());
+
+    let plan = plan(&state);
+    write(conn, &plan, now)?;
+    let mut removed = vec![Removed {
+        host_user_id: host_user_id.to_owned(),
+        link,
+        reason: Reason::ManualUnlink,
+    }];
+    removed.extend(plan.removed);
+    let changes = LinkChanges {
+        removed,
+        created: plan.created,
+        assessment: plan.assessment,
+    };
+    changes.announce(conn, source, now)?;
+    Ok(Some(changes))
+}

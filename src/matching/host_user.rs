@@ -1,0 +1,210 @@
+//! A host application's user as orgsync accepts it, over the socket or from an import file.
+//!
+//! The id is whatever the host application knows the user by. It may be sent as a JSON string
+//! or a JSON integer and is stored as a string: `42` and `"42"` are the same host user, and
+//! events carry `"host_user_id":"42"`. Ids compare exactly (case and all); one that is empty,
+//! starts or ends with whitespace, or holds a control character is refused rather than
+//! silently changed, since a changed id would be another user. Name, mobile and email are
+//! optional; an empty string is the same as absent.
+
+use serde_json::Value;
+
+/// Longest id, in characters.
+pub const MAX_ID_CHARS: usize = 256;
+/// Longest name, mobile or email, in characters.
+pub const MAX_FIELD_CHARS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUser {
+    pub id: String,
+    pub name: Option<String>,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostUserError {
+    #[error("a host user must be a JSON object like {{\"id\":\"42\",\"name\":\"王芳\",\"mobile\":\"13800138000\"}}")]
+    NotAnObject,
+    #[error("\"id\" is missing; give every host user the id your application knows it by")]
+    MissingId,
+    #[error("\"id\" must be a string or an integer, not {0}")]
+    IdType(&'static str),
+    #[error("\"id\" is empty")]
+    EmptyId,
+    #[error("\"id\" {0:?} starts or ends with whitespace; ids are compared exactly, so remove it")]
+    IdWhitespace(String),
+    #[error("\"{field}\" is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("\"{0}\" contains a control character")]
+    Control(&'static str),
+    #[error("\"{0}\" must be a string or null")]
+    FieldType(&'static str),
+}
+
+/// How much of a bad id an error message repeats.
+const ECHO_CHARS: usize = 64;
+
+impl HostUser {
+    /// From one element of `host_users.put`'s `users`, or one JSON Lines row. Unknown keys are
+    /// ignored, as in every request.
+    pub fn from_json(value: &Value) -> Result<HostUser, HostUserError> {
+        let Value::Object(fields) = value else {
+            return Err(HostUserError::NotAnObject);
+        };
+        let id = match fields.get("id") {
+            None | Some(Value::Null) => return Err(HostUserError::MissingId),
+            Some(Value::String(id)) => id.clone(),
+            Some(Value::Number(number)) => match (number.as_i64(), number.as_u64()) {
+                (Some(n), _) => n.to_string(),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => return Err(HostUserError::IdType("a fractional number")),
+            },
+            Some(Value::Bool(_)) => return Err(HostUserError::IdType("a boolean")),
+            Some(Value::Array(_)) => return Err(HostUserError::IdType("an array")),
+            Some(Value::Object(_)) => return Err(HostUserError::IdType("an object")),
+        };
+        let text = |field: &'static str| match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(HostUserError::FieldType(field)),
+        };
+        HostUser::from_fields(&id, text("name")?, text("mobile")?, text("email")?)
+    }
+
+    /// From one CSV row's cells, or after [`HostUser::from_json`] took the JSON apart.
+    pub fn from_fields(
+        id: &str,
+        name: Option<&str>,
+        mobile: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<HostUser, HostUserError> {
+        if id.is_empty() {
+            return Err(HostUserError::EmptyId);
+        }
+        check("id", id, MAX_ID_CHARS)?;
+        if id.trim() != id {
+            return Err(HostUserError::IdWhitespace(
+                id.chars().take(ECHO_CHARS).collect(),
+            ));
+        }
+        let field = |field: &'static str, value: Option<&str>| match value {
+            None | Some("") => Ok(None),
+            Some(value) => check(field, value, MAX_FIELD_CHARS).map(|()| Some(value.to_owned())),
+        };
+        Ok(HostUser {
+            id: id.to_owned(),
+            name: field("name", name)?,
+            mobile: field("mobile", mobile)?,
+            email: field("email", email)?,
+        })
+    }
+}
+
+fn check(field: &'static str, value: &str, max: usize) -> Result<(), HostUserError> {
+    if value.chars().count() > max {
+        return Err(HostUserError::TooLong { field, max });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(HostUserError::Control(field));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn user(id: &str, name: Option<&str>, mobile: Option<&str>, email: Option<&str>) -> HostUser {
+        HostUser {
+            id: id.into(),
+            name: name.map(Into::into),
+            mobile: mobile.map(Into::into),
+            email: email.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn accepts_string_and_integer_ids_and_optional_fields() {
+        let cases = [
+            (json!({"id": "42"}), user("42", None, None, None)),
+            (json!({"id": 42}), user("42", None, None, None)),
+            (json!({"id": -7}), user("-7", None, None, None)),
+            (
+                json!({"id": 18446744073709551615u64}),
+                user("18446744073709551615", None, None, None),
+            ),
+            (
+                json!({"id": "u-1", "name": "王芳", "mobile": "138 0013 8000", "email": "f@x.cn"}),
+                user("u-1", Some("王芳"), Some("138 0013 8000"), Some("f@x.cn")),
+            ),
+            (
+                json!({"id": "u-1", "name": null, "mobile": "", "extra": [1]}),
+                user("u-1", None, None, None),
+            ),
+            (json!({"id": "用户甲"}), user("用户甲", None, None, None)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(HostUser::from_json(&value), Ok(expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_usable_host_user() {
+        let long = "x".repeat(MAX_FIELD_CHARS + 1);
+        let cases = [
+            (json!("42"), HostUserError::NotAnObject),
+            (json!({}), HostUserError::MissingId),
+            (json!({"id": null}), HostUserError::MissingId),
+            (json!({"id": ""}), HostUserError::EmptyId),
+            (
+                json!({"id": 4.5}),
+                HostUserError::IdType("a fractional number"),
+            ),
+            (json!({"id": true}), HostUserError::IdType("a boolean")),
+            (json!({"id": [1]}), HostUserError::IdType("an array")),
+            (
+                json!({"id": " 42"}),
+                HostUserError::IdWhitespace(" 42".into()),
+            ),
+            (json!({"id": "42\n"}), HostUserError::Control("id")),
+            (
+                json!({"id": "a", "name": 5}),
+                HostUserError::FieldType("name"),
+            ),
+            (
+                json!({"id": "a", "mobile": 13800138000u64}),
+                HostUserError::FieldType("mobile"),
+            ),
+            (
+                json!({"id": "a", "email": long}),
+                HostUserError::TooLong {
+                    field: "email",
+                    max: MAX_FIELD_CHARS,
+                },
+            ),
+            (
+                json!({"id": "x".repeat(MAX_ID_CHARS + 1)}),
+                HostUserError::TooLong {
+                    field: "id",
+                    max: MAX_ID_CHARS,
+                },
+            ),
+            (
+                json!({"id": "a", "name": "王\u{0}芳"}),
+                HostUserError::Control("name"),
+            ),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(HostUser::from_json(&value), Err(expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn lengths_are_counted_in_characters() {
+        let name = "芳".repeat(MAX_FIELD_CHARS);
+        assert!(HostUser::from_fields("1", Some(&name), None, None).is_ok());
+    }
+}

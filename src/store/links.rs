@@ -1,0 +1,125 @@
+//! Links between host users and members, and the host users held from automatic matching.
+//! Only matching ([`crate::matching::apply`]) writes them, inside the transaction of the change
+//! that caused the write.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::matching::{FastMap, Link, Method, Reason};
+
+/// Every link, by host user id.
+pub fn load(conn: &Connection) -> Result<FastMap<String, Link>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT host_user_id, userid_key, userid, method FROM links")?;
+    let mut rows = stmt.query([])?;
+    let mut links = FastMap::default();
+    while let Some(row) = rows.next()? {
+        let method: String = row.get(3)?;
+        links.insert(
+            row.get(0)?,
+            Link {
+                userid_key: row.get(1)?,
+                userid: row.get(2)?,
+                method: parse_method(&method)?,
+            },
+        );
+    }
+    Ok(links)
+}
+
+fn parse_method(text: &str) -> Result<Method, StoreError> {
+    Method::parse(text).ok_or_else(|| StoreError::Decode {
+        what: "link method",
+        source: serde::de::Error::custom(format!("unknown link method {text:?}")),
+    })
+}
+
+pub fn insert(
+    conn: &Connection,
+    host_user_id: &str,
+    link: &Link,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO links (host_user_id, userid_key, userid, method, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        host_user_id,
+        link.userid_key,
+        link.userid,
+        link.method.as_str(),
+        now.to_rfc3339()
+    ])?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, host_user_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM links WHERE host_user_id = ?1")?
+        .execute([host_user_id])?;
+    Ok(())
+}
+
+/// Records how WeCom now spells a linked member's userid.
+pub fn respell(conn: &Connection, host_user_id: &str, userid: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE links SET userid = ?2 WHERE host_user_id = ?1")?
+        .execute([host_user_id, userid])?;
+    Ok(())
+}
+
+/// A host user that automatic matching must not link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    pub host_user_id: String,
+    /// `manual_unlink` or `member_left`.
+    pub reason: String,
+    /// The member of the link whose end caused the hold.
+    pub userid: String,
+    pub since: String,
+}
+
+/// Every hold, by host user id.
+pub fn holds(conn: &Connection) -> Result<Vec<Hold>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT host_user_id, reason, userid, since FROM match_holds ORDER BY host_user_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Hold {
+            host_user_id: r.get(0)?,
+            reason: r.get(1)?,
+            userid: r.get(2)?,
+            since: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Holds a host user; a newer hold replaces an older one.
+pub fn hold(
+    conn: &Connection,
+    host_user_id: &str,
+    reason: Reason,
+    userid: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO match_holds (host_user_id, reason, userid, since)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        host_user_id,
+        reason.as_str(),
+        userid,
+        now.to_rfc3339()
+    ])?;
+    Ok(())
+}
+
+/// Releases a host user's hold (a manual link decided about it).
+pub fn release(conn: &Connection, host_user_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM match_holds WHERE host_user_id = ?1")?
+        .execute([host_user_id])?;
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod events;
 pub mod guard;
 pub mod logging;
 pub mod matching;
+pub mod memory;
 pub mod model;
 pub mod schedule;
 pub mod simulator;

@@ -1,3 +1,4 @@
 fn main() -> std::process::ExitCode {
+    orgsync::memory::limit_arenas();
     orgsync::cli::main()
 }

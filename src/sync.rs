@@ -19,6 +19,7 @@ use crate::diff::{diff, Changeset};
 use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
 use crate::matching;
+use crate::memory;
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
 use crate::store::token_refusal::{self, Refusal};
@@ -86,10 +87,11 @@ pub struct RunStats {
     pub diff_ms: u64,
     /// Writing the changed rows of the mirror.
     pub apply_ms: u64,
-    /// Re-matching host users against the changed mirror (nothing without host users).
-    pub match_ms: u64,
-    /// Drafting, encoding and appending the events, then freeing the changes.
+    /// Drafting, encoding and appending the events, and freeing the changes after theirs.
     pub events_ms: u64,
+    /// Re-matching host users against the changed mirror (nothing without host users), after
+    /// the member events and before the link events.
+    pub match_ms: u64,
     pub commit_ms: u64,
     pub api_calls: u64,
 }
@@ -330,7 +332,7 @@ impl Syncer {
             .await;
         // In the background: at 100,000 members the trim takes a tenth of a second that no
         // caller needs to wait for.
-        tokio::task::spawn_blocking(release_freed_memory);
+        tokio::task::spawn_blocking(memory::release_freed);
         match outcome {
             Ok(Applied::Completed { counts, mut stats }) => {
                 stats.pull_ms = pull_ms;
@@ -492,6 +494,12 @@ fn apply(
 
         mirror::apply(tx, &changes)?;
         stats.apply_ms = lap.next();
+        // The member and department events go first (interfaces §5), so the changes can be
+        // freed before matching loads its own state: at 100,000 members the two together
+        // would set the run's peak memory.
+        event_log::append_each(tx, source, Some(run), changeset_drafts(&changes), now)?;
+        drop(changes);
+        stats.events_ms = lap.next();
         let links = matching::apply::rematch(tx, now)?;
         stats.match_ms = lap.next();
         let counts = RunCounts {
@@ -501,35 +509,23 @@ fn apply(
             links_created: links.created.len(),
             links_removed: links.removed.len(),
         };
-        event_log::append_each(tx, source, Some(run), changeset_drafts(&changes), now)?;
-        let mut closing = links.events();
-        closing.push(EventDraft {
+        event_log::append_each(tx, source, Some(run), links.drafts(), now)?;
+        drop(links);
+        let completed = EventDraft {
             kind: EventType::SyncCompleted,
             subject: format!("run/{run}"),
             data: json!({"run": run.to_string(), "trigger": trigger, "counts": counts}),
-        });
-        event_log::append(tx, source, Some(run), &closing, now)?;
+        };
+        event_log::append(tx, source, Some(run), &[completed], now)?;
         let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
         runs::finish(tx, run, Outcome::Completed, &detail)?;
-        drop(changes);
-        stats.events_ms = lap.next();
+        stats.events_ms += lap.next();
         Ok(Applied::Completed { counts, stats })
     })?;
     if let Applied::Completed { stats, .. } = &mut applied {
         stats.commit_ms = lap.next();
     }
     Ok(applied)
-}
-
-/// Hands the memory a run has freed back to the system. glibc keeps freed heap pages for reuse,
-/// so after a run of 100,000 members the daemon would sit on about 190 MiB it no longer uses
-/// until the next run, which then peaks higher for it.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Times consecutive phases: each `next` returns the milliseconds since the previous one.

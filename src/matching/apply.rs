@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use serde_json::json;
+use serde::Serialize;
 
 use super::host_user::HostUser;
 use super::{plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State};
@@ -28,28 +28,30 @@ pub struct LinkChanges {
 
 impl LinkChanges {
     /// `orgsync.link.removed` for each removal, then `orgsync.link.created` for each new link:
-    /// a consumer never holds two links for one member or one host user at once.
-    pub fn events(&self) -> Vec<EventDraft> {
+    /// a consumer never holds two links for one member or one host user at once. Drafted as
+    /// they are appended, borrowing from the changes: a first import creates one per host user.
+    pub fn drafts(&self) -> impl Iterator<Item = EventDraft<LinkData<'_>>> + '_ {
         let removed = self.removed.iter().map(|r| EventDraft {
             kind: EventType::LinkRemoved,
             subject: format!("member/{}", r.link.userid),
-            data: json!({
-                "userid": r.link.userid,
-                "host_user_id": r.host_user_id,
-                "reason": r.reason.as_str(),
-                "method": r.link.method.as_str(),
-            }),
+            data: LinkData {
+                userid: &r.link.userid,
+                host_user_id: &r.host_user_id,
+                reason: Some(r.reason.as_str()),
+                method: r.link.method.as_str(),
+            },
         });
         let created = self.created.iter().map(|c| EventDraft {
             kind: EventType::LinkCreated,
             subject: format!("member/{}", c.link.userid),
-            data: json!({
-                "userid": c.link.userid,
-                "host_user_id": c.host_user_id,
-                "method": c.link.method.as_str(),
-            }),
+            data: LinkData {
+                userid: &c.link.userid,
+                host_user_id: &c.host_user_id,
+                reason: None,
+                method: c.link.method.as_str(),
+            },
         });
-        removed.chain(created).collect()
+        removed.chain(created)
     }
 
     /// Appends this change's events as a commit of their own (no sync run).
@@ -59,12 +61,21 @@ impl LinkChanges {
         source: &EventSource,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let drafts = self.events();
-        if !drafts.is_empty() {
-            event_log::append(conn, source, None, &drafts, now)?;
+        if !(self.removed.is_empty() && self.created.is_empty()) {
+            event_log::append_each(conn, source, None, self.drafts(), now)?;
         }
         Ok(())
     }
+}
+
+/// The `data` of a link event; `reason` only on `orgsync.link.removed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LinkData<'a> {
+    pub userid: &'a str,
+    pub host_user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub method: &'static str,
 }
 
 /// Everything matching decides from, as the store holds it now.

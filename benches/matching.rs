@@ -38,57 +38,16 @@ const SIZE: usize = 100_000;
 /// A member as the mirror holds it: userid, name, mobile.
 type Raw = (String, String, String);
 
-fn members() -> Vec<Raw> {
-    Directory::generate(7, 5000, SIZE)
+/// The members, and one host user derived from each (`Directory::host_users`).
+fn company() -> (Vec<Raw>, Vec<HostUser>) {
+    let directory = Directory::generate(7, 5000, SIZE);
+    let hosts = directory.host_users();
+    let members = directory
         .users
         .into_iter()
         .map(|u| (u.userid, u.name, u.mobile))
-        .collect()
-}
-
-/// One host user per member, varied by position.
-fn host_users(members: &[Raw]) -> Vec<HostUser> {
-    members
-        .iter()
-        .enumerate()
-        .map(|(i, (_, name, mobile))| {
-            let (head, rest) = mobile.split_at(3);
-            let (mid, tail) = rest.split_at(4);
-            let (name, mobile) = match i % 20 {
-                0..=5 => (Some(name.clone()), Some(format!("+86 {head}-{mid}-{tail}"))),
-                6..=7 => (
-                    Some(name.clone()),
-                    Some(format!("(+86) {head} {mid} {tail}")),
-                ),
-                8..=9 => (Some(name.clone()), Some(format!("0086{mobile}"))),
-                10..=12 => (Some(name.clone()), Some(mobile.clone())),
-                13..=14 => (Some(name.clone()), None),
-                // The same mobile as the previous host user: a shared phone.
-                15 => (
-                    Some(format!("{name}（家属）")),
-                    Some(members[i - 1].2.clone()),
-                ),
-                // An outdated mobile: a name match that the phones contradict.
-                16 => (Some(name.clone()), Some(format!("199{:08}", i))),
-                // Not in WeCom at all.
-                17 => (
-                    Some(format!("外部{i}")),
-                    Some(format!("+1 415 555 {:04}", i % 10_000)),
-                ),
-                18 => (None, None),
-                _ => (
-                    Some(format!(" {name}\u{3000}")),
-                    Some(format!("{head} {mid} {tail}")),
-                ),
-            };
-            HostUser {
-                id: (1_000_000 + i).to_string(),
-                name,
-                mobile,
-                email: None,
-            }
-        })
-        .collect()
+        .collect();
+    (members, hosts)
 }
 
 fn state(members: &[Raw], hosts: &[HostUser]) -> State {
@@ -117,8 +76,7 @@ fn state(members: &[Raw], hosts: &[HostUser]) -> State {
 }
 
 fn matching(c: &mut Criterion) {
-    let members = members();
-    let hosts = host_users(&members);
+    let (members, hosts) = company();
     let fresh = state(&members, &hosts);
     let first = plan(&fresh);
     let mut linked = fresh.clone();

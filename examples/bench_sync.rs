@@ -29,9 +29,13 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use chrono::Utc;
 use orgsync::config::Config;
+use orgsync::events::EventSource;
+use orgsync::matching::apply::{put_host_users, PutError};
 use orgsync::simulator::{Directory, MutationSummary, Simulator};
 use orgsync::store::runs::Trigger;
+use orgsync::store::Store;
 use orgsync::sync::{Mode, RunReport, RunStats, Syncer};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
@@ -52,6 +56,11 @@ struct Args {
     /// `wecom.concurrency`: user/list calls in flight.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Host-application accounts imported before the first run, so that every run also
+    /// re-matches: the first N of `Directory::host_users` (one per member, in every format a
+    /// real host list has). 0 measures the sync alone.
+    #[arg(long, default_value_t = 0)]
+    host_users: usize,
     /// Fraction of the members changed before the third run.
     #[arg(long, default_value_t = 0.01)]
     change: f64,
@@ -82,6 +91,8 @@ enum Role {
 }
 
 fn main() -> Result<()> {
+    // As the orgsync binary does first: the worker measures the pipeline as orgsync runs it.
+    orgsync::memory::limit_arenas();
     let args = Args::parse();
     match args.role {
         Role::Driver => drive(&args),
@@ -135,6 +146,7 @@ fn forwarded(args: &Args, role: Role) -> Vec<String> {
         format!("--latency-ms={}", args.latency_ms),
         format!("--concurrency={}", args.concurrency),
         format!("--change={}", args.change),
+        format!("--host-users={}", args.host_users),
         format!("--seed={}", args.seed),
         format!("--store-dir={}", args.store_dir.display()),
         format!(
@@ -187,6 +199,8 @@ struct Measured {
     /// The RSS when the run started: what the runs before it left.
     start_rss_mib: f64,
     changes: Value,
+    /// Links the run's re-matching created and removed.
+    links: [usize; 2],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,6 +217,9 @@ fn work(args: &Args) -> Result<WorkerReport> {
         .prefix("orgsync-bench-")
         .tempdir_in(&args.store_dir)?;
     let config = bench_config(&simulator.info, args.concurrency, workdir.path())?;
+    if args.host_users > 0 {
+        import_host_users(args, &config.store.path)?;
+    }
     let syncer = Syncer::from_config(&config)?;
 
     let mut runs = Vec::with_capacity(3);
@@ -225,6 +242,21 @@ fn work(args: &Args) -> Result<WorkerReport> {
         process_peak_rss_mib,
         idle_rss_mib,
     })
+}
+
+/// Imports the host accounts as `orgsync host-users import` would, then hands the memory the
+/// generated directory took back to the system, so that the first run starts from a small RSS.
+fn import_host_users(args: &Args, store: &Path) -> Result<()> {
+    let mut users = generate(args).host_users();
+    users.truncate(args.host_users);
+    let source = EventSource::new("wwbench");
+    let mut store = Store::open(store)?;
+    store.try_write(|tx| -> Result<_, PutError> {
+        put_host_users(tx, &source, &users, true, Utc::now())
+    })?;
+    drop(users);
+    orgsync::memory::release_freed();
+    Ok(())
 }
 
 fn bench_config(info: &SimulatorInfo, concurrency: usize, dir: &Path) -> Result<Config> {
@@ -255,6 +287,9 @@ fn measure(
     simulator: &mut SimulatorHandle,
     scenario: &str,
 ) -> Result<Measured> {
+    // A daemon's runs are hours apart: let the previous run finish returning its freed memory
+    // (in the background) before this one starts, or its peak would include that memory.
+    std::thread::sleep(Duration::from_secs(1));
     let calls_before = simulator.calls()?;
     let simulator_cpu_before = simulator.cpu_ms()?;
     let start_rss_mib = status_kib("VmRSS")? as f64 / 1024.0;
@@ -298,6 +333,7 @@ fn measure(
         phase_cpu_ms,
         start_rss_mib,
         changes: serde_json::to_value(counts.changes)?,
+        links: [counts.links_created, counts.links_removed],
         stats: Phases::from(&stats),
     })
 }
@@ -664,6 +700,7 @@ impl Medians {
         json!({
             "members": args.members,
             "departments": args.departments,
+            "host_users": args.host_users,
             "latency_ms": args.latency_ms,
             "concurrency": args.concurrency,
             "repeat": self.repeat,
@@ -675,9 +712,10 @@ impl Medians {
 
     fn print(&self, args: &Args) {
         println!(
-            "orgsync bench_sync: {} members, {} departments, latency {} ms, concurrency {}; median of {} worker(s){}",
+            "orgsync bench_sync: {} members, {} departments, {} host users, latency {} ms, concurrency {}; median of {} worker(s){}",
             args.members,
             args.departments,
+            args.host_users,
             args.latency_ms,
             args.concurrency,
             self.repeat,
@@ -755,10 +793,12 @@ impl Medians {
                 .map(|(endpoint, n)| format!("{endpoint} {n}"))
                 .collect();
             println!(
-                "{}: simulator saw {}; changes {}",
+                "{}: simulator saw {}; changes {}; links +{} -{}",
                 run.scenario,
                 calls.join(", "),
-                run.changes
+                run.changes,
+                run.links[0],
+                run.links[1]
             );
         }
         if args.latency_ms > 0 {
@@ -808,6 +848,7 @@ fn median_run(all: &[&Measured]) -> Measured {
         phase_cpu_ms: [0, 1, 2].map(|i| pick(&|m| m.phase_cpu_ms[i])),
         start_rss_mib: pick(&|m| m.start_rss_mib),
         changes: first.changes.clone(),
+        links: first.links,
     }
 }
 
@@ -826,8 +867,8 @@ mod tests {
     use super::*;
 
     /// The bench at a tiny size, with the simulator in-process (the child role needs the
-    /// example's own binary): every run completes, and a full sync costs one call per
-    /// department and none per member.
+    /// example's own binary): every run completes, a full sync costs one call per department
+    /// and none per member, and the imported host users are linked by the first run only.
     #[test]
     fn a_tiny_directory_runs_end_to_end() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -836,6 +877,7 @@ mod tests {
             "--members=60",
             "--departments=8",
             "--change=0.1",
+            "--host-users=60",
             "--in-process-simulator",
             &format!("--store-dir={}", dir.path().display()),
         ]);
@@ -851,7 +893,9 @@ mod tests {
             first.stats.api_calls
         );
         assert_eq!(first.changes["members_joined"], 60);
+        assert!(first.links[0] > 0, "the imported host users are matched");
         assert_eq!(report.runs[1].changes["members_updated"], 0);
+        assert_eq!(report.runs[1].links, [0, 0]);
         assert!(report.runs[2].changes["members_updated"].as_u64() > Some(0));
         assert!(first.peak_rss_mib > 0.0);
     }

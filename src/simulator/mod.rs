@@ -24,6 +24,7 @@ mod endpoint;
 mod errcode;
 mod fault;
 mod generate;
+mod host_users;
 mod http;
 mod limits;
 mod names;

@@ -2,9 +2,9 @@
 //!
 //! The members are the simulator's generated company (`Directory::generate(7, 5000, 100_000)`:
 //! realistic Chinese names, many of them shared, and unique mobiles). The host users are derived
-//! from them the way a real host application's list differs from WeCom: mobiles in every
-//! format, some missing, some shared by two accounts, some people known only by name, some
-//! with an outdated mobile, and some who are not in WeCom at all.
+//! from them by `Directory::host_users`, the way a real host application's list differs from
+//! WeCom: mobiles in every format, some missing, some shared by two accounts, some people known
+//! only by name, some with an outdated mobile, and some who are not in WeCom at all.
 //!
 //! - `normalize`: NFKC names and E.164 mobiles for both sides (what loading the state costs
 //!   beyond reading the rows).
@@ -15,10 +15,9 @@
 //!   transaction, as a sync run does after applying its changes.
 //!
 //! Run with `cargo bench --bench matching`. Measured on the 2-core development machine in a
-//! release build, while other builds shared it (load average 4 to 6, so idle numbers are
-//! lower): normalize ≈ 175 ms, first_pass ≈ 225 ms, steady_state ≈ 165 ms,
-//! rematch_in_store ≈ 415 ms. The derived set links 78,484 host users (75,000 by phone),
-//! leaves 5,106 ambiguous and 16,410 unmatched.
+//! release build at a load average of 0.3: normalize ≈ 135 ms, first_pass ≈ 161 ms,
+//! steady_state ≈ 127 ms, rematch_in_store ≈ 334 ms. The derived set links 78,484 host users
+//! (75,000 by phone), leaves 5,106 ambiguous and 16,410 unmatched.
 
 use std::hint::black_box;
 

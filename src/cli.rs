@@ -89,6 +89,16 @@ enum Command {
         /// A directory as JSON (default: the demo company).
         #[arg(long, value_name = "FILE")]
         directory: Option<PathBuf>,
+        /// Serve a generated company of this many members instead: the benchmarks' seeded
+        /// generator, for trying orgsync at scale.
+        #[arg(long, value_name = "N", conflicts_with = "directory")]
+        members: Option<usize>,
+        /// Departments of the generated company (default: one per 20 members).
+        #[arg(long, value_name = "N", requires = "members")]
+        departments: Option<usize>,
+        /// Seed of the generated company: the same seed gives the same company.
+        #[arg(long, value_name = "N", requires = "members")]
+        seed: Option<u64>,
     },
     /// The host application's users, which are matched to WeCom members.
     #[command(subcommand)]
@@ -175,6 +185,10 @@ impl CliError {
         }
     }
 }
+
+/// The seed `orgsync simulator --members` generates with unless told: the benchmarks' default,
+/// so that the same command serves the company the numbers in docs/performance.md came from.
+const GENERATED_SEED: u64 = 2024;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -267,23 +281,36 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 .map_err(|e| CliError::Failed(format!("demo failed: {e}")))?;
             Ok(0)
         }
-        Command::Simulator { listen, directory } => {
+        Command::Simulator {
+            listen,
+            directory,
+            members,
+            departments,
+            seed,
+        } => {
             logging::init_for_demo();
-            let directory = match directory {
-                Some(path) => simulator::Directory::load(&path)
+            let directory = match (directory, members) {
+                (Some(path), _) => simulator::Directory::load(&path)
                     .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?,
-                None => simulator::Directory::sample(),
+                (None, Some(members)) => simulator::Directory::generate(
+                    seed.unwrap_or(GENERATED_SEED),
+                    departments.unwrap_or(members / 20).max(1),
+                    members,
+                ),
+                (None, None) => simulator::Directory::sample(),
             };
             // A simulated tenant's made-up secret: printing it is how a user configures orgsync.
-            println!(
-                "simulated WeCom on http://{listen}: corp_id {} with secret {} ({} departments, {} members); Ctrl-C stops it",
+            let banner = format!(
+                "corp_id {} with secret {} ({} departments, {} members); Ctrl-C stops it",
                 directory.corp_id,
                 directory.corp_secret,
                 directory.departments.len(),
                 directory.users.len()
             );
             runtime()?
-                .block_on(simulator::serve(listen, directory))
+                .block_on(simulator::serve(listen, directory, |api_base| {
+                    println!("simulated WeCom on {api_base}: {banner}");
+                }))
                 .map_err(|e| CliError::Failed(format!("simulator failed: {e}")))?;
             Ok(0)
         }

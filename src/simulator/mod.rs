@@ -154,13 +154,15 @@ impl Drop for Simulator {
     }
 }
 
-/// Runs a standalone simulator on `addr` until ctrl-c (`orgsync simulator`).
-pub async fn serve(addr: SocketAddr, directory: Directory) -> std::io::Result<()> {
+/// Runs a standalone simulator on `addr` until ctrl-c (`orgsync simulator`). `ready` is called
+/// once it listens, with its API base (the port chosen when `addr` asks for port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    directory: Directory,
+    ready: impl FnOnce(&str),
+) -> std::io::Result<()> {
     let simulator = Simulator::start_on(addr, directory).await?;
-    tracing::info!(
-        api_base = %simulator.api_base(),
-        "WeCom simulator listening; control API under /_sim/"
-    );
+    ready(&simulator.api_base());
     let stopped = tokio::signal::ctrl_c().await;
     simulator.shutdown().await;
     stopped

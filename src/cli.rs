@@ -382,8 +382,12 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
     })?;
     report.log(Trigger::Cli);
     match report {
-        RunReport::DryRun { changes, hold } => {
-            print!("{}", dry_run::render(&changes, hold.as_ref()));
+        RunReport::DryRun {
+            changes,
+            links,
+            hold,
+        } => {
+            print!("{}", dry_run::render(&changes, &links, hold.as_ref()));
             Ok(0)
         }
         RunReport::Completed { run, counts, stats } => {

@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use crate::diff::{Changeset, FieldChanges};
 use crate::guard::Hold;
+use crate::matching::apply::LinkChanges;
 use crate::model::{Department, Member};
 
-pub fn render(changes: &Changeset, hold: Option<&Hold>) -> String {
+pub fn render(changes: &Changeset, links: &LinkChanges, hold: Option<&Hold>) -> String {
     let mut out = String::new();
     if changes.is_empty() {
         out.push_str("No changes: the mirror matches WeCom.\n");
@@ -72,9 +73,28 @@ pub fn render(changes: &Changeset, hold: Option<&Hold>) -> String {
             name_of(department)
         );
     }
+    // In the order the run's link events would come: removals first.
+    for removed in &links.removed {
+        let _ = writeln!(
+            out,
+            "- unlink host user {} from {} ({})",
+            removed.host_user_id,
+            removed.link.userid,
+            removed.reason.as_str()
+        );
+    }
+    for created in &links.created {
+        let _ = writeln!(
+            out,
+            "+ link   host user {} to {} (by {})",
+            created.host_user_id,
+            created.link.userid,
+            created.link.method.as_str()
+        );
+    }
     let _ = writeln!(
         out,
-        "\nWould apply: {} join, {} change (of which {} move), {} leave; departments: {} created, {} updated, {} deleted. Nothing was written.",
+        "\nWould apply: {} join, {} change (of which {} move), {} leave; departments: {} created, {} updated, {} deleted; links: {} created, {} removed. Nothing was written.",
         changes.members_joined.len(),
         changes.members_updated.len(),
         moves,
@@ -82,6 +102,8 @@ pub fn render(changes: &Changeset, hold: Option<&Hold>) -> String {
         changes.departments_created.len(),
         changes.departments_updated.len(),
         changes.departments_deleted.len(),
+        links.created.len(),
+        links.removed.len(),
     );
     if let Some(hold) = hold {
         let _ = writeln!(

@@ -19,6 +19,7 @@ use crate::diff::{diff, Changeset};
 use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
 use crate::matching;
+use crate::matching::apply::LinkChanges;
 use crate::memory;
 use crate::model::{DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
@@ -115,6 +116,7 @@ pub enum RunReport {
     /// What a run would change; nothing was written.
     DryRun {
         changes: Box<Changeset>,
+        links: Box<LinkChanges>,
         hold: Option<Hold>,
     },
 }
@@ -169,12 +171,18 @@ impl RunReport {
                 error = %error,
                 "sync failed"
             ),
-            RunReport::DryRun { changes, hold } => tracing::info!(
+            RunReport::DryRun {
+                changes,
+                links,
+                hold,
+            } => tracing::info!(
                 %trigger,
                 outcome = "dry_run",
                 members_joined = changes.members_joined.len(),
                 members_updated = changes.members_updated.len(),
                 members_left = changes.members_left.len(),
+                links_created = links.created.len(),
+                links_removed = links.removed.len(),
                 would_hold = hold.is_some(),
                 "dry run finished; nothing written"
             ),
@@ -317,8 +325,10 @@ impl Syncer {
                         snapshot.members.len(),
                         &changes,
                     );
+                    let links = matching::apply::preview(store.conn(), &changes)?;
                     Ok(RunReport::DryRun {
                         changes: Box::new(changes),
+                        links: Box::new(links),
                         hold,
                     })
                 })

@@ -566,3 +566,60 @@ async fn a_shared_mobile_is_never_linked_on_either_side() {
     assert_eq!(pairs(&phones[1]["members"], "userid"), ["lina", "wangfang"]);
     assert_eq!(pairs(&phones[1]["host_users"], "id"), ["3"]);
 }
+
+/// `sync --dry-run` names the links the run would remove and create, writes nothing, and the
+/// run then does exactly that.
+#[tokio::test]
+async fn a_dry_run_predicts_the_link_changes_the_run_then_makes() {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    const NEWCOMER: &str = "13722223333";
+    let users = write(
+        &env,
+        "users.csv",
+        &format!("id,name,mobile\n1,徐浩,{XUHAO}\n2,李娜,{LINA}\n3,Someone,{NEWCOMER}\n"),
+    );
+    let output = import(&env, &users, &[]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+
+    // 徐浩 leaves; a newcomer with host user 3's mobile joins.
+    env.sim.edit(|d| {
+        let departments = d.users[0].department.clone();
+        d.users.retain(|u| u.userid != "xuhao");
+        let mut newcomer = SimUser::new("Newcomer", "新人", &departments);
+        newcomer.mobile = NEWCOMER.into();
+        d.users.push(newcomer);
+    });
+    let before = env.state();
+    let head_before = head(&env).await;
+    let output = env.run(&["sync", "--dry-run"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    for line in [
+        "- unlink host user 1 from xuhao (member_left)",
+        "+ link   host user 3 to Newcomer (by phone)",
+        "links: 1 created, 1 removed. Nothing was written.",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert_eq!(env.state(), before, "--dry-run wrote to the store");
+
+    env.sync().await;
+    let made: Vec<(String, String, String)> = link_events(&env.events_since(head_before).await)
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("").to_owned(),
+                e["data"]["host_user_id"].as_str().unwrap_or("").to_owned(),
+                e["data"]["userid"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("orgsync.link.removed".into(), "1".into(), "xuhao".into()),
+            ("orgsync.link.created".into(), "3".into(), "Newcomer".into()),
+        ]
+    );
+}

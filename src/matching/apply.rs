@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::host_user::HostUser;
 use super::{plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State};
+use crate::diff::Changeset;
 use crate::events::{EventDraft, EventSource, EventType};
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
@@ -112,6 +113,37 @@ pub fn rematch(conn: &Connection, now: DateTime<Utc>) -> Result<LinkChanges, Sto
     let state = load_state(conn)?;
     let plan = plan(&state);
     write(conn, &plan, now)?;
+    Ok(LinkChanges {
+        removed: plan.removed,
+        created: plan.created,
+        assessment: plan.assessment,
+    })
+}
+
+/// The links a run applying `changes` would create and remove, writing nothing (`orgsync sync
+/// --dry-run`): the state as the store holds it, with the changed members' identities as the
+/// run would write them. The same plan a run's [`rematch`] makes after its mirror changes.
+pub fn preview(conn: &Connection, changes: &Changeset) -> Result<LinkChanges, StoreError> {
+    if host_users::is_empty(conn)? && links::load(conn)?.is_empty() {
+        return Ok(LinkChanges::default());
+    }
+    let mut state = load_state(conn)?;
+    let written = changes
+        .members_joined
+        .iter()
+        .chain(changes.members_updated.iter().map(|update| &update.member));
+    for member in written {
+        let facts = MemberFacts::new(
+            &member.userid,
+            member.name.as_deref(),
+            member.mobile.as_deref(),
+        );
+        state.members.insert(member.key(), facts);
+    }
+    for member in &changes.members_left {
+        state.members.remove(&member.key());
+    }
+    let plan = plan(&state);
     Ok(LinkChanges {
         removed: plan.removed,
         created: plan.created,

@@ -18,7 +18,7 @@ pub struct Status {
     pub corp_id: String,
     pub last_run: Option<RunRecord>,
     pub recent_runs: Vec<RunRecord>,
-    /// The pending changes of the last run, if the deletion guard held it.
+    /// The pending changes of the last held run, while no run has completed since.
     pub held: Option<Value>,
     /// In the schedule's zone, RFC 3339.
     pub next_run: Option<String>,
@@ -55,10 +55,7 @@ pub fn collect(
 ) -> Result<Status, StoreError> {
     let recent_runs = runs::recent(conn, 5)?;
     let last_run = runs::last_finished(conn)?;
-    let held = last_run
-        .as_ref()
-        .filter(|run| run.outcome == Outcome::Held)
-        .map(|run| run.detail.clone());
+    let held = runs::pending_hold(conn)?.map(|run| run.detail);
     let head = event_log::head(conn)?;
     Ok(Status {
         corp_id: corp_id.to_owned(),

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{describe, error_line, types, Env, StoreState};
-use orgsync::simulator::{Directory, SimUser};
+use orgsync::simulator::{Directory, Endpoint, Fault, SimUser};
 use serde_json::{json, Value};
 
 fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {
@@ -215,4 +215,38 @@ async fn a_narrowed_visible_range_fails_and_rerooting_into_it_is_held() {
         "{text}"
     );
     assert_eq!(env.state().mirror.members.len(), 15);
+}
+
+/// A run that fails after a held one does not hide the hold: its changes still wait for an
+/// admin, so `status` shows both the failure (exit 1) and the pending hold, until a run
+/// completes.
+#[tokio::test]
+async fn a_failed_run_after_a_held_one_keeps_the_hold_in_status() {
+    let env = Env::with_config(
+        Directory::sample(),
+        "[safety]\nmax_deletes = 2\nmax_delete_ratio = 1.0\n",
+    )
+    .await;
+    env.sync().await;
+    env.sim.edit(reorganize);
+    let output = env.run(&["sync"]).await;
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+
+    env.sim
+        .inject(Fault::Errcode(60011).on(Endpoint::DepartmentList));
+    let output = env.run(&["sync"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    let (code, text, json) = status(&env).await;
+    assert_eq!(code, Some(1), "the last run failed: {text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("HELD:       3 members would leave"), "{text}");
+    assert_eq!(json["held"]["pending"]["members_left"], 3);
+
+    let output = env.run(&["sync", "--force"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let (code, text, json) = status(&env).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("HELD"), "{text}");
+    assert!(json["held"].is_null(), "{json}");
 }

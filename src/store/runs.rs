@@ -220,6 +220,24 @@ pub fn last_finished(conn: &Connection) -> Result<Option<RunRecord>, StoreError>
     row.map(with_detail).transpose()
 }
 
+/// The last held run, unless a run has completed since: its changes still wait for an admin,
+/// even when a later run failed before the guard could look at them again.
+pub fn pending_hold(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM runs WHERE outcome IN ('completed', 'held')
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            [],
+            record,
+        )
+        .optional()?;
+    row.map(with_detail)
+        .transpose()
+        .map(|run| run.filter(|run| run.outcome == Outcome::Held))
+}
+
 /// When the last run that completed finished.
 pub fn last_completed_at(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
     let finished: Option<String> = conn

@@ -134,6 +134,40 @@ fn runs_of_dead_processes_are_marked_interrupted() {
     assert_eq!(recent[1].outcome, runs::Outcome::Interrupted);
 }
 
+/// A run whose pid now belongs to another process, one that started after the run did, was
+/// left by a process that is gone: the pid was reused.
+#[test]
+fn a_run_whose_pid_was_reused_is_marked_interrupted() {
+    let (_dir, store) = open();
+    let mut newer = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let reused = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    store
+        .conn()
+        .execute(
+            "UPDATE runs SET pid = ?2, started_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+            rusqlite::params![reused, newer.id()],
+        )
+        .expect("update");
+    // PID 1 started before this run began, so the run may still be its.
+    let older = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    store
+        .conn()
+        .execute("UPDATE runs SET pid = 1 WHERE id = ?1", [older])
+        .expect("update");
+
+    let marked = runs::mark_interrupted(store.conn()).expect("mark");
+    newer.kill().expect("kill sleep");
+    newer.wait().expect("reap sleep");
+    assert_eq!(marked, 1);
+    let recent = runs::recent(store.conn(), 10).expect("recent");
+    assert_eq!(recent[0].id, older);
+    assert_eq!(recent[0].outcome, runs::Outcome::Running);
+    assert_eq!(recent[1].outcome, runs::Outcome::Interrupted);
+}
+
 #[test]
 fn a_store_for_another_corp_is_refused() {
     let (_dir, mut store) = open();

@@ -125,15 +125,24 @@ pub fn finish(
     Ok(())
 }
 
-/// Marks runs whose process no longer exists as interrupted.
+/// Marks runs whose process no longer exists as interrupted. A live process with the run's pid
+/// that started after the run did is another process that reused the pid: the run's own
+/// process is gone.
 pub fn mark_interrupted(conn: &Connection) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT id, pid FROM runs WHERE outcome = 'running'")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, pid, started_at FROM runs WHERE outcome = 'running'")?;
     let running = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut marked = 0;
-    for (id, pid) in running {
-        if !process_alive(pid) {
+    for (id, pid, started_at) in running {
+        if !run_process_alive(pid, &started_at) {
             conn.execute(
                 "UPDATE runs SET outcome = 'interrupted' WHERE id = ?1 AND outcome = 'running'",
                 [id],
@@ -149,7 +158,8 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn process_alive(pid: i64) -> bool {
+/// Whether the process that began a run at `started_at` may still be running it.
+fn run_process_alive(pid: i64, started_at: &str) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -158,7 +168,39 @@ fn process_alive(pid: i64) -> bool {
     }
     // SAFETY: kill with signal 0 only checks for the process's existence; it sends nothing.
     let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let started_before_the_run =
+        match (process_start(pid), DateTime::parse_from_rfc3339(started_at)) {
+            // A minute of slack: /proc's boot time has whole seconds, and the wall clock may be
+            // stepped back a little after a run began. A pid comes round again only after
+            // pid_max more processes, which hardly ever fit in the minute after a run began.
+            (Some(process), Ok(run)) => {
+                process <= run.with_timezone(&Utc) + chrono::Duration::seconds(60)
+            }
+            // Without /proc (or with a mangled row) the pid alone has to do.
+            _ => true,
+        };
+    exists && started_before_the_run
+}
+
+/// When a process started: its start time in clock ticks after boot (`/proc/PID/stat`, field
+/// 22), plus the boot time (`/proc/stat`, `btime`).
+fn process_start(pid: libc::pid_t) -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces; count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: i64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    let millis = boot * 1000 + ticks * 1000 / per_second;
+    DateTime::from_timestamp_millis(millis)
 }
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {

@@ -6,22 +6,25 @@
 //! `orgsync sync`) serialize, and the second diffs against what the first committed: no
 //! duplicate events.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::diff::{diff, Changeset};
+use crate::diff::{Changeset, Comparison};
 use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
 use crate::guard::{self, Hold, Limits};
 use crate::matching;
 use crate::matching::apply::LinkChanges;
 use crate::memory;
-use crate::model::{DepartmentId, Snapshot};
+use crate::model::{Department, DepartmentId, Snapshot};
 use crate::store::runs::{self, Outcome, Trigger};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{event_log, mirror, Store, StoreError};
@@ -81,10 +84,10 @@ pub struct RunCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunStats {
     pub pull_ms: u64,
-    /// Reading the whole mirror.
+    /// Reading the mirror a member at a time, comparing each with the pull as it is read.
     pub load_ms: u64,
-    /// Comparing the pull with the mirror, then freeing both: the changes hold all the rest of
-    /// the run needs.
+    /// Finishing the comparison (joined members, departments), the deletion guard, then freeing
+    /// the pull: the changes hold all the rest of the run needs.
     pub diff_ms: u64,
     /// Writing the changed rows of the mirror.
     pub apply_ms: u64,
@@ -317,14 +320,10 @@ impl Syncer {
         let Some(run) = run else {
             let report = self
                 .blocking(move |store| {
-                    let mirror = mirror::load(store.conn())?;
-                    let changes = diff(&mirror, &snapshot);
-                    let hold = guard::check(
-                        limits,
-                        mirror.members.len(),
-                        snapshot.members.len(),
-                        &changes,
-                    );
+                    let (comparison, departments) = compare(store.conn(), &snapshot)?;
+                    let mirrored = comparison.mirrored_members();
+                    let changes = comparison.finish(&departments);
+                    let hold = guard::check(limits, mirrored, snapshot.members.len(), &changes);
                     let links = matching::apply::preview(store.conn(), &changes)?;
                     Ok(RunReport::DryRun {
                         changes: Box::new(changes),
@@ -465,21 +464,17 @@ fn apply(
         // Waiting for another process's write lock is not a phase of this run.
         lap = Lap::start();
         let mut stats = RunStats::default();
-        let current = mirror::load(tx)?;
+        let (comparison, mirrored_departments) = compare(tx, &pulled)?;
         stats.load_ms = lap.next();
-        let changes = diff(&current, &pulled);
+        let mirrored = comparison.mirrored_members();
+        let changes = comparison.finish(&mirrored_departments);
         let pending = ChangeCounts::of(&changes);
         let now = Utc::now();
-        let hold = guard::check(
-            limits,
-            current.members.len(),
-            pulled.members.len(),
-            &changes,
-        );
+        let hold = guard::check(limits, mirrored, pulled.members.len(), &changes);
         let (departments, members) = (pulled.departments.len(), pulled.members.len());
-        // The changes hold all the rest needs: freeing both snapshots now, not at the commit,
-        // keeps them out of the events phase's memory.
-        drop((current, pulled));
+        // The changes hold all the rest needs: freeing the pull now, not at the commit, keeps it
+        // out of the events phase's memory.
+        drop(pulled);
         stats.diff_ms = lap.next();
 
         if let (Some(hold), false) = (&hold, force) {
@@ -536,6 +531,20 @@ fn apply(
         stats.commit_ms = lap.next();
     }
     Ok(applied)
+}
+
+/// Reads the mirror a member at a time, comparing each with the pull as it is read, and its
+/// departments whole (a few thousand): the comparison is finished with them.
+fn compare<'p>(
+    conn: &Connection,
+    pulled: &'p Snapshot,
+) -> Result<(Comparison<'p>, BTreeMap<DepartmentId, Department>), StoreError> {
+    let departments = mirror::load_departments(conn)?;
+    let mut comparison = Comparison::new(pulled);
+    mirror::for_each_member(conn, |key, member| {
+        comparison.mirrored(&key, Cow::Owned(member));
+    })?;
+    Ok((comparison, departments))
 }
 
 /// Times consecutive phases: each `next` returns the milliseconds since the previous one.

@@ -1,21 +1,38 @@
-//! The mirrored directory: loading it whole for the diff, applying a changeset to it.
+//! The mirrored directory: reading it (whole, or a member at a time for a run's diff), and
+//! applying a changeset to it.
 
-use rusqlite::{params, Connection};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, Row};
 
 use super::{decode, encode, StoreError};
 use crate::diff::Changeset;
-use crate::model::{Department, JsonText, Member, Membership, Snapshot};
+use crate::model::{Department, DepartmentId, JsonText, Member, Membership, Snapshot};
 
+/// The whole mirror. A sync run streams it instead ([`for_each_member`]).
 pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        departments: load_departments(conn)?,
+        ..Snapshot::default()
+    };
+    for_each_member(conn, |key, member| {
+        snapshot.members.insert(key, member);
+    })?;
+    Ok(snapshot)
+}
 
-    let mut departments = conn.prepare_cached(
+pub fn load_departments(
+    conn: &Connection,
+) -> Result<BTreeMap<DepartmentId, Department>, StoreError> {
+    let mut departments = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
         "SELECT id, name, name_en, parent_id, sort_order, leaders FROM departments",
     )?;
-    let mut rows = departments.query([])?;
+    let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let leaders: Option<String> = row.get(5)?;
-        snapshot.insert_department(Department {
+        let department = Department {
             id: row.get(0)?,
             name: row.get(1)?,
             name_en: row.get(2)?,
@@ -24,68 +41,95 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
             leaders: leaders
                 .map(|text| decode("department leaders", &text))
                 .transpose()?,
-        });
+        };
+        departments.insert(department.id, department);
     }
+    Ok(departments)
+}
 
+/// Hands every mirrored member to `each`, with its key, in key order, one at a time: the
+/// members and their memberships are read side by side, both in key order.
+pub fn for_each_member(
+    conn: &Connection,
+    mut each: impl FnMut(String, Member),
+) -> Result<(), StoreError> {
     let mut members = conn.prepare_cached(
         "SELECT userid_key, userid, name, alias, position, mobile, email, biz_mail, gender,
                 status, telephone, departments_known, main_department, direct_leaders, extattr
-         FROM members",
+         FROM members ORDER BY userid_key",
     )?;
-    let mut rows = members.query([])?;
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let departments_known: bool = row.get(11)?;
-        let direct_leaders: Option<String> = row.get(13)?;
-        let extattr: Option<String> = row.get(14)?;
-        let member = Member {
-            userid: row.get(1)?,
-            name: row.get(2)?,
-            alias: row.get(3)?,
-            position: row.get(4)?,
-            mobile: row.get(5)?,
-            email: row.get(6)?,
-            biz_mail: row.get(7)?,
-            gender: row.get(8)?,
-            status: row.get(9)?,
-            telephone: row.get(10)?,
-            departments: departments_known.then(Vec::new),
-            main_department: row.get(12)?,
-            direct_leaders: direct_leaders
-                .map(|text| decode("direct leaders", &text))
-                .transpose()?,
-            extattr: extattr
-                .map(JsonText::from_compact)
-                .transpose()
-                .map_err(|source| StoreError::Decode {
-                    what: "extattr",
-                    source,
-                })?,
-        };
-        snapshot.members.insert(key, member);
-    }
-
     let mut memberships = conn.prepare_cached(
         "SELECT userid_key, department_id, sort_order, is_leader FROM memberships
          ORDER BY userid_key, idx",
     )?;
-    let mut rows = memberships.query([])?;
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let membership = Membership {
-            id: row.get(1)?,
-            order: row.get(2)?,
-            is_leader: row.get(3)?,
-        };
-        if let Some(list) = snapshot
-            .members
-            .get_mut(&key)
-            .and_then(|m| m.departments.as_mut())
-        {
-            list.push(membership);
+    let mut member_rows = members.query([])?;
+    let mut membership_rows = memberships.query([])?;
+    let mut next_membership = membership(membership_rows.next()?)?;
+    while let Some(row) = member_rows.next()? {
+        let (key, mut member) = member(row)?;
+        // Memberships sort with their member; any of a key before this one has no member row
+        // (the foreign key prevents that) and is skipped, as loading it whole did.
+        while let Some((membership_key, found)) = next_membership.take() {
+            match membership_key.as_str().cmp(&key) {
+                Ordering::Greater => {
+                    next_membership = Some((membership_key, found));
+                    break;
+                }
+                Ordering::Equal => {
+                    if let Some(list) = member.departments.as_mut() {
+                        list.push(found);
+                    }
+                }
+                Ordering::Less => {}
+            }
+            next_membership = membership(membership_rows.next()?)?;
         }
+        each(key, member);
     }
-    Ok(snapshot)
+    Ok(())
+}
+
+fn member(row: &Row<'_>) -> Result<(String, Member), StoreError> {
+    let departments_known: bool = row.get(11)?;
+    let direct_leaders: Option<String> = row.get(13)?;
+    let extattr: Option<String> = row.get(14)?;
+    let member = Member {
+        userid: row.get(1)?,
+        name: row.get(2)?,
+        alias: row.get(3)?,
+        position: row.get(4)?,
+        mobile: row.get(5)?,
+        email: row.get(6)?,
+        biz_mail: row.get(7)?,
+        gender: row.get(8)?,
+        status: row.get(9)?,
+        telephone: row.get(10)?,
+        departments: departments_known.then(Vec::new),
+        main_department: row.get(12)?,
+        direct_leaders: direct_leaders
+            .map(|text| decode("direct leaders", &text))
+            .transpose()?,
+        extattr: extattr
+            .map(JsonText::from_compact)
+            .transpose()
+            .map_err(|source| StoreError::Decode {
+                what: "extattr",
+                source,
+            })?,
+    };
+    Ok((row.get(0)?, member))
+}
+
+fn membership(row: Option<&Row<'_>>) -> Result<Option<(String, Membership)>, StoreError> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let membership = Membership {
+        id: row.get(1)?,
+        order: row.get(2)?,
+        is_leader: row.get(3)?,
+    };
+    Ok(Some((row.get(0)?, membership)))
 }
 
 /// Writes a changeset into the mirror. Only changed rows are touched, so a run with few

@@ -1,10 +1,11 @@
 //! One sync run: pull the directory, diff it against the mirror, and apply the changes with
 //! their events in a single transaction, or record why not.
 //!
-//! The pull happens outside any transaction. The mirror is loaded *inside* the write
+//! The pull happens outside any transaction. The mirror is read *inside* the write
 //! transaction, so two processes syncing the same store (the daemon and a manual
 //! `orgsync sync`) serialize, and the second diffs against what the first committed: no
-//! duplicate events.
+//! duplicate events. It is read a member at a time and compared as it is read, so a run never
+//! holds the whole mirror beside the pull.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

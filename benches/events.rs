@@ -20,8 +20,11 @@ fn event_benches(c: &mut Criterion) {
     for (members, departments) in support::SIZES {
         let pulled = support::pulled(members, departments, 0.01);
         let changesets: [(&str, Changeset); 2] = [
-            ("first_sync", diff(&Snapshot::default(), &pulled.before)),
-            ("changed_1pct", diff(&pulled.before, &pulled.after)),
+            (
+                "first_sync",
+                diff(&Snapshot::default(), pulled.before.clone()),
+            ),
+            ("changed_1pct", diff(&pulled.before, pulled.after.clone())),
         ];
         for (name, changes) in &changesets {
             group.throughput(Throughput::Elements(

@@ -120,7 +120,7 @@ fn matching(c: &mut Criterion) {
         member.mobile = Some(mobile.clone());
         snapshot.insert_member(member);
     }
-    let changes = diff(&Snapshot::default(), &snapshot);
+    let changes = diff(&Snapshot::default(), snapshot);
     let source = EventSource::new("wwbench");
     store
         .try_write(|tx| -> Result<_, PutError> {

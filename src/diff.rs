@@ -61,8 +61,9 @@ impl Changeset {
     }
 }
 
-/// Computes what must change for the mirror to reflect the pull.
-pub fn diff(mirror: &Snapshot, pull: &Snapshot) -> Changeset {
+/// Computes what must change for the mirror to reflect the pull. The pull is consumed: its
+/// new members and departments move into the changes.
+pub fn diff(mirror: &Snapshot, pull: Snapshot) -> Changeset {
     let mut comparison = Comparison::new(pull);
     for (key, member) in &mirror.members {
         comparison.mirrored(key, Cow::Borrowed(member));
@@ -74,20 +75,19 @@ pub fn diff(mirror: &Snapshot, pull: &Snapshot) -> Changeset {
 /// beside the pull: at 100,000 members that copy was a third of a resync's peak memory. Feed
 /// every mirrored member once, in key order (the order of [`Snapshot::members`]), then
 /// [`Comparison::finish`] with the mirror's departments.
-pub struct Comparison<'p> {
-    pull: &'p Snapshot,
-    /// Keys of the pulled members the mirror has.
-    kept: HashSet<&'p str>,
+pub struct Comparison {
+    /// What is left of the pull: each pulled member is taken out when its mirrored self is
+    /// compared, so those left at the end are the ones who joined.
+    pull: Snapshot,
     updated: Vec<MemberUpdate>,
     left: Vec<Member>,
     mirrored: usize,
 }
 
-impl<'p> Comparison<'p> {
-    pub fn new(pull: &'p Snapshot) -> Comparison<'p> {
+impl Comparison {
+    pub fn new(pull: Snapshot) -> Comparison {
         Comparison {
             pull,
-            kept: HashSet::new(),
             updated: Vec::new(),
             left: Vec::new(),
             mirrored: 0,
@@ -98,12 +98,9 @@ impl<'p> Comparison<'p> {
     /// is kept without a copy.
     pub fn mirrored(&mut self, key: &str, member: Cow<'_, Member>) {
         self.mirrored += 1;
-        match self.pull.members.get_key_value(key) {
+        match self.pull.members.remove(key) {
             None => self.left.push(member.into_owned()),
-            Some((pulled_key, pulled)) => {
-                self.kept.insert(pulled_key);
-                self.updated.extend(merge_member(&member, pulled));
-            }
+            Some(pulled) => self.updated.extend(merge_member(&member, &pulled)),
         }
     }
 
@@ -115,36 +112,30 @@ impl<'p> Comparison<'p> {
     /// The changeset, given the mirror's departments.
     pub fn finish(self, mirrored: &BTreeMap<DepartmentId, Department>) -> Changeset {
         let pull = self.pull;
+        let new_depths = depths(&pull.departments);
+        let old_depths = depths(mirrored);
         let mut changes = Changeset {
-            members_joined: pull
-                .members
-                .iter()
-                .filter(|(key, _)| !self.kept.contains(key.as_str()))
-                .map(|(_, member)| member.clone())
-                .collect(),
+            members_joined: pull.members.into_values().collect(),
             members_updated: self.updated,
             members_left: self.left,
+            departments_deleted: mirrored
+                .iter()
+                .filter(|(id, _)| !pull.departments.contains_key(*id))
+                .map(|(_, department)| department.clone())
+                .collect(),
             ..Changeset::default()
         };
-        for (id, pulled) in &pull.departments {
-            match mirrored.get(id) {
-                None => changes.departments_created.push(pulled.clone()),
+        for (id, pulled) in pull.departments {
+            match mirrored.get(&id) {
+                None => changes.departments_created.push(pulled),
                 Some(old) => changes
                     .departments_updated
-                    .extend(merge_department(old, pulled)),
+                    .extend(merge_department(old, &pulled)),
             }
         }
-        changes.departments_deleted = mirrored
-            .iter()
-            .filter(|(id, _)| !pull.departments.contains_key(*id))
-            .map(|(_, department)| department.clone())
-            .collect();
-
-        let new_depths = depths(&pull.departments);
         changes
             .departments_created
             .sort_by_key(|d| (new_depths.get(&d.id).copied().unwrap_or(0), d.id));
-        let old_depths = depths(mirrored);
         changes.departments_deleted.sort_by_key(|d| {
             (
                 std::cmp::Reverse(old_depths.get(&d.id).copied().unwrap_or(0)),

@@ -316,7 +316,7 @@ mod tests {
         pull.insert_department(department(4, "市场"));
         pull.insert_member(member("ZhangSan", "高级工程师", 4));
         pull.insert_member(member("wangwu", "市场", 4));
-        let changes = diff(&mirror, &pull);
+        let changes = diff(&mirror, pull);
 
         let source = EventSource::new("ww1");
         let time = Utc::now();

@@ -85,10 +85,10 @@ pub struct RunCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunStats {
     pub pull_ms: u64,
-    /// Reading the mirror a member at a time, comparing each with the pull as it is read.
+    /// Reading the mirror a member at a time, comparing each with the pull as it is read (and
+    /// freeing the pulled member).
     pub load_ms: u64,
-    /// Finishing the comparison (joined members, departments), the deletion guard, then freeing
-    /// the pull: the changes hold all the rest of the run needs.
+    /// Finishing the comparison (joined members, departments) and the deletion guard.
     pub diff_ms: u64,
     /// Writing the changed rows of the mirror.
     pub apply_ms: u64,
@@ -321,10 +321,11 @@ impl Syncer {
         let Some(run) = run else {
             let report = self
                 .blocking(move |store| {
-                    let (comparison, departments) = compare(store.conn(), &snapshot)?;
+                    let pulled = snapshot.members.len();
+                    let (comparison, departments) = compare(store.conn(), snapshot)?;
                     let mirrored = comparison.mirrored_members();
                     let changes = comparison.finish(&departments);
-                    let hold = guard::check(limits, mirrored, snapshot.members.len(), &changes);
+                    let hold = guard::check(limits, mirrored, pulled, &changes);
                     let links = matching::apply::preview(store.conn(), &changes)?;
                     Ok(RunReport::DryRun {
                         changes: Box::new(changes),
@@ -465,17 +466,16 @@ fn apply(
         // Waiting for another process's write lock is not a phase of this run.
         lap = Lap::start();
         let mut stats = RunStats::default();
-        let (comparison, mirrored_departments) = compare(tx, &pulled)?;
+        let (departments, members) = (pulled.departments.len(), pulled.members.len());
+        // The pull is consumed: its unchanged members are freed as they are compared, and the
+        // new ones move into the changes, which hold all the rest of the run needs.
+        let (comparison, mirrored_departments) = compare(tx, pulled)?;
         stats.load_ms = lap.next();
         let mirrored = comparison.mirrored_members();
         let changes = comparison.finish(&mirrored_departments);
         let pending = ChangeCounts::of(&changes);
         let now = Utc::now();
-        let hold = guard::check(limits, mirrored, pulled.members.len(), &changes);
-        let (departments, members) = (pulled.departments.len(), pulled.members.len());
-        // The changes hold all the rest needs: freeing the pull now, not at the commit, keeps it
-        // out of the events phase's memory.
-        drop(pulled);
+        let hold = guard::check(limits, mirrored, members, &changes);
         stats.diff_ms = lap.next();
 
         if let (Some(hold), false) = (&hold, force) {
@@ -536,10 +536,10 @@ fn apply(
 
 /// Reads the mirror a member at a time, comparing each with the pull as it is read, and its
 /// departments whole (a few thousand): the comparison is finished with them.
-fn compare<'p>(
+fn compare(
     conn: &Connection,
-    pulled: &'p Snapshot,
-) -> Result<(Comparison<'p>, BTreeMap<DepartmentId, Department>), StoreError> {
+    pulled: Snapshot,
+) -> Result<(Comparison, BTreeMap<DepartmentId, Department>), StoreError> {
     let departments = mirror::load_departments(conn)?;
     let mut comparison = Comparison::new(pulled);
     mirror::for_each_member(conn, |key, member| {

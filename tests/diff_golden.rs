@@ -39,7 +39,7 @@ fn run_case(name: &str) {
         .join(name);
     let mirror = load(&dir.join("mirror.json"));
     let pull = load(&dir.join("pull.json"));
-    let events: Vec<Value> = changeset_events(&diff(&mirror, &pull))
+    let events: Vec<Value> = changeset_events(&diff(&mirror, pull))
         .into_iter()
         .map(|e| json!({"type": e.kind.as_str(), "subject": e.subject, "data": e.data}))
         .collect();

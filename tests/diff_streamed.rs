@@ -24,7 +24,7 @@ async fn pull(simulator: &Simulator) -> Snapshot {
         .snapshot
 }
 
-fn streamed(store: &Store, pull: &Snapshot) -> (orgsync::diff::Changeset, usize) {
+fn streamed(store: &Store, pull: Snapshot) -> (orgsync::diff::Changeset, usize) {
     let mut comparison = Comparison::new(pull);
     mirror::for_each_member(store.conn(), |key, member| {
         comparison.mirrored(&key, Cow::Owned(member));
@@ -49,7 +49,7 @@ async fn comparing_the_streamed_mirror_gives_the_diff_of_whole_snapshots() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("orgsync.db")).expect("open the store");
     store
-        .write(|tx| mirror::apply(tx, &diff(&Snapshot::default(), &before)))
+        .write(|tx| mirror::apply(tx, &diff(&Snapshot::default(), before.clone())))
         .expect("fill the mirror");
     // The members are read with their memberships side by side: every member, with all of
     // its departments in WeCom's order (a fifth of them have two or three).
@@ -60,8 +60,8 @@ async fn comparing_the_streamed_mirror_gives_the_diff_of_whole_snapshots() {
         ("no change", &before),
         ("everyone gone", &Snapshot::default()),
     ] {
-        let expected = diff(&before, pull);
-        let (changes, mirrored) = streamed(&store, pull);
+        let expected = diff(&before, pull.clone());
+        let (changes, mirrored) = streamed(&store, pull.clone());
         assert_eq!(mirrored, before.members.len(), "{name}");
         assert_eq!(changes, expected, "{name}");
         assert_eq!(changes.is_empty(), name == "no change", "{name}");

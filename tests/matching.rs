@@ -190,7 +190,7 @@ async fn a_put_publishes_its_link_events_without_waiting_for_a_poll() {
     let mut member = Member::new("WangFang");
     member.name = Some("王芳".into());
     mirrored.insert_member(member);
-    let changes = diff(&Snapshot::default(), &mirrored);
+    let changes = diff(&Snapshot::default(), mirrored);
     store
         .write(|tx| mirror::apply(tx, &changes))
         .expect("mirror a member");

@@ -52,18 +52,18 @@ fn open() -> (tempfile::TempDir, Store) {
 fn mirror_round_trips_every_field_including_unknowns() {
     let (_dir, mut store) = open();
     let pull = sample();
-    let changes = diff(&Snapshot::default(), &pull);
+    let changes = diff(&Snapshot::default(), pull.clone());
     store
         .write(|tx| mirror::apply(tx, &changes))
         .expect("apply");
     let loaded = mirror::load(store.conn()).expect("load");
     assert_eq!(loaded, pull);
-    assert!(diff(&loaded, &pull).is_empty());
+    assert!(diff(&loaded, pull.clone()).is_empty());
 
     let mut next = pull.clone();
     next.members.remove("ghost");
     next.departments.remove(&2);
-    let changes = diff(&loaded, &next);
+    let changes = diff(&loaded, next.clone());
     store
         .write(|tx| mirror::apply(tx, &changes))
         .expect("apply");
@@ -77,7 +77,7 @@ fn events_get_consecutive_seqs_that_survive_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("orgsync.db");
     let source = EventSource::new("wwcorp");
-    let drafts = changeset_events(&diff(&Snapshot::default(), &sample()));
+    let drafts = changeset_events(&diff(&Snapshot::default(), sample()));
     {
         let mut store = Store::open(&path).expect("open");
         let seqs = store

@@ -2,27 +2,17 @@
 //! the pull as it is read (`Comparison` over `mirror::for_each_member`). That must give exactly
 //! the changeset of `diff` over whole snapshots, in the same order.
 
+// The benchmarks' inputs: generated directories pulled through the real client. Their sizes
+// are the benchmarks' own, not used here.
+#[allow(dead_code)]
+#[path = "../benches/support/mod.rs"]
+mod support;
+
 use std::borrow::Cow;
 
 use orgsync::diff::{diff, Comparison};
 use orgsync::model::Snapshot;
-use orgsync::simulator::{Directory, Simulator};
 use orgsync::store::{mirror, Store};
-use orgsync::wecom::{self, ClientSettings, Secret, WecomClient};
-
-async fn pull(simulator: &Simulator) -> Snapshot {
-    let directory = simulator.directory();
-    let client = WecomClient::new(ClientSettings::new(
-        simulator.api_base(),
-        directory.corp_id,
-        Secret::new(&directory.corp_secret),
-    ))
-    .expect("a client");
-    wecom::pull(&client, 1, 4, |_| {})
-        .await
-        .expect("the pull succeeds")
-        .snapshot
-}
 
 fn streamed(store: &Store, pull: Snapshot) -> (orgsync::diff::Changeset, usize) {
     let mut comparison = Comparison::new(pull);
@@ -35,16 +25,10 @@ fn streamed(store: &Store, pull: Snapshot) -> (orgsync::diff::Changeset, usize) 
     (comparison.finish(&departments), mirrored)
 }
 
-#[tokio::test]
-async fn comparing_the_streamed_mirror_gives_the_diff_of_whole_snapshots() {
-    let simulator = Simulator::start(Directory::generate(31, 80, 2000))
-        .await
-        .expect("the simulator starts");
-    let before = pull(&simulator).await;
-    simulator.edit(|directory| {
-        directory.mutate(32, 0.3);
-    });
-    let after = pull(&simulator).await;
+#[test]
+fn comparing_the_streamed_mirror_gives_the_diff_of_whole_snapshots() {
+    // Pulled through the real client: 2,000 members, then 30% of them changed.
+    let support::Pulled { before, after } = support::pulled(2000, 80, 0.3);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("orgsync.db")).expect("open the store");

@@ -27,6 +27,17 @@ pub struct LinkChanges {
     pub assessment: Assessment,
 }
 
+/// A plan's link changes; its respellings are written but not announced.
+impl From<Plan> for LinkChanges {
+    fn from(plan: Plan) -> LinkChanges {
+        LinkChanges {
+            removed: plan.removed,
+            created: plan.created,
+            assessment: plan.assessment,
+        }
+    }
+}
+
 impl LinkChanges {
     /// `orgsync.link.removed` for each removal, then `orgsync.link.created` for each new link:
     /// a consumer never holds two links for one member or one host user at once. Drafted as
@@ -106,25 +117,25 @@ pub fn load_state(conn: &Connection) -> Result<State, StoreError> {
 /// Re-matches after a change to the mirror or the host users and writes the link changes; the
 /// caller announces them.
 pub fn rematch(conn: &Connection, now: DateTime<Utc>) -> Result<LinkChanges, StoreError> {
-    // A corp that does not use matching pays nothing for it on every sync.
-    if host_users::is_empty(conn)? && links::load(conn)?.is_empty() {
+    if !in_use(conn)? {
         return Ok(LinkChanges::default());
     }
     let state = load_state(conn)?;
     let plan = plan(&state);
     write(conn, &plan, now)?;
-    Ok(LinkChanges {
-        removed: plan.removed,
-        created: plan.created,
-        assessment: plan.assessment,
-    })
+    Ok(plan.into())
+}
+
+/// Whether the corp uses matching at all: one that does not pays nothing for it on every sync.
+fn in_use(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(!host_users::is_empty(conn)? || !links::load(conn)?.is_empty())
 }
 
 /// The links a run applying `changes` would create and remove, writing nothing (`orgsync sync
 /// --dry-run`): the state as the store holds it, with the changed members' identities as the
 /// run would write them. The same plan a run's [`rematch`] makes after its mirror changes.
 pub fn preview(conn: &Connection, changes: &Changeset) -> Result<LinkChanges, StoreError> {
-    if host_users::is_empty(conn)? && links::load(conn)?.is_empty() {
+    if !in_use(conn)? {
         return Ok(LinkChanges::default());
     }
     let mut state = load_state(conn)?;
@@ -143,12 +154,7 @@ pub fn preview(conn: &Connection, changes: &Changeset) -> Result<LinkChanges, St
     for member in &changes.members_left {
         state.members.remove(&member.key());
     }
-    let plan = plan(&state);
-    Ok(LinkChanges {
-        removed: plan.removed,
-        created: plan.created,
-        assessment: plan.assessment,
-    })
+    Ok(plan(&state).into())
 }
 
 fn write(conn: &Connection, plan: &Plan, now: DateTime<Utc>) -> Result<(), StoreError> {

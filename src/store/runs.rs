@@ -249,35 +249,28 @@ pub fn recent(conn: &Connection, limit: usize) -> Result<Vec<RunRecord>, StoreEr
 
 /// The newest run that ended (completed, failed or held).
 pub fn last_finished(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
+    last_of(conn, "'completed', 'failed', 'held'")
+}
+
+/// The last held run, unless a run has completed since: its changes still wait for an admin,
+/// even when a later run failed before the guard could look at them again.
+pub fn pending_hold(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
+    let last = last_of(conn, "'completed', 'held'")?;
+    Ok(last.filter(|run| run.outcome == Outcome::Held))
+}
+
+/// The newest run whose outcome is one of `outcomes`, a list of SQL string literals.
+fn last_of(conn: &Connection, outcomes: &str) -> Result<Option<RunRecord>, StoreError> {
     let row = conn
         .query_row(
             &format!(
-                "SELECT {COLUMNS} FROM runs WHERE outcome IN ('completed', 'failed', 'held')
-                 ORDER BY id DESC LIMIT 1"
+                "SELECT {COLUMNS} FROM runs WHERE outcome IN ({outcomes}) ORDER BY id DESC LIMIT 1"
             ),
             [],
             record,
         )
         .optional()?;
     row.map(with_detail).transpose()
-}
-
-/// The last held run, unless a run has completed since: its changes still wait for an admin,
-/// even when a later run failed before the guard could look at them again.
-pub fn pending_hold(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
-    let row = conn
-        .query_row(
-            &format!(
-                "SELECT {COLUMNS} FROM runs WHERE outcome IN ('completed', 'held')
-                 ORDER BY id DESC LIMIT 1"
-            ),
-            [],
-            record,
-        )
-        .optional()?;
-    row.map(with_detail)
-        .transpose()
-        .map(|run| run.filter(|run| run.outcome == Outcome::Held))
 }
 
 /// When the last run that completed finished.

@@ -112,12 +112,18 @@ fn check(field: &'static str, value: &str, max: usize) -> Result<(), HostUserErr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn user(id: &str, name: Option<&str>, mobile: Option<&str>, email: Option<&str>) -> HostUser {
+    /// A host user as a test writes it; the import's tests use it too.
+    pub(crate) fn user(
+        id: &str,
+        name: Option<&str>,
+        mobile: Option<&str>,
+        email: Option<&str>,
+    ) -> HostUser {
         HostUser {
             id: id.into(),
             name: name.map(Into::into),

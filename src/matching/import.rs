@@ -293,21 +293,13 @@ pub fn import<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matching::host_user::tests::user;
 
     fn read(text: &str) -> Vec<(u64, Result<HostUser, String>)> {
         rows(text.as_bytes())
             .expect("a readable start")
             .map(|row| row.map(|row| (row.line, row.user)).expect("no fatal error"))
             .collect()
-    }
-
-    fn user(id: &str, name: Option<&str>, mobile: Option<&str>, email: Option<&str>) -> HostUser {
-        HostUser {
-            id: id.into(),
-            name: name.map(Into::into),
-            mobile: mobile.map(Into::into),
-            email: email.map(Into::into),
-        }
     }
 
     #[test]

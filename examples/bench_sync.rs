@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 
 use chrono::Utc;
 use orgsync::config::Config;
+use orgsync::demo::simulated_tenant_config;
 use orgsync::events::EventSource;
 use orgsync::matching::apply::{put_host_users, PutError};
 use orgsync::simulator::{Directory, MutationSummary, Simulator};
@@ -259,26 +260,16 @@ fn import_host_users(args: &Args, store: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The demo's config against the simulator child, with the bench's concurrency.
 fn bench_config(info: &SimulatorInfo, concurrency: usize, dir: &Path) -> Result<Config> {
-    std::fs::write(dir.join("corp_secret"), &info.corp_secret)?;
-    let toml = format!(
-        r#"
-[wecom]
-corp_id = "{corp_id}"
-corp_secret_file = "corp_secret"
-api_base = "{api_base}"
-concurrency = {concurrency}
-
-[store]
-path = "orgsync.db"
-
-[socket]
-path = "orgsync.sock"
-"#,
-        corp_id = info.corp_id,
-        api_base = info.api_base,
-    );
-    Ok(Config::from_toml_str(&toml, dir)?)
+    // Set after loading, so checked here as loading would check `wecom.concurrency`.
+    if !(1..=32).contains(&concurrency) {
+        return Err(format!("--concurrency {concurrency} is not within 1..=32").into());
+    }
+    let mut config =
+        simulated_tenant_config(dir, &info.corp_id, &info.corp_secret, &info.api_base)?;
+    config.wecom.concurrency = concurrency;
+    Ok(config)
 }
 
 fn measure(

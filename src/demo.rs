@@ -41,7 +41,13 @@ pub async fn run(json_output: bool) -> Result<(), DemoError> {
     let mut out = Output { json_output };
     let simulator = Simulator::start(Directory::sample()).await?;
     let workdir = tempfile::tempdir()?;
-    let config = demo_config(&simulator, workdir.path())?;
+    let directory = simulator.directory();
+    let config = simulated_tenant_config(
+        workdir.path(),
+        &directory.corp_id,
+        &directory.corp_secret,
+        &simulator.api_base(),
+    )?;
     out.say(&format!(
         "Simulated WeCom tenant {} at {} ({} departments, {} members).",
         config.wecom.corp_id,
@@ -101,12 +107,17 @@ async fn host_application(
     Ok(())
 }
 
-fn demo_config(simulator: &Simulator, dir: &Path) -> Result<Config, DemoError> {
-    let directory = simulator.directory();
-    let secret_path = dir.join("corp_secret");
-    let mut file = std::fs::File::create(&secret_path)?;
+/// The config of an orgsync against a simulated tenant, with its secret file, store and socket
+/// in `dir`: the demo's, and the end-to-end benchmark's.
+pub fn simulated_tenant_config(
+    dir: &Path,
+    corp_id: &str,
+    corp_secret: &str,
+    api_base: &str,
+) -> Result<Config, DemoError> {
+    let mut file = std::fs::File::create(dir.join("corp_secret"))?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(directory.corp_secret.as_bytes())?;
+    file.write_all(corp_secret.as_bytes())?;
     let toml = format!(
         r#"
 [wecom]
@@ -119,9 +130,7 @@ path = "orgsync.db"
 
 [socket]
 path = "orgsync.sock"
-"#,
-        corp_id = directory.corp_id,
-        api_base = simulator.api_base(),
+"#
     );
     Ok(Config::from_toml_str(&toml, dir)?)
 }

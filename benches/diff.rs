@@ -2,6 +2,7 @@
 //! resync with nothing changed, and one after 1% of the directory changed.
 //!
 //! `cargo bench --bench diff`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! member joins) and for a resync after 1% of the directory changed.
 //!
 //! `cargo bench --bench events`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
 mod support;
 

@@ -18,6 +18,10 @@
 //! release build at a load average of 0.3: normalize ≈ 135 ms, first_pass ≈ 161 ms,
 //! steady_state ≈ 127 ms, rematch_in_store ≈ 334 ms. The derived set links 78,484 host users
 //! (75,000 by phone), leaves 5,106 ambiguous and 16,410 unmatched.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
+
+#[path = "../tests/support/host_users.rs"]
+mod host_users;
 
 use std::hint::black_box;
 
@@ -26,11 +30,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use orgsync::diff::diff;
 use orgsync::events::EventSource;
 use orgsync::matching::apply::{put_host_users, rematch, PutError};
-use orgsync::matching::host_user::HostUser;
-use orgsync::matching::{plan, HostFacts, MemberFacts, State};
+use orgsync::matching::{host_facts, plan, MemberFacts, State};
+use orgsync::model::host_user::HostUser;
 use orgsync::model::{Member, Snapshot};
-use orgsync::simulator::Directory;
 use orgsync::store::{mirror, Store};
+use orgsync_simulator::Directory;
 
 const SIZE: usize = 100_000;
 
@@ -40,7 +44,7 @@ type Raw = (String, String, String);
 /// The members, and one host user derived from each (`Directory::host_users`).
 fn company() -> (Vec<Raw>, Vec<HostUser>) {
     let directory = Directory::generate(7, 5000, SIZE);
-    let hosts = directory.host_users();
+    let hosts = host_users::host_users(&directory);
     let members = directory
         .users
         .into_iter()
@@ -65,7 +69,7 @@ fn state(members: &[Raw], hosts: &[HostUser]) -> State {
             .map(|h| {
                 (
                     h.id.clone(),
-                    HostFacts::new(h.name.as_deref(), h.mobile.as_deref()),
+                    host_facts(h.name.as_deref(), h.mobile.as_deref()),
                 )
             })
             .collect(),

@@ -11,6 +11,7 @@
 //! 800 bytes). Each consumer is a thread of this process that reads lines as a lean host
 //! application would and checks that it got every seq in order; consumers and server share
 //! the machine's cores, as they do in production.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -15,6 +15,10 @@
 //! - the worker's simulator child generates the directory from the seed, serves it, and changes
 //!   it when the worker asks (one line on its stdin). Its CPU time is reported separately: on a
 //!   small machine it competes with orgsync for the same cores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
+
+#[path = "../tests/support/host_users.rs"]
+mod host_users;
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -34,10 +38,10 @@ use orgsync::config::Config;
 use orgsync::demo::simulated_tenant_config;
 use orgsync::events::EventSource;
 use orgsync::matching::apply::{put_host_users, PutError};
-use orgsync::simulator::{Directory, MutationSummary, Simulator};
 use orgsync::store::runs::Trigger;
 use orgsync::store::Store;
 use orgsync::sync::{Mode, RunReport, RunStats, Syncer};
+use orgsync_simulator::{Directory, MutationSummary, Simulator};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
@@ -248,7 +252,7 @@ fn work(args: &Args) -> Result<WorkerReport> {
 /// Imports the host accounts as `orgsync host-users import` would, then hands the memory the
 /// generated directory took back to the system, so that the first run starts from a small RSS.
 fn import_host_users(args: &Args, store: &Path) -> Result<()> {
-    let mut users = generate(args).host_users();
+    let mut users = host_users::host_users(&generate(args));
     users.truncate(args.host_users);
     let source = EventSource::new("wwbench");
     let mut store = Store::open(store)?;

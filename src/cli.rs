@@ -18,7 +18,8 @@ use crate::store::runs::Trigger;
 use crate::store::{event_log, Store, StoreError};
 use crate::sync::{Mode, RunReport, SyncError, Syncer};
 use crate::wecom::WecomError;
-use crate::{demo, dry_run, logging, simulator, socket, status};
+use crate::{demo, dry_run, logging, socket, status};
+use orgsync_simulator as simulator;
 
 #[derive(Parser)]
 #[command(

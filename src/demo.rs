@@ -15,8 +15,8 @@ use tokio::net::UnixStream;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::{Daemon, DaemonError};
-use crate::simulator::{Directory, SimDepartment, SimUser, Simulator};
 use crate::socket;
+use orgsync_simulator::{Directory, SimDepartment, SimUser, Simulator};
 
 /// How long the demo waits for a sync before giving up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);

@@ -14,6 +14,7 @@
 //!
 //! Last, SIGTERM (not SIGKILL) reaches the daemon inside an apply: the apply commits and the
 //! daemon exits 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{integrity, types, Env, StoreState};
-use orgsync::simulator::{Directory, Endpoint};
+use orgsync_simulator::{Directory, Endpoint};
 use tokio::process::Child;
 
 const DEPARTMENTS: usize = 800;

@@ -3,11 +3,12 @@
 //! members in several departments, and members listed under departments outside the
 //! mirrored subtree. Each through the real `orgsync sync`; none may produce a spurious
 //! `member.left`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use common::{types, Env};
-use orgsync::simulator::{Directory, SimUser};
+use orgsync_simulator::{Directory, SimUser};
 use serde_json::json;
 
 fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {

@@ -3,11 +3,12 @@
 //! `orgsync status` shows it and exits non-zero, `--dry-run` lists every change member by
 //! member, and `--force` applies it. Also the scope change peers got wrong: the app's visible
 //! range narrowed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use common::{describe, error_line, types, Env, StoreState};
-use orgsync::simulator::{Directory, Endpoint, Fault, SimUser};
+use orgsync_simulator::{Directory, Endpoint, Fault, SimUser};
 use serde_json::{json, Value};
 
 fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {

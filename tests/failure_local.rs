@@ -3,6 +3,7 @@
 //! a socket directory that is missing or unwritable, a missing secret file. Each is one clear
 //! line that names the problem and the fix, with the documented exit status, and never a
 //! panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{describe, error_line, Env, FAST_WECOM};
-use orgsync::simulator::{Directory, Endpoint, Fault};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// Asserts exit status `code` and a stderr line containing every one of `says`.
 fn fails_with(output: &Output, code: i32, says: &[&str]) -> String {

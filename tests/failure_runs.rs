@@ -2,11 +2,12 @@
 //! `orgsync sync` and for the daemon, fails the run and changes nothing; the daemon retries a
 //! failed run with backoff a bounded number of times, then waits for the next trigger, and
 //! never retries a held run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use common::{assert_failed, describe, types, Env, FAST_WECOM};
-use orgsync::simulator::{Directory, Endpoint, Fault};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::{json, Value};
 
 fn kill(pid: Option<u32>, signal: libc::c_int) {

@@ -1,13 +1,14 @@
 //! WeCom's failure modes (issue #3, items 1 and 4), each reproduced by the simulator and run
 //! through the real `orgsync sync`: what fails the run (and changes nothing), what is retried,
 //! and how often WeCom is called meanwhile.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{assert_failed, describe, types, Env, StoreState, FAST_WECOM};
-use orgsync::simulator::{Directory, Endpoint, Fault};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// The sample company, synced once, with `wecom` added to the fast retry settings.
 async fn synced(wecom: &str) -> (Env, StoreState) {

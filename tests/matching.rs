@@ -1,6 +1,7 @@
 //! Matching through the real `orgsync` binary against the simulated WeCom: host users over the
 //! socket and from files, manual links across syncs and re-imports, link events as a host
 //! application receives them, and the match report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
@@ -11,9 +12,9 @@ use orgsync::daemon::queue::SyncQueue;
 use orgsync::diff::diff;
 use orgsync::events::EventSource;
 use orgsync::model::{Member, Snapshot};
-use orgsync::simulator::{Directory, SimUser};
 use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
 use orgsync::store::{event_log, mirror, Store};
+use orgsync_simulator::{Directory, SimUser};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 

@@ -1,12 +1,13 @@
 //! The pipeline end to end, through the real `orgsync` binary against the simulated WeCom:
 //! first sync, incremental syncs, the daemon's signals, and subscribers over the socket.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
 use std::collections::HashSet;
 
 use common::{describe, kinds, Env};
-use orgsync::simulator::{Directory, SimDepartment, SimUser};
+use orgsync_simulator::{Directory, SimDepartment, SimUser};
 use serde_json::{json, Value};
 
 fn types(events: &[Value]) -> Vec<&str> {

@@ -2,12 +2,13 @@
 //! per sync with stable field names, and never the corp secret or an access token, also when
 //! WeCom fails in ways that put the token back in front of the client (a rejected token, a
 //! reset connection whose error names the URL).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod service_support;
 
 use std::process::Output;
 
-use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
+use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use serde_json::Value;
 use service_support::{output, text, Instance};
 

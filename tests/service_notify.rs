@@ -1,9 +1,10 @@
 //! `orgsync run` under `Type=notify`, with the test in systemd's place: a datagram socket of
 //! its own in NOTIFY_SOCKET, and a watchdog in WATCHDOG_USEC.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod service_support;
 
-use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
+use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use service_support::{has_line, status_line, Daemon, Instance, NotifySocket};
 use tokio::net::UnixStream;
 

@@ -4,6 +4,7 @@
 //!
 //! Switching users needs root (CI runs as root); as anyone else the test says so and passes.
 //! Plain numeric ids are used, so nothing is added to the machine's user database.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod service_support;
 
@@ -12,7 +13,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use orgsync::simulator::{Directory, Simulator};
+use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 use service_support::{output, status_line, text, Daemon, NotifySocket, BIN};
 

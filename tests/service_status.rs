@@ -1,11 +1,12 @@
 //! `orgsync status` through the binary: what it reports, in both forms, and its exit status,
 //! which makes it a health check (0 healthy, 1 the last run failed, 3 the last run is held).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod service_support;
 
 use chrono::DateTime;
-use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
 use orgsync::store::{consumers, event_log, Store};
+use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use serde_json::Value;
 use service_support::{output, status_line, text, Daemon, Instance, NotifySocket};
 

@@ -1,11 +1,12 @@
 //! The simulator's WeCom API over HTTP: tokens, the visible range, withheld fields, the wire
 //! types, `list_id`, and the `/_sim/` control API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod simulator_support;
 
 use std::time::Duration;
 
-use orgsync::simulator::{Directory, Endpoint, SimUser};
+use orgsync_simulator::{Directory, Endpoint, SimUser};
 use serde_json::Value;
 use simulator_support::{errcode, ids, userids, Harness};
 

@@ -1,5 +1,6 @@
 //! `orgsync simulator`, the standalone simulated tenant: what it prints is enough to configure
 //! orgsync against it, and `--members` serves a generated company of that size.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,12 +1,13 @@
 //! Injected faults and WeCom's throttles, seen from an HTTP client. Nothing here waits on a
 //! timer for something to happen: a test either waits for an event (a call reaching the
 //! simulator) or only relies on lower bounds (a delay lasts at least its length).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod simulator_support;
 
 use std::time::{Duration, Instant};
 
-use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
+use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use simulator_support::{errcode, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

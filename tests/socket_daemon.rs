@@ -2,6 +2,7 @@
 //! applications meet it: the Python example client, a stalled consumer's cost in memory, and
 //! retention at start-up. Every wait is for a line, a reply or a process, bounded by a timeout
 //! that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use orgsync::events::{EventDraft, EventSource, EventType};
-use orgsync::simulator::{Directory, SimUser, Simulator};
 use orgsync::store::{consumers, event_log, Store};
+use orgsync_simulator::{Directory, SimUser, Simulator};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,5 +1,6 @@
 //! The socket server over real Unix sockets, against a real store in a temporary directory.
 //! Every wait is for a reply or an event, bounded by a timeout that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! ExecStart exists, so the unit's `/usr/bin/orgsync` is pointed at the binary under test.
 //!
 //! Without `systemd-analyze` these tests fail: passing would claim a check that never ran.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 //! client from the in-repo simulator so that they hold exactly what a sync would diff.
 
 use orgsync::model::Snapshot;
-use orgsync::simulator::{Directory, Simulator};
 use orgsync::wecom::{self, ClientSettings, Secret, WecomClient};
+use orgsync_simulator::{Directory, Simulator};
 
 /// A directory pulled twice: as generated, and after `fraction` of it changed.
 pub struct Pulled {

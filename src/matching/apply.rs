@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::host_user::HostUser;
-use super::{plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State};
+use super::{
+    facts_of, plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State,
+};
 use crate::diff::Changeset;
 use crate::events::{EventDraft, EventSource, EventType};
+use crate::model::host_user::HostUser;
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
 use crate::store::{event_log, links, mirror, StoreError};
@@ -198,7 +200,7 @@ pub fn put_host_users(
 ) -> Result<(BatchSummary, LinkChanges), PutError> {
     let mut batch = Batch::begin(conn, now)?;
     for (index, user) in (0u64..).zip(users) {
-        if let Some(duplicate) = batch.put(user, index)? {
+        if let Some(duplicate) = batch.put(user, &facts_of(user), index)? {
             return Err(PutError::Duplicate {
                 index,
                 first: duplicate.first,

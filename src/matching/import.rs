@@ -20,8 +20,9 @@ use rusqlite::Connection;
 
 use super::apply::{after_import, LinkChanges};
 use super::csv::{CsvError, CsvReader};
-use super::host_user::HostUser;
+use super::facts_of;
 use crate::events::EventSource;
+use crate::model::host_user::HostUser;
 use crate::store::host_users::{Batch, BatchSummary};
 use crate::store::StoreError;
 
@@ -251,7 +252,7 @@ pub fn import<R: BufRead>(
     for row in rows {
         let row = row?;
         let problem = match row.user {
-            Ok(user) => match batch.put(&user, row.line)? {
+            Ok(user) => match batch.put(&user, &facts_of(&user), row.line)? {
                 None => {
                     good += 1;
                     continue;
@@ -293,7 +294,7 @@ pub fn import<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::host_user::tests::user;
+    use crate::model::host_user::tests::user;
 
     fn read(text: &str) -> Vec<(u64, Result<HostUser, String>)> {
         rows(text.as_bytes())

@@ -47,79 +47,17 @@
 pub mod apply;
 pub mod commands;
 pub mod csv;
-pub mod host_user;
 pub mod import;
 pub mod name;
 pub mod phone;
 pub mod report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+pub use crate::hashing::{FastMap, FastSet};
+pub use crate::model::host_user::{HostFacts, HostUser, Link, Method, Reason};
 
 use serde::Serialize;
-
-/// Matching hashes short strings by the hundred thousand on every pass: foldhash (seeded per
-/// process) does that several times faster than the standard SipHash.
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-pub type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
-
-/// How a link was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    Phone,
-    Name,
-    Manual,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Phone => "phone",
-            Method::Name => "name",
-            Method::Manual => "manual",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Method> {
-        [Method::Phone, Method::Name, Method::Manual]
-            .into_iter()
-            .find(|m| m.as_str() == text)
-    }
-}
-
-/// Why a link went, as `reason` in `orgsync.link.removed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// The member is no longer in the mirror; the host user is held from then on.
-    MemberLeft,
-    /// The host user of an automatic link is no longer in the host-user set.
-    HostUserRemoved,
-    /// A phone link whose two mobiles are no longer equal.
-    PhoneChanged,
-    /// A name link whose two names are no longer equal.
-    NameChanged,
-    /// A name link whose two mobiles became known and differ.
-    PhoneConflict,
-    /// `orgsync unlink`.
-    ManualUnlink,
-    /// A manual link took the link's host user or member.
-    ReplacedByManual,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MemberLeft => "member_left",
-            Reason::HostUserRemoved => "host_user_removed",
-            Reason::PhoneChanged => "phone_changed",
-            Reason::NameChanged => "name_changed",
-            Reason::PhoneConflict => "phone_conflict",
-            Reason::ManualUnlink => "manual_unlink",
-            Reason::ReplacedByManual => "replaced_by_manual",
-        }
-    }
-}
 
 /// What matching knows of a member: the userid as WeCom spells it, and the normalized name and
 /// mobile (`None` when unknown or unusable).
@@ -140,29 +78,17 @@ impl MemberFacts {
     }
 }
 
-/// What matching knows of a host user: its normalized name and mobile.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostFacts {
-    pub name: Option<String>,
-    pub mobile: Option<String>,
-}
-
-impl HostFacts {
-    pub fn new(name: Option<&str>, mobile: Option<&str>) -> HostFacts {
-        HostFacts {
-            name: name.and_then(name::normalize),
-            mobile: mobile.and_then(phone::normalize),
-        }
+/// What matching knows of a host user, normalized for comparing.
+pub fn host_facts(name: Option<&str>, mobile: Option<&str>) -> HostFacts {
+    HostFacts {
+        name: name.and_then(name::normalize),
+        mobile: mobile.and_then(phone::normalize),
     }
 }
 
-/// One link, as stored under its host user's id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub userid_key: String,
-    /// The member's userid as WeCom spelled it last; names the member after it has left.
-    pub userid: String,
-    pub method: Method,
+/// [`host_facts`] of a host user as given.
+pub fn facts_of(user: &HostUser) -> HostFacts {
+    host_facts(user.name.as_deref(), user.mobile.as_deref())
 }
 
 /// Everything matching decides from.

@@ -12,8 +12,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::apply::load_state;
-use super::host_user::HostUser;
 use super::{plan, Group, Method};
+use crate::model::host_user::HostUser;
 use crate::store::{host_users, links, mirror, StoreError};
 
 pub const TEXT_LIST_LIMIT: usize = 20;

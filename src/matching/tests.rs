@@ -31,7 +31,7 @@ fn state(
             .collect(),
         host_users: hosts
             .iter()
-            .map(|&(id, name, mobile)| (id.to_owned(), HostFacts::new(name, mobile)))
+            .map(|&(id, name, mobile)| (id.to_owned(), host_facts(name, mobile)))
             .collect(),
         links: links
             .iter()
@@ -583,7 +583,7 @@ fn a_newcomer_with_a_linked_name_waits_for_a_partner_of_its_own() {
     // candidates, exactly as if the first pair had been linked by hand.
     state
         .host_users
-        .insert("2".into(), HostFacts::new(Some("王芳"), None));
+        .insert("2".into(), host_facts(Some("王芳"), None));
     let plan2 = plan(&state);
     assert_eq!(created(&plan2), owned(&[("2", "wangfang2", Name)]));
     assert!(plan2.removed.is_empty());
@@ -640,7 +640,7 @@ fn plans_are_ordered_by_host_user_id_whatever_the_hash_order() {
         );
         state
             .host_users
-            .insert(format!("{i:02}"), HostFacts::new(None, Some(&mobile)));
+            .insert(format!("{i:02}"), host_facts(None, Some(&mobile)));
     }
     let plan = plan(&state);
     let ids: Vec<&str> = plan

@@ -23,7 +23,7 @@ use super::protocol::{
 use super::subscription::{self, Subscription};
 use super::{ServerContext, SocketSettings};
 use crate::matching::apply::{put_host_users, PutError};
-use crate::matching::host_user::HostUser;
+use crate::model::host_user::HostUser;
 use crate::store::runs::Trigger;
 use crate::store::{consumers, event_log, Store, StoreError};
 

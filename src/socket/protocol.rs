@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::matching::host_user::HostUser;
+use crate::model::host_user::HostUser;
 
 /// The longest request line accepted, without its newline.
 pub const MAX_LINE: usize = 1 << 20;

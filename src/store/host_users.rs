@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
-use crate::matching::host_user::HostUser;
-use crate::matching::{name, phone, FastMap, HostFacts};
+use crate::hashing::FastMap;
+use crate::model::host_user::{HostFacts, HostUser};
 
 /// What matching needs of every host user, by id.
 pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError> {
@@ -102,9 +102,15 @@ impl<'c> Batch<'c> {
         })
     }
 
-    /// Writes `user` (if it differs from what is stored), or reports that the batch already
-    /// had its id. `position` is the line or index the user came from.
-    pub fn put(&mut self, user: &HostUser, position: u64) -> Result<Option<Duplicate>, StoreError> {
+    /// Writes `user` with what matching compares of it (`facts`), if it differs from what is
+    /// stored, or reports that the batch already had its id. `position` is the line or index
+    /// the user came from.
+    pub fn put(
+        &mut self,
+        user: &HostUser,
+        facts: &HostFacts,
+        position: u64,
+    ) -> Result<Option<Duplicate>, StoreError> {
         let first: Option<i64> = self
             .conn
             .prepare_cached("SELECT position FROM temp.host_users_seen WHERE id = ?1")?
@@ -148,8 +154,8 @@ impl<'c> Batch<'c> {
                 user.name,
                 user.mobile,
                 user.email,
-                user.name.as_deref().and_then(name::normalize),
-                user.mobile.as_deref().and_then(phone::normalize),
+                facts.name,
+                facts.mobile,
                 self.now,
             ])?;
         Ok(None)

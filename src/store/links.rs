@@ -1,5 +1,5 @@
 //! Links between host users and members, and the host users held from automatic matching.
-//! Only matching ([`crate::matching::apply`]) writes them, inside the transaction of the change
+//! Only matching (`crate::matching::apply`) writes them, inside the transaction of the change
 //! that caused the write.
 
 use chrono::{DateTime, Utc};
@@ -7,7 +7,8 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::StoreError;
-use crate::matching::{FastMap, Link, Method, Reason};
+use crate::hashing::FastMap;
+use crate::model::host_user::{Link, Method, Reason};
 
 /// Every link, by host user id.
 pub fn load(conn: &Connection) -> Result<FastMap<String, Link>, StoreError> {

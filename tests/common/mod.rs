@@ -11,7 +11,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use orgsync::model::{Department, Member, Snapshot};
-use orgsync::simulator::{Directory, Simulator};
+use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
-use orgsync::simulator::Simulator;
+use orgsync_simulator::Simulator;
 use tokio::net::UnixDatagram;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orgsync");

@@ -4,7 +4,7 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
-use orgsync::simulator::{Directory, Simulator};
+use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 
 pub struct Harness {

@@ -5,6 +5,8 @@
 //! it means "never known". Merging a pull into the mirror therefore keeps the old value wherever
 //! the pull has `None`, and a withheld field is never reported as cleared.
 
+pub mod host_user;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -1,4 +1,5 @@
-//! A host application's user as orgsync accepts it, over the socket or from an import file.
+//! A host application's user as orgsync accepts it, over the socket or from an import file, and
+//! the links matching makes between host users and members.
 //!
 //! The id is whatever the host application knows the user by. It may be sent as a JSON string
 //! or a JSON integer and is stored as a string: `42` and `"42"` are the same host user, and
@@ -7,6 +8,7 @@
 //! silently changed, since a changed id would be another user. Name, mobile and email are
 //! optional; an empty string is the same as absent.
 
+use serde::Serialize;
 use serde_json::Value;
 
 /// Longest id, in characters.
@@ -20,6 +22,82 @@ pub struct HostUser {
     pub name: Option<String>,
     pub mobile: Option<String>,
     pub email: Option<String>,
+}
+
+/// What matching compares of a host user: its name and mobile, normalized
+/// (`crate::matching::host_facts`), as the store keeps them beside what was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    pub name: Option<String>,
+    pub mobile: Option<String>,
+}
+
+/// One link, as stored under its host user's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub userid_key: String,
+    /// The member's userid as WeCom spelled it last; names the member after it has left.
+    pub userid: String,
+    pub method: Method,
+}
+
+/// How a link was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Phone,
+    Name,
+    Manual,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Phone => "phone",
+            Method::Name => "name",
+            Method::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Method> {
+        [Method::Phone, Method::Name, Method::Manual]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+}
+
+/// Why a link went, as `reason` in `orgsync.link.removed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The member is no longer in the mirror; the host user is held from then on.
+    MemberLeft,
+    /// The host user of an automatic link is no longer in the host-user set.
+    HostUserRemoved,
+    /// A phone link whose two mobiles are no longer equal.
+    PhoneChanged,
+    /// A name link whose two names are no longer equal.
+    NameChanged,
+    /// A name link whose two mobiles became known and differ.
+    PhoneConflict,
+    /// `orgsync unlink`.
+    ManualUnlink,
+    /// A manual link took the link's host user or member.
+    ReplacedByManual,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MemberLeft => "member_left",
+            Reason::HostUserRemoved => "host_user_removed",
+            Reason::PhoneChanged => "phone_changed",
+            Reason::NameChanged => "name_changed",
+            Reason::PhoneConflict => "phone_conflict",
+            Reason::ManualUnlink => "manual_unlink",
+            Reason::ReplacedByManual => "replaced_by_manual",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -137,7 +137,7 @@ impl Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::directory::SimUser;
+    use crate::directory::SimUser;
 
     fn tree() -> Directory {
         let mut directory = Directory::new("ww1", "s");

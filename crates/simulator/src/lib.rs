@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use orgsync::simulator::{Directory, Endpoint, Fault, Simulator};
+//! use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 //!
 //! let sim = Simulator::start(Directory::sample()).await?;
 //! sim.inject(Fault::Errcode(45033).on(Endpoint::UserList).times(2));
@@ -24,7 +24,6 @@ mod endpoint;
 mod errcode;
 mod fault;
 mod generate;
-mod host_users;
 mod http;
 mod limits;
 mod names;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use orgsync::daemon::queue::SyncQueue;
 use orgsync::events::{EventDraft, EventSource, EventType};
 use orgsync::model::{Member, Membership};
+use orgsync::queue::SyncQueue;
 use orgsync::socket::{self, ServerContext, SocketSettings};
 use orgsync::store::{event_log, Store};
 use serde_json::json;

@@ -38,7 +38,7 @@ use orgsync::config::Config;
 use orgsync::demo::simulated_tenant_config;
 use orgsync::events::EventSource;
 use orgsync::matching::apply::{put_host_users, PutError};
-use orgsync::store::runs::Trigger;
+use orgsync::queue::Trigger;
 use orgsync::store::Store;
 use orgsync::sync::{Mode, RunReport, RunStats, Syncer};
 use orgsync_simulator::{Directory, MutationSummary, Simulator};

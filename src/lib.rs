@@ -14,6 +14,7 @@ pub mod logging;
 pub mod matching;
 pub mod memory;
 pub mod model;
+pub mod queue;
 pub mod schedule;
 pub mod socket;
 pub mod status;

@@ -17,8 +17,8 @@ use croner::Cron;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
-use crate::daemon::queue::SyncQueue;
-use crate::store::runs::Trigger;
+use crate::queue::SyncQueue;
+use crate::queue::Trigger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {

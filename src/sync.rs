@@ -26,7 +26,8 @@ use crate::matching;
 use crate::matching::apply::LinkChanges;
 use crate::memory;
 use crate::model::{Department, DepartmentId, Snapshot};
-use crate::store::runs::{self, Outcome, Trigger};
+use crate::queue::Trigger;
+use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{event_log, mirror, Store, StoreError};
 use crate::wecom::{

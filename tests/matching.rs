@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{describe, kinds, Env, Subscriber};
-use orgsync::daemon::queue::SyncQueue;
 use orgsync::diff::diff;
 use orgsync::events::EventSource;
 use orgsync::model::{Member, Snapshot};
+use orgsync::queue::SyncQueue;
 use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
 use orgsync::store::{event_log, mirror, Store};
 use orgsync_simulator::{Directory, SimUser};

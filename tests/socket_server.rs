@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use orgsync::daemon::queue::SyncQueue;
 use orgsync::events::{EventDraft, EventSource, EventType};
+use orgsync::queue::SyncQueue;
 use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
 use orgsync::store::{consumers, event_log, host_users, Store};
 use serde_json::{json, Value};

@@ -121,13 +121,13 @@ fn consumer_cursor_never_moves_back() {
 #[test]
 fn runs_of_dead_processes_are_marked_interrupted() {
     let (_dir, store) = open();
-    let id = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    let id = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     // A pid that cannot exist stands for a process killed mid-run.
     store
         .conn()
         .execute("UPDATE runs SET pid = 2147483000 WHERE id = ?1", [id])
         .expect("update");
-    let own = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    let own = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     assert_eq!(runs::mark_interrupted(store.conn()).expect("mark"), 1);
     let recent = runs::recent(store.conn(), 10).expect("recent");
     assert_eq!(recent[0].id, own);
@@ -144,7 +144,7 @@ fn a_run_whose_pid_was_reused_is_marked_interrupted() {
         .arg("60")
         .spawn()
         .expect("spawn sleep");
-    let reused = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    let reused = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     store
         .conn()
         .execute(
@@ -153,7 +153,7 @@ fn a_run_whose_pid_was_reused_is_marked_interrupted() {
         )
         .expect("update");
     // PID 1 started before this run began, so the run may still be its.
-    let older = runs::begin(store.conn(), runs::Trigger::Cli).expect("begin");
+    let older = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     store
         .conn()
         .execute("UPDATE runs SET pid = 1 WHERE id = ?1", [older])

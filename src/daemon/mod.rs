@@ -11,7 +11,6 @@
 //! [`run`] adds the signals and systemd's notifications ([`notify`]).
 
 pub mod notify;
-pub mod queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -24,15 +23,15 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::events::EventSource;
+use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::socket::{self, ServerContext, SocketError, SocketSettings};
 use crate::status;
-use crate::store::runs::{self, Trigger};
+use crate::store::runs;
 use crate::store::{event_log, mirror, Store, StoreError};
 use crate::sync::{Mode, RunReport, Syncer};
 use crate::wecom::WecomError;
 use notify::Notifier;
-use queue::SyncQueue;
 
 /// How often the daemon looks for events committed by another process.
 const HEAD_POLL: Duration = Duration::from_millis(500);

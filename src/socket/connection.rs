@@ -24,7 +24,7 @@ use super::subscription::{self, Subscription};
 use super::{ServerContext, SocketSettings};
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
-use crate::store::runs::Trigger;
+use crate::queue::Trigger;
 use crate::store::{consumers, event_log, Store, StoreError};
 
 /// Why a request failed; each becomes an error reply.

@@ -46,8 +46,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::daemon::queue::SyncQueue;
 use crate::events::EventSource;
+use crate::queue::SyncQueue;
 
 pub use client::{request, ClientError};
 pub use listener::{bind, SocketError};

@@ -1,59 +1,12 @@
 //! The run log: one row per sync run, from start to outcome.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{decode, encode, StoreError};
-
-/// What started a run, as named in `orgsync.sync.*` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    Schedule,
-    Signal,
-    Socket,
-    Cli,
-    Startup,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Signal => "signal",
-            Trigger::Socket => "socket",
-            Trigger::Cli => "cli",
-            Trigger::Startup => "startup",
-        }
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Trigger {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Trigger, String> {
-        [
-            Trigger::Schedule,
-            Trigger::Signal,
-            Trigger::Socket,
-            Trigger::Cli,
-            Trigger::Startup,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| format!("unknown trigger {s:?}"))
-    }
-}
+use crate::queue::Trigger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,13 +1,61 @@
-//! The sync queue: requests to sync from signals, the socket, the schedule and start-up.
+//! What starts a run, and the queue of requests to run: from signals, the socket, the schedule,
+//! start-up and the command line. The store records triggers, and the daemon, the socket and
+//! the scheduler queue them, so both live here, below all of them.
 //!
 //! Requests coalesce: however many arrive while a run is in progress, exactly one follow-up
 //! run is queued, carrying the trigger of the first of them.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 
+use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::store::runs::Trigger;
+/// What started a run, as named in `orgsync.sync.*` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Schedule,
+    Signal,
+    Socket,
+    Cli,
+    Startup,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Signal => "signal",
+            Trigger::Socket => "socket",
+            Trigger::Cli => "cli",
+            Trigger::Startup => "startup",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Trigger, String> {
+        [
+            Trigger::Schedule,
+            Trigger::Signal,
+            Trigger::Socket,
+            Trigger::Cli,
+            Trigger::Startup,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown trigger {s:?}"))
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct SyncQueue {

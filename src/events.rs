@@ -1,4 +1,6 @@
-//! Org-change events: what each change becomes, and its CloudEvents 1.0 JSON line.
+//! Org-change events: what each change becomes, and its CloudEvents 1.0 JSON line. Every
+//! event's `data` is a type in this file, so the public event contract (docs/protocol.md) is
+//! this one file to read.
 //!
 //! Events are drafted from a [`Changeset`] in the contract's order and get their `seq` only when
 //! the store appends them, inside the transaction that applies the changes. A run's drafts are
@@ -10,7 +12,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::diff::{Changeset, FieldChanges};
+use crate::guard::Hold;
 use crate::model::{Department, Member};
+use crate::queue::Trigger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -89,6 +93,96 @@ pub enum ChangeData<'a> {
         member: &'a Member,
         changes: &'a FieldChanges,
     },
+}
+
+/// The `data` of `orgsync.sync.completed`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncCompleted<'a> {
+    pub run: String,
+    pub trigger: Trigger,
+    pub counts: &'a RunCounts,
+}
+
+/// The `data` of `orgsync.sync.failed`, and the failed run's recorded detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncFailed {
+    pub run: String,
+    pub trigger: Trigger,
+    pub error: ErrorData,
+}
+
+/// What went wrong: a stable code to branch on and a message for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorData {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The `data` of `orgsync.sync.held`, and the held run's recorded detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncHeld<'a> {
+    pub run: String,
+    /// The hold in a sentence.
+    pub reason: String,
+    pub hold: &'a Hold,
+    pub pending: &'a ChangeCounts,
+}
+
+/// How many of each change a run made (or would make).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCounts {
+    pub departments_created: usize,
+    pub departments_updated: usize,
+    pub departments_deleted: usize,
+    pub members_joined: usize,
+    pub members_updated: usize,
+    pub members_left: usize,
+}
+
+impl ChangeCounts {
+    pub fn of(changes: &Changeset) -> ChangeCounts {
+        ChangeCounts {
+            departments_created: changes.departments_created.len(),
+            departments_updated: changes.departments_updated.len(),
+            departments_deleted: changes.departments_deleted.len(),
+            members_joined: changes.members_joined.len(),
+            members_updated: changes.members_updated.len(),
+            members_left: changes.members_left.len(),
+        }
+    }
+}
+
+/// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the
+/// links re-matching made and removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    #[serde(flatten)]
+    pub changes: ChangeCounts,
+    pub departments: usize,
+    pub members: usize,
+    pub links_created: usize,
+    pub links_removed: usize,
+}
+
+/// The `data` of a link event; `reason` only on `orgsync.link.removed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LinkData<'a> {
+    pub userid: &'a str,
+    pub host_user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub method: &'static str,
+}
+
+impl<D> EventDraft<D> {
+    /// An `orgsync.sync.*` event, whose subject is its run.
+    pub fn run(kind: EventType, run: i64, data: D) -> EventDraft<D> {
+        EventDraft {
+            kind,
+            subject: format!("run/{run}"),
+            data,
+        }
+    }
 }
 
 fn department_subject(department: &Department) -> String {

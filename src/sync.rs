@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::diff::{Changeset, Comparison};
-use crate::events::{changeset_drafts, EventDraft, EventSource, EventType};
+use crate::events::{
+    changeset_drafts, ChangeCounts, ErrorData, EventDraft, EventSource, EventType, RunCounts,
+    SyncCompleted, SyncFailed, SyncHeld,
+};
 use crate::guard::{self, Hold, Limits};
 use crate::matching;
 use crate::matching::apply::LinkChanges;
@@ -43,42 +45,6 @@ pub enum Mode {
     Force,
     /// Pull and diff, write nothing.
     DryRun,
-}
-
-/// How many of each change a run made (or would make).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ChangeCounts {
-    pub departments_created: usize,
-    pub departments_updated: usize,
-    pub departments_deleted: usize,
-    pub members_joined: usize,
-    pub members_updated: usize,
-    pub members_left: usize,
-}
-
-impl ChangeCounts {
-    pub fn of(changes: &Changeset) -> ChangeCounts {
-        ChangeCounts {
-            departments_created: changes.departments_created.len(),
-            departments_updated: changes.departments_updated.len(),
-            departments_deleted: changes.departments_deleted.len(),
-            members_joined: changes.members_joined.len(),
-            members_updated: changes.members_updated.len(),
-            members_left: changes.members_left.len(),
-        }
-    }
-}
-
-/// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the
-/// links re-matching made and removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RunCounts {
-    #[serde(flatten)]
-    pub changes: ChangeCounts,
-    pub departments: usize,
-    pub members: usize,
-    pub links_created: usize,
-    pub links_removed: usize,
 }
 
 /// Where the time of a run went, for logs, status and benchmarks. The phases after the pull run
@@ -390,22 +356,21 @@ impl Syncer {
             _ => None,
         };
         let source = self.source.clone();
-        let detail = json!({
-            "run": run.to_string(),
-            "trigger": trigger,
-            "error": {"code": error.code(), "message": error.to_string()},
-        });
+        let detail = SyncFailed {
+            run: run.to_string(),
+            trigger,
+            error: ErrorData {
+                code: error.code(),
+                message: error.to_string(),
+            },
+        };
         self.blocking(move |store| {
             store.write(|tx| {
                 if let Some(refusal) = &refusal {
                     token_refusal::record(tx, refusal)?;
                 }
                 runs::finish(tx, run, Outcome::Failed, &detail)?;
-                let draft = EventDraft {
-                    kind: EventType::SyncFailed,
-                    subject: format!("run/{run}"),
-                    data: detail,
-                };
+                let draft = EventDraft::run(EventType::SyncFailed, run, &detail);
                 event_log::append(tx, &source, Some(run), &[draft], Utc::now())?;
                 Ok(())
             })
@@ -436,6 +401,14 @@ impl Syncer {
 fn held_for(refusal: &Refusal, credentials: &str, now: DateTime<Utc>) -> Option<Duration> {
     let age = (now - refusal.at).to_std().ok()?;
     (refusal.credentials == credentials && age < REFUSAL_HOLD).then_some(age)
+}
+
+/// What the run log keeps of a completed run.
+#[derive(Serialize)]
+struct CompletedDetail<'a> {
+    counts: &'a RunCounts,
+    /// Applied with `--force` over a hold.
+    forced: bool,
 }
 
 enum Applied {
@@ -480,18 +453,14 @@ fn apply(
         stats.diff_ms = lap.next();
 
         if let (Some(hold), false) = (&hold, force) {
-            let detail = json!({
-                "run": run.to_string(),
-                "reason": hold.message(),
-                "hold": hold,
-                "pending": pending,
-            });
-            runs::finish(tx, run, Outcome::Held, &detail)?;
-            let draft = EventDraft {
-                kind: EventType::SyncHeld,
-                subject: format!("run/{run}"),
-                data: detail,
+            let detail = SyncHeld {
+                run: run.to_string(),
+                reason: hold.message(),
+                hold,
+                pending: &pending,
             };
+            runs::finish(tx, run, Outcome::Held, &detail)?;
+            let draft = EventDraft::run(EventType::SyncHeld, run, &detail);
             event_log::append(tx, source, Some(run), &[draft], now)?;
             return Ok(Applied::Held {
                 hold: hold.clone(),
@@ -518,13 +487,17 @@ fn apply(
         };
         event_log::append_each(tx, source, Some(run), links.drafts(), now)?;
         drop(links);
-        let completed = EventDraft {
-            kind: EventType::SyncCompleted,
-            subject: format!("run/{run}"),
-            data: json!({"run": run.to_string(), "trigger": trigger, "counts": counts}),
+        let completed = SyncCompleted {
+            run: run.to_string(),
+            trigger,
+            counts: &counts,
         };
-        event_log::append(tx, source, Some(run), &[completed], now)?;
-        let detail: Value = json!({"counts": counts, "forced": force && hold.is_some()});
+        let draft = EventDraft::run(EventType::SyncCompleted, run, &completed);
+        event_log::append(tx, source, Some(run), &[draft], now)?;
+        let detail = CompletedDetail {
+            counts: &counts,
+            forced: force && hold.is_some(),
+        };
         runs::finish(tx, run, Outcome::Completed, &detail)?;
         stats.events_ms += lap.next();
         Ok(Applied::Completed { counts, stats })

@@ -9,13 +9,12 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use serde::Serialize;
 
 use super::{
     facts_of, plan, Assessment, Created, Link, MemberFacts, Method, Plan, Reason, Removed, State,
 };
 use crate::diff::Changeset;
-use crate::events::{EventDraft, EventSource, EventType};
+use crate::events::{EventDraft, EventSource, EventType, LinkData};
 use crate::model::host_user::HostUser;
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
@@ -80,16 +79,6 @@ impl LinkChanges {
         }
         Ok(())
     }
-}
-
-/// The `data` of a link event; `reason` only on `orgsync.link.removed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LinkData<'a> {
-    pub userid: &'a str,
-    pub host_user_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    pub method: &'static str,
 }
 
 /// Everything matching decides from, as the store holds it now.

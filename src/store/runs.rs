@@ -69,7 +69,7 @@ pub fn finish(
     conn: &Connection,
     id: i64,
     outcome: Outcome,
-    detail: &Value,
+    detail: &impl Serialize,
 ) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE runs SET outcome = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1",

@@ -353,16 +353,6 @@ fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
     };
     let runtime = runtime()?;
     let report = runtime.block_on(async {
-        if mode != Mode::DryRun {
-            let path = config.store.path.clone();
-            let busy_timeout = config.store.busy_timeout();
-            let corp = config.wecom.corp_id.clone();
-            tokio::task::spawn_blocking(move || {
-                Store::open_waiting(&path, busy_timeout)?.bind_corp(&corp)
-            })
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))??;
-        }
         // SIGTERM or Ctrl-C during the pull aborts the run cleanly: a `failed` event, no changes.
         let stop = async {
             use tokio::signal::unix::{signal, SignalKind};

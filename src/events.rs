@@ -299,6 +299,10 @@ impl EventSource {
         }
     }
 
+    pub fn corp_id(&self) -> &str {
+        &self.corp_id
+    }
+
     /// The CloudEvents 1.0 structured-mode JSON object of an event, as one line without the
     /// trailing newline.
     pub fn encode<D: Serialize>(

@@ -32,10 +32,7 @@ use crate::queue::Trigger;
 use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{event_log, mirror, Store, StoreError};
-use crate::wecom::{
-    self, ApiError, ClientSettings, Progress, PullError, Secret, WecomClient, WecomError,
-    REFUSAL_HOLD,
-};
+use crate::wecom::{self, ApiError, Progress, PullError, WecomClient, WecomError, REFUSAL_HOLD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -207,28 +204,23 @@ pub struct Syncer {
 
 impl Syncer {
     pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
-        let secret = config.corp_secret().ok_or_else(|| {
-            WecomError::Settings("the config was loaded without the corp secret".to_owned())
-        })?;
-        let mut settings = ClientSettings::new(
-            config.wecom.api_base.clone(),
-            config.wecom.corp_id.clone(),
-            Secret::new(secret),
-        );
-        settings.request_timeout = Duration::from_secs(config.wecom.request_timeout_secs);
-        settings.retry = config.wecom.retry();
         Ok(Syncer {
-            client: WecomClient::new(settings)?,
+            client: WecomClient::new(config.client_settings()?)?,
             store_path: config.store.path.clone(),
             store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
             root_department: config.wecom.root_department,
             concurrency: config.wecom.concurrency,
-            limits: Limits {
-                max_deletes: config.safety.max_deletes as u64,
-                max_delete_ratio: config.safety.max_delete_ratio,
-            },
+            limits: config.limits(),
         })
+    }
+
+    /// Records which corp the store mirrors, or refuses a store made for another corp. Every
+    /// run that writes binds first; the daemon binds at start-up too, to refuse a foreign store
+    /// before it serves anything.
+    pub async fn bind_store(&self) -> Result<(), SyncError> {
+        let corp_id = self.source.corp_id().to_owned();
+        self.blocking(move |store| store.bind_corp(&corp_id)).await
     }
 
     /// Runs one sync. `Err` only when the run could not even be recorded (the store is
@@ -249,8 +241,10 @@ impl Syncer {
                     .await?,
             ),
             Mode::Apply | Mode::Force => {
+                let corp_id = self.source.corp_id().to_owned();
                 let (run, refusal) = self
                     .blocking(move |store| {
+                        store.bind_corp(&corp_id)?;
                         runs::mark_interrupted(store.conn())?;
                         let refusal = token_refusal::last(store.conn())?;
                         Ok((runs::begin(store.conn(), trigger)?, refusal))

@@ -11,6 +11,7 @@
 
 mod error;
 mod secret;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +28,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DepartmentId;
-use crate::schedule::{RetryPolicy, Schedule, ScheduleError};
+use crate::schedule::{Schedule, ScheduleError};
 pub use error::{ConfigError, Origin, SecretFileProblem};
 use secret::Secret;
 pub use secret::SecretSource;
@@ -102,20 +103,6 @@ impl Default for WecomConfig {
     }
 }
 
-impl WecomConfig {
-    /// How the WeCom client retries failed calls.
-    pub fn retry(&self) -> crate::wecom::RetryPolicy {
-        let base = std::time::Duration::from_millis(self.retry_base_delay_ms);
-        crate::wecom::RetryPolicy {
-            max_retries: self.retry_attempts as usize,
-            base_delay: base,
-            rate_limit_wait: std::time::Duration::from_secs(self.rate_limit_pause_secs),
-            concurrency_wait: base,
-            ..crate::wecom::RetryPolicy::default()
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
@@ -141,15 +128,6 @@ impl Default for ScheduleConfig {
     }
 }
 
-impl ScheduleConfig {
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            attempts: self.retry_attempts,
-            first_delay: std::time::Duration::from_secs(self.retry_delay_secs),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -166,12 +144,6 @@ impl Default for StoreConfig {
             path: PathBuf::from("/var/lib/orgsync/orgsync.db"),
             busy_timeout_secs: 60,
         }
-    }
-}
-
-impl StoreConfig {
-    pub fn busy_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.busy_timeout_secs)
     }
 }
 

@@ -1,0 +1,80 @@
+//! The configuration turned into each component's settings: the one place that knows both the
+//! config's keys and the components' types, so a component never reads the config itself.
+
+use std::time::Duration;
+
+use super::{Config, ScheduleConfig, StoreConfig, WecomConfig};
+use crate::guard::Limits;
+use crate::schedule;
+use crate::socket::SocketSettings;
+use crate::wecom::{self, ClientSettings, Secret, WecomError};
+
+/// How long a socket client may wait before its first request: long enough for a person typing
+/// into `socat`, short enough that leaked silent connections free their slots.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Config {
+    /// The WeCom client's settings; fails when the config was loaded without the secret.
+    pub fn client_settings(&self) -> Result<ClientSettings, WecomError> {
+        let secret = self.corp_secret().ok_or_else(|| {
+            WecomError::Settings("the config was loaded without the corp secret".to_owned())
+        })?;
+        let mut settings = ClientSettings::new(
+            self.wecom.api_base.clone(),
+            self.wecom.corp_id.clone(),
+            Secret::new(secret),
+        );
+        settings.request_timeout = Duration::from_secs(self.wecom.request_timeout_secs);
+        settings.retry = self.wecom.retry();
+        Ok(settings)
+    }
+
+    pub fn socket_settings(&self) -> SocketSettings {
+        SocketSettings {
+            path: self.socket.path.clone(),
+            group: self.socket.group.clone(),
+            admin_uids: self.socket.admin_uids.clone(),
+            admin_gids: self.socket.admin_gids.clone(),
+            max_connections: self.socket.max_connections,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The deletion guard's limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_deletes: self.safety.max_deletes as u64,
+            max_delete_ratio: self.safety.max_delete_ratio,
+        }
+    }
+}
+
+impl WecomConfig {
+    /// How the WeCom client retries failed calls.
+    pub fn retry(&self) -> wecom::RetryPolicy {
+        let base = Duration::from_millis(self.retry_base_delay_ms);
+        wecom::RetryPolicy {
+            max_retries: self.retry_attempts as usize,
+            base_delay: base,
+            rate_limit_wait: Duration::from_secs(self.rate_limit_pause_secs),
+            concurrency_wait: base,
+            ..wecom::RetryPolicy::default()
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// How the daemon retries a failed run.
+    pub fn retry(&self) -> schedule::RetryPolicy {
+        schedule::RetryPolicy {
+            attempts: self.retry_attempts,
+            first_delay: Duration::from_secs(self.retry_delay_secs),
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn busy_timeout(&self) -> Duration {
+        Duration::from_secs(self.busy_timeout_secs)
+    }
+}

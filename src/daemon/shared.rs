@@ -1,0 +1,97 @@
+//! The state the daemon's components share: the config, the syncer and the schedule (replaced
+//! on SIGHUP), the sync queue, the event head, and what the daemon is doing right now.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::queue::{SyncQueue, Trigger};
+use crate::schedule::Schedule;
+use crate::status;
+use crate::store::Store;
+use crate::sync::Syncer;
+
+/// What the daemon is doing right now, for status replies.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub running: Option<(Trigger, DateTime<Utc>)>,
+    pub retry: Option<(u32, DateTime<Utc>)>,
+}
+
+pub struct Shared {
+    pub config: RwLock<Config>,
+    pub syncer: RwLock<Arc<Syncer>>,
+    pub schedule: RwLock<Schedule>,
+    pub queue: Arc<SyncQueue>,
+    pub live: Mutex<Live>,
+    /// The store's event head, published to subscribers after every commit.
+    pub head: watch::Sender<i64>,
+    /// What the daemon is doing, in one line: systemd shows it as the unit's status.
+    pub activity: watch::Sender<String>,
+}
+
+/// A poisoned lock only means a panic elsewhere; the data it guards is still whole.
+pub fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        read(&self.config).store.path.clone()
+    }
+
+    pub fn set_activity(&self, activity: String) {
+        self.activity.send_replace(activity);
+    }
+
+    pub fn syncer(&self) -> Arc<Syncer> {
+        read(&self.syncer).clone()
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        read(&self.schedule).clone()
+    }
+
+    /// The status reply: the store's view plus what the daemon is doing.
+    pub fn status(&self) -> Result<Value, String> {
+        let config = read(&self.config).clone();
+        let schedule = self.schedule();
+        let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
+        let mut report =
+            status::collect(store.conn(), &config.wecom.corp_id, &schedule, Utc::now())
+                .map_err(|e| e.to_string())?;
+        let live = self.live();
+        report.daemon = Some(json!({
+            "pid": std::process::id(),
+            "running": live.running.map(|(trigger, since)| json!({"trigger": trigger, "since": since.to_rfc3339()})),
+            "queued": self.queue.is_pending(),
+            "retry": live.retry.map(|(attempt, at)| json!({"attempt": attempt, "at": at.to_rfc3339()})),
+        }));
+        serde_json::to_value(report).map_err(|e| e.to_string())
+    }
+}
+
+/// A time in the schedule's zone, the one operators think in: `2026-11-23 02:00:00 CST`.
+pub fn local_time(at: DateTime<Utc>, schedule: &Schedule) -> String {
+    at.with_timezone(&schedule.timezone())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// Resolves once shutdown has been requested.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -15,7 +15,9 @@ use crate::matching::commands::{self as matching, CommandError};
 use crate::matching::import::Options as ImportOptions;
 use crate::queue::Trigger;
 use crate::schedule::Schedule;
-use crate::store::{event_log, Store, StoreError};
+use crate::event_reader::{self, ReadError};
+use crate::events::TypeFilter;
+use crate::store::{Store, StoreError};
 use crate::sync::{Mode, RunReport, SyncError, Syncer};
 use crate::wecom::WecomError;
 use crate::{demo, dry_run, logging, socket, status};
@@ -25,17 +27,43 @@ use orgsync_simulator as simulator;
 #[command(
     name = "orgsync",
     version,
-    about = "Mirrors a WeCom contact directory into SQLite and publishes every change as CloudEvents on a Unix socket"
+    about = "Mirrors a WeCom contact directory into SQLite and publishes every change as CloudEvents on a Unix socket",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// What `--help` says after the commands: what scripts and systemd act on.
+const AFTER_HELP: &str = "\
+Exit status:
+  0  success
+  1  failure (a one-line message on stderr says what is wrong and what to do)
+  2  bad usage or configuration
+  3  a sync held by the deletion guard (`orgsync status` shows why)
+
+Signals to `orgsync run`:
+  SIGUSR1          sync now (requests during a run queue one follow-up run)
+  SIGHUP           re-read the config, then sync; a bad config is rejected and the old one stays
+  SIGTERM, SIGINT  graceful stop: an apply in progress commits or rolls back, then exit 0
+
+Environment:
+  ORGSYNC_CONFIG               the config file, instead of --config
+  ORGSYNC_<SECTION>__<KEY>     overrides one config key, e.g. ORGSYNC_WECOM__API_BASE
+  RUST_LOG                     overrides log.level
+
+Docs: README.md and docs/ (install, configuration, protocol, matching, simulator).";
+
 #[derive(Args)]
 struct ConfigArg {
-    /// The configuration file.
-    #[arg(long, value_name = "FILE", default_value = "/etc/orgsync/orgsync.toml")]
+    /// The configuration file (docs/configuration.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ORGSYNC_CONFIG",
+        default_value = "/etc/orgsync/orgsync.toml"
+    )]
     config: PathBuf,
 }
 
@@ -53,6 +81,12 @@ enum Command {
         /// Apply even when the deletion guard would hold the run.
         #[arg(long)]
         force: bool,
+        /// With --dry-run: also write what WeCom returned to FILE, in the simulator's
+        /// directory format (docs/simulator.md), to serve it back with `orgsync simulator
+        /// --directory FILE` or keep it as a test fixture. The file holds personal data and is
+        /// created mode 0600.
+        #[arg(long, value_name = "FILE", requires = "dry_run")]
+        dump_pull: Option<PathBuf>,
     },
     /// Ask the running daemon to sync now.
     Resync(ConfigArg),
@@ -74,6 +108,13 @@ enum Command {
         /// Keep printing new events as they are committed.
         #[arg(long)]
         follow: bool,
+        /// Only events of this type: an exact type (orgsync.member.joined) or a prefix ending
+        /// in `.*` (orgsync.member.*). May be given more than once.
+        #[arg(long = "type", value_name = "PATTERN")]
+        types: Vec<String>,
+        /// `json`: the CloudEvents lines as stored; `text`: one short line per event for people.
+        #[arg(long, value_enum, default_value_t = EventFormat::Json)]
+        format: EventFormat,
     },
     /// Validate the configuration and the secret's presence without calling WeCom.
     CheckConfig(ConfigArg),
@@ -85,7 +126,8 @@ enum Command {
     },
     /// Serve the built-in simulated WeCom tenant over HTTP, for trying orgsync out.
     Simulator {
-        #[arg(long, default_value = "127.0.0.1:8480")]
+        /// The address to serve on; port 0 picks a free port (the banner names it).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8480")]
         listen: SocketAddr,
         /// A directory as JSON (default: the demo company).
         #[arg(long, value_name = "FILE")]
@@ -117,6 +159,7 @@ enum Command {
     Unlink {
         #[command(flatten)]
         config: ConfigArg,
+        /// The host application's id of the user.
         host_id: String,
     },
     /// Matching of host users to members.
@@ -130,6 +173,7 @@ enum HostUsersCommand {
     Import {
         #[command(flatten)]
         config: ConfigArg,
+        /// The file to import: CSV or JSON Lines, told apart by its first character.
         file: PathBuf,
         /// Import the good rows even if some are bad (they are listed on stderr).
         #[arg(long)]
@@ -171,6 +215,9 @@ pub enum CliError {
     Held(String),
     #[error("{0}")]
     Failed(String),
+    /// A bad argument: exit 2.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
@@ -182,6 +229,7 @@ impl CliError {
             | CliError::Daemon(DaemonError::Wecom(WecomError::Settings(_))) => 2,
             CliError::Matching(error) => error.exit_code(),
             CliError::Held(_) => 3,
+            CliError::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -213,7 +261,8 @@ fn load(path: &Path) -> Result<Config, CliError> {
     init(Config::load(path)?)
 }
 
-/// For the commands that only talk to the daemon or read the store: no corp secret needed.
+/// For the commands that do not call WeCom (they talk to the daemon, or read and write the
+/// store): no corp secret needed, so they work where the secret is only a systemd credential.
 fn load_without_secret(path: &Path) -> Result<Config, CliError> {
     init(Config::load_without_secret(path)?)
 }
@@ -239,7 +288,8 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             config,
             dry_run,
             force,
-        } => sync(&load(&config.config)?, dry_run, force),
+            dump_pull,
+        } => sync(&load(&config.config)?, dry_run, force, dump_pull),
         Command::Resync(args) => {
             let config = load_without_secret(&args.config)?;
             let reply = runtime()?
@@ -265,7 +315,19 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             config,
             since,
             follow,
-        } => events(&load_without_secret(&config.config)?, since, follow),
+            types,
+            format,
+        } => {
+            let mut filter = TypeFilter::default();
+            for pattern in &types {
+                filter
+                    .add(pattern)
+                    .map_err(|e| CliError::Usage(format!("--type: {e}")))?;
+            }
+            let filter = (!types.is_empty()).then_some(filter);
+            let config = load_without_secret(&config.config)?;
+            events(&config, since, follow, filter.as_ref(), format)
+        }
         Command::CheckConfig(args) => {
             let config = Config::load(&args.config)?;
             for warning in config.warnings() {
@@ -312,7 +374,13 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
                 .block_on(simulator::serve(listen, directory, |api_base| {
                     println!("simulated WeCom on {api_base}: {banner}");
                 }))
-                .map_err(|e| CliError::Failed(format!("simulator failed: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::AddrInUse => CliError::Failed(format!(
+                        "cannot listen on {listen}: the address is in use; choose another with \
+                         --listen, or port 0 for a free one (--listen 127.0.0.1:0)"
+                    )),
+                    _ => CliError::Failed(format!("simulator on {listen} failed: {e}")),
+                })?;
             Ok(0)
         }
         Command::HostUsers(HostUsersCommand::Import {
@@ -322,7 +390,7 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             replace,
         }) => {
             let options = ImportOptions { replace, skip_bad };
-            matching::import(&load(&config.config)?, &file, options)?;
+            matching::import(&load_without_secret(&config.config)?, &file, options)?;
             Ok(0)
         }
         Command::Link {
@@ -330,22 +398,28 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             host_id,
             userid,
         } => {
-            matching::link(&load(&config.config)?, &host_id, &userid)?;
+            matching::link(&load_without_secret(&config.config)?, &host_id, &userid)?;
             Ok(0)
         }
         Command::Unlink { config, host_id } => {
-            matching::unlink(&load(&config.config)?, &host_id)?;
+            matching::unlink(&load_without_secret(&config.config)?, &host_id)?;
             Ok(0)
         }
         Command::Match(MatchCommand::Report { config, json }) => {
-            matching::report(&load(&config.config)?, json)?;
+            matching::report(&load_without_secret(&config.config)?, json)?;
             Ok(0)
         }
     }
 }
 
-fn sync(config: &Config, dry_run: bool, force: bool) -> Result<u8, CliError> {
-    let syncer = Syncer::from_config(config)?;
+fn sync(
+    config: &Config,
+    dry_run: bool,
+    force: bool,
+    dump_pull: Option<PathBuf>,
+) -> Result<u8, CliError> {
+    let mut syncer = Syncer::from_config(config)?;
+    syncer.dump_pull = dump_pull;
     let mode = match (dry_run, force) {
         (true, _) => Mode::DryRun,
         (false, true) => Mode::Force,
@@ -439,7 +513,7 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
             }
             let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
-            let store = Store::open(&config.store.path)?;
+            let store = Store::open_read_only(&config.store.path)?;
             status::collect(
                 store.conn(),
                 &config.wecom.corp_id,
@@ -460,30 +534,68 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     Ok(report.exit_code() as u8)
 }
 
-fn events(config: &Config, since: Option<i64>, follow: bool) -> Result<u8, CliError> {
-    let store = Store::open(&config.store.path)?;
-    let mut cursor = since.unwrap_or(0);
+/// How `orgsync events` prints.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EventFormat {
+    Json,
+    Text,
+}
+
+/// `orgsync events`: the store read-only, through the same reader a socket subscription uses,
+/// so a `--since` past the head or into pruned events is the same error here as there.
+fn events(
+    config: &Config,
+    since: Option<i64>,
+    follow: bool,
+    types: Option<&TypeFilter>,
+    format: EventFormat,
+) -> Result<u8, CliError> {
+    let store = Store::open_read_only(&config.store.path)?;
+    let (mut cursor, _) = event_reader::start(store.conn(), Some(since.unwrap_or(0)), None)
+        .map_err(|e| match e {
+            ReadError::Store(e) => CliError::Store(store.explain(e)),
+            other => CliError::Failed(other.to_string()),
+        })?;
     let stdout = io::stdout();
     loop {
-        let batch =
-            event_log::read_after(store.conn(), cursor, 1000).map_err(|e| store.explain(e))?;
-        if batch.is_empty() {
+        let batch = event_reader::next_batch(store.conn(), cursor, types).map_err(|e| match e {
+            ReadError::Store(e) => CliError::Store(store.explain(e)),
+            other => CliError::Failed(other.to_string()),
+        })?;
+        let Some(last) = batch.last_seq else {
             if !follow {
                 return Ok(0);
             }
             std::thread::sleep(Duration::from_millis(250));
             continue;
-        }
+        };
+        cursor = last;
         let mut out = stdout.lock();
-        for event in &batch {
-            if writeln!(out, "{}", event.body).is_err() {
+        for event in &batch.events {
+            let written = match format {
+                EventFormat::Json => writeln!(out, "{}", event.body),
+                EventFormat::Text => writeln!(out, "{}", event_line(&event.body)),
+            };
+            if written.is_err() {
                 // The reader went away (`orgsync events | head`): not an error.
                 return Ok(0);
             }
-            cursor = event.seq;
         }
         if out.flush().is_err() {
             return Ok(0);
         }
     }
+}
+
+/// One event for people: `#SEQ  TIME  TYPE  SUBJECT`.
+fn event_line(body: &str) -> String {
+    let event: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let field = |key: &str| event[key].as_str().unwrap_or("?").to_owned();
+    format!(
+        "#{:<8} {}  {:<28} {}",
+        event["seq"],
+        field("time"),
+        field("type"),
+        field("subject")
+    )
 }

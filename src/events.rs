@@ -63,6 +63,56 @@ impl EventType {
     }
 }
 
+/// Which event types a subscriber wants: exact types, and prefixes ending in `.*`
+/// (`orgsync.member.*`). Every pattern must match at least one event type, so that a typo is an
+/// error rather than a subscription that silently receives nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeFilter {
+    exact: Vec<String>,
+    /// Each prefix keeps its trailing dot: `orgsync.member.*` is stored as `orgsync.member.`.
+    prefixes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("pattern {0:?} is neither an event type nor a prefix ending in \".*\" (like \"orgsync.member.*\")")]
+    Malformed(String),
+    #[error("pattern {0:?} matches no event type; types look like \"orgsync.member.joined\", prefixes like \"orgsync.member.*\" (docs/protocol.md lists them)")]
+    MatchesNothing(String),
+}
+
+/// How much of a bad pattern an error repeats.
+const ECHO_CHARS: usize = 64;
+
+impl TypeFilter {
+    pub fn add(&mut self, pattern: &str) -> Result<(), PatternError> {
+        let echo = || pattern.chars().take(ECHO_CHARS).collect::<String>();
+        let matches_some =
+            |test: &dyn Fn(&str) -> bool| EventType::ALL.iter().any(|kind| test(kind.as_str()));
+        match pattern.strip_suffix('*') {
+            Some(prefix) if prefix.len() > 1 && prefix.ends_with('.') && !prefix.contains('*') => {
+                if !matches_some(&|kind| kind.starts_with(prefix)) {
+                    return Err(PatternError::MatchesNothing(echo()));
+                }
+                self.prefixes.push(prefix.to_owned());
+            }
+            None if !pattern.is_empty() && !pattern.contains('*') => {
+                if !matches_some(&|kind| kind == pattern) {
+                    return Err(PatternError::MatchesNothing(echo()));
+                }
+                self.exact.push(pattern.to_owned());
+            }
+            _ => return Err(PatternError::Malformed(echo())),
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, kind: &str) -> bool {
+        self.exact.iter().any(|exact| exact == kind)
+            || self.prefixes.iter().any(|prefix| kind.starts_with(prefix))
+    }
+}
+
 /// An event before it has a sequence number. `data` is anything that serializes to the JSON
 /// object of the event's `data`: a [`Value`] by default, a [`ChangeData`] for a run's changes.
 #[derive(Debug, Clone, PartialEq)]

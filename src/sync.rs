@@ -28,6 +28,7 @@ use crate::matching;
 use crate::matching::apply::LinkChanges;
 use crate::memory;
 use crate::model::{Department, DepartmentId, Snapshot};
+use crate::pull_dump;
 use crate::queue::Trigger;
 use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
@@ -168,6 +169,11 @@ pub enum SyncError {
     Shutdown,
     #[error("internal error: the store worker stopped unexpectedly ({0})")]
     Worker(String),
+    #[error("cannot write the pull to {path}: {source}; check that its directory exists and is writable")]
+    Dump {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl SyncError {
@@ -185,6 +191,7 @@ impl SyncError {
             SyncError::Store(e) => e.code(),
             SyncError::Shutdown => "shutdown",
             SyncError::Worker(_) => "internal",
+            SyncError::Dump { .. } => "dump_failed",
         }
     }
 }
@@ -200,6 +207,8 @@ pub struct Syncer {
     pub root_department: DepartmentId,
     pub concurrency: usize,
     pub limits: Limits,
+    /// Where a dry run writes what WeCom returned ([`crate::pull_dump`]).
+    pub dump_pull: Option<PathBuf>,
 }
 
 impl Syncer {
@@ -212,6 +221,7 @@ impl Syncer {
             root_department: config.wecom.root_department,
             concurrency: config.wecom.concurrency,
             limits: config.limits(),
+            dump_pull: None,
         })
     }
 
@@ -280,6 +290,14 @@ impl Syncer {
         let source = self.source.clone();
 
         let Some(run) = run else {
+            if let Some(path) = &self.dump_pull {
+                pull_dump::write(path, self.source.corp_id(), &snapshot).map_err(|source| {
+                    SyncError::Dump {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
             let report = self
                 .blocking(move |store| {
                     let pulled = snapshot.members.len();

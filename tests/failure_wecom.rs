@@ -478,9 +478,12 @@ async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retrie
     }
 
     // The daemon's start-up run and its two retries are refused without asking WeCom either.
+    // The head is read before the daemon starts: its start-up run may fail before a subscriber
+    // gets in.
+    let head = env.state().head();
     let daemon = env.start_daemon().await;
     let mut subscriber = env
-        .subscribe(serde_json::json!({"op": "subscribe", "since": env.state().head()}))
+        .subscribe(serde_json::json!({"op": "subscribe", "since": head}))
         .await;
     for attempt in 0..3 {
         let run = subscriber.run_events().await;

@@ -25,7 +25,7 @@ pub enum Origin {
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("config file {} not found; pass --config FILE", path.display())]
+    #[error("config file {} does not exist; check the path given with --config or ORGSYNC_CONFIG, or create it from orgsync.example.toml (docs/configuration.md)", path.display())]
     NotFound { path: PathBuf },
 
     #[error("cannot read config file {}: {error}", path.display())]

@@ -306,7 +306,10 @@ impl Config {
                 error,
             },
         })?;
-        let env = Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR);
+        // ORGSYNC_CONFIG names the file itself (the command line's --config), not a key.
+        let env = Env::prefixed(ENV_PREFIX)
+            .ignore(&["CONFIG"])
+            .split(ENV_SEPARATOR);
         let env_metadata = env.metadata();
         let figment = Figment::from(Toml::string(&text)).merge(env);
         let at = Locator {
@@ -515,15 +518,37 @@ impl FileConfig {
             ));
         }
 
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|error| {
-            invalid(
-                "log.level",
-                format!("`{}` is not a log filter: {error}", self.log.level),
-            )
-        })?;
+        check_log_level(&self.log.level).map_err(|reason| invalid("log.level", reason))?;
 
         Ok(self)
     }
+}
+
+/// A tracing filter that means what it says. `EnvFilter` takes a bare word such as `verbose` as
+/// the name of a module to log at every level, which switches off everything else: the daemon
+/// would log nothing at all. A directive is therefore a level, or names its target with `=`,
+/// `::` or a span filter.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: &str = "trace, debug, info, warn, error or off";
+    if filter.trim().is_empty() {
+        return Err(format!("is empty; use one of {LEVELS}"));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let names_target = directive.contains(['=', ':', '[']);
+        if !names_target
+            && directive
+                .parse::<tracing::level_filters::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!(
+                "`{directive}` is not a level; use one of {LEVELS}, or `target=level` \
+                 (e.g. `info,orgsync::wecom=debug`)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|error| format!("`{filter}` is not a log filter: {error}"))
 }
 
 /// Finds which layer set a key, so that errors name the key the way the operator wrote it.

@@ -767,6 +767,9 @@ fn out_of_range_values_are_named() {
         ("socket.group = \"\"", "socket.group"),
         ("store.path = \"\"", "store.path"),
         ("log.level = \"info,[\"", "log.level"),
+        ("log.level = \"verbose\"", "log.level"),
+        ("log.level = \"info,loud\"", "log.level"),
+        ("log.level = \"\"", "log.level"),
     ] {
         assert_eq!(rejected(extra).0, key, "{extra}");
     }
@@ -775,6 +778,17 @@ fn out_of_range_values_are_named() {
         "key `safety.max_delete_ratio`: 1.5 is not within 0..=1 (it is a fraction: 0.2 means 20%)"
     );
     assert!(from_str("wecom.concurrency = 32\nsafety.max_delete_ratio = 0").is_ok());
+    for level in [
+        "DEBUG",
+        "warn,orgsync::wecom=trace",
+        "off",
+        "orgsync[run]=debug",
+    ] {
+        assert!(
+            from_str(&format!("log.level = \"{level}\"")).is_ok(),
+            "{level}"
+        );
+    }
     assert!(from_str("wecom.retry_attempts = 0\nwecom.retry_base_delay_ms = 1").is_ok());
 }
 

@@ -20,20 +20,26 @@ use super::lines::{Line, LineReader};
 use super::protocol::{
     error_reply, error_reply_with, parse_request, ErrorCode, Request, Subscribe, MAX_LINE,
 };
-use super::subscription::{self, Subscription};
 use super::{ServerContext, SocketSettings};
+use crate::event_reader::{self, ReadError};
+use crate::events::TypeFilter;
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
 use crate::store::{consumers, event_log, Store, StoreError};
 
+/// A subscription that passed its checks: deliver the events after `cursor`.
+#[derive(Debug)]
+struct Subscription {
+    cursor: i64,
+    types: Option<TypeFilter>,
+}
+
 /// Why a request failed; each becomes an error reply.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("the events after seq {cursor} up to {} were pruned (the oldest available is {oldest}); reconcile your copy of the directory, then subscribe with since={}", oldest - 1, oldest - 1)]
-    Gap { cursor: i64, oldest: i64 },
-    #[error("since={since} is ahead of the event head {head}; was the store replaced? reconcile your copy of the directory, then subscribe with since <= {head}")]
-    AheadOfHead { since: i64, head: i64 },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("seq {seq} is above the event head {head}; ack only seqs you have received")]
     AckAboveHead { seq: i64, head: i64 },
     #[error(
@@ -71,19 +77,20 @@ impl RequestError {
     fn reply(&self) -> Value {
         let message = self.to_string();
         match self {
-            RequestError::Gap { oldest, .. } => {
+            RequestError::Read(ReadError::Gap { oldest, .. }) => {
                 let mut extra = Map::new();
                 extra.insert("oldest".into(), (*oldest).into());
                 error_reply_with(ErrorCode::Gap, &message, extra)
             }
-            RequestError::AheadOfHead { .. }
+            RequestError::Read(ReadError::AheadOfHead { .. })
             | RequestError::AckAboveHead { .. }
             | RequestError::AlreadySubscribed
             | RequestError::BadUsers(_) => error_reply(ErrorCode::BadRequest, &message),
             RequestError::Forbidden(_) => error_reply(ErrorCode::Forbidden, &message),
-            RequestError::Store(_) | RequestError::Status(_) | RequestError::TaskFailed => {
-                error_reply(ErrorCode::Internal, &message)
-            }
+            RequestError::Store(_)
+            | RequestError::Read(ReadError::Store(_))
+            | RequestError::Status(_)
+            | RequestError::TaskFailed => error_reply(ErrorCode::Internal, &message),
         }
     }
 }
@@ -269,7 +276,10 @@ impl Connection {
         } = request;
         let (cursor, head) = self
             .store
-            .with(move |store| subscription::start(store.conn(), since, consumer.as_ref()))
+            .with(move |store| {
+                let consumer = consumer.as_ref().map(|c| c.as_str());
+                Ok(event_reader::start(store.conn(), since, consumer)?)
+            })
             .await?;
         Ok((
             json!({"ok": true, "op": "subscribe", "head": head}),
@@ -310,7 +320,11 @@ impl Connection {
             let batch = self
                 .store
                 .with(move |store| {
-                    subscription::next_batch(store.conn(), cursor, filter.as_ref().as_ref())
+                    Ok(event_reader::next_batch(
+                        store.conn(),
+                        cursor,
+                        filter.as_ref().as_ref(),
+                    )?)
                 })
                 .await;
             let batch = match batch {

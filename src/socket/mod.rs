@@ -37,7 +37,6 @@ mod lines;
 mod listener;
 pub mod protocol;
 mod server;
-mod subscription;
 
 use std::path::PathBuf;
 use std::sync::Arc;

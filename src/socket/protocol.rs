@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
 
 /// The longest request line accepted, without its newline.
@@ -157,7 +158,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
             consumer: optional_consumer(&fields)?,
             types: match optional(&fields, "types") {
                 None => None,
-                Some(value) => Some(TypeFilter::parse(value)?),
+                Some(value) => Some(type_filter(value)?),
             },
         })),
         "ack" => Ok(Request::Ack {
@@ -259,63 +260,31 @@ impl ConsumerName {
     }
 }
 
-/// Which event types a subscription wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeFilter {
-    exact: Vec<String>,
-    /// Each prefix keeps its trailing dot: `orgsync.member.*` is stored as `orgsync.member.`.
-    prefixes: Vec<String>,
-}
-
-impl TypeFilter {
-    fn parse(value: &Value) -> Result<TypeFilter, ProtocolError> {
-        let bad = |problem: &str| ProtocolError::field("types", problem);
-        let Value::Array(items) = value else {
-            return Err(bad("must be an array of type patterns"));
-        };
-        if items.is_empty() {
-            return Err(bad(
-                "must list at least one pattern; leave it out to receive every type",
-            ));
-        }
-        if items.len() > MAX_TYPE_PATTERNS {
-            return Err(bad(&format!(
-                "lists more than {MAX_TYPE_PATTERNS} patterns; use prefixes like \"orgsync.member.*\""
-            )));
-        }
-        let mut filter = TypeFilter {
-            exact: Vec::new(),
-            prefixes: Vec::new(),
-        };
-        for item in items {
-            let Value::String(pattern) = item else {
-                return Err(bad("must contain only strings"));
-            };
-            match pattern.strip_suffix('*') {
-                Some(prefix)
-                    if prefix.len() > 1 && prefix.ends_with('.') && !prefix.contains('*') =>
-                {
-                    filter.prefixes.push(prefix.to_owned());
-                }
-                None if !pattern.is_empty() && !pattern.contains('*') => {
-                    filter.exact.push(pattern.clone());
-                }
-                _ => {
-                    return Err(bad(&format!(
-                        "pattern {:?} is neither an event type nor a prefix ending in \".*\" \
-                         (like \"orgsync.member.*\")",
-                        pattern.chars().take(ECHO_CHARS).collect::<String>()
-                    )))
-                }
-            }
-        }
-        Ok(filter)
+fn type_filter(value: &Value) -> Result<TypeFilter, ProtocolError> {
+    let bad = |problem: &str| ProtocolError::field("types", problem);
+    let Value::Array(items) = value else {
+        return Err(bad("must be an array of type patterns"));
+    };
+    if items.is_empty() {
+        return Err(bad(
+            "must list at least one pattern; leave it out to receive every type",
+        ));
     }
-
-    pub fn matches(&self, kind: &str) -> bool {
-        self.exact.iter().any(|exact| exact == kind)
-            || self.prefixes.iter().any(|prefix| kind.starts_with(prefix))
+    if items.len() > MAX_TYPE_PATTERNS {
+        return Err(bad(&format!(
+            "lists more than {MAX_TYPE_PATTERNS} patterns; use prefixes like \"orgsync.member.*\""
+        )));
     }
+    let mut filter = TypeFilter::default();
+    for item in items {
+        let Value::String(pattern) = item else {
+            return Err(bad("must contain only strings"));
+        };
+        filter
+            .add(pattern)
+            .map_err(|problem| bad(&problem.to_string()))?;
+    }
+    Ok(filter)
 }
 
 #[cfg(test)]
@@ -464,6 +433,9 @@ mod tests {
             r#"{"op":"subscribe","types":["orgsync*"]}"#,
             r#"{"op":"subscribe","types":["orgsync.*.joined"]}"#,
             r#"{"op":"subscribe","types":[3]}"#,
+            r#"{"op":"subscribe","types":["orgsync.members.joined"]}"#,
+            r#"{"op":"subscribe","types":["member.*"]}"#,
+            r#"{"op":"subscribe","types":["orgsync.nothing.*"]}"#,
             r#"{"op":"ack","seq":3}"#,
             r#"{"op":"ack","consumer":"a"}"#,
         ] {

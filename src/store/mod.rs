@@ -47,6 +47,12 @@ pub enum StoreError {
         stored: String,
         configured: String,
     },
+    #[error("the store {path} was made by an older orgsync (schema {found}, now {supported}) and is opened read-only here; let the daemon or `orgsync sync` open it once to update it")]
+    OlderSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the store holds a value it cannot read ({what}): {source}")]
@@ -63,7 +69,7 @@ impl StoreError {
             StoreError::Open { .. } => "store_open",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::Locked { .. } => "store_locked",
-            StoreError::NewerSchema { .. } => "store_schema",
+            StoreError::NewerSchema { .. } | StoreError::OlderSchema { .. } => "store_schema",
             StoreError::CorpMismatch { .. } => "store_corp_mismatch",
             StoreError::Sqlite(_) | StoreError::Decode { .. } => "store",
         }
@@ -98,6 +104,44 @@ impl Store {
         };
         store.configure().map_err(|e| store.classify(e))?;
         schema::migrate(&mut store.conn, path, busy_timeout)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only, for the commands that only read it (`status`,
+    /// `events`, `sync --dry-run`): they then work for a user who may read the store but not
+    /// write it, and never create a store or change its schema.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+            busy_timeout: BUSY_TIMEOUT,
+        };
+        store
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| store.classify(e))?;
+        schema::check(&store.conn, path)?;
+        Ok(store)
+    }
+
+    /// An empty store in memory: what a dry run compares with before any store exists.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path,
+            busy_timeout: BUSY_TIMEOUT,
+        };
+        schema::migrate(&mut store.conn, Path::new(":memory:"), BUSY_TIMEOUT)?;
         Ok(store)
     }
 

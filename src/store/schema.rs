@@ -104,6 +104,26 @@ const MIGRATIONS: &[&str] = &[
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// For a store opened read-only: its schema must be this version's, since it cannot be updated.
+pub fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| super::classify_with(path, super::BUSY_TIMEOUT, e))?;
+    match found {
+        VERSION => Ok(()),
+        found if found > VERSION => Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        }),
+        found => Err(StoreError::OlderSchema {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        }),
+    }
+}
+
 pub fn migrate(conn: &mut Connection, path: &Path, waited: Duration) -> Result<(), StoreError> {
     // Readers (subscribers, status) open the store while a sync may hold the write lock for
     // seconds; an up-to-date schema must not make them wait for it.

@@ -1,40 +1,50 @@
-//! Where a subscription starts and how it reads the event log: in bounded batches, straight
-//! from SQLite, so that a slow subscriber costs one batch of memory and nothing else.
+//! How a reader of the event log (a socket subscription, `orgsync events`) starts and reads:
+//! in bounded batches, straight from SQLite, so that a slow reader costs one batch of memory and
+//! nothing else, and events pruned before they were read are reported as a gap, never skipped.
 
 use rusqlite::Connection;
 
-use super::connection::RequestError;
-use super::protocol::{ConsumerName, TypeFilter};
-use crate::store::consumers;
+use crate::events::TypeFilter;
 use crate::store::event_log::{self, StoredEvent};
+use crate::store::{consumers, StoreError};
+
+/// Why a reader cannot start or go on where it asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the events after seq {cursor} up to {} were pruned (the oldest available is {oldest}); reconcile your copy of the directory, then subscribe with since={}", oldest - 1, oldest - 1)]
+    Gap { cursor: i64, oldest: i64 },
+    #[error("since={since} is ahead of the event head {head}; was the store replaced? reconcile your copy of the directory, then subscribe with since <= {head}")]
+    AheadOfHead { since: i64, head: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ReadError {
+    fn from(error: rusqlite::Error) -> ReadError {
+        ReadError::Store(StoreError::from(error))
+    }
+}
 
 /// How many events one read takes from the log.
 pub const BATCH: usize = 1000;
-
-/// A subscription that passed its checks: deliver the events after `cursor`.
-#[derive(Debug)]
-pub struct Subscription {
-    pub cursor: i64,
-    pub types: Option<TypeFilter>,
-}
 
 /// Where a subscription starts, and the head to announce: `since` if given; else the
 /// consumer's last acked seq if it has one; else the head (only new events).
 pub fn start(
     conn: &Connection,
     since: Option<i64>,
-    consumer: Option<&ConsumerName>,
-) -> Result<(i64, i64), RequestError> {
+    consumer: Option<&str>,
+) -> Result<(i64, i64), ReadError> {
     // One read transaction, so that the head, the cursor and the oldest event agree.
     let tx = conn.unchecked_transaction()?;
     let head = event_log::head(&tx)?;
     let start = match (since, consumer) {
         (Some(since), _) => since,
-        (None, Some(consumer)) => consumers::cursor(&tx, consumer.as_str())?.unwrap_or(head),
+        (None, Some(consumer)) => consumers::cursor(&tx, consumer)?.unwrap_or(head),
         (None, None) => head,
     };
     if start > head {
-        return Err(RequestError::AheadOfHead { since: start, head });
+        return Err(ReadError::AheadOfHead { since: start, head });
     }
     check_gap(&tx, start, head)?;
     Ok((start, head))
@@ -42,10 +52,10 @@ pub fn start(
 
 /// The events after `cursor` that were pruned unread make a gap, reported rather than skipped.
 /// With nothing kept, the oldest event available is the next one to be committed.
-fn check_gap(conn: &Connection, cursor: i64, head: i64) -> Result<(), RequestError> {
+fn check_gap(conn: &Connection, cursor: i64, head: i64) -> Result<(), ReadError> {
     let oldest = event_log::oldest(conn)?.unwrap_or(head + 1);
     if cursor + 1 < oldest {
-        return Err(RequestError::Gap { cursor, oldest });
+        return Err(ReadError::Gap { cursor, oldest });
     }
     Ok(())
 }
@@ -64,7 +74,7 @@ pub fn next_batch(
     conn: &Connection,
     cursor: i64,
     types: Option<&TypeFilter>,
-) -> Result<Batch, RequestError> {
+) -> Result<Batch, ReadError> {
     let tx = conn.unchecked_transaction()?;
     let mut events = event_log::read_after(&tx, cursor, BATCH)?;
     if events.first().map(|event| event.seq) != Some(cursor + 1) {

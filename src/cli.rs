@@ -11,12 +11,12 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
+use crate::event_reader::{self, ReadError};
+use crate::events::TypeFilter;
 use crate::matching::commands::{self as matching, CommandError};
 use crate::matching::import::Options as ImportOptions;
 use crate::queue::Trigger;
 use crate::schedule::Schedule;
-use crate::event_reader::{self, ReadError};
-use crate::events::TypeFilter;
 use crate::store::{Store, StoreError};
 use crate::sync::{Mode, RunReport, SyncError, Syncer};
 use crate::wecom::WecomError;

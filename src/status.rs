@@ -124,6 +124,23 @@ impl Status {
                 describe_detail(run)
             )),
         }
+        if let Some(daemon) = &self.daemon {
+            if let Some(rejected) = daemon.get("reload_rejected").filter(|v| !v.is_null()) {
+                line(format!(
+                    "RELOAD REJECTED at {}: {}; the previous config stays in force",
+                    rejected["at"]
+                        .as_str()
+                        .map_or_else(|| "?".to_owned(), local),
+                    rejected["error"].as_str().unwrap_or("?")
+                ));
+            }
+            for setting in daemon["restart_needed"].as_array().into_iter().flatten() {
+                line(format!(
+                    "RESTART NEEDED: {}",
+                    setting.as_str().unwrap_or("?")
+                ));
+            }
+        }
         if let Some(held) = &self.held {
             line(format!(
                 "HELD:       {}",

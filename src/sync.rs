@@ -247,7 +247,7 @@ impl Syncer {
         let (run, refusal) = match mode {
             Mode::DryRun => (
                 None,
-                self.blocking(|store| token_refusal::last(store.conn()))
+                self.reading(|store| token_refusal::last(store.conn()))
                     .await?,
             ),
             Mode::Apply | Mode::Force => {
@@ -299,7 +299,7 @@ impl Syncer {
                 })?;
             }
             let report = self
-                .blocking(move |store| {
+                .reading(move |store| {
                     let pulled = snapshot.members.len();
                     let (comparison, departments) = compare(store.conn(), snapshot)?;
                     let mirrored = comparison.mirrored_members();
@@ -389,6 +389,26 @@ impl Syncer {
         })
         .await?;
         Ok(RunReport::Failed { run, error })
+    }
+
+    /// [`Syncer::blocking`] for a dry run, which writes nothing: the store is opened read-only,
+    /// and one that does not exist yet is compared as empty instead of being created.
+    async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let path = self.store_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = if path.exists() {
+                Store::open_read_only(&path)?
+            } else {
+                Store::in_memory()?
+            };
+            f(&mut store).map_err(|e| store.explain(e))
+        })
+        .await
+        .map_err(|e| SyncError::Worker(e.to_string()))?
+        .map_err(SyncError::Store)
     }
 
     async fn blocking<T: Send + 'static>(

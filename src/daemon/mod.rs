@@ -17,6 +17,7 @@ pub mod notify;
 mod pruner;
 mod shared;
 mod signals;
+mod store_lock;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,6 +36,7 @@ use crate::sync::{SyncError, Syncer};
 use crate::wecom::WecomError;
 use shared::{local_time, read, write, Live, Shared};
 pub use signals::run;
+use store_lock::{LockError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -50,6 +52,8 @@ pub enum DaemonError {
     Wecom(#[from] WecomError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
     #[error("internal error: {0}")]
@@ -64,12 +68,15 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
     scheduler: tokio::sync::Mutex<Option<Scheduler>>,
     tasks: Vec<JoinHandle<()>>,
+    _lock: StoreLock,
 }
 
 /// What the daemon needs to know of the store before it starts.
 struct StoreState {
     head: i64,
     empty: bool,
+    /// The last run was stopped by a shutdown or a crash.
+    cut_short: bool,
     last_completed: Option<chrono::DateTime<Utc>>,
 }
 
@@ -83,6 +90,7 @@ impl Daemon {
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)?;
         let syncer = Syncer::from_config(&config)?;
         syncer.bind_store().await?;
+        let lock = StoreLock::acquire(&config.store.path)?;
         let store = read_store_state(config.store.path.clone()).await?;
         let listener = socket::bind(&config.socket_settings())?;
         let queue = Arc::new(SyncQueue::default());
@@ -98,8 +106,13 @@ impl Daemon {
             (Some(last), Some(period)) => now - last > period,
             (Some(_), None) => false,
         };
-        let activity = if store.empty || stale {
-            tracing::info!(empty = store.empty, "syncing at start-up");
+        let activity = if store.empty || stale || store.cut_short {
+            tracing::info!(
+                empty = store.empty,
+                stale,
+                cut_short = store.cut_short,
+                "syncing at start-up"
+            );
             queue.request(Trigger::Startup);
             "syncing at start-up".to_owned()
         } else {
@@ -142,6 +155,7 @@ impl Daemon {
             shutdown,
             scheduler: tokio::sync::Mutex::new(Some(scheduler)),
             tasks,
+            _lock: lock,
         })
     }
 
@@ -158,38 +172,47 @@ impl Daemon {
     /// Then syncs.
     pub async fn reload(&self) {
         if let Some(path) = &self.config_path {
-            match Config::load(path) {
+            let applied = match Config::load(path) {
                 Ok(config) => self.apply_config(config).await,
+                Err(error) => Err(error.to_string()),
+            };
+            match applied {
+                Ok(()) => self.shared.live().reload_rejected = None,
                 Err(error) => {
-                    tracing::error!(%error, "config reload rejected; the previous config stays in force")
+                    tracing::error!(%error, "config reload rejected; the previous config stays in force");
+                    self.shared.live().reload_rejected = Some((Utc::now(), error));
                 }
             }
         }
         self.request_sync(Trigger::Signal);
     }
 
-    async fn apply_config(&self, config: Config) {
-        let schedule = match Schedule::new(&config.schedule.cron, config.schedule.timezone) {
-            Ok(schedule) => schedule,
-            Err(error) => {
-                tracing::error!(%error, "config reload rejected; the previous config stays in force");
-                return;
-            }
-        };
-        let syncer = match Syncer::from_config(&config) {
-            Ok(syncer) => syncer,
-            Err(error) => {
-                tracing::error!(%error, "config reload rejected; the previous config stays in force");
-                return;
-            }
-        };
+    /// Puts a new config in force, or says why it cannot be.
+    async fn apply_config(&self, config: Config) -> Result<(), String> {
+        let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
+            .map_err(|e| e.to_string())?;
+        let syncer = Syncer::from_config(&config).map_err(|e| e.to_string())?;
         {
             let old = read(&self.shared.config);
-            if old.store.path != config.store.path || old.socket.path != config.socket.path {
-                tracing::warn!(
-                    "store.path and socket.path changes take effect only after a restart"
-                );
+            let mut restart_needed = Vec::new();
+            if old.store.path != config.store.path {
+                restart_needed.push(format!(
+                    "store.path is now {} in the file but {} is in use until a restart",
+                    config.store.path.display(),
+                    old.store.path.display()
+                ));
             }
+            if old.socket.path != config.socket.path {
+                restart_needed.push(format!(
+                    "socket.path is now {} in the file but {} is in use until a restart",
+                    config.socket.path.display(),
+                    old.socket.path.display()
+                ));
+            }
+            for setting in &restart_needed {
+                tracing::warn!(setting = %setting, "takes effect only after a restart");
+            }
+            self.shared.live().restart_needed = restart_needed;
         }
         let mut scheduler = self.scheduler.lock().await;
         if let Some(old) = scheduler.take() {
@@ -210,6 +233,7 @@ impl Daemon {
         *write(&self.shared.syncer) = Arc::new(syncer);
         *write(&self.shared.config) = config;
         tracing::info!("config reloaded");
+        Ok(())
     }
 
     /// Graceful stop: no new runs, an in-flight apply commits or rolls back, the socket closes.
@@ -240,6 +264,7 @@ async fn read_store_state(path: PathBuf) -> Result<StoreState, DaemonError> {
             Ok(StoreState {
                 head: event_log::head(conn)?,
                 empty: mirror::counts(conn)?.members == 0,
+                cut_short: runs::last_was_cut_short(conn)?,
                 last_completed: runs::last_completed_at(conn)?,
             })
         });

@@ -20,6 +20,10 @@ use crate::sync::Syncer;
 pub struct Live {
     pub running: Option<(Trigger, DateTime<Utc>)>,
     pub retry: Option<(u32, DateTime<Utc>)>,
+    /// The last config reload that was refused, with why; cleared by a reload that succeeds.
+    pub reload_rejected: Option<(DateTime<Utc>, String)>,
+    /// Settings changed in the file that take effect only after a restart.
+    pub restart_needed: Vec<String>,
 }
 
 pub struct Shared {
@@ -78,6 +82,8 @@ impl Shared {
             "running": live.running.map(|(trigger, since)| json!({"trigger": trigger, "since": since.to_rfc3339()})),
             "queued": self.queue.is_pending(),
             "retry": live.retry.map(|(attempt, at)| json!({"attempt": attempt, "at": at.to_rfc3339()})),
+            "reload_rejected": live.reload_rejected.as_ref().map(|(at, error)| json!({"at": at.to_rfc3339(), "error": error})),
+            "restart_needed": live.restart_needed,
         }));
         serde_json::to_value(report).map_err(|e| e.to_string())
     }

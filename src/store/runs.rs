@@ -205,6 +205,18 @@ pub fn last_finished(conn: &Connection) -> Result<Option<RunRecord>, StoreError>
     last_of(conn, "'completed', 'failed', 'held'")
 }
 
+/// Whether the last run that ended was cut short rather than finished: stopped by a shutdown
+/// (`sync.failed` with code `shutdown`) or left unfinished by a process that died. The daemon
+/// runs again at start-up then, instead of failing health checks until the next schedule.
+pub fn last_was_cut_short(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(
+        last_of(conn, "'completed', 'failed', 'held', 'interrupted'")?.is_some_and(|run| {
+            run.outcome == Outcome::Interrupted
+                || (run.outcome == Outcome::Failed && run.detail["error"]["code"] == "shutdown")
+        }),
+    )
+}
+
 /// The last held run, unless a run has completed since: its changes still wait for an admin,
 /// even when a later run failed before the guard could look at them again.
 pub fn pending_hold(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {

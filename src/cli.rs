@@ -445,7 +445,7 @@ fn sync(
         };
         Ok::<_, CliError>(syncer.run(Trigger::Cli, mode, stop).await?)
     })?;
-    report.log(Trigger::Cli);
+    report.log_brief(Trigger::Cli);
     match report {
         RunReport::DryRun {
             changes,

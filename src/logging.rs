@@ -14,7 +14,22 @@ pub fn init(config: &LogConfig) {
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
-    install(filter, config.format == LogFormat::Json || under_systemd);
+    install(
+        quiet_dependencies(filter, &config.level),
+        config.format == LogFormat::Json || under_systemd,
+    );
+}
+
+/// The scheduler crate logs its internals at INFO at every start and reload; they say nothing
+/// an operator can act on. Its warnings stay, and a filter that names it still wins.
+fn quiet_dependencies(filter: EnvFilter, level: &str) -> EnvFilter {
+    const SCHEDULER: &str = "tokio_cron_scheduler";
+    let named = level.contains(SCHEDULER)
+        || std::env::var("RUST_LOG").is_ok_and(|value| value.contains(SCHEDULER));
+    match format!("{SCHEDULER}=warn").parse() {
+        Ok(directive) if !named => filter.add_directive(directive),
+        _ => filter,
+    }
 }
 
 /// For `orgsync demo` and the standalone simulator: only warnings and errors, so the

@@ -92,6 +92,22 @@ pub enum RunReport {
 
 impl RunReport {
     /// The one summary line of a run, with stable field names for the journal.
+    /// The summary line of a run for a command whose failure message follows on stderr anyway
+    /// (`orgsync sync`): a failure's line keeps its fields but not the long message twice.
+    pub fn log_brief(&self, trigger: Trigger) {
+        match self {
+            RunReport::Failed { run, error } => tracing::error!(
+                run,
+                %trigger,
+                outcome = "failed",
+                code = error.code(),
+                errcode = error.errcode(),
+                "sync failed"
+            ),
+            _ => self.log(trigger),
+        }
+    }
+
     pub fn log(&self, trigger: Trigger) {
         match self {
             RunReport::Completed { run, counts, stats } => tracing::info!(
@@ -357,14 +373,14 @@ impl Syncer {
         error: SyncError,
     ) -> Result<RunReport, SyncError> {
         let refusal = match &error {
-            SyncError::Pull(PullError::Wecom(WecomError::Token { .. })) => {
-                self.client.refusal().await.map(|(error, age)| Refusal {
-                    credentials: self.client.credentials_id(),
-                    errcode: error.errcode,
-                    errmsg: error.errmsg,
-                    at: Utc::now() - chrono::Duration::from_std(age).unwrap_or_default(),
-                })
-            }
+            SyncError::Pull(PullError::Wecom(
+                WecomError::Token { .. } | WecomError::TokenHeld { .. },
+            )) => self.client.refusal().await.map(|(error, age)| Refusal {
+                credentials: self.client.credentials_id(),
+                errcode: error.errcode,
+                errmsg: error.errmsg,
+                at: Utc::now() - chrono::Duration::from_std(age).unwrap_or_default(),
+            }),
             _ => None,
         };
         let source = self.source.clone();

@@ -25,6 +25,18 @@ pub enum WecomError {
     )]
     Token { error: ApiError },
 
+    /// `gettoken` was not asked: WeCom refused the same credentials moments ago (this process
+    /// or an earlier one), and asking again within the hold adds to the count that blocks the IP.
+    #[error(
+        "gettoken: not asked again: WeCom refused this secret {age_secs} s ago with {error}; \
+         orgsync asks again in {retry_in_secs} s (repeated refusals get this IP blocked for an hour)"
+    )]
+    TokenHeld {
+        error: ApiError,
+        age_secs: u64,
+        retry_in_secs: u64,
+    },
+
     /// A freshly fetched token was rejected as well.
     #[error("{call}: WeCom rejected a freshly fetched access token too: {error}")]
     TokenRejected { call: Call, error: ApiError },
@@ -63,7 +75,9 @@ impl WecomError {
                 ErrcodeClass::RateLimited | ErrcodeClass::ConcurrencyLimited => "rate_limited",
                 _ => "wecom_errcode",
             },
-            WecomError::Token { .. } | WecomError::TokenRejected { .. } => "token",
+            WecomError::Token { .. }
+            | WecomError::TokenHeld { .. }
+            | WecomError::TokenRejected { .. } => "token",
             WecomError::Transport { .. } => "transport",
             WecomError::Malformed { .. } => "malformed_response",
         }
@@ -74,6 +88,7 @@ impl WecomError {
         match self {
             WecomError::Api { error, .. }
             | WecomError::Token { error }
+            | WecomError::TokenHeld { error, .. }
             | WecomError::TokenRejected { error, .. } => Some(error.errcode),
             _ => None,
         }

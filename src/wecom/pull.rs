@@ -16,9 +16,6 @@ use super::error::WecomError;
 use super::wire;
 use crate::model::{Department, DepartmentId, Member, Membership, Snapshot};
 
-/// How often the pull logs how far it got.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 /// A complete pull of the subtree.
 #[derive(Debug, Clone)]
 pub struct Pull {
@@ -101,7 +98,7 @@ pub async fn pull(
     let department_list_time = started.elapsed();
     let ids: Vec<DepartmentId> = departments.iter().map(|d| d.id).collect();
     let mirrored: Arc<HashSet<DepartmentId>> = Arc::new(ids.iter().copied().collect());
-    info!(
+    tracing::debug!(
         root,
         departments = ids.len(),
         ms = department_list_time.as_millis() as u64,
@@ -229,7 +226,6 @@ async fn members(
     let mut allowed = concurrency;
     let mut next = 0;
     let mut done = 0;
-    let mut logged = Instant::now();
     loop {
         let limited = client.concurrency_limited_count() - limited_at_start;
         let now_allowed = concurrency
@@ -278,15 +274,6 @@ async fn members(
             members: merged.len(),
         };
         progress(now);
-        if logged.elapsed() >= PROGRESS_EVERY {
-            logged = Instant::now();
-            info!(
-                done = now.departments_done,
-                total = now.departments_total,
-                members = now.members,
-                "pulling WeCom members"
-            );
-        }
     }
     let members = merged
         .into_iter()

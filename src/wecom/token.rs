@@ -65,8 +65,16 @@ impl TokenCache {
             }
         }
         if let Some((at, refusal)) = &state.refusal {
-            if at.elapsed() < REFUSAL_HOLD {
-                return Err(refusal.clone());
+            let age = at.elapsed();
+            if age < REFUSAL_HOLD {
+                return Err(match refusal {
+                    WecomError::Token { error } => WecomError::TokenHeld {
+                        error: error.clone(),
+                        age_secs: age.as_secs(),
+                        retry_in_secs: (REFUSAL_HOLD - age).as_secs().max(1),
+                    },
+                    other => other.clone(),
+                });
             }
         }
         let requested = Instant::now();

@@ -89,7 +89,22 @@ enum Command {
         dump_pull: Option<PathBuf>,
     },
     /// Ask the running daemon to sync now.
-    Resync(ConfigArg),
+    Resync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Wait for the run that serves this request and exit with its outcome: 0 completed,
+        /// 1 failed, 3 held.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Write a consistent copy of the store to FILE while the daemon runs (docs/install.md,
+    /// "Backup and restore").
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the copy goes; it must not exist yet. Created mode 0600: it holds personal data.
+        file: PathBuf,
+    },
     /// Last runs, counts, next scheduled run, event head, consumer lags.
     Status {
         #[command(flatten)]
@@ -290,25 +305,13 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             force,
             dump_pull,
         } => sync(&load(&config.config)?, dry_run, force, dump_pull),
-        Command::Resync(args) => {
-            let config = load_without_secret(&args.config)?;
-            let reply = runtime()?
-                .block_on(socket::request(
-                    &config.socket.path,
-                    &json!({"op": "resync"}),
-                ))
-                .map_err(|e| CliError::Failed(e.to_string()))?;
-            if reply["ok"] == true {
-                println!("sync queued");
-                Ok(0)
-            } else {
-                Err(CliError::Failed(format!(
-                    "the daemon refused: {}",
-                    reply["error"]["message"]
-                        .as_str()
-                        .unwrap_or("no reason given")
-                )))
-            }
+        Command::Resync { config, wait } => {
+            let config = load_without_secret(&config.config)?;
+            runtime()?.block_on(resync(&config.socket.path, wait))
+        }
+        Command::Backup { config, file } => {
+            let config = load_without_secret(&config.config)?;
+            backup(&config.store.path, &file)
         }
         Command::Status { config, json } => status(&load_without_secret(&config.config)?, json),
         Command::Events {
@@ -532,6 +535,91 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
         print!("{}", report.render());
     }
     Ok(report.exit_code() as u8)
+}
+
+/// `orgsync resync [--wait]`. With `--wait`, a subscription to the run events is opened before
+/// the request, so the outcome of the run that serves it cannot be missed.
+async fn resync(socket_path: &Path, wait: bool) -> Result<u8, CliError> {
+    let failed = |e: socket::ClientError| CliError::Failed(e.to_string());
+    let mut outcomes = match wait {
+        true => {
+            let subscribe = json!({"op": "subscribe", "types": ["orgsync.sync.*"]});
+            let mut lines = socket::send(socket_path, &subscribe).await.map_err(failed)?;
+            let reply = lines.next().await.map_err(failed)?;
+            if reply["ok"] != true {
+                return Err(CliError::Failed(format!(
+                    "the daemon refused to report the outcome: {}",
+                    reply["error"]["message"].as_str().unwrap_or("no reason given")
+                )));
+            }
+            Some(lines)
+        }
+        false => None,
+    };
+    let reply = socket::request(socket_path, &json!({"op": "resync"}))
+        .await
+        .map_err(failed)?;
+    let Some(events) = &mut outcomes else {
+        println!("sync queued");
+        return Ok(0);
+    };
+    let after = reply["after_run"].as_i64().unwrap_or(0);
+    println!("sync queued; waiting for it (Ctrl-C stops waiting, not the run)");
+    loop {
+        let event = events.next().await.map_err(failed)?;
+        let run: i64 = event["data"]["run"]
+            .as_str()
+            .and_then(|run| run.parse().ok())
+            .unwrap_or(0);
+        if run <= after {
+            continue;
+        }
+        let kind = event["type"].as_str().unwrap_or_default();
+        return match kind {
+            "orgsync.sync.completed" => {
+                println!("run {run} completed: {}", event["data"]["counts"]);
+                Ok(0)
+            }
+            "orgsync.sync.held" => Err(CliError::Held(format!(
+                "run {run}: {}",
+                event["data"]["reason"].as_str().unwrap_or("held")
+            ))),
+            _ => Err(CliError::Failed(format!(
+                "run {run} failed ({}): {}",
+                event["data"]["error"]["code"].as_str().unwrap_or("?"),
+                event["data"]["error"]["message"].as_str().unwrap_or("?")
+            ))),
+        };
+    }
+}
+
+/// `orgsync backup FILE`: SQLite's online backup of the store, consistent while a sync writes.
+fn backup(store: &Path, file: &Path) -> Result<u8, CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Created here first, so the copy is never readable by others, not even for a moment.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => CliError::Usage(format!(
+                "{} exists; remove it or choose another file",
+                file.display()
+            )),
+            _ => CliError::Failed(format!("cannot create {}: {e}", file.display())),
+        })?;
+    let source = Store::open_read_only(store)?;
+    let copied = source
+        .conn()
+        .backup(rusqlite::MAIN_DB, file, None::<fn(rusqlite::backup::Progress)>)
+        .map_err(|e| {
+            let _ = std::fs::remove_file(file);
+            CliError::Failed(format!("backup to {} failed: {e}", file.display()))
+        });
+    copied?;
+    println!("{} backed up to {}", store.display(), file.display());
+    Ok(0)
 }
 
 /// How `orgsync events` prints.

@@ -1,4 +1,5 @@
-//! One request and its reply, for `orgsync status` and `orgsync resync`.
+//! The CLI's side of the socket: one request and its reply (`orgsync status`, `resync`), or a
+//! subscription's lines (`resync --wait`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,42 @@ pub async fn request(path: &Path, request: &Value) -> Result<Value, ClientError>
 }
 
 async fn exchange(path: &Path, request: &Value) -> Result<Value, ClientError> {
+    let mut lines = send(path, request).await?;
+    lines.next().await
+}
+
+/// A connection that sent its request; reads the reply and, after a `subscribe`, the events.
+pub struct Lines {
+    reader: LineReader<UnixStream>,
+    path: PathBuf,
+}
+
+impl Lines {
+    /// The next line, as a JSON object.
+    pub async fn next(&mut self) -> Result<Value, ClientError> {
+        let path = &self.path;
+        let bad_reply = |detail: String| ClientError::BadReply {
+            path: path.clone(),
+            detail,
+        };
+        match self.reader.next().await {
+            Err(source) => Err(ClientError::Io {
+                path: path.clone(),
+                source,
+            }),
+            Ok(None) => Err(ClientError::NoReply { path: path.clone() }),
+            Ok(Some(Line::TooLarge)) => Err(bad_reply(format!("longer than {MAX_REPLY} bytes"))),
+            Ok(Some(Line::Complete(line))) => match serde_json::from_slice(&line) {
+                Ok(reply @ Value::Object(_)) => Ok(reply),
+                Ok(_) => Err(bad_reply("not a JSON object".into())),
+                Err(error) => Err(bad_reply(error.to_string())),
+            },
+        }
+    }
+}
+
+/// Connects to the daemon at `path` and sends one request line.
+pub async fn send(path: &Path, request: &Value) -> Result<Lines, ClientError> {
     let mut stream = UnixStream::connect(path)
         .await
         .map_err(|source| match source.kind() {
@@ -72,25 +109,17 @@ async fn exchange(path: &Path, request: &Value) -> Result<Value, ClientError> {
                 source,
             },
         })?;
-    let io_error = |source| ClientError::Io {
-        path: path.into(),
-        source,
-    };
     let mut line = request.to_string();
     line.push('\n');
-    stream.write_all(line.as_bytes()).await.map_err(io_error)?;
-    let bad_reply = |detail: String| ClientError::BadReply {
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|source| ClientError::Io {
+            path: path.into(),
+            source,
+        })?;
+    Ok(Lines {
+        reader: LineReader::new(stream, MAX_REPLY),
         path: path.into(),
-        detail,
-    };
-    match LineReader::new(stream, MAX_REPLY).next().await {
-        Err(source) => Err(io_error(source)),
-        Ok(None) => Err(ClientError::NoReply { path: path.into() }),
-        Ok(Some(Line::TooLarge)) => Err(bad_reply(format!("longer than {MAX_REPLY} bytes"))),
-        Ok(Some(Line::Complete(line))) => match serde_json::from_slice(&line) {
-            Ok(reply @ Value::Object(_)) => Ok(reply),
-            Ok(_) => Err(bad_reply("not a JSON object".into())),
-            Err(error) => Err(bad_reply(error.to_string())),
-        },
-    }
+    })
 }

@@ -26,7 +26,7 @@ use crate::events::TypeFilter;
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
-use crate::store::{consumers, event_log, Store, StoreError};
+use crate::store::{consumers, event_log, runs, Store, StoreError};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
 #[derive(Debug)]
@@ -215,11 +215,14 @@ impl Connection {
             }
             Request::Resync => {
                 self.check_admin("resync")?;
+                // The run that serves this request is the first to start after it: its id is
+                // above every run recorded now (read before queueing, so it cannot be ours).
+                let after_run = self.store.with(|store| Ok(runs::last_id(store.conn())?)).await?;
                 // Whether this request queued the run or merged into one already pending, one
                 // run will start after it: both are "queued". `merged` tells them apart.
                 let newly_queued = self.ctx.queue.request(Trigger::Socket);
                 Ok((
-                    json!({"ok": true, "op": "resync", "queued": true, "merged": !newly_queued}),
+                    json!({"ok": true, "op": "resync", "queued": true, "merged": !newly_queued, "after_run": after_run}),
                     None,
                 ))
             }

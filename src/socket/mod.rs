@@ -48,7 +48,7 @@ use tokio::sync::watch;
 use crate::events::EventSource;
 use crate::queue::SyncQueue;
 
-pub use client::{request, ClientError};
+pub use client::{request, send, ClientError, Lines};
 pub use listener::{bind, SocketError};
 pub use server::serve;
 

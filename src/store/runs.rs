@@ -205,6 +205,11 @@ pub fn last_finished(conn: &Connection) -> Result<Option<RunRecord>, StoreError>
     last_of(conn, "'completed', 'failed', 'held'")
 }
 
+/// The id of the newest run recorded, 0 when there is none.
+pub fn last_id(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM runs", [], |r| r.get(0))?)
+}
+
 /// Whether the last run that ended was cut short rather than finished: stopped by a shutdown
 /// (`sync.failed` with code `shutdown`) or left unfinished by a process that died. The daemon
 /// runs again at start-up then, instead of failing health checks until the next schedule.

@@ -544,12 +544,16 @@ async fn resync(socket_path: &Path, wait: bool) -> Result<u8, CliError> {
     let mut outcomes = match wait {
         true => {
             let subscribe = json!({"op": "subscribe", "types": ["orgsync.sync.*"]});
-            let mut lines = socket::send(socket_path, &subscribe).await.map_err(failed)?;
+            let mut lines = socket::send(socket_path, &subscribe)
+                .await
+                .map_err(failed)?;
             let reply = lines.next().await.map_err(failed)?;
             if reply["ok"] != true {
                 return Err(CliError::Failed(format!(
                     "the daemon refused to report the outcome: {}",
-                    reply["error"]["message"].as_str().unwrap_or("no reason given")
+                    reply["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no reason given")
                 )));
             }
             Some(lines)
@@ -612,7 +616,11 @@ fn backup(store: &Path, file: &Path) -> Result<u8, CliError> {
     let source = Store::open_read_only(store)?;
     let copied = source
         .conn()
-        .backup(rusqlite::MAIN_DB, file, None::<fn(rusqlite::backup::Progress)>)
+        .backup(
+            rusqlite::MAIN_DB,
+            file,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
         .map_err(|e| {
             let _ = std::fs::remove_file(file);
             CliError::Failed(format!("backup to {} failed: {e}", file.display()))

@@ -202,6 +202,15 @@ impl ChangeCounts {
     }
 }
 
+/// What a pull returned that is not mirrored: departments outside `wecom.root_department`'s
+/// subtree, and memberships in departments that are not mirrored. Counted, so that nothing is
+/// left out silently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Ignored {
+    pub ignored_departments: usize,
+    pub ignored_memberships: usize,
+}
+
 /// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the
 /// links re-matching made and removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -212,6 +221,8 @@ pub struct RunCounts {
     pub members: usize,
     pub links_created: usize,
     pub links_removed: usize,
+    #[serde(flatten)]
+    pub ignored: Ignored,
 }
 
 /// The `data` of a link event; `reason` only on `orgsync.link.removed`.

@@ -253,7 +253,7 @@ fn describe_detail(run: &RunRecord) -> String {
 /// `members 3 joined, 1 updated, 0 left; departments 0 created, ...` from a run's counts.
 fn counts(counts: &Value) -> String {
     let n = |key: &str| counts.get(key).and_then(Value::as_u64).unwrap_or(0);
-    format!(
+    let mut text = format!(
         "members {} joined, {} updated, {} left; departments {} created, {} updated, {} deleted",
         n("members_joined"),
         n("members_updated"),
@@ -261,5 +261,14 @@ fn counts(counts: &Value) -> String {
         n("departments_created"),
         n("departments_updated"),
         n("departments_deleted")
-    )
+    );
+    let ignored = (n("ignored_departments"), n("ignored_memberships"));
+    if ignored != (0, 0) {
+        text.push_str(&format!(
+            "; not mirrored: {} departments outside wecom.root_department, {} memberships in \
+             departments not mirrored",
+            ignored.0, ignored.1
+        ));
+    }
+    text
 }

@@ -20,8 +20,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::diff::{Changeset, Comparison};
 use crate::events::{
-    changeset_drafts, ChangeCounts, ErrorData, EventDraft, EventSource, EventType, RunCounts,
-    SyncCompleted, SyncFailed, SyncHeld,
+    changeset_drafts, ChangeCounts, ErrorData, EventDraft, EventSource, EventType, Ignored,
+    RunCounts, SyncCompleted, SyncFailed, SyncHeld,
 };
 use crate::guard::{self, Hold, Limits};
 use crate::matching;
@@ -301,6 +301,10 @@ impl Syncer {
             }
         };
         let api_calls = pull.stats.calls.total_calls();
+        let ignored = Ignored {
+            ignored_departments: pull.stats.ignored_departments,
+            ignored_memberships: pull.stats.ignored_memberships,
+        };
         let snapshot = pull.snapshot;
         let limits = self.limits;
         let source = self.source.clone();
@@ -333,8 +337,9 @@ impl Syncer {
         };
 
         let force = mode == Mode::Force;
+        let pulled = Pulled { snapshot, ignored };
         let outcome = self
-            .blocking(move |store| apply(store, &source, run, trigger, snapshot, limits, force))
+            .blocking(move |store| apply(store, &source, run, trigger, pulled, limits, force))
             .await;
         // In the background: at 100,000 members the trim takes a tenth of a second that no
         // caller needs to wait for.
@@ -474,15 +479,25 @@ enum Applied {
 /// The write transaction of a run: diff against the mirror as it is now, then either apply
 /// with all events (re-matching host users after the mirror changes), or hold with only the
 /// `held` event.
+/// A pull as a run applies it.
+struct Pulled {
+    snapshot: Snapshot,
+    ignored: Ignored,
+}
+
 fn apply(
     store: &mut Store,
     source: &EventSource,
     run: i64,
     trigger: Trigger,
-    pulled: Snapshot,
+    pulled: Pulled,
     limits: Limits,
     force: bool,
 ) -> Result<Applied, StoreError> {
+    let Pulled {
+        snapshot: pulled,
+        ignored,
+    } = pulled;
     let mut lap = Lap::start();
     let mut applied = store.write(|tx| {
         // Waiting for another process's write lock is not a phase of this run.
@@ -532,6 +547,7 @@ fn apply(
             members,
             links_created: links.created.len(),
             links_removed: links.removed.len(),
+            ignored,
         };
         event_log::append_each(tx, source, Some(run), links.drafts(), now)?;
         drop(links);

@@ -217,7 +217,10 @@ impl Connection {
                 self.check_admin("resync")?;
                 // The run that serves this request is the first to start after it: its id is
                 // above every run recorded now (read before queueing, so it cannot be ours).
-                let after_run = self.store.with(|store| Ok(runs::last_id(store.conn())?)).await?;
+                let after_run = self
+                    .store
+                    .with(|store| Ok(runs::last_id(store.conn())?))
+                    .await?;
                 // Whether this request queued the run or merged into one already pending, one
                 // run will start after it: both are "queued". `merged` tells them apart.
                 let newly_queued = self.ctx.queue.request(Trigger::Socket);

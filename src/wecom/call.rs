@@ -11,8 +11,13 @@ use crate::model::DepartmentId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
     GetToken,
-    DepartmentList { id: DepartmentId },
-    UserList { department_id: DepartmentId },
+    /// `None`: everything the app can see.
+    DepartmentList {
+        id: Option<DepartmentId>,
+    },
+    UserList {
+        department_id: DepartmentId,
+    },
 }
 
 impl Call {
@@ -37,7 +42,7 @@ impl Call {
 
     const ALL: [Call; Call::COUNT] = [
         Call::GetToken,
-        Call::DepartmentList { id: 0 },
+        Call::DepartmentList { id: None },
         Call::UserList { department_id: 0 },
     ];
 }
@@ -46,7 +51,8 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Call::GetToken => f.write_str("gettoken"),
-            Call::DepartmentList { id } => write!(f, "department/list (id {id})"),
+            Call::DepartmentList { id: Some(id) } => write!(f, "department/list (id {id})"),
+            Call::DepartmentList { id: None } => f.write_str("department/list"),
             Call::UserList { department_id } => {
                 write!(f, "user/list (department {department_id})")
             }

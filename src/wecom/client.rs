@@ -237,10 +237,11 @@ impl WecomClient {
         self.inner.counters.concurrency_limited_count()
     }
 
-    /// `department/list?id=ID`: the department and all its descendants.
+    /// `department/list?id=ID`: the department and all its descendants; without an id, every
+    /// department the app can see.
     pub(crate) async fn department_list(
         &self,
-        id: DepartmentId,
+        id: Option<DepartmentId>,
     ) -> Result<Vec<wire::Department>, WecomError> {
         let call = Call::DepartmentList { id };
         let reply: wire::DepartmentList = self.call(call).await?;
@@ -343,7 +344,8 @@ impl WecomClient {
                 ("corpid", inner.corp_id.as_str()),
                 ("corpsecret", inner.corp_secret.expose()),
             ]),
-            Call::DepartmentList { id } => request.query(&[("id", id)]),
+            Call::DepartmentList { id: Some(id) } => request.query(&[("id", id)]),
+            Call::DepartmentList { id: None } => request,
             Call::UserList { department_id } => request.query(&[("department_id", department_id)]),
         };
         if let Some(token) = token {

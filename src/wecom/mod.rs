@@ -12,6 +12,7 @@ mod gate;
 mod pull;
 mod secret;
 mod token;
+mod tree;
 mod wire;
 
 #[cfg(test)]
@@ -24,3 +25,4 @@ pub use error::WecomError;
 pub use pull::{pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
 pub use token::REFUSAL_HOLD;
+pub use tree::{Inconsistency, ALL_VISIBLE};

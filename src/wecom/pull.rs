@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::call::ClientStats;
 use super::client::WecomClient;
 use super::error::WecomError;
+use super::tree::{select, Inconsistency, ALL_VISIBLE};
 use super::wire;
 use crate::model::{Department, DepartmentId, Member, Membership, Snapshot};
 
@@ -33,6 +34,11 @@ pub struct PullStats {
     /// Members whose `departments` is `None`: WeCom sent no `department` array, or `order` /
     /// `is_leader_in_dept` were missing or not aligned with it.
     pub members_with_unknown_departments: usize,
+    /// Departments listed outside `wecom.root_department`'s subtree, not mirrored.
+    pub ignored_departments: usize,
+    /// Memberships in departments that are not mirrored (outside the root's subtree or the
+    /// app's visible range), left out of the members' `departments`.
+    pub ignored_memberships: usize,
     /// `user/list` concurrency at the end, lower than asked for after 45033 answers.
     pub final_concurrency: usize,
     pub department_list_time: Duration,
@@ -69,6 +75,9 @@ pub enum PullError {
 
     #[error("a user/list worker stopped unexpectedly: {0}")]
     Worker(String),
+
+    #[error("WeCom's answers do not add up, so nothing was mirrored: {0}")]
+    Inconsistent(#[from] Inconsistency),
 }
 
 impl PullError {
@@ -79,6 +88,7 @@ impl PullError {
             PullError::NoDepartments { .. } => "no_departments",
             PullError::RootNotVisible { .. } => "root_not_visible",
             PullError::Worker(_) => "internal",
+            PullError::Inconsistent(_) => "inconsistent_pull",
         }
     }
 }
@@ -94,7 +104,24 @@ pub async fn pull(
     let started = Instant::now();
     let before = client.stats();
 
-    let departments = subtree(root, client.department_list(root).await?)?;
+    // Everything visible is asked for without an id: an app whose visible range is several
+    // departments may not see department 1 itself.
+    let listed = client
+        .department_list((root != ALL_VISIBLE).then_some(root))
+        .await?;
+    if listed.is_empty() {
+        return Err(PullError::NoDepartments { root });
+    }
+    let tree = select(root, listed)?.ok_or(PullError::RootNotVisible { root })?;
+    if tree.ignored > 0 {
+        warn!(
+            root,
+            ignored = tree.ignored,
+            "department/list returned departments outside the root's subtree; they are not mirrored"
+        );
+    }
+    let ignored_departments = tree.ignored;
+    let departments = tree.departments;
     let department_list_time = started.elapsed();
     let ids: Vec<DepartmentId> = departments.iter().map(|d| d.id).collect();
     let mirrored: Arc<HashSet<DepartmentId>> = Arc::new(ids.iter().copied().collect());
@@ -106,8 +133,8 @@ pub async fn pull(
     );
 
     let users_started = Instant::now();
-    let (members, final_concurrency) =
-        members(client, &ids, &mirrored, concurrency.max(1), &mut progress).await?;
+    let listed = members(client, &ids, &mirrored, concurrency.max(1), &mut progress).await?;
+    let (members, final_concurrency) = (listed.members, listed.final_concurrency);
     let user_list_time = users_started.elapsed();
 
     let snapshot = Snapshot {
@@ -134,6 +161,8 @@ pub async fn pull(
         departments: snapshot.departments.len(),
         members: snapshot.members.len(),
         members_with_unknown_departments,
+        ignored_departments,
+        ignored_memberships: listed.ignored_memberships,
         final_concurrency,
         department_list_time,
         user_list_time,
@@ -149,53 +178,6 @@ pub async fn pull(
     Ok(Pull { snapshot, stats })
 }
 
-/// The departments of `root`'s subtree, in WeCom's order. `department/list?id=ROOT` should return
-/// exactly that, but only what hangs under `root` by `parentid` is kept, so a server that
-/// ignored `id` cannot widen the mirror.
-fn subtree(
-    root: DepartmentId,
-    all: Vec<wire::Department>,
-) -> Result<Vec<wire::Department>, PullError> {
-    if all.is_empty() {
-        return Err(PullError::NoDepartments { root });
-    }
-    if !all.iter().any(|d| d.id == root) {
-        return Err(PullError::RootNotVisible { root });
-    }
-    let mut children: HashMap<DepartmentId, Vec<DepartmentId>> = HashMap::new();
-    for d in &all {
-        if let Some(parent) = d.parentid {
-            if d.id != root {
-                children.entry(parent).or_default().push(d.id);
-            }
-        }
-    }
-    let mut keep = HashSet::from([root]);
-    let mut queue = vec![root];
-    while let Some(id) = queue.pop() {
-        for &child in children.get(&id).into_iter().flatten() {
-            // `insert` is false for an id seen before: a cycle or a duplicate ends here.
-            if keep.insert(child) {
-                queue.push(child);
-            }
-        }
-    }
-    let total = all.len();
-    let mut seen = HashSet::with_capacity(keep.len());
-    let kept: Vec<_> = all
-        .into_iter()
-        .filter(|d| keep.contains(&d.id) && seen.insert(d.id))
-        .collect();
-    if kept.len() < total {
-        warn!(
-            root,
-            ignored = total - kept.len(),
-            "department/list returned departments outside the root's subtree (or twice); ignoring them"
-        );
-    }
-    Ok(kept)
-}
-
 fn department(d: wire::Department) -> Department {
     Department {
         id: d.id,
@@ -207,15 +189,23 @@ fn department(d: wire::Department) -> Department {
     }
 }
 
-/// `user/list` for every department, merged by [`userid_key`](crate::model::userid_key). Returns the members and the
-/// concurrency the pull ended with.
+/// What `user/list` over every department gave.
+struct Listed {
+    members: BTreeMap<String, Member>,
+    ignored_memberships: usize,
+    /// The concurrency the pull ended with.
+    final_concurrency: usize,
+}
+
+/// `user/list` for every department, merged by [`userid_key`](crate::model::userid_key). A
+/// member with an empty userid, or two whose userids differ only in case, fail the pull.
 async fn members(
     client: &WecomClient,
     ids: &[DepartmentId],
     mirrored: &Arc<HashSet<DepartmentId>>,
     concurrency: usize,
     progress: &mut (impl FnMut(Progress) + Send),
-) -> Result<(BTreeMap<String, Member>, usize), PullError> {
+) -> Result<Listed, PullError> {
     // Dropping the set aborts the calls still in flight: the first failure ends the pull.
     let mut tasks = JoinSet::new();
     // Key → (index of the department it was first listed under, member). A member appears under
@@ -226,6 +216,7 @@ async fn members(
     let mut allowed = concurrency;
     let mut next = 0;
     let mut done = 0;
+    let mut ignored_memberships = 0;
     loop {
         let limited = client.concurrency_limited_count() - limited_at_start;
         let now_allowed = concurrency
@@ -245,22 +236,35 @@ async fn members(
             // Parsing and conversion run in the task, so they spread over the runtime's threads.
             tasks.spawn(async move {
                 let users = client.user_list(id).await?;
-                let members: Vec<Member> =
+                let members: Vec<(Member, usize)> =
                     users.into_iter().map(|u| member(u, &mirrored)).collect();
-                Ok::<_, WecomError>((index, members))
+                Ok::<_, WecomError>((index, id, members))
             });
             next += 1;
         }
         let Some(joined) = tasks.join_next().await else {
             break;
         };
-        let (index, members) = joined.map_err(|err| PullError::Worker(err.to_string()))??;
-        for member in members {
+        let (index, department, members) =
+            joined.map_err(|err| PullError::Worker(err.to_string()))??;
+        for (member, ignored) in members {
+            if member.userid.is_empty() {
+                return Err(Inconsistency::EmptyUserid { department }.into());
+            }
             match merged.entry(member.key()) {
                 Entry::Vacant(slot) => {
+                    ignored_memberships += ignored;
                     slot.insert((index, member));
                 }
                 Entry::Occupied(mut slot) => {
+                    let first = &slot.get().1.userid;
+                    if *first != member.userid {
+                        return Err(Inconsistency::CaseDuplicate {
+                            first: first.clone(),
+                            second: member.userid,
+                        }
+                        .into());
+                    }
                     if index < slot.get().0 {
                         slot.insert((index, member));
                     }
@@ -279,20 +283,26 @@ async fn members(
         .into_iter()
         .map(|(key, (_, member))| (key, member))
         .collect();
-    Ok((members, allowed))
+    Ok(Listed {
+        members,
+        ignored_memberships,
+        final_concurrency: allowed,
+    })
 }
 
-/// Converts one `user/list` entry. Memberships outside the mirrored subtree are dropped;
-/// `main_department` stays as WeCom sent it.
+/// Converts one `user/list` entry, with how many of its memberships were outside the mirrored
+/// departments and left out; `main_department` stays as WeCom sent it.
 ///
 /// `departments` is `None` (unknown) unless `department`, `order` and `is_leader_in_dept` are
 /// all present and of equal length: made-up orders or leader flags would show up as changes
 /// in the diff, while `None` keeps the last known memberships.
-fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> Member {
+fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> (Member, usize) {
+    let mut ignored = 0;
     let departments = match (user.department, user.order, user.is_leader_in_dept) {
         (Some(ids), Some(orders), Some(leaders))
             if ids.len() == orders.len() && ids.len() == leaders.len() =>
         {
+            ignored = ids.iter().filter(|id| !mirrored.contains(id)).count();
             Some(
                 ids.into_iter()
                     .zip(orders)
@@ -308,7 +318,7 @@ fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> Member {
         }
         _ => None,
     };
-    Member {
+    let member = Member {
         userid: user.userid,
         name: user.name,
         alias: user.alias,
@@ -323,5 +333,6 @@ fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> Member {
         main_department: user.main_department,
         direct_leaders: user.direct_leader,
         extattr: user.extattr,
-    }
+    };
+    (member, ignored)
 }

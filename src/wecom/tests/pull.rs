@@ -16,11 +16,18 @@ fn departments() -> Value {
         {"id": 1, "name": "总部", "name_en": "HQ", "parentid": 0, "order": 100000000,
          "department_leader": ["boss"]},
         {"id": 2, "name": "研发", "parentid": 1, "order": 4294967295u32},
-        {"id": 3, "name": "平台", "parentid": 2, "order": 1},
-        // Not under the root: a server that ignored `id` would send these.
-        {"id": 90, "name": "外部", "parentid": 80, "order": 1},
-        {"id": 91, "name": "外部子", "parentid": 90, "order": 1}
+        {"id": 3, "name": "平台", "parentid": 2, "order": 1}
     ])
+}
+
+/// The departments, and a second visible subtree whose parent (80) the app cannot see.
+fn two_subtrees() -> Value {
+    let mut all = departments();
+    if let Value::Array(list) = &mut all {
+        list.push(json!({"id": 90, "name": "外部", "parentid": 80, "order": 1}));
+        list.push(json!({"id": 91, "name": "外部子", "parentid": 90, "order": 1}));
+    }
+    all
 }
 
 fn users() -> HashMap<i64, Value> {
@@ -41,7 +48,7 @@ fn users() -> HashMap<i64, Value> {
         ),
         (
             3,
-            json!([{"userid": "zhangsan", "name": "张三", "department": [2, 3, 90],
+            json!([{"userid": "ZhangSan", "name": "张三", "department": [2, 3, 90],
                     "order": [3000000000u32, 2, 5], "is_leader_in_dept": [0, 1, 0],
                     "main_department": 90}]),
         ),
@@ -125,7 +132,10 @@ async fn pulls_the_subtree_and_merges_members() {
         .filter(|h| h.path == "department/list")
         .collect();
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0].id("id"), 1);
+    assert!(
+        !list[0].query.contains_key("id"),
+        "everything visible is asked for without an id"
+    );
     let mut listed: Vec<_> = hits
         .iter()
         .filter(|h| h.path == "user/list")
@@ -138,6 +148,8 @@ async fn pulls_the_subtree_and_merges_members() {
     let stats = &pulled.stats;
     assert_eq!((stats.departments, stats.members), (3, 3));
     assert_eq!(stats.members_with_unknown_departments, 1);
+    assert_eq!(stats.ignored_departments, 0);
+    assert_eq!(stats.ignored_memberships, 1, "ZhangSan's department 90");
     assert_eq!(stats.calls.calls["gettoken"], 1);
     assert_eq!(stats.calls.calls["department/list"], 1);
     assert_eq!(stats.calls.calls["user/list"], 3);
@@ -203,7 +215,8 @@ async fn misaligned_arrays_leave_departments_unknown() {
 
 #[tokio::test]
 async fn a_subtree_root_mirrors_only_its_descendants() {
-    let stub = Stub::start(tenant(departments(), users())).await;
+    // A server that ignored `id` would send departments outside the subtree too.
+    let stub = Stub::start(tenant(two_subtrees(), users())).await;
     let pulled = pull(&client(&stub.base), 2, 4, |_| {}).await.unwrap();
     assert_eq!(
         pulled
@@ -222,6 +235,75 @@ async fn a_subtree_root_mirrors_only_its_descendants() {
         Some(2)
     );
     assert!(!pulled.snapshot.members.contains_key("boss"));
+    assert_eq!(pulled.stats.ignored_departments, 3, "1, 90 and 91");
+    assert_eq!(stub.hits()[1].id("id"), 2);
+}
+
+#[tokio::test]
+async fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
+    let mut users = users();
+    users.insert(
+        90,
+        json!([{"userid": "wangwu", "department": [90], "order": [1], "is_leader_in_dept": [0]}]),
+    );
+    users.insert(91, json!([]));
+    let stub = Stub::start(tenant(two_subtrees(), users)).await;
+    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    assert_eq!(
+        pulled
+            .snapshot
+            .departments
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 90, 91]
+    );
+    assert_eq!(pulled.snapshot.departments[&90].parent_id, Some(80));
+    assert!(pulled.snapshot.members.contains_key("wangwu"));
+    assert_eq!(
+        pulled.snapshot.members["zhangsan"]
+            .departments
+            .as_ref()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(pulled.stats.ignored_memberships, 0);
+}
+
+#[tokio::test]
+async fn answers_that_do_not_add_up_fail_the_pull() {
+    let cases = [
+        (
+            json!([{"id": 1, "parentid": 0}, {"id": 7, "parentid": 7}]),
+            "departments form a cycle through their parentids: 7 → 7",
+        ),
+        (
+            json!([{"id": 1, "parentid": 0}, {"id": 1, "parentid": 0}]),
+            "department 1 is listed twice",
+        ),
+    ];
+    for (departments, message) in cases {
+        let stub = Stub::start(tenant(departments, users())).await;
+        let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+        assert_eq!(err.code(), "inconsistent_pull", "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+
+    let mut twins = users();
+    twins.insert(
+        3,
+        json!([{"userid": "zhangsan", "department": [3], "order": [1], "is_leader_in_dept": [0]}]),
+    );
+    let stub = Stub::start(tenant(departments(), twins)).await;
+    let err = pull(&client(&stub.base), 1, 1, |_| {}).await.unwrap_err();
+    assert_eq!(err.code(), "inconsistent_pull", "{err}");
+    assert!(err.to_string().contains("differ only in case"), "{err}");
+
+    let mut empty = users();
+    empty.insert(3, json!([{"userid": ""}]));
+    let stub = Stub::start(tenant(departments(), empty)).await;
+    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("empty userid"), "{err}");
 }
 
 #[tokio::test]

@@ -1,0 +1,187 @@
+//! The department tree of a pull, checked before anything of it is mirrored. A tree that does
+//! not add up (a department listed twice, one without a parent, a cycle) makes the pull fail:
+//! mirroring what is left of it would turn the departments that fell out, and their members,
+//! into departures.
+//!
+//! Which departments are mirrored depends on `wecom.root_department`:
+//! - [`ALL_VISIBLE`] (1, the default): everything the app can see. An app's visible range
+//!   (可见范围) may be several separate departments; WeCom then lists departments whose
+//!   parent the app cannot see, and each of them is the top of a subtree of its own, mirrored
+//!   with the `parent_id` WeCom gave it.
+//! - any other id: that department and its descendants only. Departments outside it (a server
+//!   that ignored `id` would send them) are left out and counted.
+
+use std::collections::{HashMap, HashSet};
+
+use super::wire;
+use crate::model::DepartmentId;
+
+/// `wecom.root_department` meaning "every department the app can see".
+pub const ALL_VISIBLE: DepartmentId = 1;
+
+/// Why a pull cannot be mirrored as it came.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    #[error("department {0} is listed twice by department/list")]
+    DuplicateDepartment(DepartmentId),
+    #[error("department {0} came without a parentid")]
+    MissingParent(DepartmentId),
+    #[error("departments form a cycle through their parentids: {}", chain(.0))]
+    Cycle(Vec<DepartmentId>),
+    #[error("user/list of department {department} returned a member with an empty userid")]
+    EmptyUserid { department: DepartmentId },
+    #[error("userids {first:?} and {second:?} differ only in case; WeCom userids are unique regardless of case")]
+    CaseDuplicate { first: String, second: String },
+}
+
+fn chain(ids: &[DepartmentId]) -> String {
+    let mut text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    if let Some(first) = ids.first() {
+        text.push(first.to_string());
+    }
+    text.join(" → ")
+}
+
+/// The departments to mirror, in WeCom's order, and how many of those listed were left out.
+#[derive(Debug)]
+pub struct Tree {
+    pub departments: Vec<wire::Department>,
+    pub ignored: usize,
+}
+
+/// Checks `all` (as `department/list` returned it) and keeps what `root` selects. `Ok(None)`
+/// when `root` is a single department the app cannot see.
+pub fn select(
+    root: DepartmentId,
+    all: Vec<wire::Department>,
+) -> Result<Option<Tree>, Inconsistency> {
+    let mut parents: HashMap<DepartmentId, DepartmentId> = HashMap::with_capacity(all.len());
+    for department in &all {
+        let parent = department
+            .parentid
+            .ok_or(Inconsistency::MissingParent(department.id))?;
+        if parents.insert(department.id, parent).is_some() {
+            return Err(Inconsistency::DuplicateDepartment(department.id));
+        }
+    }
+    check_cycles(&all, &parents)?;
+    if root == ALL_VISIBLE {
+        return Ok(Some(Tree {
+            departments: all,
+            ignored: 0,
+        }));
+    }
+    if !parents.contains_key(&root) {
+        return Ok(None);
+    }
+    let mut children: HashMap<DepartmentId, Vec<DepartmentId>> = HashMap::new();
+    for (&id, &parent) in &parents {
+        if id != root {
+            children.entry(parent).or_default().push(id);
+        }
+    }
+    let mut keep = HashSet::from([root]);
+    let mut queue = vec![root];
+    while let Some(id) = queue.pop() {
+        for &child in children.get(&id).into_iter().flatten() {
+            if keep.insert(child) {
+                queue.push(child);
+            }
+        }
+    }
+    let total = all.len();
+    let departments: Vec<_> = all.into_iter().filter(|d| keep.contains(&d.id)).collect();
+    Ok(Some(Tree {
+        ignored: total - departments.len(),
+        departments,
+    }))
+}
+
+/// Follows every department's parents within the list; a chain that comes back to itself is a
+/// cycle (a department that is its own parent is one of length 1).
+fn check_cycles(
+    all: &[wire::Department],
+    parents: &HashMap<DepartmentId, DepartmentId>,
+) -> Result<(), Inconsistency> {
+    let mut done: HashSet<DepartmentId> = HashSet::with_capacity(all.len());
+    for department in all {
+        let mut path: Vec<DepartmentId> = Vec::new();
+        let mut on_path: HashSet<DepartmentId> = HashSet::new();
+        let mut current = department.id;
+        while parents.contains_key(&current) && !done.contains(&current) {
+            if !on_path.insert(current) {
+                let start = path.iter().position(|&id| id == current).unwrap_or(0);
+                return Err(Inconsistency::Cycle(path[start..].to_vec()));
+            }
+            path.push(current);
+            current = parents[&current];
+        }
+        done.extend(path);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn department(id: DepartmentId, parentid: Option<DepartmentId>) -> wire::Department {
+        serde_json::from_value(serde_json::json!({"id": id, "parentid": parentid})).unwrap()
+    }
+
+    fn ids(tree: &Tree) -> Vec<DepartmentId> {
+        tree.departments.iter().map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
+        let all = vec![
+            department(5, Some(1)),
+            department(6, Some(5)),
+            department(9, Some(2)),
+        ];
+        let tree = select(ALL_VISIBLE, all).unwrap().unwrap();
+        assert_eq!(ids(&tree), [5, 6, 9]);
+        assert_eq!(tree.ignored, 0);
+    }
+
+    #[test]
+    fn another_root_keeps_its_subtree_and_counts_the_rest() {
+        let all = vec![
+            department(1, Some(0)),
+            department(2, Some(1)),
+            department(3, Some(2)),
+            department(90, Some(80)),
+        ];
+        let tree = select(2, all).unwrap().unwrap();
+        assert_eq!(ids(&tree), [2, 3]);
+        assert_eq!(tree.ignored, 2);
+        assert!(select(7, vec![department(1, Some(0))]).unwrap().is_none());
+    }
+
+    #[test]
+    fn trees_that_do_not_add_up_are_refused() {
+        let refused = |all| select(ALL_VISIBLE, all).unwrap_err();
+        assert_eq!(
+            refused(vec![department(1, Some(0)), department(7, Some(7))]),
+            Inconsistency::Cycle(vec![7])
+        );
+        assert_eq!(
+            refused(vec![
+                department(1, Some(0)),
+                department(3, Some(5)),
+                department(4, Some(3)),
+                department(5, Some(4)),
+            ]),
+            Inconsistency::Cycle(vec![3, 5, 4])
+        );
+        assert_eq!(
+            refused(vec![department(1, Some(0)), department(1, Some(0))]),
+            Inconsistency::DuplicateDepartment(1)
+        );
+        assert_eq!(
+            refused(vec![department(1, Some(0)), department(2, None)]),
+            Inconsistency::MissingParent(2)
+        );
+    }
+}

@@ -17,7 +17,7 @@ use crate::matching::commands::{self as matching, CommandError};
 use crate::matching::import::Options as ImportOptions;
 use crate::queue::Trigger;
 use crate::schedule::Schedule;
-use crate::store::{Store, StoreError};
+use crate::store::{event_log, Store, StoreError};
 use crate::sync::{Mode, RunReport, SyncError, Syncer};
 use crate::wecom::WecomError;
 use crate::{demo, dry_run, logging, socket, status};
@@ -647,8 +647,15 @@ fn events(
     format: EventFormat,
 ) -> Result<u8, CliError> {
     let store = Store::open_read_only(&config.store.path)?;
-    let (mut cursor, _) = event_reader::start(store.conn(), Some(since.unwrap_or(0)), None)
-        .map_err(|e| match e {
+    // Without --since: every event still kept, from the oldest on.
+    let since = match since {
+        Some(since) => since,
+        None => event_log::oldest(store.conn())
+            .map_err(|e| store.explain(e))?
+            .map_or(0, |oldest| oldest - 1),
+    };
+    let (mut cursor, _) =
+        event_reader::start(store.conn(), Some(since), None).map_err(|e| match e {
             ReadError::Store(e) => CliError::Store(store.explain(e)),
             other => CliError::Failed(other.to_string()),
         })?;

@@ -21,5 +21,6 @@ pub mod schedule;
 pub mod socket;
 pub mod status;
 pub mod store;
+pub mod strict_json;
 pub mod sync;
 pub mod wecom;

@@ -65,7 +65,8 @@ pub fn directory(corp_id: &str, pulled: &Snapshot) -> Value {
 fn department(d: &Department, top: bool) -> Value {
     let mut fields = Map::new();
     fields.insert("id".into(), d.id.into());
-    put(&mut fields, "name", &d.name);
+    // The simulator requires a name; WeCom always sends one to a self-built app.
+    fields.insert("name".into(), d.name.clone().unwrap_or_default().into());
     put(&mut fields, "name_en", &d.name_en);
     let parent = if top { 0 } else { d.parent_id.unwrap_or(0) };
     fields.insert("parentid".into(), parent.into());

@@ -225,6 +225,9 @@ pub struct Syncer {
     pub limits: Limits,
     /// Where a dry run writes what WeCom returned ([`crate::pull_dump`]).
     pub dump_pull: Option<PathBuf>,
+    /// Whether a run may create the store. The daemon's runs may not: a store removed under a
+    /// running daemon must not come back empty and reuse its seqs.
+    pub create_store: bool,
 }
 
 impl Syncer {
@@ -238,6 +241,7 @@ impl Syncer {
             concurrency: config.wecom.concurrency,
             limits: config.limits(),
             dump_pull: None,
+            create_store: true,
         })
     }
 
@@ -438,8 +442,12 @@ impl Syncer {
     ) -> Result<T, SyncError> {
         let path = self.store_path.clone();
         let busy_timeout = self.store_busy_timeout;
+        let create = self.create_store;
         tokio::task::spawn_blocking(move || {
-            let mut store = Store::open_waiting(&path, busy_timeout)?;
+            let mut store = match create {
+                true => Store::open_waiting(&path, busy_timeout)?,
+                false => Store::open_existing(&path, busy_timeout)?,
+            };
             f(&mut store).map_err(|e| store.explain(e))
         })
         .await

@@ -56,6 +56,8 @@ pub enum DaemonError {
     Lock(#[from] LockError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    StoreReplaced(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -88,9 +90,17 @@ impl Daemon {
         config_path: Option<PathBuf>,
     ) -> Result<Daemon, DaemonError> {
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)?;
-        let syncer = Syncer::from_config(&config)?;
+        let mut syncer = Syncer::from_config(&config)?;
         syncer.bind_store().await?;
+        syncer.create_store = false;
         let lock = StoreLock::acquire(&config.store.path)?;
+        let identity = {
+            let path = config.store.path.clone();
+            tokio::task::spawn_blocking(move || head_watcher::Identity::read(&path))
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()))?
+                .map_err(DaemonError::Internal)?
+        };
         let store = read_store_state(config.store.path.clone()).await?;
         let listener = socket::bind(&config.socket_settings())?;
         let queue = Arc::new(SyncQueue::default());
@@ -127,6 +137,8 @@ impl Daemon {
             live: Mutex::new(Live::default()),
             head: head_tx,
             activity: watch::Sender::new(activity),
+            identity,
+            fatal: watch::Sender::new(None),
         });
         let status_shared = shared.clone();
         let context = Arc::new(ServerContext {
@@ -161,6 +173,11 @@ impl Daemon {
 
     pub fn request_sync(&self, trigger: Trigger) {
         self.shared.queue.request(trigger);
+    }
+
+    /// Why the daemon cannot go on, once it cannot.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.shared.fatal.subscribe()
     }
 
     /// The daemon's one-line status, updated when a run starts and when it ends.

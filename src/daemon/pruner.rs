@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::shared::{read, stopped, Shared};
-use crate::store::{event_log, Store};
+use crate::store::{event_log, Store, BUSY_TIMEOUT};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -28,7 +28,7 @@ pub async fn prune(shared: &Shared) {
     let path = shared.store_path();
     let retention_days = read(&shared.config).events.retention_days;
     let pruned = tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&path)?;
+        let mut store = Store::open_existing(&path, BUSY_TIMEOUT)?;
         event_log::prune(&mut store, Utc::now(), retention_days)
     })
     .await;

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::head_watcher::Identity;
 use crate::config::Config;
 use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::Schedule;
 use crate::status;
-use crate::store::Store;
+use crate::store::{Store, BUSY_TIMEOUT};
 use crate::sync::Syncer;
 
 /// What the daemon is doing right now, for status replies.
@@ -36,6 +37,10 @@ pub struct Shared {
     pub head: watch::Sender<i64>,
     /// What the daemon is doing, in one line: systemd shows it as the unit's status.
     pub activity: watch::Sender<String>,
+    /// The store the daemon started with.
+    pub identity: Identity,
+    /// Set when the daemon cannot go on (its store was replaced): it then stops with an error.
+    pub fatal: watch::Sender<Option<String>>,
 }
 
 /// A poisoned lock only means a panic elsewhere; the data it guards is still whole.
@@ -60,6 +65,13 @@ impl Shared {
         self.activity.send_replace(activity);
     }
 
+    /// Stops the daemon with an error: logged, shown as systemd's status, and the exit status.
+    pub fn fail(&self, problem: String) {
+        tracing::error!(%problem, "stopping");
+        self.set_activity(format!("STOPPED: {problem}"));
+        self.fatal.send_replace(Some(problem));
+    }
+
     pub fn syncer(&self) -> Arc<Syncer> {
         read(&self.syncer).clone()
     }
@@ -72,7 +84,8 @@ impl Shared {
     pub fn status(&self) -> Result<Value, String> {
         let config = read(&self.config).clone();
         let schedule = self.schedule();
-        let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
+        let store =
+            Store::open_existing(&config.store.path, BUSY_TIMEOUT).map_err(|e| e.to_string())?;
         let mut report =
             status::collect(store.conn(), &config.wecom.corp_id, &schedule, Utc::now())
                 .map_err(|e| e.to_string())?;

@@ -28,6 +28,8 @@ pub async fn run(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
+    let mut fatal = daemon.fatal();
+    let mut failure = None;
     tracing::info!(pid = std::process::id(), "orgsync is running");
     loop {
         tokio::select! {
@@ -44,6 +46,13 @@ pub async fn run(
             // The sender lives as long as `daemon`, so this never fails while we loop.
             Ok(()) = activity.changed() => notifier.status(&activity.borrow_and_update()),
             () = tick(watchdog.as_mut()) => notifier.watchdog(),
+            Ok(()) = fatal.changed() => {
+                failure = fatal.borrow_and_update().clone();
+                if failure.is_some() {
+                    notifier.status(&activity.borrow_and_update());
+                    break;
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -51,7 +60,10 @@ pub async fn run(
     tracing::info!("stopping");
     notifier.stopping();
     daemon.shutdown().await;
-    Ok(())
+    match failure {
+        Some(problem) => Err(DaemonError::StoreReplaced(problem)),
+        None => Ok(()),
+    }
 }
 
 async fn tick(interval: Option<&mut tokio::time::Interval>) {

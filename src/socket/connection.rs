@@ -26,7 +26,7 @@ use crate::events::TypeFilter;
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
-use crate::store::{consumers, event_log, runs, Store, StoreError};
+use crate::store::{consumers, event_log, runs, Store, StoreError, BUSY_TIMEOUT};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
 #[derive(Debug)]
@@ -412,7 +412,7 @@ impl StoreSlot {
             let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
             let store = match &mut *slot {
                 Some(store) => store,
-                None => slot.insert(Store::open(&path)?),
+                None => slot.insert(Store::open_existing(&path, BUSY_TIMEOUT)?),
             };
             f(store)
         })

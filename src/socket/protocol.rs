@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
+use crate::strict_json;
 
 /// The longest request line accepted, without its newline.
 pub const MAX_LINE: usize = 1 << 20;
@@ -142,8 +143,7 @@ impl ProtocolError {
 /// written for a newer daemon still works where it can.
 pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    let value = strict_json::parse(text).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
     let Value::Object(fields) = value else {
         return Err(ProtocolError::NotAnObject);
     };

@@ -53,6 +53,13 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error("cannot open the store {path}: {source}; check `store.path` and that its directory exists and is writable by this user")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is an SQLite database that orgsync did not make; it is left untouched: point `store.path` at a new file")]
+    Foreign { path: PathBuf },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the store holds a value it cannot read ({what}): {source}")]
@@ -66,7 +73,8 @@ impl StoreError {
     /// A short machine-readable code for `orgsync.sync.failed` events.
     pub fn code(&self) -> &'static str {
         match self {
-            StoreError::Open { .. } => "store_open",
+            StoreError::Open { .. } | StoreError::Create { .. } => "store_open",
+            StoreError::Foreign { .. } => "store_foreign",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::Locked { .. } => "store_locked",
             StoreError::NewerSchema { .. } | StoreError::OlderSchema { .. } => "store_schema",
@@ -90,9 +98,18 @@ impl Store {
 
     /// [`Store::open`], waiting at most `busy_timeout` for another process's write lock.
     pub fn open_waiting(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        create_private(path)?;
+        Store::open_with(path, busy_timeout)
+    }
+
+    /// Opens a store that must exist already: the daemon's own opens after start-up, so that a
+    /// store removed under it is an error rather than a new, empty store reusing its seqs.
+    pub fn open_existing(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        Store::open_with(path, busy_timeout)
+    }
+
+    fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -102,9 +119,38 @@ impl Store {
             path: path.to_owned(),
             busy_timeout,
         };
+        store
+            .conn
+            .busy_timeout(busy_timeout)
+            .map_err(|e| store.classify(e))?;
+        // Before anything that writes: even switching to WAL rewrites the file's header.
+        if store.is_foreign().map_err(|e| store.classify(e))? {
+            return Err(StoreError::Foreign {
+                path: path.to_owned(),
+            });
+        }
         store.configure().map_err(|e| store.classify(e))?;
         schema::migrate(&mut store.conn, path, busy_timeout)?;
         Ok(store)
+    }
+
+    /// A database with tables but no orgsync schema version was made by something else.
+    fn is_foreign(&self) -> Result<bool, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version) = 0
+                AND (SELECT count(*) FROM sqlite_master) > 0",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    /// The random id made when the store was created.
+    pub fn id(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Opens an existing store for reading only, for the commands that only read it (`status`,
@@ -146,7 +192,6 @@ impl Store {
     }
 
     fn configure(&self) -> Result<(), rusqlite::Error> {
-        self.conn.busy_timeout(self.busy_timeout)?;
         // WAL lets subscribers and `status` read while a sync writes; NORMAL is durable at
         // every commit in WAL mode except across a power loss, where the last commit may be
         // lost whole (never half).
@@ -232,6 +277,25 @@ impl Store {
                 }
             }
         })
+    }
+}
+
+/// Creates the store file mode 0600 whatever the umask, before SQLite opens it: it holds
+/// personal data, and SQLite gives its WAL and shared-memory files the database's mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Create {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

@@ -100,6 +100,12 @@ const MIGRATIONS: &[&str] = &[
         since        TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3: the store's identity (a random id made once, so that a replaced or restored store is
+    // told apart from the one a consumer's cursor belongs to), and who owns each consumer.
+    r#"
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+    ALTER TABLE consumers ADD COLUMN owner TEXT;   -- "uid:N" over the socket; NULL from before owners
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -17,7 +17,7 @@ use crate::matching::commands::{self as matching, CommandError};
 use crate::matching::import::Options as ImportOptions;
 use crate::queue::Trigger;
 use crate::schedule::Schedule;
-use crate::store::{event_log, Store, StoreError};
+use crate::store::{consumers, event_log, Store, StoreError};
 use crate::sync::{Mode, RunReport, SyncError, Syncer};
 use crate::wecom::WecomError;
 use crate::{demo, dry_run, logging, socket, status};
@@ -180,6 +180,26 @@ enum Command {
     /// Matching of host users to members.
     #[command(subcommand)]
     Match(MatchCommand),
+    /// The named consumers: list them with their owner and lag, or remove a stale one.
+    Consumers {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: Option<ConsumersCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsumersCommand {
+    /// Every consumer: owner, acked seq, lag behind the head, last ack, and whether it holds
+    /// back retention (the default).
+    List,
+    /// Forget a consumer, its cursor and its owner; it no longer holds back retention. Needs
+    /// write access to the store (the daemon's user or root).
+    Remove {
+        /// The consumer's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -308,6 +328,13 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
         Command::Resync { config, wait } => {
             let config = load_without_secret(&config.config)?;
             runtime()?.block_on(resync(&config.socket.path, wait))
+        }
+        Command::Consumers { config, action } => {
+            let config = load_without_secret(&config.config)?;
+            match action.unwrap_or(ConsumersCommand::List) {
+                ConsumersCommand::List => list_consumers(&config),
+                ConsumersCommand::Remove { name } => remove_consumer(&config.store.path, &name),
+            }
         }
         Command::Backup { config, file } => {
             let config = load_without_secret(&config.config)?;
@@ -594,6 +621,54 @@ async fn resync(socket_path: &Path, wait: bool) -> Result<u8, CliError> {
                 event["data"]["error"]["message"].as_str().unwrap_or("?")
             ))),
         };
+    }
+}
+
+/// `orgsync consumers list`.
+fn list_consumers(config: &Config) -> Result<u8, CliError> {
+    let store = Store::open_read_only(&config.store.path)?;
+    let head = event_log::head(store.conn()).map_err(|e| store.explain(e))?;
+    let list = consumers::list(store.conn()).map_err(|e| store.explain(e))?;
+    if list.is_empty() {
+        println!("no consumers");
+        return Ok(0);
+    }
+    let retained_since =
+        chrono::Utc::now() - chrono::Duration::days(i64::from(config.events.retention_days));
+    println!(
+        "{:<24} {:<12} {:>10} {:>8}  {:<25} retention",
+        "NAME", "OWNER", "ACKED", "LAG", "LAST ACK"
+    );
+    for consumer in list {
+        let holds = chrono::DateTime::parse_from_rfc3339(&consumer.updated_at)
+            .map_or(true, |acked| acked >= retained_since);
+        println!(
+            "{:<24} {:<12} {:>10} {:>8}  {:<25} {}",
+            consumer.name,
+            consumer.owner.as_deref().unwrap_or("-"),
+            consumer.acked_seq,
+            head - consumer.acked_seq,
+            consumer.updated_at,
+            if holds {
+                "holds events back"
+            } else {
+                "stale: holds nothing back"
+            }
+        );
+    }
+    Ok(0)
+}
+
+/// `orgsync consumers remove NAME`.
+fn remove_consumer(store: &Path, name: &str) -> Result<u8, CliError> {
+    let mut store = Store::open_existing(store, crate::store::BUSY_TIMEOUT)?;
+    if store.write(|tx| consumers::remove(tx, name))? {
+        println!("consumer {name:?} removed");
+        Ok(0)
+    } else {
+        Err(CliError::Failed(format!(
+            "there is no consumer {name:?}; `orgsync consumers` lists them"
+        )))
     }
 }
 

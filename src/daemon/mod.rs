@@ -206,6 +206,16 @@ impl Daemon {
 
     /// Puts a new config in force, or says why it cannot be.
     async fn apply_config(&self, config: Config) -> Result<(), String> {
+        {
+            let old = read(&self.shared.config);
+            if old.wecom.corp_id != config.wecom.corp_id {
+                return Err(format!(
+                    "wecom.corp_id changed from {} to {}: the store mirrors {} and cannot switch \
+                     corps; give the other corp its own instance (its own config and store.path)",
+                    old.wecom.corp_id, config.wecom.corp_id, old.wecom.corp_id
+                ));
+            }
+        }
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
             .map_err(|e| e.to_string())?;
         let syncer = Syncer::from_config(&config).map_err(|e| e.to_string())?;

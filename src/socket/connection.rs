@@ -26,7 +26,8 @@ use crate::events::TypeFilter;
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
-use crate::store::{consumers, event_log, runs, Store, StoreError, BUSY_TIMEOUT};
+use crate::store::consumers::{self, ClaimError};
+use crate::store::{event_log, runs, Store, StoreError, BUSY_TIMEOUT};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
 #[derive(Debug)]
@@ -48,6 +49,8 @@ pub enum RequestError {
     AlreadySubscribed,
     #[error("{0}")]
     Forbidden(String),
+    #[error(transparent)]
+    Consumer(#[from] ClaimError),
     #[error("{0}; nothing was applied")]
     BadUsers(String),
     #[error("{0}")]
@@ -86,7 +89,10 @@ impl RequestError {
             | RequestError::AckAboveHead { .. }
             | RequestError::AlreadySubscribed
             | RequestError::BadUsers(_) => error_reply(ErrorCode::BadRequest, &message),
-            RequestError::Forbidden(_) => error_reply(ErrorCode::Forbidden, &message),
+            RequestError::Forbidden(_) | RequestError::Consumer(ClaimError::Owned { .. }) => {
+                error_reply(ErrorCode::Forbidden, &message)
+            }
+            RequestError::Consumer(_) => error_reply(ErrorCode::TooManyConsumers, &message),
             RequestError::Store(_)
             | RequestError::Read(ReadError::Store(_))
             | RequestError::Status(_)
@@ -192,6 +198,7 @@ impl Connection {
             }
             Request::Subscribe(_) => Err(RequestError::AlreadySubscribed),
             Request::Ack { consumer, seq } => {
+                let (owner, admin) = self.consumer_owner()?;
                 self.store
                     .with(move |store| {
                         let head = event_log::head(store.conn())?;
@@ -199,8 +206,13 @@ impl Connection {
                         if seq > head {
                             return Err(RequestError::AckAboveHead { seq, head });
                         }
-                        store.write(|tx| consumers::ack(tx, consumer.as_str(), seq))?;
-                        Ok(())
+                        // Checked and written in one transaction, so that two first acks
+                        // cannot both slip under a cap.
+                        store.try_write(|tx| {
+                            consumers::check_owner(tx, consumer.as_str(), &owner, admin)??;
+                            consumers::ack(tx, consumer.as_str(), seq, &owner)?;
+                            Ok::<_, RequestError>(())
+                        })
                     })
                     .await?;
                 Ok((json!({"ok": true, "op": "ack"}), None))
@@ -280,10 +292,21 @@ impl Connection {
             consumer,
             types,
         } = request;
+        let owner = match consumer {
+            Some(_) => Some(self.consumer_owner()?),
+            None => None,
+        };
         let (cursor, head) = self
             .store
             .with(move |store| {
                 let consumer = consumer.as_ref().map(|c| c.as_str());
+                if let (Some(name), Some((owner, admin))) = (consumer, &owner) {
+                    let taken = consumers::check_owner(store.conn(), name, owner, *admin)?;
+                    // Subscribing creates nothing: only a cap on creating is not this one's.
+                    if let Err(owned @ ClaimError::Owned { .. }) = taken {
+                        return Err(owned.into());
+                    }
+                }
                 Ok(event_reader::start(store.conn(), since, consumer)?)
             })
             .await?;
@@ -291,6 +314,19 @@ impl Connection {
             json!({"ok": true, "op": "subscribe", "head": head}),
             Subscription { cursor, types },
         ))
+    }
+
+    /// Who owns the consumers this peer creates (`uid:N`), and whether it is an admin, who may
+    /// use any consumer.
+    fn consumer_owner(&self) -> Result<(String, bool), RequestError> {
+        let peer = self.peer.as_ref().map_err(|error| {
+            RequestError::Forbidden(format!(
+                "named consumers belong to a peer, and this peer's credentials are unknown ({error})"
+            ))
+        })?;
+        let (uid, gid) = (peer.uid(), peer.gid());
+        let admin = is_admin(uid, gid, &self.ctx.settings, self.ctx.daemon_uid);
+        Ok((format!("uid:{uid}"), admin))
     }
 
     fn check_admin(&self, op: &str) -> Result<(), RequestError> {

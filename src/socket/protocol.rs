@@ -61,6 +61,8 @@ pub enum ErrorCode {
     Forbidden,
     Gap,
     TooManyConnections,
+    /// A peer asked for one more consumer than its share.
+    TooManyConsumers,
     /// The client sent no request in time after connecting.
     Timeout,
     /// The daemon failed (the store, the status source); the request itself was fine.
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Gap => "gap",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::TooManyConsumers => "too_many_consumers",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
@@ -249,8 +252,15 @@ impl ConsumerName {
                 "must be 1 to {MAX_CONSUMER_CHARS} characters (got {chars})"
             ));
         }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
+        if let Some(bad) = name.chars().find(|&c| !printable(c)) {
+            return Err(format!(
+                "must be printable: letters, digits, punctuation and plain spaces, without \
+                 control, bidirectional or zero-width characters (found U+{:04X})",
+                u32::from(bad)
+            ));
+        }
+        if name.starts_with(' ') || name.ends_with(' ') {
+            return Err("must not start or end with a space".into());
         }
         Ok(ConsumerName(name.to_owned()))
     }
@@ -258,6 +268,28 @@ impl ConsumerName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether a character may appear in a consumer name, which operators read in `orgsync status`
+/// and `orgsync consumers`: no control characters, no bidirectional or zero-width formatting
+/// (which make one name look like another), and no whitespace but the plain space.
+fn printable(c: char) -> bool {
+    let format = matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0xE0000..=0xE007F
+    );
+    !c.is_control() && !format && (c == ' ' || !c.is_whitespace())
 }
 
 fn type_filter(value: &Value) -> Result<TypeFilter, ProtocolError> {
@@ -434,6 +466,8 @@ mod tests {
             r#"{"op":"subscribe","types":["orgsync.*.joined"]}"#,
             r#"{"op":"subscribe","types":[3]}"#,
             r#"{"op":"subscribe","types":["orgsync.members.joined"]}"#,
+            r#"{"op":"status","op":"resync"}"#,
+            r#"{"op":"ack","consumer":"a","seq":1,"seq":2}"#,
             r#"{"op":"subscribe","types":["member.*"]}"#,
             r#"{"op":"subscribe","types":["orgsync.nothing.*"]}"#,
             r#"{"op":"ack","seq":3}"#,
@@ -449,6 +483,16 @@ mod tests {
         assert!(ConsumerName::new(&"a".repeat(MAX_CONSUMER_CHARS + 1)).is_err());
         assert!(ConsumerName::new("host app 1").is_ok());
         assert!(ConsumerName::new("tab\there").is_err());
+        for sneaky in [
+            "crm\u{202E}ppa",
+            "c\u{200B}rm",
+            "crm\u{3000}",
+            " crm",
+            "\u{FEFF}crm",
+        ] {
+            assert!(ConsumerName::new(sneaky).is_err(), "{sneaky:?}");
+        }
+        assert!(ConsumerName::new("crm-01.prod@host:1").is_ok());
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Durable consumer cursors: the last seq each named consumer acknowledged.
+//! Durable consumer cursors: the last seq each named consumer acknowledged, and who owns each.
+//!
+//! A consumer belongs to the peer that created it with its first ack (`uid:N` over the socket);
+//! only its owner or an admin may ack it or subscribe as it, so one host application cannot
+//! move another's cursor. Cursors from before owners were recorded have none; the first peer
+//! to use one claims it.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -6,11 +11,73 @@ use serde::Serialize;
 
 use super::StoreError;
 
+/// How many consumers one owner may create, and how many there may be in all: each holds back
+/// retention while it acks, and each is a row every status reads.
+pub const MAX_PER_OWNER: usize = 32;
+pub const MAX_TOTAL: usize = 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Consumer {
     pub name: String,
     pub acked_seq: i64,
     pub updated_at: String,
+    pub owner: Option<String>,
+}
+
+/// Why a peer may not use a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    #[error("consumer {name:?} belongs to {owner}; use a name of your own (or ask an admin to `orgsync consumers remove` it)")]
+    Owned { name: String, owner: String },
+    #[error("{owner} already has {MAX_PER_OWNER} consumers; reuse one, or ask an admin to remove stale ones with `orgsync consumers remove NAME`")]
+    TooManyForOwner { owner: String },
+    #[error("there are already {MAX_TOTAL} consumers; an admin can list and remove stale ones with `orgsync consumers`")]
+    TooMany,
+}
+
+/// Checks that `owner` may use consumer `name`, creating nothing. An admin may use any;
+/// an unowned cursor from before owners is claimed by the first to ack it.
+pub fn check_owner(
+    conn: &Connection,
+    name: &str,
+    owner: &str,
+    admin: bool,
+) -> Result<Result<(), ClaimError>, StoreError> {
+    let stored: Option<Option<String>> = conn
+        .query_row("SELECT owner FROM consumers WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(match stored {
+        Some(Some(stored)) if stored != owner && !admin => Err(ClaimError::Owned {
+            name: name.to_owned(),
+            owner: stored,
+        }),
+        Some(_) => Ok(()),
+        None if admin => Ok(()),
+        None => {
+            let mine: i64 = conn.query_row(
+                "SELECT count(*) FROM consumers WHERE owner = ?1",
+                [owner],
+                |r| r.get(0),
+            )?;
+            let all: i64 = conn.query_row("SELECT count(*) FROM consumers", [], |r| r.get(0))?;
+            if usize::try_from(mine).unwrap_or(usize::MAX) >= MAX_PER_OWNER {
+                Err(ClaimError::TooManyForOwner {
+                    owner: owner.to_owned(),
+                })
+            } else if usize::try_from(all).unwrap_or(usize::MAX) >= MAX_TOTAL {
+                Err(ClaimError::TooMany)
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Removes a consumer; false when there was none of that name.
+pub fn remove(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM consumers WHERE name = ?1", [name])? > 0)
 }
 
 pub fn cursor(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
@@ -25,25 +92,28 @@ pub fn cursor(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> 
 
 /// Stores the consumer's cursor. A cursor never moves backwards: an ack that arrives late
 /// (after a later one) must not cause redelivery of what was already acknowledged.
-pub fn ack(conn: &Connection, name: &str, seq: i64) -> Result<(), StoreError> {
+/// A new consumer belongs to `owner`; an unowned one is claimed by it.
+pub fn ack(conn: &Connection, name: &str, seq: i64, owner: &str) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO consumers (name, acked_seq, updated_at) VALUES (?1, ?2, ?3)
+        "INSERT INTO consumers (name, acked_seq, updated_at, owner) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET
              acked_seq = max(acked_seq, excluded.acked_seq),
-             updated_at = excluded.updated_at",
-        params![name, seq, Utc::now().to_rfc3339()],
+             updated_at = excluded.updated_at,
+             owner = coalesce(owner, excluded.owner)",
+        params![name, seq, Utc::now().to_rfc3339(), owner],
     )?;
     Ok(())
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Consumer>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT name, acked_seq, updated_at FROM consumers ORDER BY name")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name, acked_seq, updated_at, owner FROM consumers ORDER BY name")?;
     let rows = stmt.query_map([], |r| {
         Ok(Consumer {
             name: r.get(0)?,
             acked_seq: r.get(1)?,
             updated_at: r.get(2)?,
+            owner: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -290,7 +290,7 @@ mod tests {
         let now = Utc::now();
         append_at(&mut store, 10, now - days(40));
         store
-            .write(|tx| consumers::ack(tx, "hr-app", 4))
+            .write(|tx| consumers::ack(tx, "hr-app", 4, "uid:0"))
             .expect("ack");
         let pruned = prune(&mut store, now, 30).expect("prune");
         assert_eq!(
@@ -318,10 +318,10 @@ mod tests {
         let start = Utc::now();
         append_at(&mut store, 5, start);
         store
-            .write(|tx| consumers::ack(tx, "gone-app", 1))
+            .write(|tx| consumers::ack(tx, "gone-app", 1, "uid:0"))
             .expect("ack");
         store
-            .write(|tx| consumers::ack(tx, "busy-app", 3))
+            .write(|tx| consumers::ack(tx, "busy-app", 3, "uid:0"))
             .expect("ack");
         // busy-app acks again much later; gone-app never does.
         store

@@ -3,21 +3,10 @@
 //! `orgsync status` shows it and exits non-zero, `--dry-run` lists every change member by
 //! member, and `--force` applies it. Also the scope change peers got wrong: the app's visible
 //! range narrowed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod common;
-
-use common::{describe, error_line, types, Env, StoreState};
+use crate::harness::{self, describe, error_line, types, user, Env, StoreState};
 use orgsync_simulator::{Directory, Endpoint, Fault, SimUser};
 use serde_json::{json, Value};
-
-fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {
-    directory
-        .users
-        .iter_mut()
-        .find(|u| u.userid == userid)
-        .unwrap_or_else(|| panic!("the sample has {userid}"))
-}
 
 /// Three leave, one joins, one is promoted, one moves.
 fn reorganize(directory: &mut Directory) {
@@ -52,18 +41,6 @@ fn assert_held(before: &StoreState, env: &Env, output: &std::process::Output) ->
     data
 }
 
-async fn status(env: &Env) -> (Option<i32>, String, Value) {
-    let human = env.run(&["status"]).await;
-    let machine = env.run(&["status", "--json"]).await;
-    assert_eq!(human.status.code(), machine.status.code());
-    let json = serde_json::from_slice(&machine.stdout).expect("status --json is JSON");
-    (
-        human.status.code(),
-        String::from_utf8_lossy(&human.stdout).into_owned(),
-        json,
-    )
-}
-
 #[tokio::test]
 async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
     let env = Env::with_config(
@@ -86,7 +63,7 @@ async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
     assert_eq!(held["pending"]["members_joined"], 1);
     assert_eq!(held["hold"]["code"], "too_many_deletes");
 
-    let (code, text, json) = status(&env).await;
+    let (code, text, json) = env.status().await;
     assert_eq!(code, Some(3), "status exits non-zero on a held run");
     assert!(text.contains("HELD:       3 members would leave"), "{text}");
     assert_eq!(json["held"]["pending"]["members_left"], 3);
@@ -129,7 +106,7 @@ async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
     assert_eq!(joined[0]["subject"], "member/sunli");
     assert_eq!(state.replayed(), state.mirror);
     assert_eq!(state.mirror.members.len(), 13);
-    let (code, text, _) = status(&env).await;
+    let (code, text, _) = env.status().await;
     assert_eq!(code, Some(0), "{text}");
 
     // Nothing left to do.
@@ -192,7 +169,7 @@ async fn a_narrowed_visible_range_fails_and_rerooting_into_it_is_held() {
     // no longer visible. The run fails; nobody leaves.
     env.sim.edit(|d| d.visible_departments = vec![2]);
     let output = env.run(&["sync"]).await;
-    let (line, _) = common::assert_failed(&before, &env, &output, "wecom_errcode");
+    let (line, _) = harness::assert_failed(&before, &env, &output, "wecom_errcode");
     assert!(
         line.contains("department/list (id 1): WeCom errcode 60011"),
         "{line}"
@@ -209,7 +186,7 @@ async fn a_narrowed_visible_range_fails_and_rerooting_into_it_is_held() {
     let held = assert_held(&before, &env, &output);
     assert_eq!(held["pending"]["members_left"], 6);
     assert_eq!(held["pending"]["departments_deleted"], 3);
-    let (code, text, _) = status(&env).await;
+    let (code, text, _) = env.status().await;
     assert_eq!(code, Some(3));
     assert!(
         text.contains("HELD:       6 of 15 members would leave"),
@@ -238,7 +215,7 @@ async fn a_failed_run_after_a_held_one_keeps_the_hold_in_status() {
     let output = env.run(&["sync"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
 
-    let (code, text, json) = status(&env).await;
+    let (code, text, json) = env.status().await;
     assert_eq!(code, Some(1), "the last run failed: {text}");
     assert!(text.contains("FAILED"), "{text}");
     assert!(text.contains("HELD:       3 members would leave"), "{text}");
@@ -246,7 +223,7 @@ async fn a_failed_run_after_a_held_one_keeps_the_hold_in_status() {
 
     let output = env.run(&["sync", "--force"]).await;
     assert!(output.status.success(), "{}", describe(&output));
-    let (code, text, json) = status(&env).await;
+    let (code, text, json) = env.status().await;
     assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("HELD"), "{text}");
     assert!(json["held"].is_null(), "{json}");

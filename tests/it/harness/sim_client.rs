@@ -1,13 +1,10 @@
-//! What the simulator's HTTP tests share: a running simulator and a client that speaks to it
+//! For the simulator's own tests: a running simulator and an HTTP client that speaks to it
 //! the way orgsync's WeCom client does (token in the query string).
-
-// Each test crate that includes this module uses a different part of it.
-#![allow(dead_code)]
 
 use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 
-pub struct Harness {
+pub struct SimClient {
     pub sim: Simulator,
     pub http: reqwest::Client,
 }
@@ -26,9 +23,9 @@ impl Raw {
     }
 }
 
-impl Harness {
-    pub async fn start(directory: Directory) -> Harness {
-        Harness {
+impl SimClient {
+    pub async fn start(directory: Directory) -> SimClient {
+        SimClient {
             sim: Simulator::start(directory).await.expect("simulator starts"),
             http: reqwest::Client::new(),
         }
@@ -147,4 +144,22 @@ pub fn userids(answer: &Value) -> Vec<String> {
         .iter()
         .map(|u| u["userid"].as_str().expect("a userid").to_owned())
         .collect()
+}
+
+/// The `/_sim/` control API, as a standalone simulator's driver uses it.
+impl SimClient {
+    pub async fn control_get(&self, path: &str) -> reqwest::Response {
+        let request = self.http.get(self.url(path));
+        request.send().await.expect("request succeeds")
+    }
+
+    pub async fn control_put(&self, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
+        let request = self.http.put(self.url(path)).json(body);
+        request.send().await.expect("request succeeds")
+    }
+
+    pub async fn control_post(&self, path: &str, body: &'static str) -> reqwest::Response {
+        let request = self.http.post(self.url(path)).body(body);
+        request.send().await.expect("request succeeds")
+    }
 }

@@ -1,5 +1,4 @@
 //! Creating the socket file: its mode and group, and what is found at its path beforehand.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::ffi::CStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -2,11 +2,8 @@
 //! `orgsync sync` and for the daemon, fails the run and changes nothing; the daemon retries a
 //! failed run with backoff a bounded number of times, then waits for the next trigger, and
 //! never retries a held run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod common;
-
-use common::{assert_failed, describe, types, Env, FAST_WECOM};
+use crate::harness::{self, assert_failed, describe, types, Env, FAST_WECOM};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::{json, Value};
 
@@ -38,7 +35,7 @@ async fn slow_env(schedule: &str) -> Env {
 /// hangs for ten seconds.
 async fn in_last_call(env: &Env, before: u64) {
     tokio::time::timeout(
-        common::WAIT,
+        harness::WAIT,
         env.sim.wait_for_calls(Endpoint::UserList, before + 6),
     )
     .await
@@ -53,7 +50,7 @@ async fn sigterm_during_the_pull_fails_orgsync_sync_with_shutdown() {
     let child = env.spawn(&["sync"]);
     in_last_call(&env, user_lists).await;
     kill(child.id(), libc::SIGTERM);
-    let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
+    let output = tokio::time::timeout(harness::WAIT, child.wait_with_output())
         .await
         .expect("sync stops")
         .expect("wait");
@@ -72,7 +69,7 @@ async fn sigterm_during_the_pull_stops_the_daemon_with_exit_0_and_a_failed_run()
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
-    common::assert_no_panic(&stderr);
+    harness::assert_no_panic(&stderr);
 
     let after = env.state();
     assert_eq!(after.mirror, before.mirror, "nothing applied");
@@ -158,7 +155,7 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
     assert_eq!(env.sim.calls().get(Endpoint::UserList), 9);
 
     // Nothing is pending: no retry, no queued run.
-    let status = tokio::time::timeout(common::WAIT, async {
+    let status = tokio::time::timeout(harness::WAIT, async {
         loop {
             let status = env.daemon_status().await;
             if status["daemon"]["running"].is_null() {
@@ -180,7 +177,7 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
     assert_eq!(run[0]["data"]["trigger"], "signal");
     // The retry is decided after the failure is published: wait for it before stopping, or
     // the shutdown would (rightly) cancel it.
-    let status = tokio::time::timeout(common::WAIT, async {
+    let status = tokio::time::timeout(harness::WAIT, async {
         loop {
             let status = env.daemon_status().await;
             if !status["daemon"]["retry"].is_null() {

@@ -14,15 +14,12 @@
 //!
 //! Last, SIGTERM (not SIGKILL) reaches the daemon inside an apply: the apply commits and the
 //! daemon exits 0.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{integrity, types, Env, StoreState};
+use crate::harness::{self, integrity, types, Env, StoreState};
 use orgsync_simulator::{Directory, Endpoint};
 use tokio::process::Child;
 
@@ -71,7 +68,7 @@ impl Crash {
     async fn kill(&self, mut child: Child) -> bool {
         let alive = child.try_wait().expect("try_wait").is_none();
         child.start_kill().expect("SIGKILL");
-        let status = tokio::time::timeout(common::WAIT, child.wait())
+        let status = tokio::time::timeout(harness::WAIT, child.wait())
             .await
             .expect("the killed process is reaped")
             .expect("wait");
@@ -168,7 +165,7 @@ impl Crash {
 }
 
 async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(common::WAIT, future)
+    tokio::time::timeout(harness::WAIT, future)
         .await
         .expect("the awaited point of the sync was reached in time")
 }
@@ -181,7 +178,7 @@ fn outcome(store: &Path, run: i64) -> Option<String> {
     if !store.exists() {
         return None;
     }
-    common::read_only(store)
+    harness::read_only(store)
         .query_row("SELECT outcome FROM runs WHERE id = ?1", [run], |r| {
             r.get(0)
         })
@@ -233,7 +230,7 @@ async fn kill_9_at_any_point_of_a_large_sync_leaves_the_last_committed_run_whole
 
     // Unless the apply kill came after the commit, the next run does the whole first sync.
     let output = crash.env.sync().await;
-    common::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
+    harness::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
     let synced = crash.env.state();
     assert_eq!(integrity(&crash.env.store_path()), "ok");
     assert_eq!(synced.replayed(), synced.mirror);
@@ -331,7 +328,7 @@ async fn kill_9_at_any_point_of_a_large_sync_leaves_the_last_committed_run_whole
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
-    common::assert_no_panic(&stderr);
+    harness::assert_no_panic(&stderr);
     let stopped = crash.env.state();
     assert_eq!(stopped.outcome(next + 1), Some("completed"), "{stderr}");
     assert_eq!(keys(&stopped), directory_keys(&crash.env.sim.directory()));

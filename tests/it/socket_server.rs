@@ -1,254 +1,35 @@
 //! The socket server over real Unix sockets, against a real store in a temporary directory.
 //! Every wait is for a reply or an event, bounded by a timeout that fails the test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use orgsync::events::{EventDraft, EventSource, EventType};
-use orgsync::queue::SyncQueue;
-use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
-use orgsync::store::{consumers, event_log, host_users, Store};
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use chrono::{TimeDelta, Utc};
+use orgsync::events::{EventDraft, EventType};
+use orgsync::socket::{self, ClientError};
+use orgsync::store::{consumers, event_log, host_users};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
+
+use crate::harness::{current_uid, error_code, Client, Server, WAIT};
 use EventType::{DepartmentCreated, MemberJoined, MemberLeft, MemberUpdated, SyncCompleted};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-    store: Store,
-    source: EventSource,
-    head: watch::Sender<i64>,
-    shutdown: watch::Sender<bool>,
-    queue: Arc<SyncQueue>,
-    server: JoinHandle<()>,
-}
-
-impl Daemon {
-    async fn start() -> Daemon {
-        Daemon::start_with(|_| {}, current_uid()).await
+/// A uid that is not an admin of a server run by `probe_uid() + 1`: this user's, or nobody's
+/// when the test runs as root (see [`connect_as_unprivileged`]).
+fn probe_uid() -> u32 {
+    if current_uid() == 0 {
+        65534
+    } else {
+        current_uid()
     }
-
-    async fn start_with(configure: impl FnOnce(&mut SocketSettings), daemon_uid: u32) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store_path = dir.path().join("orgsync.db");
-        let store = Store::open(&store_path).expect("open store");
-        let path = dir.path().join("orgsync.sock");
-        let mut settings = SocketSettings {
-            path: path.clone(),
-            group: None,
-            admin_uids: vec![],
-            admin_gids: vec![],
-            max_connections: 16,
-            first_request_timeout: WAIT,
-        };
-        configure(&mut settings);
-        let (head, head_rx) = watch::channel(event_log::head(store.conn()).expect("head"));
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let queue = Arc::new(SyncQueue::default());
-        let listener = socket::bind(&settings).expect("bind");
-        let ctx = Arc::new(ServerContext {
-            store_path,
-            head: head_rx,
-            head_publisher: head.clone(),
-            source: EventSource::new("wwtest"),
-            queue: Arc::clone(&queue),
-            status: Arc::new(|| Ok(json!({"health": "fine"}))),
-            settings,
-            daemon_uid,
-        });
-        let server = tokio::spawn(socket::serve(listener, ctx, shutdown_rx));
-        Daemon {
-            dir,
-            path,
-            store,
-            source: EventSource::new("wwtest"),
-            head,
-            shutdown,
-            queue,
-            server,
-        }
-    }
-
-    /// Commits one event per kind, then publishes the new head as the daemon does.
-    fn append(&mut self, kinds: &[EventType]) -> Vec<i64> {
-        self.append_with(kinds, json!({}))
-    }
-
-    fn append_with(&mut self, kinds: &[EventType], data: Value) -> Vec<i64> {
-        let drafts: Vec<EventDraft> = kinds
-            .iter()
-            .map(|&kind| EventDraft {
-                kind,
-                subject: "member/zhangsan".into(),
-                data: data.clone(),
-            })
-            .collect();
-        let source = self.source.clone();
-        let seqs = self
-            .store
-            .write(|tx| event_log::append(tx, &source, None, &drafts, Utc::now()))
-            .expect("append");
-        self.head
-            .send_replace(event_log::head(self.store.conn()).expect("head"));
-        seqs
-    }
-
-    /// Commits `count` events dated `time`, as a sync at that time would have.
-    fn append_dated(&mut self, count: usize, time: DateTime<Utc>) {
-        let drafts = vec![
-            EventDraft {
-                kind: MemberUpdated,
-                subject: "member/zhangsan".into(),
-                data: json!({}),
-            };
-            count
-        ];
-        let source = self.source.clone();
-        self.store
-            .write(|tx| event_log::append(tx, &source, None, &drafts, time))
-            .expect("append");
-        self.head
-            .send_replace(event_log::head(self.store.conn()).expect("head"));
-    }
-
-    /// A client that the server serves: connects until one is not refused for lack of a slot
-    /// (the server frees a closed client's slot on its own time), and checks it with a status.
-    async fn connect_served(&self) -> Client {
-        timeout(WAIT, async {
-            loop {
-                let mut client = self.connect().await;
-                // A refused connection may already be closed for writing; its reply is there.
-                let _ = client.write.write_all(b"{\"op\":\"status\"}\n").await;
-                let reply = client.line().await;
-                if reply["ok"] == true {
-                    return client;
-                }
-                assert_eq!(error_code(&reply), "too_many_connections");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("a slot frees up in time")
-    }
-
-    fn prune_through(&self, seq: i64) {
-        self.store
-            .conn()
-            .execute("DELETE FROM events WHERE seq <= ?1", [seq])
-            .expect("prune");
-    }
-
-    async fn connect(&self) -> Client {
-        Client::new(
-            timeout(WAIT, UnixStream::connect(&self.path))
-                .await
-                .expect("connect in time")
-                .expect("connect"),
-        )
-    }
-}
-
-struct Client {
-    lines: Lines<BufReader<OwnedReadHalf>>,
-    write: OwnedWriteHalf,
-}
-
-impl Client {
-    fn new(stream: UnixStream) -> Client {
-        let (read, write) = stream.into_split();
-        Client {
-            lines: BufReader::new(read).lines(),
-            write,
-        }
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        timeout(WAIT, self.write.write_all(bytes))
-            .await
-            .expect("send in time")
-            .expect("send");
-    }
-
-    async fn send(&mut self, request: Value) {
-        self.send_raw(format!("{request}\n").as_bytes()).await;
-    }
-
-    async fn line(&mut self) -> Value {
-        let line = timeout(WAIT, self.lines.next_line())
-            .await
-            .expect("a line in time")
-            .expect("read")
-            .expect("a line, not the end of the connection");
-        serde_json::from_str(&line).expect("a JSON line")
-    }
-
-    async fn request(&mut self, request: Value) -> Value {
-        self.send(request).await;
-        self.line().await
-    }
-
-    async fn expect_closed(&mut self) {
-        let next = timeout(WAIT, self.lines.next_line())
-            .await
-            .expect("closed in time");
-        assert!(matches!(next, Ok(None) | Err(_)), "got {next:?}");
-    }
-
-    /// Subscribes and checks the reply; returns the head it announced.
-    async fn subscribe(&mut self, request: Value) -> i64 {
-        let reply = self.request(request).await;
-        assert_eq!(reply["ok"], true, "{reply}");
-        assert_eq!(reply["op"], "subscribe");
-        reply["head"].as_i64().expect("head")
-    }
-
-    /// The next `n` lines, which must be events; returns their (seq, type).
-    async fn events(&mut self, n: usize) -> Vec<(i64, String)> {
-        let mut events = Vec::with_capacity(n);
-        for _ in 0..n {
-            let event = self.line().await;
-            assert_eq!(event["specversion"], "1.0", "not an event: {event}");
-            events.push((
-                event["seq"].as_i64().expect("seq"),
-                event["type"].as_str().expect("type").to_owned(),
-            ));
-        }
-        events
-    }
-
-    async fn seqs(&mut self, n: usize) -> Vec<i64> {
-        self.events(n)
-            .await
-            .into_iter()
-            .map(|(seq, _)| seq)
-            .collect()
-    }
-}
-
-fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
-}
-
-fn error_code(reply: &Value) -> &str {
-    assert_eq!(reply["ok"], false, "{reply}");
-    reply["error"]["code"].as_str().expect("an error code")
 }
 
 #[tokio::test]
 async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined, MemberUpdated, SyncCompleted]);
     let mut client = daemon.connect().await;
     let head = client
@@ -268,7 +49,7 @@ async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
 
 #[tokio::test]
 async fn without_since_or_a_known_consumer_only_new_events_come() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined, MemberJoined]);
     let mut anonymous = daemon.connect().await;
     let mut newcomer = daemon.connect().await;
@@ -284,7 +65,7 @@ async fn without_since_or_a_known_consumer_only_new_events_come() {
 
 #[tokio::test]
 async fn a_consumer_resumes_after_its_last_ack() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined; 5]);
     let mut first = daemon.connect().await;
     first
@@ -317,7 +98,7 @@ async fn a_consumer_resumes_after_its_last_ack() {
 
 #[tokio::test]
 async fn since_beats_the_stored_cursor() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined; 5]);
     let mut client = daemon.connect().await;
     let reply = client
@@ -332,7 +113,7 @@ async fn since_beats_the_stored_cursor() {
 
 #[tokio::test]
 async fn acks_above_the_head_are_refused() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined]);
     let mut client = daemon.connect().await;
     let reply = client
@@ -347,7 +128,7 @@ async fn acks_above_the_head_are_refused() {
 
 #[tokio::test]
 async fn a_start_before_the_oldest_kept_event_is_a_gap() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined; 10]);
     daemon.prune_through(5);
     let mut client = daemon.connect().await;
@@ -376,7 +157,7 @@ async fn a_start_before_the_oldest_kept_event_is_a_gap() {
 
 #[tokio::test]
 async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined; 10]);
     daemon.prune_through(10);
     let mut client = daemon.connect().await;
@@ -396,7 +177,7 @@ async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
 
 #[tokio::test]
 async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[MemberJoined; 2]);
     let mut client = daemon.connect().await;
     client
@@ -422,7 +203,7 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
         })
         .expect("append and prune");
     daemon.head.send_replace(5);
-    let reply = client.line().await;
+    let reply = client.next().await;
     assert_eq!(error_code(&reply), "gap");
     assert_eq!(reply["error"]["oldest"], 5);
     client.expect_closed().await;
@@ -430,7 +211,7 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
 
 #[tokio::test]
 async fn types_filter_by_exact_type_and_by_prefix() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     daemon.append(&[
         DepartmentCreated,
         MemberJoined,
@@ -461,7 +242,7 @@ async fn types_filter_by_exact_type_and_by_prefix() {
 
 #[tokio::test]
 async fn a_second_subscribe_on_one_connection_is_refused() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     client.subscribe(json!({"op": "subscribe"})).await;
     let reply = client.request(json!({"op": "subscribe"})).await;
@@ -470,7 +251,7 @@ async fn a_second_subscribe_on_one_connection_is_refused() {
 
 #[tokio::test]
 async fn status_replies_with_the_daemons_status() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     let reply = client.request(json!({"op": "status"})).await;
     assert_eq!(
@@ -515,13 +296,9 @@ fn connect_as_unprivileged(path: &Path) -> (UnixStream, u32) {
 
 #[tokio::test]
 async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
-    let probe_uid = if current_uid() == 0 {
-        65534
-    } else {
-        current_uid()
-    };
+    let probe_uid = probe_uid();
     // The daemon runs as someone else, and no admins are configured.
-    let daemon = Daemon::start_with(|_| {}, probe_uid + 1).await;
+    let daemon = Server::start_with(|_| {}, probe_uid + 1).await;
     let (stream, _) = connect_as_unprivileged(&daemon.path);
     let mut client = Client::new(stream);
     let reply = client.request(json!({"op": "resync"})).await;
@@ -534,12 +311,8 @@ async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
 
 #[tokio::test]
 async fn host_users_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
-    let probe_uid = if current_uid() == 0 {
-        65534
-    } else {
-        current_uid()
-    };
-    let daemon = Daemon::start_with(|_| {}, probe_uid + 1).await;
+    let probe_uid = probe_uid();
+    let daemon = Server::start_with(|_| {}, probe_uid + 1).await;
     let (stream, _) = connect_as_unprivileged(&daemon.path);
     let mut client = Client::new(stream);
     let reply = client
@@ -551,12 +324,8 @@ async fn host_users_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
 
 #[tokio::test]
 async fn resync_is_allowed_to_a_listed_admin_and_merges_into_a_pending_run() {
-    let probe_uid = if current_uid() == 0 {
-        65534
-    } else {
-        current_uid()
-    };
-    let daemon = Daemon::start_with(|s| s.admin_uids = vec![probe_uid], probe_uid + 1).await;
+    let probe_uid = probe_uid();
+    let daemon = Server::start_with(|s| s.admin_uids = vec![probe_uid], probe_uid + 1).await;
     let (stream, peer) = connect_as_unprivileged(&daemon.path);
     assert_eq!(peer, probe_uid);
     let mut client = Client::new(stream);
@@ -575,12 +344,12 @@ async fn resync_is_allowed_to_a_listed_admin_and_merges_into_a_pending_run() {
 
 #[tokio::test]
 async fn an_oversized_line_is_too_large_and_the_connection_still_works() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     let mut huge = vec![b'x'; (1 << 20) + 1];
     huge.push(b'\n');
     client.send_raw(&huge).await;
-    assert_eq!(error_code(&client.line().await), "too_large");
+    assert_eq!(error_code(&client.next().await), "too_large");
     // A request of exactly 1 MiB is still accepted.
     let mut request = br#"{"op":"status","pad":""#.to_vec();
     let closing = br#""}"#;
@@ -588,12 +357,12 @@ async fn an_oversized_line_is_too_large_and_the_connection_still_works() {
     request.extend_from_slice(closing);
     request.push(b'\n');
     client.send_raw(&request).await;
-    assert_eq!(client.line().await["ok"], true);
+    assert_eq!(client.next().await["ok"], true);
 }
 
 #[tokio::test]
 async fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     for (line, code) in [
         (&b"not json\n"[..], "bad_request"),
@@ -607,7 +376,7 @@ async fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
         ),
     ] {
         client.send_raw(line).await;
-        let reply = client.line().await;
+        let reply = client.next().await;
         assert_eq!(
             error_code(&reply),
             code,
@@ -623,11 +392,11 @@ async fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn a_client_over_the_cap_is_told_and_closed_and_a_freed_slot_is_reused() {
-    let daemon = Daemon::start_with(|s| s.max_connections = 1, current_uid()).await;
+    let daemon = Server::start_with(|s| s.max_connections = 1, current_uid()).await;
     let mut first = daemon.connect().await;
     first.subscribe(json!({"op": "subscribe"})).await;
     let mut second = daemon.connect().await;
-    assert_eq!(error_code(&second.line().await), "too_many_connections");
+    assert_eq!(error_code(&second.next().await), "too_many_connections");
     second.expect_closed().await;
 
     // Closing a subscribed connection frees its slot; the server notices on its own time.
@@ -637,7 +406,7 @@ async fn a_client_over_the_cap_is_told_and_closed_and_a_freed_slot_is_reused() {
             let mut next = daemon.connect().await;
             // A refused connection may already be closed for writing; its reply is still there.
             let _ = next.write.write_all(b"{\"op\":\"status\"}\n").await;
-            let reply = next.line().await;
+            let reply = next.next().await;
             if reply["ok"] == true {
                 break;
             }
@@ -651,7 +420,7 @@ async fn a_client_over_the_cap_is_told_and_closed_and_a_freed_slot_is_reused() {
 
 #[tokio::test]
 async fn a_stalled_subscriber_does_not_hold_up_another() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     let mut stalled = daemon.connect().await;
     stalled
         .subscribe(json!({"op": "subscribe", "since": 0}))
@@ -678,7 +447,7 @@ async fn a_stalled_subscriber_does_not_hold_up_another() {
 
 #[tokio::test]
 async fn shutdown_ends_subscriptions_and_removes_the_socket() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     client.subscribe(json!({"op": "subscribe"})).await;
     daemon.shutdown.send_replace(true);
@@ -693,7 +462,7 @@ async fn shutdown_ends_subscriptions_and_removes_the_socket() {
 
 #[tokio::test]
 async fn the_client_helper_returns_replies_and_explains_failures() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let reply = socket::request(&daemon.path, &json!({"op": "status"}))
         .await
         .expect("status");
@@ -717,7 +486,7 @@ async fn the_client_helper_returns_replies_and_explains_failures() {
 
 #[tokio::test]
 async fn retention_turns_pruned_events_into_a_gap_but_keeps_an_active_consumers_backlog() {
-    let mut daemon = Daemon::start().await;
+    let mut daemon = Server::start().await;
     let now = Utc::now();
     daemon.append_dated(6, now - TimeDelta::days(40));
     let mut host = daemon.connect().await;
@@ -761,7 +530,7 @@ async fn retention_turns_pruned_events_into_a_gap_but_keeps_an_active_consumers_
 
 #[tokio::test]
 async fn every_kind_of_bad_input_gets_an_error_and_the_connection_survives() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let deep_object = format!(
@@ -801,36 +570,36 @@ async fn every_kind_of_bad_input_gets_an_error_and_the_connection_survives() {
         let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
         line.push(b'\n');
         client.send_raw(&line).await;
-        let reply = client.line().await;
+        let reply = client.next().await;
         assert_eq!(error_code(&reply), code, "{shown}");
         let message = reply["error"]["message"].as_str().expect("a message");
         assert!(!message.is_empty() && message.len() < 300, "{message}");
     }
     // A carriage return before the newline is whitespace, as `nc` from some systems sends.
     client.send_raw(b"{\"op\":\"status\"}\r\n").await;
-    assert_eq!(client.line().await["ok"], true);
+    assert_eq!(client.next().await["ok"], true);
 }
 
 #[tokio::test]
 async fn a_request_written_in_pieces_is_answered_once_it_is_whole() {
-    let daemon = Daemon::start().await;
+    let daemon = Server::start().await;
     let mut client = daemon.connect().await;
     for byte in br#"{"op":"status"}"# {
         client.send_raw(&[*byte]).await;
         tokio::task::yield_now().await;
     }
     client.send_raw(b"\n").await;
-    assert_eq!(client.line().await["ok"], true);
+    assert_eq!(client.next().await["ok"], true);
     // A whole request and the start of the next in one write, the rest in another.
     client.send_raw(b"{\"op\":\"status\"}\n{\"op\":\"sta").await;
-    assert_eq!(client.line().await["ok"], true);
+    assert_eq!(client.next().await["ok"], true);
     client.send_raw(b"tus\"}\n").await;
-    assert_eq!(client.line().await["ok"], true);
+    assert_eq!(client.next().await["ok"], true);
 }
 
 #[tokio::test]
 async fn a_line_cut_off_by_a_disconnect_is_never_executed() {
-    let daemon = Daemon::start_with(|s| s.max_connections = 1, current_uid()).await;
+    let daemon = Server::start_with(|s| s.max_connections = 1, current_uid()).await;
     let mut client = daemon.connect().await;
     client.send_raw(br#"{"op":"resync"}"#).await;
     drop(client);
@@ -845,14 +614,14 @@ async fn a_line_cut_off_by_a_disconnect_is_never_executed() {
 async fn a_client_that_sends_nothing_is_told_timeout_and_closed_but_a_quiet_subscriber_stays() {
     let first_request = Duration::from_secs(1);
     let mut daemon =
-        Daemon::start_with(|s| s.first_request_timeout = first_request, current_uid()).await;
+        Server::start_with(|s| s.first_request_timeout = first_request, current_uid()).await;
     let mut subscriber = daemon.connect().await;
     subscriber.subscribe(json!({"op": "subscribe"})).await;
     let mut silent = daemon.connect().await;
     let mut halting = daemon.connect().await;
     halting.send_raw(br#"{"op":"sub"#).await;
     for client in [&mut silent, &mut halting] {
-        let reply = client.line().await;
+        let reply = client.next().await;
         assert_eq!(error_code(&reply), "timeout");
         client.expect_closed().await;
     }
@@ -863,7 +632,7 @@ async fn a_client_that_sends_nothing_is_told_timeout_and_closed_but_a_quiet_subs
 
 #[tokio::test]
 async fn idle_clients_do_not_hold_up_others() {
-    let mut daemon = Daemon::start_with(|s| s.max_connections = 64, current_uid()).await;
+    let mut daemon = Server::start_with(|s| s.max_connections = 64, current_uid()).await;
     let mut idle = Vec::new();
     for n in 0..48 {
         let mut client = daemon.connect().await;
@@ -883,7 +652,7 @@ async fn idle_clients_do_not_hold_up_others() {
     // The half-sent requests still complete.
     for client in idle.iter_mut().step_by(2) {
         client.send_raw(b"\"since\":1}\n").await;
-        let reply = client.line().await;
+        let reply = client.next().await;
         assert_eq!(reply["op"], "subscribe", "{reply}");
         assert_eq!(client.seqs(1).await, vec![2]);
     }
@@ -918,7 +687,7 @@ async fn connect_and_go(path: &Path, n: usize) {
 #[tokio::test]
 async fn thousands_of_connects_and_disconnects_leave_the_server_serving_others() {
     let max = 32;
-    let mut daemon = Daemon::start_with(|s| s.max_connections = max, current_uid()).await;
+    let mut daemon = Server::start_with(|s| s.max_connections = max, current_uid()).await;
     daemon.append_with(&[MemberUpdated; 200], json!({"padding": "x".repeat(1000)}));
     let mut subscriber = daemon.connect().await;
     subscriber

@@ -1,14 +1,12 @@
 //! The simulator's WeCom API over HTTP: tokens, the visible range, withheld fields, the wire
 //! types, `list_id`, and the `/_sim/` control API.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod simulator_support;
 
 use std::time::Duration;
 
 use orgsync_simulator::{Directory, Endpoint, SimUser};
 use serde_json::Value;
-use simulator_support::{errcode, ids, userids, Harness};
+
+use crate::harness::{errcode, ids, userids, SimClient};
 
 const DEPARTMENT_LIST: &str = "/cgi-bin/department/list";
 const USER_LIST: &str = "/cgi-bin/user/list";
@@ -25,7 +23,7 @@ fn sample_with(change: impl FnOnce(&mut Directory)) -> Directory {
 
 #[tokio::test]
 async fn gettoken_returns_the_same_token_while_it_is_valid() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let corp_id = h.sim.directory().corp_id;
     let secret = h.sim.directory().corp_secret;
     let query = [
@@ -43,7 +41,7 @@ async fn gettoken_returns_the_same_token_while_it_is_valid() {
 
 #[tokio::test]
 async fn gettoken_can_issue_a_new_token_every_time() {
-    let h = Harness::start(sample_with(|d| d.reuse_valid_token = false)).await;
+    let h = SimClient::start(sample_with(|d| d.reuse_valid_token = false)).await;
     let first = h.token().await;
     let second = h.token().await;
     assert_ne!(first, second);
@@ -55,7 +53,7 @@ async fn gettoken_can_issue_a_new_token_every_time() {
 
 #[tokio::test]
 async fn gettoken_refuses_wrong_or_missing_credentials() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let d = h.sim.directory();
     let cases: [(&[(&str, &str)], i64); 5] = [
         (
@@ -78,7 +76,7 @@ async fn gettoken_refuses_wrong_or_missing_credentials() {
 
 #[tokio::test]
 async fn business_calls_check_the_token() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let missing = h.get(DEPARTMENT_LIST, &[]).await;
     assert_eq!(errcode(&missing), 41001);
     let empty = h.call(DEPARTMENT_LIST, "", &[]).await;
@@ -93,7 +91,7 @@ async fn business_calls_check_the_token() {
 
 #[tokio::test]
 async fn a_token_expires_after_its_ttl() {
-    let h = Harness::start(sample_with(|d| d.token_ttl_secs = 1)).await;
+    let h = SimClient::start(sample_with(|d| d.token_ttl_secs = 1)).await;
     let token = h.token().await;
     let issued_by = tokio::time::Instant::now();
     assert_eq!(errcode(&h.call(DEPARTMENT_LIST, &token, &[]).await), 0);
@@ -111,7 +109,7 @@ async fn a_token_expires_after_its_ttl() {
 
 #[tokio::test]
 async fn expire_tokens_gives_42001_at_once() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.expire_tokens();
     assert_eq!(
@@ -123,7 +121,7 @@ async fn expire_tokens_gives_42001_at_once() {
 
 #[tokio::test]
 async fn revoked_tokens_get_40014_and_a_new_one_is_issued() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let app = h.token().await;
     let sync = h.sync_token().await;
     h.sim.revoke_tokens();
@@ -140,7 +138,7 @@ async fn revoked_tokens_get_40014_and_a_new_one_is_issued() {
 
 #[tokio::test]
 async fn department_lists_are_cut_to_the_visible_range() {
-    let h = Harness::start(sample_with(|d| d.visible_departments = vec![2])).await;
+    let h = SimClient::start(sample_with(|d| d.visible_departments = vec![2])).await;
     let token = h.token().await;
     let all = h.call(DEPARTMENT_LIST, &token, &[]).await;
     assert_eq!(ids(&all, "department"), [2, 3, 4]);
@@ -177,7 +175,7 @@ async fn department_lists_are_cut_to_the_visible_range() {
 
 #[tokio::test]
 async fn a_members_arrays_show_only_visible_departments_and_stay_aligned() {
-    let h = Harness::start(sample_with(|d| d.visible_departments = vec![4])).await;
+    let h = SimClient::start(sample_with(|d| d.visible_departments = vec![4])).await;
     let token = h.token().await;
     // yangjie is in 3 (order 4e9, main) and 4 (order 0); only 4 is visible.
     let yangjie = h.call(USER_GET, &token, &[("userid", "yangjie")]).await;
@@ -199,7 +197,7 @@ async fn a_members_arrays_show_only_visible_departments_and_stay_aligned() {
         serde_json::json!(["liuyang"])
     );
 
-    let h = Harness::start(sample_with(|d| d.visible_departments = vec![3])).await;
+    let h = SimClient::start(sample_with(|d| d.visible_departments = vec![3])).await;
     let token = h.token().await;
     let yangjie = h.call(USER_GET, &token, &[("userid", "yangjie")]).await;
     assert_eq!(yangjie["department"], serde_json::json!([3]));
@@ -210,7 +208,7 @@ async fn a_members_arrays_show_only_visible_departments_and_stay_aligned() {
 
 #[tokio::test]
 async fn user_list_returns_direct_members_only_unless_fetch_child_is_honoured() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     let query = [("department_id", "2"), ("fetch_child", "1")];
     let direct = h.call(USER_LIST, &token, &query).await;
@@ -239,7 +237,7 @@ async fn user_list_returns_direct_members_only_unless_fetch_child_is_honoured() 
 
 #[tokio::test]
 async fn a_member_in_two_departments_is_listed_in_both() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     for department in ["3", "4"] {
         let list = h
@@ -261,7 +259,7 @@ fn has_key(raw: &str, key: &str) -> bool {
 
 #[tokio::test]
 async fn new_apps_get_no_sensitive_keys_at_all() {
-    let h = Harness::start(sample_with(|d| d.withhold_sensitive = true)).await;
+    let h = SimClient::start(sample_with(|d| d.withhold_sensitive = true)).await;
     let token = h.token().await;
     let get = h.call_raw(USER_GET, &token, &[("userid", "lina")]).await;
     let list = h
@@ -298,7 +296,7 @@ async fn new_apps_get_no_sensitive_keys_at_all() {
 
 #[tokio::test]
 async fn old_apps_get_every_field_with_wecoms_types() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     let raw = h.call_raw(USER_GET, &token, &[("userid", "yangjie")]).await;
     assert!(raw.text.contains(r#""gender":"1""#), "{}", raw.text);
@@ -332,7 +330,7 @@ async fn old_apps_get_every_field_with_wecoms_types() {
 
 #[tokio::test]
 async fn userids_are_case_insensitive() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     for spelling in ["ZhaoLei", "zhaolei", "ZHAOLEI"] {
         let user = h.call(USER_GET, &token, &[("userid", spelling)]).await;
@@ -344,7 +342,7 @@ async fn userids_are_case_insensitive() {
 
 #[tokio::test]
 async fn bad_parameters_get_40058_not_a_crash() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     for (path, query) in [
         (USER_LIST, vec![]),
@@ -372,7 +370,7 @@ async fn bad_parameters_get_40058_not_a_crash() {
 
 #[tokio::test]
 async fn list_id_needs_the_contact_sync_token() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let app = h.token().await;
     let refused = h.post(LIST_ID, &app, r#"{"limit":10}"#).await;
     assert_eq!(errcode(&refused), 48002, "{refused}");
@@ -380,7 +378,7 @@ async fn list_id_needs_the_contact_sync_token() {
 
 #[tokio::test]
 async fn list_id_pages_through_every_membership() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let sync = h.sync_token().await;
     let mut pairs = Vec::new();
     let mut cursor = String::new();
@@ -414,7 +412,7 @@ async fn list_id_pages_through_every_membership() {
 
 #[tokio::test]
 async fn list_id_refuses_bad_cursors_and_parameters() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let sync = h.sync_token().await;
     let page = h.post(LIST_ID, &sync, r#"{"limit":2}"#).await;
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
@@ -453,7 +451,7 @@ async fn list_id_refuses_bad_cursors_and_parameters() {
 
 #[tokio::test]
 async fn a_contact_sync_secret_on_a_new_ip_gets_ids_only() {
-    let h = Harness::start(sample_with(|d| d.contact_sync_detail_forbidden = true)).await;
+    let h = SimClient::start(sample_with(|d| d.contact_sync_detail_forbidden = true)).await;
     let sync = h.sync_token().await;
     for (path, query) in [
         (USER_GET, ("userid", "lina")),
@@ -485,7 +483,7 @@ async fn a_contact_sync_secret_on_a_new_ip_gets_ids_only() {
 
 #[tokio::test]
 async fn edits_show_up_in_the_next_call() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.edit(|d| {
         d.users.retain(|u| u.userid != "sunting");
@@ -501,40 +499,20 @@ async fn edits_show_up_in_the_next_call() {
 
 #[tokio::test]
 async fn the_control_api_drives_a_standalone_simulator() {
-    let h = Harness::start(Directory::sample()).await;
-    let directory: Directory = h
-        .http
-        .get(h.url("/_sim/directory"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = SimClient::start(Directory::sample()).await;
+    let directory: Directory = h.control_get("/_sim/directory").await.json().await.unwrap();
     assert_eq!(directory, Directory::sample());
 
     let mut changed = directory.clone();
     changed.users[1].position = "首席技术官".into();
-    let put = h
-        .http
-        .put(h.url("/_sim/directory"))
-        .json(&changed)
-        .send()
-        .await
-        .unwrap();
+    let put = h.control_put("/_sim/directory", &changed).await;
     assert_eq!(put.status(), 204);
     let token = h.token().await;
     let user = h.call(USER_GET, &token, &[("userid", "zhangwei")]).await;
     assert_eq!(user["position"], "首席技术官");
 
     changed.users.push(changed.users[0].clone());
-    let invalid = h
-        .http
-        .put(h.url("/_sim/directory"))
-        .json(&changed)
-        .send()
-        .await
-        .unwrap();
+    let invalid = h.control_put("/_sim/directory", &changed).await;
     assert_eq!(invalid.status(), 400);
     let reason: Value = invalid.json().await.unwrap();
     assert!(
@@ -543,37 +521,17 @@ async fn the_control_api_drives_a_standalone_simulator() {
     );
 
     let fault = r#"{"endpoint":"/cgi-bin/user/get","fault":{"errcode":-1}}"#;
-    let posted = h
-        .http
-        .post(h.url("/_sim/faults"))
-        .body(fault)
-        .send()
-        .await
-        .unwrap();
+    let posted = h.control_post("/_sim/faults", fault).await;
     assert_eq!(posted.status(), 204);
     let busy = h.call(USER_GET, &token, &[("userid", "zhangwei")]).await;
     assert_eq!(errcode(&busy), -1);
     assert!(busy["errmsg"].as_str().unwrap().starts_with("system busy"));
     for bad in [r#"{"fault":{"http_status":42}}"#, r#"{"fault":"explode"}"#] {
-        let refused = h
-            .http
-            .post(h.url("/_sim/faults"))
-            .body(bad)
-            .send()
-            .await
-            .unwrap();
+        let refused = h.control_post("/_sim/faults", bad).await;
         assert_eq!(refused.status(), 400, "{bad}");
     }
 
-    let calls: Value = h
-        .http
-        .get(h.url("/_sim/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls: Value = h.control_get("/_sim/calls").await.json().await.unwrap();
     assert_eq!(calls["/cgi-bin/gettoken"], 1);
     assert_eq!(calls["/cgi-bin/user/get"], 2);
     assert_eq!(calls["/cgi-bin/user/list_id"], 0);

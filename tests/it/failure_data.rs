@@ -3,21 +3,10 @@
 //! members in several departments, and members listed under departments outside the
 //! mirrored subtree. Each through the real `orgsync sync`; none may produce a spurious
 //! `member.left`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod common;
-
-use common::{types, Env};
+use crate::harness::{types, user, Env};
 use orgsync_simulator::{Directory, SimUser};
 use serde_json::json;
-
-fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {
-    directory
-        .users
-        .iter_mut()
-        .find(|u| u.userid == userid)
-        .unwrap_or_else(|| panic!("the sample has {userid}"))
-}
 
 #[tokio::test]
 async fn withheld_fields_keep_their_last_known_value_and_emit_no_change() {

@@ -1,40 +1,23 @@
 //! `orgsync status` through the binary: what it reports, in both forms, and its exit status,
 //! which makes it a health check (0 healthy, 1 the last run failed, 3 the last run is held).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod service_support;
 
 use chrono::DateTime;
 use orgsync::store::{consumers, event_log, Store};
-use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::Value;
-use service_support::{output, status_line, text, Daemon, Instance, NotifySocket};
 
-async fn status(instance: &Instance) -> (Option<i32>, String, Value) {
-    let human = output(instance.command(&["status"])).await;
-    let json = output(instance.command(&["status", "--json"])).await;
-    assert_eq!(human.status.code(), json.status.code(), "{}", text(&json));
-    let report = serde_json::from_slice(&json.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", text(&json)));
-    (
-        human.status.code(),
-        String::from_utf8_lossy(&human.stdout).into_owned(),
-        report,
-    )
-}
+use crate::harness::{describe, status_line, Env};
 
-async fn sync(instance: &Instance) -> Option<i32> {
-    output(instance.command(&["sync"])).await.status.code()
+async fn sync(instance: &Env) -> Option<i32> {
+    instance.run(&["sync"]).await.status.code()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_reports_the_last_run_and_exits_by_its_outcome() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
-    let members = sim.directory().users.len() as i64;
     // Any member leaving holds the run, so that one departure is enough to hold one.
-    let instance = Instance::new(&sim, "safety.max_deletes = 0");
+    let instance = Env::with_config(Directory::sample(), "[safety]\nmax_deletes = 0\n").await;
+    let sim = &instance.sim;
+    let members = sim.directory().users.len() as i64;
 
     assert_eq!(sync(&instance).await, Some(0));
     {
@@ -45,7 +28,7 @@ async fn status_reports_the_last_run_and_exits_by_its_outcome() {
     // Status needs no secret: under systemd the secret is a credential that a shell lacks.
     std::fs::remove_file(instance.path("secret")).expect("remove the secret");
 
-    let (code, human, report) = status(&instance).await;
+    let (code, human, report) = instance.status().await;
     assert_eq!(code, Some(0), "{human}");
     let last = &report["last_run"];
     assert_eq!(last["outcome"], "completed");
@@ -87,7 +70,7 @@ async fn status_reports_the_last_run_and_exits_by_its_outcome() {
     std::fs::write(instance.path("secret"), instance_secret).expect("restore the secret");
     sim.inject(Fault::Errcode(60020).on(Endpoint::UserList));
     assert_eq!(sync(&instance).await, Some(1));
-    let (code, human, report) = status(&instance).await;
+    let (code, human, report) = instance.status().await;
     assert_eq!(code, Some(1), "{human}");
     assert_eq!(report["last_run"]["outcome"], "failed");
     assert!(human.contains("#2 FAILED (cli)"), "{human}");
@@ -96,7 +79,7 @@ async fn status_reports_the_last_run_and_exits_by_its_outcome() {
     // A run the deletion guard holds: exit 3, with what it would change.
     sim.edit(|directory| directory.users.pop());
     assert_eq!(sync(&instance).await, Some(3));
-    let (code, human, report) = status(&instance).await;
+    let (code, human, report) = instance.status().await;
     assert_eq!(code, Some(3), "{human}");
     assert_eq!(report["last_run"]["outcome"], "held");
     assert_eq!(report["held"]["pending"]["members_left"], 1);
@@ -107,29 +90,24 @@ async fn status_reports_the_last_run_and_exits_by_its_outcome() {
     );
 
     // Applied by force: healthy again.
-    let forced = output(instance.command(&["sync", "--force"])).await;
-    assert!(forced.status.success(), "{}", text(&forced));
-    let (code, human, _) = status(&instance).await;
+    let forced = instance.run(&["sync", "--force"]).await;
+    assert!(forced.status.success(), "{}", describe(&forced));
+    let (code, human, _) = instance.status().await;
     assert_eq!(code, Some(0), "{human}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_asks_the_running_daemon_what_it_is_doing() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
-    let instance = Instance::new(&sim, "");
-    let mut notify = NotifySocket::bind(instance.path("notify.sock"));
-    let mut command = instance.command(&["run"]);
-    command.env("NOTIFY_SOCKET", &notify.path);
-    let daemon = Daemon::spawn(command, &instance.path("daemon.log"));
-    notify
+    let instance = Env::new(Directory::sample()).await;
+    let mut daemon = instance.start_daemon().await;
+    daemon
+        .notify
         .wait_for("the start-up sync's STATUS=", |m| {
             status_line(m).is_some_and(|s| s.contains("run 1 completed"))
         })
         .await;
 
-    let (code, human, report) = status(&instance).await;
+    let (code, human, report) = instance.status().await;
     assert_eq!(code, Some(0), "{human}\n{}", daemon.output());
     assert_eq!(report["daemon"]["pid"], daemon.pid);
     assert_eq!(report["daemon"]["running"], Value::Null);
@@ -140,21 +118,18 @@ async fn status_asks_the_running_daemon_what_it_is_doing() {
     );
 
     daemon.signal(libc::SIGTERM);
-    assert!(daemon.exit().await.success());
+    assert_eq!(daemon.wait().await.0, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_without_a_store_fails_and_creates_none() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
-    let instance = Instance::new(&sim, "");
-    let out = output(instance.command(&["status"])).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let instance = Env::new(Directory::sample()).await;
+    let out = instance.run(&["status"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("there is no store this user can read at"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert!(!instance.path("orgsync.db").exists());
 }

@@ -1,6 +1,5 @@
 //! The store against a real SQLite file: the mirror round-trips exactly, events get
 //! consecutive seqs that are never reused, cursors never move back.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use orgsync::diff::diff;
 use orgsync::events::{changeset_events, EventSource};

@@ -1,7 +1,6 @@
 //! Golden tests for the diff: each directory under tests/fixtures/diff holds a mirror and a
 //! pull, and `expected.json` holds the events the diff must produce, in order.
-//! `UPDATE_GOLDEN=1 cargo test --test diff_golden` rewrites the expectations; review the diff.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! `UPDATE_GOLDEN=1 cargo test --test it diff_golden::` rewrites the expectations; review the diff.
 
 use std::fs;
 use std::path::Path;

@@ -3,15 +3,12 @@
 //! a socket directory that is missing or unwritable, a missing secret file. Each is one clear
 //! line that names the problem and the fix, with the documented exit status, and never a
 //! panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod common;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{describe, error_line, Env, FAST_WECOM};
+use crate::harness::{self, describe, error_line, Env, FAST_WECOM};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// Asserts exit status `code` and a stderr line containing every one of `says`.
@@ -105,7 +102,7 @@ async fn a_store_locked_briefly_by_another_process_makes_the_sync_wait_then_succ
     let held = lock(&env.store_path());
     let child = env.spawn(&["sync"]);
     let pid = child.id().expect("running");
-    tokio::time::timeout(common::WAIT, async {
+    tokio::time::timeout(harness::WAIT, async {
         while !has_open(pid, &env.store_path()) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -120,14 +117,14 @@ async fn a_store_locked_briefly_by_another_process_makes_the_sync_wait_then_succ
         "the sync waits for the lock before it pulls"
     );
     held.execute_batch("ROLLBACK").expect("release the lock");
-    let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
+    let output = tokio::time::timeout(harness::WAIT, child.wait_with_output())
         .await
         .expect("sync finishes")
         .expect("wait");
     assert!(output.status.success(), "{}", describe(&output));
     let events = env.events_since(before.head()).await;
     assert_eq!(
-        common::types(&events),
+        harness::types(&events),
         ["orgsync.member.left", "orgsync.sync.completed"]
     );
 }
@@ -181,7 +178,7 @@ async fn a_store_locked_when_the_pull_is_done_fails_the_run_and_applies_nothing(
     let child = command.spawn().expect("spawn");
     env.sim.wait_for_calls(Endpoint::UserList, all).await;
     let held = lock(&env.store_path());
-    let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
+    let output = tokio::time::timeout(harness::WAIT, child.wait_with_output())
         .await
         .expect("sync finishes")
         .expect("wait");
@@ -198,7 +195,7 @@ async fn a_store_locked_when_the_pull_is_done_fails_the_run_and_applies_nothing(
     env.sync().await;
     let after = env.state();
     assert_eq!(
-        common::types(&after.event_values()[before.events.len()..]),
+        harness::types(&after.event_values()[before.events.len()..]),
         ["orgsync.member.left", "orgsync.sync.completed"]
     );
     let stranded = before.runs.len() as i64 + 1;

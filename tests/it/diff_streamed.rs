@@ -1,12 +1,11 @@
 //! A run does not load the mirror whole: it reads it a member at a time and compares each with
 //! the pull as it is read (`Comparison` over `mirror::for_each_member`). That must give exactly
 //! the changeset of `diff` over whole snapshots, in the same order.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 // The benchmarks' inputs: generated directories pulled through the real client. Their sizes
 // are the benchmarks' own, not used here.
 #[allow(dead_code)]
-#[path = "../benches/support/mod.rs"]
+#[path = "../../benches/support/mod.rs"]
 mod support;
 
 use std::borrow::Cow;

@@ -1,22 +1,14 @@
 //! Matching through the real `orgsync` binary against the simulated WeCom: host users over the
 //! socket and from files, manual links across syncs and re-imports, link events as a host
 //! application receives them, and the match report.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod common;
-
-use std::sync::Arc;
-
-use common::{describe, kinds, Env, Subscriber};
+use crate::harness::{current_uid, describe, kinds, Client, Env, Server};
 use orgsync::diff::diff;
-use orgsync::events::EventSource;
 use orgsync::model::{Member, Snapshot};
-use orgsync::queue::SyncQueue;
-use orgsync::socket::{self, ClientError, ServerContext, SocketSettings};
-use orgsync::store::{event_log, mirror, Store};
+use orgsync::socket::{self, ClientError};
+use orgsync::store::mirror;
 use orgsync_simulator::{Directory, SimUser};
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
 /// Sample mobiles: 徐浩 (xuhao), 张伟 (zhangwei), 李娜 (lina).
 const XUHAO: &str = "13801012345";
@@ -184,45 +176,29 @@ async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_ru
 /// link events only because the connection that committed them publishes the new head.
 #[tokio::test]
 async fn a_put_publishes_its_link_events_without_waiting_for_a_poll() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store_path = dir.path().join("orgsync.db");
-    let mut store = Store::open(&store_path).expect("open the store");
+    // The test's user is the admin.
+    let mut server = Server::start_with(
+        |settings| {
+            settings.max_connections = 4;
+            settings.first_request_timeout = std::time::Duration::from_secs(60);
+        },
+        current_uid(),
+    )
+    .await;
     let mut mirrored = Snapshot::default();
     let mut member = Member::new("WangFang");
     member.name = Some("王芳".into());
     mirrored.insert_member(member);
     let changes = diff(&Snapshot::default(), mirrored);
-    store
+    server
+        .store
         .write(|tx| mirror::apply(tx, &changes))
         .expect("mirror a member");
-    let settings = SocketSettings {
-        path: dir.path().join("orgsync.sock"),
-        group: None,
-        admin_uids: vec![],
-        admin_gids: vec![],
-        max_connections: 4,
-        first_request_timeout: std::time::Duration::from_secs(60),
-    };
-    let (head, head_rx) = watch::channel(event_log::head(store.conn()).expect("head"));
-    let (_shutdown, shutdown_rx) = watch::channel(false);
-    let listener = socket::bind(&settings).expect("bind");
-    let ctx = Arc::new(ServerContext {
-        store_path,
-        head: head_rx,
-        head_publisher: head,
-        source: EventSource::new("wwtest"),
-        queue: Arc::new(SyncQueue::default()),
-        status: Arc::new(|| Ok(json!({}))),
-        settings: settings.clone(),
-        // SAFETY: getuid has no preconditions and cannot fail; the test's user is the admin.
-        daemon_uid: unsafe { libc::getuid() },
-    });
-    tokio::spawn(socket::serve(listener, ctx, shutdown_rx));
 
-    let mut subscriber = Subscriber::connect(&settings.path, json!({"op": "subscribe"})).await;
+    let mut subscriber = Client::open(&server.path, json!({"op": "subscribe"})).await;
     assert_eq!(subscriber.reply["head"], 0);
     let reply = socket::request(
-        &settings.path,
+        &server.path,
         &json!({"op": "host_users.put", "users": [{"id": 7, "name": "王芳"}]}),
     )
     .await

@@ -2,19 +2,17 @@
 //! per sync with stable field names, and never the corp secret or an access token, also when
 //! WeCom fails in ways that put the token back in front of the client (a rejected token, a
 //! reset connection whose error names the URL).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod service_support;
 
 use std::process::Output;
 
 use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use serde_json::Value;
-use service_support::{output, text, Instance};
+
+use crate::harness::{describe, output, Env};
 
 /// `orgsync sync` at debug level; `journal` sets JOURNAL_STREAM as systemd does. Each run gets
 /// an access token of its own, so that every run's token is among those looked for.
-async fn sync(sim: &Simulator, instance: &Instance, journal: bool) -> Output {
+async fn sync(sim: &Simulator, instance: &Env, journal: bool) -> Output {
     sim.revoke_tokens();
     let mut command = instance.command(&["sync"]);
     command.env("RUST_LOG", "debug");
@@ -30,8 +28,9 @@ fn json_lines(output: &Output) -> Vec<Value> {
         .lines()
         .filter(|line| !line.starts_with("orgsync: "))
         .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}\n{}", text(output)))
+            serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("not a JSON log line ({e}): {line}\n{}", describe(output))
+            })
         })
         .collect()
 }
@@ -45,17 +44,15 @@ fn summaries(lines: &[Value]) -> Vec<&Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_output_contains_the_secret_or_a_token_and_each_sync_logs_one_summary() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
+    let text_instance = Env::new(Directory::sample()).await;
+    let sim = &text_instance.sim;
     let members = sim.directory().users.len() as u64;
-    let text_instance = Instance::new(&sim, "");
-    let json_instance = Instance::new(&sim, "log.format = \"json\"");
+    let json_instance = text_instance.beside("", "[log]\nformat = \"json\"\n");
     let mut outputs = Vec::new();
 
     // A full sync, readable on a terminal.
-    let first = sync(&sim, &text_instance, false).await;
-    assert!(first.status.success(), "{}", text(&first));
+    let first = sync(sim, &text_instance, false).await;
+    assert!(first.status.success(), "{}", describe(&first));
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(
         stderr.contains("sync completed") && stderr.contains("trigger=cli"),
@@ -65,8 +62,8 @@ async fn no_output_contains_the_secret_or_a_token_and_each_sync_logs_one_summary
 
     // The same in JSON: log.format = "json", and under systemd (JOURNAL_STREAM).
     for (instance, journal) in [(&json_instance, false), (&text_instance, true)] {
-        let out = sync(&sim, instance, journal).await;
-        assert!(out.status.success(), "{}", text(&out));
+        let out = sync(sim, instance, journal).await;
+        assert!(out.status.success(), "{}", describe(&out));
         let lines = json_lines(&out);
         let summary = summaries(&lines);
         assert_eq!(summary.len(), 1, "one summary line per sync: {summary:#?}");
@@ -101,8 +98,8 @@ async fn no_output_contains_the_secret_or_a_token_and_each_sync_logs_one_summary
             .department(1)
             .times(2),
     );
-    let failed = sync(&sim, &json_instance, false).await;
-    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let failed = sync(sim, &json_instance, false).await;
+    assert_eq!(failed.status.code(), Some(1), "{}", describe(&failed));
     let lines = json_lines(&failed);
     let summary = summaries(&lines);
     assert_eq!(summary.len(), 1, "{summary:#?}");
@@ -114,19 +111,19 @@ async fn no_output_contains_the_secret_or_a_token_and_each_sync_logs_one_summary
 
     // A reset connection: the transport error is logged with its retry, then the run succeeds.
     sim.inject(Fault::Reset.on(Endpoint::UserList));
-    let retried = sync(&sim, &text_instance, false).await;
-    assert!(retried.status.success(), "{}", text(&retried));
+    let retried = sync(sim, &text_instance, false).await;
+    assert!(retried.status.success(), "{}", describe(&retried));
     assert!(
         String::from_utf8_lossy(&retried.stderr).contains("retrying"),
         "{}",
-        text(&retried)
+        describe(&retried)
     );
     outputs.push(retried);
 
     // A bad secret, as gettoken reports it.
     sim.inject(Fault::Errcode(40001).on(Endpoint::GetToken));
-    let refused = sync(&sim, &text_instance, true).await;
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let refused = sync(sim, &text_instance, true).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
     outputs.push(refused);
 
     let secret = sim.directory().corp_secret;
@@ -137,7 +134,7 @@ async fn no_output_contains_the_secret_or_a_token_and_each_sync_logs_one_summary
         tokens.len()
     );
     for out in &outputs {
-        let all = text(out);
+        let all = describe(out);
         assert!(!all.contains(&secret), "the corp secret leaked:\n{all}");
         for token in &tokens {
             assert!(

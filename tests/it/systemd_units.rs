@@ -4,13 +4,14 @@
 //! ExecStart exists, so the unit's `/usr/bin/orgsync` is pointed at the binary under test.
 //!
 //! Without `systemd-analyze` these tests fail: passing would claim a check that never ran.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use orgsync::config::Config;
+
+use crate::harness::{describe, BIN};
 
 const UNIT: &str = "orgsync@.service";
 const INSTALLED_BINARY: &str = "/usr/bin/orgsync";
@@ -34,7 +35,7 @@ fn unit_for_test() -> (tempfile::TempDir, PathBuf) {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let unit = dir.path().join(UNIT);
-    let built = format!("ExecStart={} ", env!("CARGO_BIN_EXE_orgsync"));
+    let built = format!("ExecStart={BIN} ");
     fs::write(&unit, text.replace(&exec_start, &built)).expect("write the unit");
     // An instance of the template, as `systemctl start orgsync@acme` would load it.
     (dir, unit.with_file_name("orgsync@acme.service"))
@@ -54,15 +55,6 @@ fn run(program: &str, args: &[&str], instance: Option<&Path>) -> Output {
         ),
         Err(error) => panic!("cannot run {program}: {error}"),
     }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

@@ -4,18 +4,16 @@
 //!
 //! Switching users needs root (CI runs as root); as anyone else the test says so and passes.
 //! Plain numeric ids are used, so nothing is added to the machine's user database.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod service_support;
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
-use service_support::{output, status_line, text, Daemon, NotifySocket, BIN};
+use tokio::process::Command;
+
+use crate::harness::{describe, output, status_line, Daemon, NotifySocket, BIN};
 
 const DAEMON_ID: u32 = 61_234;
 const CLIENT_ID: u32 = 61_235;
@@ -38,7 +36,7 @@ fn as_user(uid: u32, groups: &[u32], args: &[&str]) -> Command {
         let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
         command.arg(format!("--groups={}", groups.join(",")));
     }
-    command.arg(BIN).args(args).env_clear();
+    command.arg(BIN).args(args).env_clear().kill_on_drop(true);
     command
 }
 
@@ -86,14 +84,13 @@ async fn a_member_of_the_daemons_group_connects_and_others_cannot() {
 
     let notify_dir = root.path().join("notify");
     mkdir(&notify_dir, 0o700, DAEMON_ID);
-    let mut notify = NotifySocket::bind(notify_dir.join("notify.sock"));
+    let notify = NotifySocket::bind(notify_dir.join("notify.sock"));
     chown(&notify.path, Some(DAEMON_ID), Some(DAEMON_ID)).expect("chown");
     let mut command = as_user(DAEMON_ID, &[], &["run", "--config", config]);
-    command
-        .env("CREDENTIALS_DIRECTORY", &credentials)
-        .env("NOTIFY_SOCKET", &notify.path);
-    let daemon = Daemon::spawn(command, &root.path().join("daemon.log"));
-    notify
+    command.env("CREDENTIALS_DIRECTORY", &credentials);
+    let mut daemon = Daemon::spawn(command, notify, &root.path().join("daemon.log"));
+    daemon
+        .notify
         .wait_for("the start-up sync's STATUS=", |m| {
             status_line(m).is_some_and(|s| s.contains("run 1 completed"))
         })
@@ -111,7 +108,7 @@ async fn a_member_of_the_daemons_group_connects_and_others_cannot() {
         &["status", "--json", "--config", config],
     ))
     .await;
-    assert!(member.status.success(), "{}", text(&member));
+    assert!(member.status.success(), "{}", describe(&member));
     let report: Value = serde_json::from_slice(&member.stdout).expect("JSON");
     assert_eq!(report["daemon"]["pid"], daemon.pid, "{report}");
 
@@ -122,23 +119,23 @@ async fn a_member_of_the_daemons_group_connects_and_others_cannot() {
         &["resync", "--config", config],
     ))
     .await;
-    assert_eq!(resync.status.code(), Some(1), "{}", text(&resync));
+    assert_eq!(resync.status.code(), Some(1), "{}", describe(&resync));
     assert!(
         String::from_utf8_lossy(&resync.stderr).contains("(forbidden)"),
         "{}",
-        text(&resync)
+        describe(&resync)
     );
 
     // Anyone else cannot even reach the socket.
     let outsider = output(as_user(CLIENT_ID, &[], &["resync", "--config", config])).await;
-    assert_eq!(outsider.status.code(), Some(1), "{}", text(&outsider));
+    assert_eq!(outsider.status.code(), Some(1), "{}", describe(&outsider));
     assert!(
         String::from_utf8_lossy(&outsider.stderr).contains("ermission denied"),
         "{}",
-        text(&outsider)
+        describe(&outsider)
     );
 
     daemon.signal(libc::SIGTERM);
-    let log = daemon.output();
-    assert!(daemon.exit().await.success(), "{log}");
+    let (code, log) = daemon.wait().await;
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -1,32 +1,27 @@
 //! `orgsync simulator`, the standalone simulated tenant: what it prints is enough to configure
 //! orgsync against it, and `--members` serves a generated company of that size.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use crate::harness::{orgsync, output, WAIT};
 
 /// Starts `orgsync simulator` on a free port and returns it with its banner line.
 async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orgsync"))
-        .args(["simulator", "--listen", "127.0.0.1:0"])
+    let mut child = orgsync(&["simulator", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("start orgsync simulator");
     let stdout = child.stdout.take().expect("stdout");
     let mut banner = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).read_line(&mut banner),
-    )
-    .await
-    .expect("the banner within a minute")
-    .expect("read the banner");
+    tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut banner))
+        .await
+        .expect("the banner within a minute")
+        .expect("read the banner");
     (child, banner)
 }
 
@@ -87,17 +82,14 @@ async fn the_seed_chooses_the_company() {
 
 #[tokio::test]
 async fn members_and_a_directory_file_cannot_be_combined() {
-    let output = Command::new(env!("CARGO_BIN_EXE_orgsync"))
-        .args([
-            "simulator",
-            "--members",
-            "10",
-            "--directory",
-            "company.json",
-        ])
-        .output()
-        .await
-        .expect("run");
+    let output = output(orgsync(&[
+        "simulator",
+        "--members",
+        "10",
+        "--directory",
+        "company.json",
+    ]))
+    .await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot be used with"), "{stderr}");

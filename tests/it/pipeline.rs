@@ -1,21 +1,11 @@
 //! The pipeline end to end, through the real `orgsync` binary against the simulated WeCom:
 //! first sync, incremental syncs, the daemon's signals, and subscribers over the socket.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod common;
 
 use std::collections::HashSet;
 
-use common::{describe, kinds, Env};
+use crate::harness::{self, describe, kinds, types, Env};
 use orgsync_simulator::{Directory, SimDepartment, SimUser};
-use serde_json::{json, Value};
-
-fn types(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or(""))
-        .collect()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn first_sync_emits_departments_parents_first_then_members_then_completed() {
@@ -269,13 +259,7 @@ async fn a_manual_sync_beside_the_daemon_emits_each_change_once() {
 
 #[tokio::test]
 async fn demo_exits_zero_and_prints_the_events_of_its_changes() {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgsync"));
-    command.arg("demo").kill_on_drop(true);
-    common::clean_env(&mut command);
-    let output = tokio::time::timeout(common::WAIT, command.output())
-        .await
-        .expect("demo finishes by itself")
-        .expect("run demo");
+    let output = harness::output(harness::orgsync(&["demo"])).await;
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for kind in [

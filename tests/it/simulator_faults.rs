@@ -1,15 +1,13 @@
 //! Injected faults and WeCom's throttles, seen from an HTTP client. Nothing here waits on a
 //! timer for something to happen: a test either waits for an event (a call reaching the
 //! simulator) or only relies on lower bounds (a delay lasts at least its length).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod simulator_support;
 
 use std::time::{Duration, Instant};
 
 use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
-use simulator_support::{errcode, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{errcode, SimClient};
 
 const USER_LIST: &str = "/cgi-bin/user/list";
 const USER_GET: &str = "/cgi-bin/user/get";
@@ -17,7 +15,7 @@ const DEPARTMENT_LIST: &str = "/cgi-bin/department/list";
 
 #[tokio::test]
 async fn an_errcode_fault_hits_the_matching_department_the_given_number_of_times() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.inject(
         Fault::Errcode(45033)
@@ -48,7 +46,7 @@ async fn an_errcode_fault_hits_the_matching_department_the_given_number_of_times
 
 #[tokio::test]
 async fn a_bare_fault_hits_the_next_call_even_gettoken() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     h.sim.inject(Fault::Errcode(-1));
     let d = h.sim.directory();
     let answer = h
@@ -64,7 +62,7 @@ async fn a_bare_fault_hits_the_next_call_even_gettoken() {
 
 #[tokio::test]
 async fn an_http_status_fault_sends_the_gateways_html_page() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     for status in [500, 502, 503] {
         h.sim
@@ -82,7 +80,7 @@ async fn an_http_status_fault_sends_the_gateways_html_page() {
 
 #[tokio::test]
 async fn a_not_json_fault_is_a_200_with_html() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.inject(Fault::NotJson.on(Endpoint::UserGet));
     let raw = h.call_raw(USER_GET, &token, &[("userid", "lina")]).await;
@@ -93,7 +91,7 @@ async fn a_not_json_fault_is_a_200_with_html() {
 
 #[tokio::test]
 async fn a_truncated_body_has_a_matching_content_length() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.inject(Fault::Truncated.on(Endpoint::DepartmentList));
     let cut = h.call_raw(DEPARTMENT_LIST, &token, &[]).await;
@@ -108,7 +106,7 @@ async fn a_truncated_body_has_a_matching_content_length() {
 
 #[tokio::test]
 async fn a_reset_aborts_the_connection_without_a_response() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
 
@@ -138,7 +136,7 @@ async fn a_reset_aborts_the_connection_without_a_response() {
 
 #[tokio::test]
 async fn a_delay_answers_normally_afterwards() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     let delay = Duration::from_millis(300);
     h.sim.inject(Fault::Delay(delay).on(Endpoint::UserGet));
@@ -150,7 +148,7 @@ async fn a_delay_answers_normally_afterwards() {
 
 #[tokio::test]
 async fn a_hang_runs_into_the_clients_timeout() {
-    let h = Harness::start(Directory::sample()).await;
+    let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
     h.sim.inject(Fault::Hang.on(Endpoint::UserGet));
     let client = reqwest::Client::builder()
@@ -188,7 +186,7 @@ async fn shutdown_is_not_held_up_by_a_hung_call() {
 async fn calls_over_the_concurrency_cap_get_45033() {
     let mut directory = Directory::sample();
     directory.max_concurrent_per_api = Some(1);
-    let h = Harness::start(directory).await;
+    let h = SimClient::start(directory).await;
     let token = h.token().await;
     // Sequential calls never overlap, so the cap never bites.
     for _ in 0..3 {
@@ -224,7 +222,7 @@ async fn a_spent_rate_window_blocks_the_api_until_it_ends() {
     let mut directory = Directory::sample();
     directory.rate_limit_per_minute = Some(3);
     directory.rate_limit_window_ms = 60_000;
-    let h = Harness::start(directory).await;
+    let h = SimClient::start(directory).await;
     let token = h.token().await;
     for _ in 0..3 {
         assert_eq!(
@@ -259,7 +257,7 @@ async fn a_spent_rate_window_blocks_the_api_until_it_ends() {
 async fn latency_makes_every_call_take_at_least_that_long() {
     let mut directory = Directory::sample();
     directory.latency_ms = 50;
-    let h = Harness::start(directory).await;
+    let h = SimClient::start(directory).await;
     let started = Instant::now();
     let token = h.token().await;
     h.call(USER_GET, &token, &[("userid", "lina")]).await;

@@ -1,40 +1,34 @@
 //! `orgsync run` under `Type=notify`, with the test in systemd's place: a datagram socket of
 //! its own in NOTIFY_SOCKET, and a watchdog in WATCHDOG_USEC.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-mod service_support;
-
-use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
-use service_support::{has_line, status_line, Daemon, Instance, NotifySocket};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 use tokio::net::UnixStream;
+
+use crate::harness::{has_line, status_line, Env};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_tells_systemd_ready_status_watchdog_reload_and_stopping() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
+    let instance = Env::new(Directory::sample()).await;
+    let sim = &instance.sim;
     let members = sim.directory().users.len();
-    let instance = Instance::new(&sim, "");
-    let mut notify = NotifySocket::bind(instance.path("notify.sock"));
-    let mut command = instance.command(&["run"]);
-    command
-        .env("NOTIFY_SOCKET", &notify.path)
+    let mut daemon = instance.spawn_daemon(|command| {
         // 0.2 s: the daemon should ping every 0.1 s.
-        .env("WATCHDOG_USEC", "200000");
-    let daemon = Daemon::spawn(command, &instance.path("daemon.log"));
+        command.env("WATCHDOG_USEC", "200000");
+    });
 
-    let ready = notify.wait_for("READY=1", |m| has_line(m, "READY=1")).await;
+    let ready = daemon.ready().await;
     assert!(
         status_line(&ready).is_some(),
         "READY=1 comes with a STATUS: {ready:?}"
     );
     // Ready means the socket listens.
-    UnixStream::connect(instance.path("orgsync.sock"))
+    UnixStream::connect(instance.socket_path())
         .await
         .expect("the socket accepts connections once READY=1 is sent");
 
     // The mirror was empty, so a start-up sync runs; its outcome becomes the status.
-    let status = notify
+    let status = daemon
+        .notify
         .wait_for("STATUS= after the start-up sync", |m| {
             status_line(m).is_some_and(|s| s.contains("run 1 completed"))
         })
@@ -46,41 +40,46 @@ async fn the_daemon_tells_systemd_ready_status_watchdog_reload_and_stopping() {
     );
     assert!(status.contains(&format!("{members} joined")), "{status}");
 
-    notify
+    daemon
+        .notify
         .wait_for("WATCHDOG=1", |m| has_line(m, "WATCHDOG=1"))
         .await;
 
     // SIGHUP (ExecReload): RELOADING=1 with its timestamp, READY=1 again, then the sync it asks for.
     daemon.signal(libc::SIGHUP);
-    let reloading = notify
+    let reloading = daemon
+        .notify
         .wait_for("RELOADING=1", |m| has_line(m, "RELOADING=1"))
         .await;
     assert!(
         reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
         "{reloading:?}"
     );
-    notify
+    daemon
+        .notify
         .wait_for("READY=1 after the reload", |m| has_line(m, "READY=1"))
         .await;
-    notify
+    daemon
+        .notify
         .wait_for("STATUS= after the reload's sync", |m| {
             status_line(m).is_some_and(|s| s.contains("run 2 completed"))
         })
         .await;
 
     daemon.signal(libc::SIGTERM);
-    notify
+    daemon
+        .notify
         .wait_for("STOPPING=1", |m| has_line(m, "STOPPING=1"))
         .await;
-    let log = daemon.output();
-    let exit = daemon.exit().await;
-    assert!(exit.success(), "{exit:?}\n{log}");
+    let received = std::mem::take(&mut daemon.notify.received);
+    let (code, log) = daemon.wait().await;
+    assert_eq!(code, Some(0), "{log}");
 
     // What reached systemd (and so `systemctl status`) carries no secret either.
     let secret = sim.directory().corp_secret;
     let tokens = sim.issued_tokens();
     assert!(!tokens.is_empty());
-    for message in notify.received.iter().chain([&log]) {
+    for message in received.iter().chain([&log]) {
         assert!(!message.contains(&secret), "the secret leaked: {message}");
         for token in &tokens {
             assert!(!message.contains(token), "a token leaked: {message}");
@@ -90,18 +89,16 @@ async fn the_daemon_tells_systemd_ready_status_watchdog_reload_and_stopping() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_shows_in_the_status_with_its_retry() {
-    let sim = Simulator::start(Directory::sample())
-        .await
-        .expect("simulator");
+    let instance =
+        Env::with_config(Directory::sample(), "[schedule]\nretry_delay_secs = 3600\n").await;
     // 60020 (IP not allowed) is a configuration error: the run fails at once.
-    sim.inject(Fault::Errcode(60020).on(Endpoint::UserList));
-    let instance = Instance::new(&sim, "schedule.retry_delay_secs = 3600");
-    let mut notify = NotifySocket::bind(instance.path("notify.sock"));
-    let mut command = instance.command(&["run"]);
-    command.env("NOTIFY_SOCKET", &notify.path);
-    let daemon = Daemon::spawn(command, &instance.path("daemon.log"));
+    instance
+        .sim
+        .inject(Fault::Errcode(60020).on(Endpoint::UserList));
+    let mut daemon = instance.start_daemon().await;
 
-    let failed = notify
+    let failed = daemon
+        .notify
         .wait_for("STATUS= of the failed start-up sync", |m| {
             status_line(m).is_some_and(|s| s.contains("run 1 FAILED"))
         })
@@ -114,6 +111,6 @@ async fn a_failed_run_shows_in_the_status_with_its_retry() {
     assert!(status.contains("retry 1 of 3"), "{status}");
 
     daemon.signal(libc::SIGTERM);
-    let exit = daemon.exit().await;
-    assert!(exit.success(), "{exit:?}");
+    let (code, log) = daemon.wait().await;
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -1,13 +1,10 @@
 //! WeCom's failure modes (issue #3, items 1 and 4), each reproduced by the simulator and run
 //! through the real `orgsync sync`: what fails the run (and changes nothing), what is retried,
 //! and how often WeCom is called meanwhile.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_failed, describe, types, Env, StoreState, FAST_WECOM};
+use crate::harness::{self, assert_failed, describe, types, Env, StoreState, FAST_WECOM};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// The sample company, synced once, with `wecom` added to the fast retry settings.
@@ -125,7 +122,7 @@ async fn transient_failures_are_retried_and_the_run_completes() {
         env.sim
             .inject(fault.clone().on(Endpoint::UserList).department(3).times(2));
         let output = env.sync().await;
-        common::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
+        harness::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
         let events = env.events_since(head).await;
         assert_eq!(
             types(&events),
@@ -156,13 +153,13 @@ async fn sync_invalidating_tokens_mid_run(
     let all = calls(env, Endpoint::UserList) + 6;
     let child = env.spawn(&["sync"]);
     tokio::time::timeout(
-        common::WAIT,
+        harness::WAIT,
         env.sim.wait_for_calls(Endpoint::UserList, all),
     )
     .await
     .expect("the pull reaches its last department");
     invalidate(env);
-    tokio::time::timeout(common::WAIT, child.wait_with_output())
+    tokio::time::timeout(harness::WAIT, child.wait_with_output())
         .await
         .expect("sync finishes")
         .expect("wait for sync")
@@ -271,14 +268,14 @@ async fn transient_retries_back_off_exponentially() {
     let mut arrived = Vec::new();
     for call in 1..=3 {
         tokio::time::timeout(
-            common::WAIT,
+            harness::WAIT,
             env.sim.wait_for_calls(Endpoint::UserList, call),
         )
         .await
         .expect("the call arrives");
         arrived.push(Instant::now());
     }
-    let output = tokio::time::timeout(common::WAIT, child.wait_with_output())
+    let output = tokio::time::timeout(harness::WAIT, child.wait_with_output())
         .await
         .expect("sync finishes")
         .expect("wait");
@@ -501,7 +498,7 @@ async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retrie
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;
     assert_eq!(code, Some(0), "{stderr}");
-    common::assert_no_panic(&stderr);
+    harness::assert_no_panic(&stderr);
 }
 
 #[tokio::test]

@@ -78,9 +78,7 @@ async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing
     }
 
     // The faults are used up: the next run applies exactly what changed.
-    let head = env.state().head();
-    env.sync().await;
-    let events = env.events_since(head).await;
+    let events = env.sync_events().await;
     assert_eq!(
         types(&events),
         [
@@ -317,9 +315,7 @@ async fn a_department_deleted_during_the_pull_fails_the_run_and_the_rerun_applie
             }
         }
     });
-    let head = env.state().head();
-    env.sync().await;
-    let events = env.events_since(head).await;
+    let events = env.sync_events().await;
     assert_eq!(
         types(&events),
         [
@@ -358,6 +354,13 @@ async fn refused(env: &Env, errcode: i64, says: &[&str]) -> String {
     line
 }
 
+/// [`refused`], with a fresh store and WeCom answering `errcode` on `endpoint`.
+async fn refused_on(endpoint: Endpoint, errcode: i64, says: &[&str]) {
+    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
+    env.sim.inject(Fault::Errcode(errcode).on(endpoint));
+    refused(&env, errcode, says).await;
+}
+
 #[tokio::test]
 async fn a_bad_secret_fails_at_once_with_40001_its_meaning_and_the_fix() {
     let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
@@ -389,10 +392,8 @@ async fn a_wrong_corp_id_fails_at_once_with_40013_its_meaning_and_the_fix() {
 
 #[tokio::test]
 async fn an_untrusted_ip_fails_at_once_with_60020_naming_the_ip() {
-    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
-    env.sim.inject(Fault::Errcode(60020).on(Endpoint::GetToken));
-    refused(
-        &env,
+    refused_on(
+        Endpoint::GetToken,
         60020,
         &[
             "this server's IP 127.0.0.1 is not in the app's trusted IPs (企业可信IP)",
@@ -427,11 +428,8 @@ async fn a_contact_sync_secret_from_a_new_ip_fails_at_once_with_48009() {
 
 #[tokio::test]
 async fn an_api_not_permitted_for_the_secret_fails_at_once_with_48002() {
-    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
-    env.sim
-        .inject(Fault::Errcode(48002).on(Endpoint::DepartmentList));
-    refused(
-        &env,
+    refused_on(
+        Endpoint::DepartmentList,
         48002,
         &[
             "API not permitted for this kind of secret",
@@ -443,11 +441,8 @@ async fn an_api_not_permitted_for_the_secret_fails_at_once_with_48002() {
 
 #[tokio::test]
 async fn an_errcode_orgsync_does_not_know_fails_at_once_and_is_not_retried() {
-    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
-    env.sim
-        .inject(Fault::Errcode(99_999).on(Endpoint::DepartmentList));
-    refused(
-        &env,
+    refused_on(
+        Endpoint::DepartmentList,
         99_999,
         &["which orgsync does not know and does not retry"],
     )

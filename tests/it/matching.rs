@@ -80,9 +80,7 @@ fn pairs(list: &Value, key: &str) -> Vec<String> {
 #[tokio::test]
 async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_run_order() {
     let env = Env::new(Directory::sample()).await;
-    let daemon = env.start_daemon().await;
-    let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
-    subscriber.run_events().await; // the start-up sync
+    let (daemon, mut subscriber) = env.start_synced_daemon().await;
 
     let reply = put(
         &env,
@@ -216,9 +214,7 @@ async fn a_put_publishes_its_link_events_without_waiting_for_a_poll() {
 #[tokio::test]
 async fn host_users_put_replace_makes_the_given_set_the_whole_set_and_bad_users_change_nothing() {
     let env = Env::new(Directory::sample()).await;
-    let daemon = env.start_daemon().await;
-    let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
-    subscriber.run_events().await;
+    let (daemon, mut subscriber) = env.start_synced_daemon().await;
 
     let first = json!([{"id": "1", "mobile": XUHAO}, {"id": "2", "mobile": ZHANGWEI}]);
     assert_eq!(put(&env, first, false).await.expect("put")["linked"], 2);

@@ -237,9 +237,7 @@ async fn a_subscriber_with_since_gets_every_later_event_in_order_then_live_ones(
 #[tokio::test]
 async fn a_manual_sync_beside_the_daemon_emits_each_change_once() {
     let env = Env::new(Directory::sample()).await;
-    let daemon = env.start_daemon().await;
-    let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
-    subscriber.run_events().await; // the start-up sync
+    let (daemon, mut subscriber) = env.start_synced_daemon().await;
 
     env.sim.edit(|d| d.users.retain(|u| u.userid != "gaopeng"));
     // The daemon and a manual sync race for the same change.
@@ -276,9 +274,7 @@ async fn demo_exits_zero_and_prints_the_events_of_its_changes() {
 #[tokio::test]
 async fn sighup_rejects_a_bad_config_and_applies_a_good_one_then_syncs() {
     let env = Env::new(Directory::sample()).await;
-    let daemon = env.start_daemon().await;
-    let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
-    subscriber.run_events().await; // the start-up sync
+    let (daemon, mut subscriber) = env.start_synced_daemon().await;
     let good = std::fs::read_to_string(&env.config_path).expect("read config");
 
     // A broken config: rejected, the old one stays, and the sync still runs.

@@ -27,13 +27,7 @@ async fn the_daemon_tells_systemd_ready_status_watchdog_reload_and_stopping() {
         .expect("the socket accepts connections once READY=1 is sent");
 
     // The mirror was empty, so a start-up sync runs; its outcome becomes the status.
-    let status = daemon
-        .notify
-        .wait_for("STATUS= after the start-up sync", |m| {
-            status_line(m).is_some_and(|s| s.contains("run 1 completed"))
-        })
-        .await;
-    let status = status_line(&status).unwrap_or_default();
+    let status = daemon.notify.wait_for_status("run 1 completed").await;
     assert!(
         status.contains(&format!("{members} members")),
         "the status names the mirror's size: {status}"
@@ -59,12 +53,7 @@ async fn the_daemon_tells_systemd_ready_status_watchdog_reload_and_stopping() {
         .notify
         .wait_for("READY=1 after the reload", |m| has_line(m, "READY=1"))
         .await;
-    daemon
-        .notify
-        .wait_for("STATUS= after the reload's sync", |m| {
-            status_line(m).is_some_and(|s| s.contains("run 2 completed"))
-        })
-        .await;
+    daemon.notify.wait_for_status("run 2 completed").await;
 
     daemon.signal(libc::SIGTERM);
     daemon
@@ -97,13 +86,7 @@ async fn a_failed_run_shows_in_the_status_with_its_retry() {
         .inject(Fault::Errcode(60020).on(Endpoint::UserList));
     let mut daemon = instance.start_daemon().await;
 
-    let failed = daemon
-        .notify
-        .wait_for("STATUS= of the failed start-up sync", |m| {
-            status_line(m).is_some_and(|s| s.contains("run 1 FAILED"))
-        })
-        .await;
-    let status = status_line(&failed).unwrap_or_default();
+    let status = daemon.notify.wait_for_status("run 1 FAILED").await;
     assert!(
         status.contains("60020"),
         "the status names the errcode: {status}"

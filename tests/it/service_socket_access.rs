@@ -13,7 +13,7 @@ use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::harness::{describe, output, status_line, Daemon, NotifySocket, BIN};
+use crate::harness::{describe, output, Daemon, NotifySocket, BIN};
 
 const DAEMON_ID: u32 = 61_234;
 const CLIENT_ID: u32 = 61_235;
@@ -89,12 +89,7 @@ async fn a_member_of_the_daemons_group_connects_and_others_cannot() {
     let mut command = as_user(DAEMON_ID, &[], &["run", "--config", config]);
     command.env("CREDENTIALS_DIRECTORY", &credentials);
     let mut daemon = Daemon::spawn(command, notify, &root.path().join("daemon.log"));
-    daemon
-        .notify
-        .wait_for("the start-up sync's STATUS=", |m| {
-            status_line(m).is_some_and(|s| s.contains("run 1 completed"))
-        })
-        .await;
+    daemon.notify.wait_for_status("run 1 completed").await;
     let mode = fs::metadata(&socket)
         .expect("the socket exists")
         .permissions()

@@ -6,7 +6,7 @@ use orgsync::store::{consumers, event_log, Store};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::Value;
 
-use crate::harness::{describe, status_line, Env};
+use crate::harness::{describe, Env};
 
 async fn sync(instance: &Env) -> Option<i32> {
     instance.run(&["sync"]).await.status.code()
@@ -100,12 +100,7 @@ async fn status_reports_the_last_run_and_exits_by_its_outcome() {
 async fn status_asks_the_running_daemon_what_it_is_doing() {
     let instance = Env::new(Directory::sample()).await;
     let mut daemon = instance.start_daemon().await;
-    daemon
-        .notify
-        .wait_for("the start-up sync's STATUS=", |m| {
-            status_line(m).is_some_and(|s| s.contains("run 1 completed"))
-        })
-        .await;
+    daemon.notify.wait_for_status("run 1 completed").await;
 
     let (code, human, report) = instance.status().await;
     assert_eq!(code, Some(0), "{human}\n{}", daemon.output());

@@ -13,7 +13,7 @@ use orgsync_simulator::{Directory, SimUser};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::harness::{Client, Env, Python, WAIT};
+use crate::harness::{commit_dated, Client, Env, Python, WAIT};
 
 /// The sample tenant; the daemon logs warnings only.
 async fn setup() -> Env {
@@ -275,19 +275,14 @@ async fn the_python_example_reports_a_gap_and_exits_3() {
     {
         let mut store = Store::open(&env.store_path()).expect("open store");
         let source = EventSource::new("unused");
-        let old = vec![
-            EventDraft {
-                kind: EventType::SyncCompleted,
-                subject: "run/0".into(),
-                data: json!({}),
-            };
-            5
-        ];
-        store
-            .write(|tx| {
-                event_log::append(tx, &source, None, &old, Utc::now() - TimeDelta::days(40))
-            })
-            .expect("append");
+        let about = (EventType::SyncCompleted, "run/0");
+        commit_dated(
+            &mut store,
+            &source,
+            about,
+            5,
+            Utc::now() - TimeDelta::days(40),
+        );
     }
     let daemon = env.start_daemon().await;
     // Pruned at start-up, as events.retention_days (30 by default) says.

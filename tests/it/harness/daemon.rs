@@ -182,6 +182,17 @@ impl NotifySocket {
     }
 }
 
+impl NotifySocket {
+    /// The next STATUS= that contains `text`: what systemd would show as the daemon's status.
+    pub async fn wait_for_status(&mut self, text: &str) -> String {
+        let what = format!("with a STATUS= containing {text:?}");
+        let message = self
+            .wait_for(&what, |m| status_line(m).is_some_and(|s| s.contains(text)))
+            .await;
+        status_line(&message).unwrap_or_default().to_owned()
+    }
+}
+
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         let stopped = UnixDatagram::unbound().and_then(|socket| socket.send_to(STOP, &self.path));

@@ -113,6 +113,13 @@ impl Env {
         output
     }
 
+    /// `orgsync sync`, asserting success; returns the events it added.
+    pub async fn sync_events(&self) -> Vec<Value> {
+        let head = self.state().head();
+        self.sync().await;
+        self.events_since(head).await
+    }
+
     /// Every stored event with `seq > since`, through `orgsync events`.
     pub async fn events_since(&self, since: i64) -> Vec<Value> {
         let output = self.run(&["events", "--since", &since.to_string()]).await;
@@ -161,6 +168,17 @@ impl Env {
         let mut daemon = self.spawn_daemon(|_| {});
         daemon.ready().await;
         daemon
+    }
+
+    /// Starts `orgsync run` and a subscriber from seq 0, which has read the start-up sync's
+    /// events.
+    pub async fn start_synced_daemon(&self) -> (Daemon, Client) {
+        let daemon = self.start_daemon().await;
+        let mut subscriber = self
+            .subscribe(serde_json::json!({"op": "subscribe", "since": 0}))
+            .await;
+        subscriber.run_events().await;
+        (daemon, subscriber)
     }
 
     /// A connection to the daemon's socket that sent `request` (the reply is in

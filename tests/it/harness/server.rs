@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::{Client, WAIT};
+use super::{commit_dated, Client, WAIT};
 
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -106,18 +106,8 @@ impl Server {
 
     /// Commits `count` events dated `time`, as a sync at that time would have.
     pub fn append_dated(&mut self, count: usize, time: DateTime<Utc>) {
-        let drafts = vec![
-            EventDraft {
-                kind: EventType::MemberUpdated,
-                subject: "member/zhangsan".into(),
-                data: json!({}),
-            };
-            count
-        ];
-        let source = self.source.clone();
-        self.store
-            .write(|tx| event_log::append(tx, &source, None, &drafts, time))
-            .expect("append");
+        let about = (EventType::MemberUpdated, "member/zhangsan");
+        commit_dated(&mut self.store, &self.source, about, count, time);
         self.head
             .send_replace(event_log::head(self.store.conn()).expect("head"));
     }

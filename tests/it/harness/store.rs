@@ -3,8 +3,11 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
+use orgsync::events::{EventDraft, EventSource, EventType};
 use orgsync::model::{Department, Member, Snapshot};
-use serde_json::Value;
+use orgsync::store::{event_log, Store};
+use serde_json::{json, Value};
 
 /// Everything a run can change.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,4 +119,26 @@ fn replay(events: &[Value]) -> Snapshot {
         }
     }
     snapshot
+}
+
+/// Commits `count` events of `kind` about `subject`, with empty data, dated `time` as a sync
+/// at that time would have dated them.
+pub fn commit_dated(
+    store: &mut Store,
+    source: &EventSource,
+    (kind, subject): (EventType, &str),
+    count: usize,
+    time: DateTime<Utc>,
+) {
+    let drafts = vec![
+        EventDraft {
+            kind,
+            subject: subject.into(),
+            data: json!({}),
+        };
+        count
+    ];
+    store
+        .write(|tx| event_log::append(tx, source, None, &drafts, time))
+        .expect("append");
 }

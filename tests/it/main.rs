@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod cli_output;
 mod diff_golden;
 mod diff_streamed;
 mod failure_crash;

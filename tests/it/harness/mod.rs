@@ -18,6 +18,7 @@
 mod client;
 mod daemon;
 mod env;
+pub mod host_users;
 mod python;
 mod server;
 mod sim_client;

@@ -9,6 +9,7 @@ mod harness;
 mod cli_output;
 mod diff_golden;
 mod diff_streamed;
+mod docs;
 mod failure_crash;
 mod failure_data;
 mod failure_guard;

@@ -1,8 +1,17 @@
 //! The docs against what they describe: the key table of docs/configuration.md against
-//! config/orgsync.example.toml.
+//! config/orgsync.example.toml, and the Python client in docs/protocol.md, taken from the
+//! markdown as it is, against the real daemon.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
+
+use orgsync::socket;
+use orgsync::store::consumers;
+use orgsync_simulator::Directory;
+use serde_json::json;
+
+use crate::harness::{read_only, Env, Python, WAIT};
 
 fn read(path: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -114,4 +123,95 @@ fn the_key_check_names_the_keys_that_differ() {
         "in config/orgsync.example.toml but not in docs/configuration.md's table: \
          [\"store.path\"]; in the table but not in the example: [\"log.level\"]"
     );
+}
+
+/// The ```python blocks of a markdown text.
+fn python_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut block: Option<String> = None;
+    for line in markdown.lines() {
+        let fence = line.trim_end();
+        if let Some(code) = &mut block {
+            if fence == "```" {
+                blocks.extend(block.take());
+            } else {
+                code.push_str(line);
+                code.push('\n');
+            }
+        } else if fence == "```python" {
+            block = Some(String::new());
+        }
+    }
+    blocks
+}
+
+/// The client in docs/protocol.md, run as the doc says (the socket path as its argument),
+/// reads a backlog that arrives in one burst and then live events, acknowledging each: reading
+/// and writing through one buffered file object would lose the read-ahead at the first ack.
+#[tokio::test]
+async fn the_protocol_docs_python_client_reads_events_across_acks() {
+    let snippets: Vec<String> = python_blocks(&read("docs/protocol.md"))
+        .into_iter()
+        .filter(|code| code.contains("\"subscribe\"") && code.contains("\"ack\""))
+        .collect();
+    assert_eq!(
+        snippets.len(),
+        1,
+        "docs/protocol.md has one Python client that subscribes and acks: {snippets:#?}"
+    );
+    let snippet = &snippets[0];
+    let consumer = snippet
+        .split("\"consumer\": \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the snippet names its consumer");
+
+    let env = Env::new(Directory::sample()).await;
+    let script = env.path("client.py");
+    std::fs::write(&script, snippet).expect("write the snippet");
+    let (daemon, mut watcher) = env.start_synced_daemon().await;
+    // The consumer has acked the first event: the rest of the start-up sync is its backlog.
+    let ack = json!({"op": "ack", "consumer": consumer, "seq": 1});
+    let acked = socket::request(&env.socket_path(), &ack).await;
+    assert_eq!(acked.expect("ack")["ok"], true);
+    let backlog = env.events_since(1).await;
+    assert!(backlog.len() > 10, "{backlog:?}");
+
+    let mut client = Python::spawn(&script, [env.socket_path()]);
+    let summary = |event: &serde_json::Value| {
+        format!(
+            "{} {}",
+            event["type"].as_str().unwrap_or_default(),
+            event["subject"].as_str().unwrap_or_default()
+        )
+    };
+    for event in &backlog {
+        assert_eq!(client.line().await, summary(event));
+    }
+    // Live: a member leaves, and the daemon syncs.
+    env.sim.edit(|d| d.users.retain(|u| u.userid != "zhuxin"));
+    let resync = socket::request(&env.socket_path(), &json!({"op": "resync"})).await;
+    assert_eq!(resync.expect("resync")["queued"], true);
+    let live = watcher.run_events().await;
+    assert!(live.len() >= 2, "{live:?}");
+    for event in &live {
+        assert_eq!(client.line().await, summary(event));
+    }
+
+    // Every event was acknowledged: the consumer's cursor reaches the last one.
+    let last = live.last().and_then(|e| e["seq"].as_i64()).expect("a seq");
+    let store = env.store_path();
+    tokio::time::timeout(WAIT, async {
+        while consumers::cursor(&read_only(&store), consumer).expect("cursor") != Some(last) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the client acknowledged every event it printed");
+    let stderr = client.kill().await;
+    assert!(
+        !stderr.contains("JSONDecodeError") && !stderr.contains("Traceback"),
+        "{stderr}"
+    );
+    daemon.stop().await;
 }

@@ -41,19 +41,25 @@ fn assert_held(before: &StoreState, env: &Env, output: &std::process::Output) ->
     data
 }
 
-#[tokio::test]
-async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
-    let env = Env::with_config(
-        Directory::sample(),
-        "[safety]\nmax_deletes = 2\nmax_delete_ratio = 1.0\n",
-    )
-    .await;
+/// The sample, synced with `config` appended to the generated one, then changed by `change`:
+/// the next `orgsync sync` is held (see [`assert_held`]). Returns the held event's data.
+async fn held_sync(config: &str, change: impl FnOnce(&mut Directory)) -> (Env, Value) {
+    let env = Env::with_config(Directory::sample(), config).await;
     env.sync().await;
     let before = env.state();
-    env.sim.edit(reorganize);
-
+    env.sim.edit(change);
     let output = env.run(&["sync"]).await;
     let held = assert_held(&before, &env, &output);
+    (env, held)
+}
+
+#[tokio::test]
+async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
+    let (env, held) = held_sync(
+        "[safety]\nmax_deletes = 2\nmax_delete_ratio = 1.0\n",
+        reorganize,
+    )
+    .await;
     assert_eq!(
         held["reason"],
         "3 members would leave, more than safety.max_deletes = 2; review with \
@@ -119,17 +125,13 @@ async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
 
 #[tokio::test]
 async fn too_large_a_fraction_of_leavers_is_held() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
-    let before = env.state();
     // Four of fifteen is 27%, over the default 20%, and far under max_deletes = 500.
-    env.sim.edit(|d| {
+    let (_, held) = held_sync("", |d| {
         d.users.retain(|u| {
             !["huangmin", "gaopeng", "wuxiuying", "zhuxin"].contains(&u.userid.as_str())
         })
-    });
-    let output = env.run(&["sync"]).await;
-    let held = assert_held(&before, &env, &output);
+    })
+    .await;
     assert_eq!(
         held["reason"],
         "4 of 15 members would leave, more than safety.max_delete_ratio = 0.2; review with \
@@ -140,16 +142,11 @@ async fn too_large_a_fraction_of_leavers_is_held() {
 
 #[tokio::test]
 async fn an_empty_pull_is_held_even_where_the_limits_would_allow_it() {
-    let env = Env::with_config(
-        Directory::sample(),
+    let (_, held) = held_sync(
         "[safety]\nmax_deletes = 1000\nmax_delete_ratio = 1.0\n",
+        |d| d.users.clear(),
     )
     .await;
-    env.sync().await;
-    let before = env.state();
-    env.sim.edit(|d| d.users.clear());
-    let output = env.run(&["sync"]).await;
-    let held = assert_held(&before, &env, &output);
     assert_eq!(held["hold"], json!({"code": "empty_pull", "mirrored": 15}));
     assert!(
         held["reason"]

@@ -15,12 +15,16 @@ async fn synced(wecom: &str) -> (Env, StoreState) {
     (env, state)
 }
 
-/// A change for the next run to apply: one promotion, one departure.
-fn promote_and_remove(directory: &mut Directory, position: &str) {
-    if let Some(lina) = directory.users.iter_mut().find(|u| u.userid == "lina") {
-        lina.position = position.into();
-    }
-    directory.users.retain(|u| u.userid != "gaopeng");
+/// [`synced`], then changed for the next run to apply: one promotion, one departure.
+async fn synced_and_changed(wecom: &str) -> (Env, StoreState) {
+    let (env, state) = synced(wecom).await;
+    env.sim.edit(|directory| {
+        if let Some(lina) = directory.users.iter_mut().find(|u| u.userid == "lina") {
+            lina.position = "技术总监".into();
+        }
+        directory.users.retain(|u| u.userid != "gaopeng");
+    });
+    (env, state)
 }
 
 fn calls(env: &Env, endpoint: Endpoint) -> u64 {
@@ -34,8 +38,7 @@ const BEFORE_DEPARTMENT_3: u64 = 4;
 #[tokio::test]
 async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing() {
     // Two-second requests, so that a hung call fails in seconds.
-    let (env, _) = synced("concurrency = 1\nrequest_timeout_secs = 2\n").await;
-    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let (env, _) = synced_and_changed("concurrency = 1\nrequest_timeout_secs = 2\n").await;
     for (fault, code, says) in [
         (
             Fault::Errcode(-1),
@@ -209,10 +212,7 @@ impl Env {
 
 #[tokio::test]
 async fn a_token_that_cannot_be_refreshed_fails_the_run() {
-    let env = Env::with_wecom(Directory::sample(), FAST_WECOM, "").await;
-    env.sync().await;
-    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
-    let before = env.state();
+    let (env, before) = synced_and_changed("").await;
     let output = sync_invalidating_tokens_mid_run(&env, |env| {
         env.sim.expire_tokens();
         // The app's secret was reset in the admin console meanwhile.
@@ -232,8 +232,7 @@ async fn a_token_that_cannot_be_refreshed_fails_the_run() {
 
 #[tokio::test]
 async fn an_answer_without_its_data_fails_at_once_and_is_not_read_as_empty() {
-    let (env, before) = synced("").await;
-    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let (env, before) = synced_and_changed("").await;
     let user_lists = calls(&env, Endpoint::UserList);
     // `{"errcode":0,"errmsg":"ok"}`: success, but no `userlist` at all.
     env.sim
@@ -536,8 +535,7 @@ async fn a_frequency_limit_pauses_every_call_for_the_window_then_the_run_complet
 
 #[tokio::test]
 async fn a_frequency_limit_that_persists_fails_the_run_without_a_retry_storm() {
-    let (env, before) = synced("rate_limit_pause_secs = 1\n").await;
-    env.sim.edit(|d| promote_and_remove(d, "技术总监"));
+    let (env, before) = synced_and_changed("rate_limit_pause_secs = 1\n").await;
     let user_lists = calls(&env, Endpoint::UserList);
     env.sim
         .inject(Fault::Errcode(45009).on(Endpoint::UserList).times(1000));

@@ -20,7 +20,7 @@
 //! (75,000 by phone), leaves 5,106 ambiguous and 16,410 unmatched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
-#[path = "../tests/support/host_users.rs"]
+#[path = "../tests/it/harness/host_users.rs"]
 mod host_users;
 
 use std::hint::black_box;

@@ -17,7 +17,7 @@
 //!   small machine it competes with orgsync for the same cores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
-#[path = "../tests/support/host_users.rs"]
+#[path = "../tests/it/harness/host_users.rs"]
 mod host_users;
 
 use std::collections::BTreeMap;

@@ -157,11 +157,34 @@ impl Store {
     /// `events`, `sync --dry-run`): they then work for a user who may read the store but not
     /// write it, and never create a store or change its schema.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        match Store::open_reading(path, false) {
+            // A WAL store that no process has open has no `-shm` file, and a reader that may
+            // not write the directory cannot create one. With no `-wal` file either, there is
+            // no writer whose changes it could miss: read the file as it is.
+            Err(StoreError::Sqlite(e))
+                if e.sqlite_error_code() == Some(ErrorCode::ReadOnly)
+                    && !sidecar(path, "-wal").exists() =>
+            {
+                Store::open_reading(path, true)
+            }
+            other => other,
+        }
+    }
+
+    fn open_reading(path: &Path, immutable: bool) -> Result<Store, StoreError> {
+        let open = |source| StoreError::Open {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match immutable {
+            false => Connection::open_with_flags(path, flags).map_err(open)?,
+            true => Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(open)?,
+        };
         let store = Store {
             conn,
             path: path.to_owned(),
@@ -278,6 +301,28 @@ impl Store {
             }
         })
     }
+}
+
+/// `orgsync.db` → `orgsync.db-wal`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A path as the path of a `file:` URI: bytes outside the unreserved set are percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Creates the store file mode 0600 whatever the umask, before SQLite opens it: it holds

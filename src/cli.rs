@@ -1,4 +1,4 @@
-//! The command line (interfaces §1): parsing, dispatch, and exit statuses.
+//! The command line (docs/install.md): parsing, dispatch, and exit statuses.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -231,7 +231,7 @@ enum MatchCommand {
     },
 }
 
-/// Failures of a command, each with the exit status of interfaces §1.
+/// Failures of a command, each with its exit status (docs/install.md).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]

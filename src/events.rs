@@ -254,7 +254,7 @@ fn member_subject(member: &Member) -> String {
     format!("member/{}", member.userid)
 }
 
-/// The events of a changeset, in the order of interfaces §5 (links and the closing
+/// The events of a changeset, in the order docs/protocol.md gives (links and the closing
 /// `sync.completed` are appended by the caller), each drafted when the iterator reaches it.
 pub fn changeset_drafts(
     changes: &Changeset,

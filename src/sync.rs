@@ -541,7 +541,7 @@ fn apply(
 
         mirror::apply(tx, &changes)?;
         stats.apply_ms = lap.next();
-        // The member and department events go first (interfaces §5), so the changes can be
+        // The member and department events go first (docs/protocol.md, event order), so the changes can be
         // freed before matching loads its own state: at 100,000 members the two together
         // would set the run's peak memory.
         event_log::append_each(tx, source, Some(run), changeset_drafts(&changes), now)?;

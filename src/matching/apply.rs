@@ -3,7 +3,7 @@
 //!
 //! Each pass loads the whole state and plans over it (a hash-map pass, fast at 100,000 a side:
 //! see `benches/matching.rs`), then writes only the link rows that change and drafts only
-//! their events. A sync run appends the drafts to its own events (interfaces §5: after the
+//! their events. A sync run appends the drafts to its own events (docs/protocol.md, event order: after the
 //! member and department events, before `sync.completed`); the other changes commit theirs on
 //! their own, without a `syncrun`.
 

@@ -30,7 +30,7 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// 2 for a file that cannot be opened or whose content is bad (interfaces §1: bad usage),
+    /// 2 for a file that cannot be opened or whose content is bad (exit statuses, docs/install.md: bad usage),
     /// 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -10,7 +10,7 @@
 //!   `(0)` of `+44 (0)20 …` is dropped, as that notation means "dial 0 only from inside".
 //! - China (+86): only mobiles (`1[3-9]` and 9 more digits) are used, never landlines, which
 //!   are shared by whole offices. Written without a country code, an 11-digit mobile is taken
-//!   as Chinese (interfaces §4), and so are `86…` and `0086…` before one. A trunk `0` in front
+//!   as Chinese (docs/protocol.md, `host_users.put`), and so are `86…` and `0086…` before one. A trunk `0` in front
 //!   of a mobile (`0138…`, `+86 0138…`) is dropped: no Chinese number starts `01[3-9]` with
 //!   that length, so it cannot mean anything else.
 //! - Other countries: the digits after the country code are kept as they are (7 to 15 digits in

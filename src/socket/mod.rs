@@ -1,4 +1,4 @@
-//! The Unix socket (interfaces §4): host applications subscribe to the event stream, ack what
+//! The Unix socket (docs/protocol.md): host applications subscribe to the event stream, ack what
 //! they have processed, and admins ask for a resync or put host users.
 //!
 //! - [`bind`] creates the socket file (mode 0660, optionally owned by `socket.group`), replacing

@@ -1,4 +1,4 @@
-//! The request side of the socket protocol (interfaces §4) as a pure function of one line: no
+//! The request side of the socket protocol (docs/protocol.md) as a pure function of one line: no
 //! I/O, no store, and no panic on any input, so that a fuzzer can be pointed at
 //! [`parse_request`].
 

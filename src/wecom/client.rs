@@ -387,7 +387,7 @@ impl WecomClient {
 }
 
 /// 40014/42001 mean the token is stale. 40001 and 41001 on a business call (the token came from
-/// a `gettoken` that succeeded) are treated the same, as WxJava does (fact sheet §1.3): one
+/// a `gettoken` that succeeded) are treated the same, as WxJava does: one
 /// refresh is cheap, and if the secret really is bad, that `gettoken` says so with a fatal 40001.
 fn rejects_token(error: &ApiError) -> bool {
     error.class() == ErrcodeClass::TokenRefresh || matches!(error.errcode, 40001 | 41001)

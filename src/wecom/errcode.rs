@@ -46,7 +46,7 @@ const fn row(
 
 use ErrcodeClass::{ConcurrencyLimited, Fatal, RateLimited, TokenRefresh, Transient};
 
-/// The errcodes a directory mirror can meet (fact sheet §1.3 and §5), from WeCom's global error
+/// The errcodes a directory mirror can meet, from WeCom's global error
 /// list as captured by go-workwx and cross-checked against WxJava.
 #[rustfmt::skip]
 const TABLE: &[ErrcodeInfo] = &[

@@ -11,7 +11,7 @@ use super::error::WecomError;
 use super::secret::Secret;
 
 /// How long a refused `gettoken` is remembered. Repeated bad-secret calls get the server's IP
-/// blocked for an hour (about 2000 failures/hour, fact sheet §1.2); remembering the refusal keeps
+/// blocked for an hour (about 2000 failures an hour, per WeCom's documentation); remembering the refusal keeps
 /// concurrent callers and quick re-runs from adding to that count, while a fix made in the admin
 /// console without a config change (re-enabling the app) still takes effect a minute later.
 pub const REFUSAL_HOLD: Duration = Duration::from_secs(60);

@@ -27,7 +27,7 @@ pub struct Directory {
     /// address are left out of `user/get` and `user/list` (absent keys, not empty strings).
     #[serde(default)]
     pub withhold_sensitive: bool,
-    /// Also leave out `thumb_avatar`. The fact sheet could not confirm either way, so tests can
+    /// Also leave out `thumb_avatar`. WeCom's documentation does not say either way, so tests can
     /// run the client against both.
     #[serde(default)]
     pub withhold_thumb_avatar: bool,

@@ -1,7 +1,7 @@
 //! A WeCom (企业微信) contact API on loopback, for the tests, the benchmarks and `orgsync demo`.
 //!
 //! It serves WeCom's own JSON for `gettoken`, `department/{list,simplelist,get}` and
-//! `user/{list,simplelist,get,list_id}`, with the behaviour the fact sheet describes: tokens that
+//! `user/{list,simplelist,get,list_id}`, with the behaviour WeCom documents: tokens that
 //! expire and can be revoked, the app's visible range, the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
 //! (errcodes, HTTP errors, bad bodies, resets, delays, hangs) can be scripted per endpoint.

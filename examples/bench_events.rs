@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin_gids: vec![],
         max_connections: 64,
         first_request_timeout: Duration::from_secs(30),
+        allow_insecure_directory: false,
     };
     let server = runtime.block_on(async {
         let listener = socket::bind(&settings)?;

@@ -521,6 +521,10 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
         &config.socket.path,
         &json!({"op": "status"}),
     ));
+    // An impostor on the socket is reported, not papered over with the store's view.
+    if let Err(untrusted @ socket::ClientError::Untrusted { .. }) = &asked {
+        return Err(CliError::Failed(untrusted.to_string()));
+    }
     let from_daemon = asked
         .as_ref()
         .ok()

@@ -158,6 +158,8 @@ pub struct SocketConfig {
     pub admin_uids: Vec<u32>,
     pub admin_gids: Vec<u32>,
     pub max_connections: usize,
+    /// Create the socket even in a directory others could replace it in.
+    pub allow_insecure_directory: bool,
 }
 
 impl Default for SocketConfig {
@@ -168,6 +170,7 @@ impl Default for SocketConfig {
             admin_uids: Vec::new(),
             admin_gids: Vec::new(),
             max_connections: 256,
+            allow_insecure_directory: false,
         }
     }
 }

@@ -37,6 +37,7 @@ impl Config {
             admin_gids: self.socket.admin_gids.clone(),
             max_connections: self.socket.max_connections,
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
+            allow_insecure_directory: self.socket.allow_insecure_directory,
         }
     }
 

@@ -36,6 +36,8 @@ pub enum ClientError {
     BadReply { path: PathBuf, detail: String },
     #[error("the daemon refused the request ({code}): {message}")]
     Refused { code: String, message: String },
+    #[error("{} is served by uid {uid}, which is neither root, this user, nor the owner of its directory; refusing to talk to it (is something impersonating orgsync?)", path.display())]
+    Untrusted { path: PathBuf, uid: u32 },
 }
 
 /// Sends one request line to the daemon at `path` and returns its reply when `ok` is true; an
@@ -96,6 +98,33 @@ impl Lines {
     }
 }
 
+/// Talks only to a socket served by root, by this user, or by the owner of the socket's
+/// directory (the daemon's user under systemd): anyone else listening there has put a socket
+/// of their own in the daemon's place, and would be told requests and believed in replies.
+fn check_peer(path: &Path, stream: &UnixStream) -> Result<(), ClientError> {
+    use std::os::unix::fs::MetadataExt;
+    let io_error = |source| ClientError::Io {
+        path: path.into(),
+        source,
+    };
+    let uid = stream.peer_cred().map_err(io_error)?.uid();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let dir_owner = std::fs::metadata(dir).map_err(io_error)?.uid();
+    if uid == 0 || uid == me || uid == dir_owner {
+        Ok(())
+    } else {
+        Err(ClientError::Untrusted {
+            path: path.into(),
+            uid,
+        })
+    }
+}
+
 /// Connects to the daemon at `path` and sends one request line.
 pub async fn send(path: &Path, request: &Value) -> Result<Lines, ClientError> {
     let mut stream = UnixStream::connect(path)
@@ -109,6 +138,7 @@ pub async fn send(path: &Path, request: &Value) -> Result<Lines, ClientError> {
                 source,
             },
         })?;
+    check_peer(path, &stream)?;
     let mut line = request.to_string();
     line.push('\n');
     stream

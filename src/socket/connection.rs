@@ -472,6 +472,7 @@ mod tests {
             admin_gids: vec![2002],
             max_connections: 8,
             first_request_timeout: Duration::from_secs(30),
+            allow_insecure_directory: false,
         };
         let daemon = 999;
         assert!(is_admin(0, 5000, &settings, daemon));

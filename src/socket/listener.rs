@@ -53,6 +53,8 @@ pub enum SocketError {
     SetMode { path: PathBuf, source: io::Error },
     #[error("cannot listen on {}: {source}; check socket.path", path.display())]
     Bind { path: PathBuf, source: io::Error },
+    #[error("socket directory {} {why}, so another user could put a socket of their own in orgsync's place; use a directory of the daemon's (systemd: RuntimeDirectory=), or set socket.allow_insecure_directory = true", dir.display())]
+    InsecureDirectory { dir: PathBuf, why: String },
 }
 
 /// Creates the listening socket at `settings.path`, mode 0660, in `settings.group` if set.
@@ -67,7 +69,11 @@ pub fn bind(settings: &SocketSettings) -> Result<UnixListener, SocketError> {
         _ => Path::new("."),
     };
     match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) if meta.is_dir() => {
+            if !settings.allow_insecure_directory {
+                check_directory(dir, &meta)?;
+            }
+        }
         Ok(_) => return Err(SocketError::NotADirectory { dir: dir.into() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(SocketError::DirectoryMissing { dir: dir.into() })
@@ -121,6 +127,32 @@ pub fn bind(settings: &SocketSettings) -> Result<UnixListener, SocketError> {
         let _ = fs::remove_file(path);
     }
     ready
+}
+
+/// Refuses a directory in which someone else could replace the socket: writable by everyone
+/// without the sticky bit, or owned by a user other than root and this process's.
+fn check_directory(dir: &Path, meta: &fs::Metadata) -> Result<(), SocketError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let why = if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        Some("is writable by everyone and has no sticky bit".to_owned())
+    } else if meta.uid() != 0 && meta.uid() != me {
+        Some(format!(
+            "belongs to uid {}, neither root nor the daemon's uid {me}",
+            meta.uid()
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(SocketError::InsecureDirectory {
+            dir: dir.into(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn set_access(path: &Path, group: Option<(&str, u32)>) -> Result<(), SocketError> {

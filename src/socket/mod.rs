@@ -66,6 +66,8 @@ pub struct SocketSettings {
     /// How long a new client may take to send its first request before it is told `timeout`
     /// and closed, so that connections that never speak do not hold slots forever.
     pub first_request_timeout: Duration,
+    /// Create the socket even in a directory another user could replace it in.
+    pub allow_insecure_directory: bool,
 }
 
 /// What the server needs from the daemon.

@@ -31,6 +31,7 @@ mod simulator_faults;
 mod socket_bind;
 mod socket_daemon;
 mod socket_server;
+mod socket_trust;
 mod store;
 mod store_identity;
 mod systemd_units;

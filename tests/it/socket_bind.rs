@@ -14,6 +14,7 @@ fn settings(path: &Path) -> SocketSettings {
         admin_gids: vec![],
         max_connections: 4,
         first_request_timeout: std::time::Duration::from_secs(30),
+        allow_insecure_directory: false,
     }
 }
 

@@ -51,6 +51,7 @@ impl Server {
             admin_gids: vec![],
             max_connections: 16,
             first_request_timeout: WAIT,
+            allow_insecure_directory: false,
         };
         configure(&mut settings);
         let (head, head_rx) = watch::channel(event_log::head(store.conn()).expect("head"));

@@ -707,3 +707,50 @@ async fn thousands_of_connects_and_disconnects_leave_the_server_serving_others()
     daemon.append(&[SyncCompleted]);
     assert_eq!(subscriber.seqs(1).await, vec![1201]);
 }
+
+#[tokio::test]
+async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follow_it() {
+    if current_uid() != 0 {
+        eprintln!("needs root to connect as another uid; CI runs as root");
+        return;
+    }
+    let mut daemon = Server::start_with(|_| {}, probe_uid() + 1).await;
+    daemon.append(&[MemberJoined, MemberUpdated]);
+    // Root is an admin; its first ack creates "crm" as uid 0's.
+    let mut admin = daemon.connect().await;
+    let reply = admin
+        .request(json!({"op": "ack", "consumer": "crm", "seq": 1}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    let mut other = Client::new(stream);
+    let reply = other
+        .request(json!({"op": "ack", "consumer": "crm", "seq": 2}))
+        .await;
+    assert_eq!(error_code(&reply), "forbidden", "{reply}");
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("uid:0"));
+    let reply = other
+        .request(json!({"op": "subscribe", "consumer": "crm"}))
+        .await;
+    assert_eq!(error_code(&reply), "forbidden", "{reply}");
+
+    // Its own consumers it may create, up to its share; an admin may ack any of them.
+    for n in 0..orgsync::store::consumers::MAX_PER_OWNER {
+        let reply = other
+            .request(json!({"op": "ack", "consumer": format!("mine-{n}"), "seq": 1}))
+            .await;
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    let reply = other
+        .request(json!({"op": "ack", "consumer": "one-too-many", "seq": 1}))
+        .await;
+    assert_eq!(error_code(&reply), "too_many_consumers", "{reply}");
+    let reply = admin
+        .request(json!({"op": "ack", "consumer": "mine-0", "seq": 2}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+}

@@ -60,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin_uids: vec![],
         admin_gids: vec![],
         max_connections: 64,
+        max_connections_per_uid: 64,
         first_request_timeout: Duration::from_secs(30),
         allow_insecure_directory: false,
     };

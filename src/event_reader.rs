@@ -25,8 +25,12 @@ impl From<rusqlite::Error> for ReadError {
     }
 }
 
-/// How many events one read takes from the log.
+/// How many events one read takes from the log, at most.
 pub const BATCH: usize = 1000;
+
+/// How many bytes of events one read takes, at most (but always one event): a subscriber's
+/// batch costs the daemon this much memory however large the events are.
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Where a subscription starts, and the head to announce: `since` if given; else the
 /// consumer's last acked seq if it has one; else the head (only new events).
@@ -76,7 +80,7 @@ pub fn next_batch(
     types: Option<&TypeFilter>,
 ) -> Result<Batch, ReadError> {
     let tx = conn.unchecked_transaction()?;
-    let mut events = event_log::read_after(&tx, cursor, BATCH)?;
+    let mut events = event_log::read_after_bounded(&tx, cursor, BATCH, BATCH_BYTES)?;
     if events.first().map(|event| event.seq) != Some(cursor + 1) {
         check_gap(&tx, cursor, event_log::head(&tx)?)?;
     }

@@ -158,6 +158,8 @@ pub struct SocketConfig {
     pub admin_uids: Vec<u32>,
     pub admin_gids: Vec<u32>,
     pub max_connections: usize,
+    /// The most connections one peer uid may hold at once.
+    pub max_connections_per_uid: usize,
     /// Create the socket even in a directory others could replace it in.
     pub allow_insecure_directory: bool,
 }
@@ -170,6 +172,7 @@ impl Default for SocketConfig {
             admin_uids: Vec::new(),
             admin_gids: Vec::new(),
             max_connections: 256,
+            max_connections_per_uid: 64,
             allow_insecure_directory: false,
         }
     }
@@ -504,6 +507,12 @@ impl FileConfig {
         if socket.max_connections == 0 {
             return Err(invalid(
                 "socket.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if socket.max_connections_per_uid == 0 {
+            return Err(invalid(
+                "socket.max_connections_per_uid",
                 "must be at least 1".into(),
             ));
         }

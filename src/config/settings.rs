@@ -36,6 +36,7 @@ impl Config {
             admin_uids: self.socket.admin_uids.clone(),
             admin_gids: self.socket.admin_gids.clone(),
             max_connections: self.socket.max_connections,
+            max_connections_per_uid: self.socket.max_connections_per_uid,
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
             allow_insecure_directory: self.socket.allow_insecure_directory,
         }

@@ -182,7 +182,26 @@ impl Connection {
                     return;
                 }
             }
-            next = lines.next().await;
+            // A connection that has not subscribed is closed when it idles, as before its
+            // first request: only subscribers wait long between lines.
+            next = match subscribed {
+                Some(_) => match tokio::time::timeout(first_request_timeout, lines.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let _ = self
+                            .write_reply(&error_reply(
+                                ErrorCode::Timeout,
+                                &format!(
+                                    "no request for {}s; a connection that has not subscribed is closed when idle",
+                                    first_request_timeout.as_secs_f64()
+                                ),
+                            ))
+                            .await;
+                        return;
+                    }
+                },
+                None => lines.next().await,
+            };
         }
     }
 
@@ -414,12 +433,15 @@ impl Connection {
 
 /// Whether a peer may use admin ops: root, the daemon's own user, or a configured admin.
 /// SO_PEERCRED carries only the peer's primary group, so `admin_gids` matches that.
-fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid: u32) -> bool {
+pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid: u32) -> bool {
     uid == 0
         || uid == daemon_uid
         || settings.admin_uids.contains(&uid)
         || settings.admin_gids.contains(&gid)
 }
+
+/// A connection's SQLite page cache, in KiB (negative: SQLite's unit for KiB).
+const CONNECTION_CACHE_KIB: i64 = -256;
 
 /// The connection's own store handle, opened on first use: a client that only asks for the
 /// status never opens one.
@@ -448,7 +470,16 @@ impl StoreSlot {
             let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
             let store = match &mut *slot {
                 Some(store) => store,
-                None => slot.insert(Store::open_existing(&path, BUSY_TIMEOUT)?),
+                None => {
+                    let store = Store::open_existing(&path, BUSY_TIMEOUT)?;
+                    // A connection reads batches straight through; SQLite's default 2 MiB
+                    // page cache per connection would make a few hundred clients cost
+                    // hundreds of MiB.
+                    store
+                        .conn()
+                        .pragma_update(None, "cache_size", CONNECTION_CACHE_KIB)?;
+                    slot.insert(store)
+                }
             };
             f(store)
         })
@@ -471,6 +502,7 @@ mod tests {
             admin_uids: vec![1001],
             admin_gids: vec![2002],
             max_connections: 8,
+            max_connections_per_uid: 8,
             first_request_timeout: Duration::from_secs(30),
             allow_insecure_directory: false,
         };

@@ -37,6 +37,7 @@ mod lines;
 mod listener;
 pub mod protocol;
 mod server;
+mod slots;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct SocketSettings {
     pub admin_gids: Vec<u32>,
     /// Clients served at once; one more is told `too_many_connections` and closed.
     pub max_connections: usize,
+    /// Clients served at once for one peer uid.
+    pub max_connections_per_uid: usize,
     /// How long a new client may take to send its first request before it is told `timeout`
     /// and closed, so that connections that never speak do not hold slots forever.
     pub first_request_timeout: Duration,

@@ -1,14 +1,18 @@
-//! The accept loop: one task per client, a cap on how many, and a clean stop.
+//! The accept loop: one task per client, fair shares of the slots ([`super::slots`]), and a
+//! clean stop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::connection::is_admin;
 use super::protocol::{error_reply, ErrorCode};
+use super::slots::{Refusal, Slots};
 use super::{connection, listener, ServerContext};
+use crate::memory;
 
 /// A pause after a failed accept (out of file descriptors, typically), so that the loop does
 /// not spin while the condition lasts.
@@ -21,8 +25,10 @@ pub async fn serve(
     ctx: Arc<ServerContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = ctx.settings.max_connections;
-    let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+    let slots = Slots::new(
+        ctx.settings.max_connections,
+        ctx.settings.max_connections_per_uid,
+    );
     let mut connections = JoinSet::new();
     tracing::info!(path = %ctx.settings.path.display(), "socket listening");
     loop {
@@ -32,18 +38,30 @@ pub async fn serve(
                 if let Err(error) = finished {
                     tracing::error!(%error, "socket connection task failed");
                 }
+                // After a storm of connections, what they used goes back to the system.
+                if connections.is_empty() {
+                    tokio::task::spawn_blocking(memory::release_freed);
+                }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(slot) => {
-                        let ctx = Arc::clone(&ctx);
-                        connections.spawn(async move {
-                            connection::run(stream, ctx).await;
-                            drop(slot);
-                        });
+                Ok((stream, _)) => {
+                    // A peer whose credentials cannot be read is nobody in particular.
+                    let (uid, admin) = stream.peer_cred().map_or((u32::MAX, false), |peer| {
+                        let admin =
+                            is_admin(peer.uid(), peer.gid(), &ctx.settings, ctx.daemon_uid);
+                        (peer.uid(), admin)
+                    });
+                    match slots.admit(uid, admin) {
+                        Ok(slot) => {
+                            let ctx = Arc::clone(&ctx);
+                            connections.spawn(async move {
+                                connection::run(stream, ctx).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(refusal) => refuse(&stream, &refusal),
                     }
-                    Err(_) => refuse(&stream, max),
-                },
+                }
                 Err(error) => {
                     tracing::warn!(%error, "socket accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -64,13 +82,22 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// Tells a client over the cap why it is closed. The write never waits: a fresh connection's
 /// buffer always has room for one short line, and a refused client gets no more of our time.
-fn refuse(stream: &UnixStream, max: usize) {
-    tracing::warn!(max, "socket connection refused: too many connections");
-    let mut line = error_reply(
-        ErrorCode::TooManyConnections,
-        &format!("the daemon already serves {max} connections (socket.max_connections); retry later or raise the limit"),
-    )
-    .to_string();
+fn refuse(stream: &UnixStream, refusal: &Refusal) {
+    let message = match refusal {
+        Refusal::Full { max } => {
+            tracing::warn!(max, "socket connection refused: too many connections");
+            format!("the daemon already serves all the connections it may ({max}, socket.max_connections, some kept for admins); retry later or raise the limit")
+        }
+        Refusal::PerUid { uid, max } => {
+            tracing::warn!(
+                uid,
+                max,
+                "socket connection refused: the peer holds its share"
+            );
+            format!("uid {uid} already holds {max} connections (socket.max_connections_per_uid); close some, or raise the limit")
+        }
+    };
+    let mut line = error_reply(ErrorCode::TooManyConnections, &message).to_string();
     line.push('\n');
     let _ = stream.try_write(line.as_bytes());
 }

@@ -121,17 +121,36 @@ pub fn read_after(
     after: i64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    read_after_bounded(conn, after, limit, usize::MAX)
+}
+
+/// [`read_after`], stopping once the bodies read reach `max_bytes` (always at least one event,
+/// however large): what a reader holds at once is bounded in bytes, not only in count.
+pub fn read_after_bounded(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, type, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
-        Ok(StoredEvent {
-            seq: r.get(0)?,
-            kind: r.get(1)?,
-            body: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = stmt.query(params![after, limit as i64])?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    while let Some(row) = rows.next()? {
+        let event = StoredEvent {
+            seq: row.get(0)?,
+            kind: row.get(1)?,
+            body: row.get(2)?,
+        };
+        bytes += event.body.len();
+        events.push(event);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(events)
 }
 
 /// Event times are stored in one fixed-width UTC form, so that comparing the text compares the
@@ -245,6 +264,22 @@ mod tests {
 
     fn days(n: i64) -> TimeDelta {
         TimeDelta::days(n)
+    }
+
+    #[test]
+    fn a_bounded_read_stops_at_its_byte_budget_but_takes_at_least_one_event() {
+        let (_dir, mut store) = open();
+        append_at(&mut store, 10, Utc::now());
+        let one = read_after(store.conn(), 0, 1).unwrap()[0].body.len();
+        let read = |max_bytes| {
+            read_after_bounded(store.conn(), 0, 100, max_bytes)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(read(1), 1);
+        assert_eq!(read(2 * one), 2);
+        assert_eq!(read(2 * one + 1), 3);
+        assert_eq!(read(usize::MAX), 10);
     }
 
     #[test]

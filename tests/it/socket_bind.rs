@@ -13,6 +13,7 @@ fn settings(path: &Path) -> SocketSettings {
         admin_uids: vec![],
         admin_gids: vec![],
         max_connections: 4,
+        max_connections_per_uid: 4,
         first_request_timeout: std::time::Duration::from_secs(30),
         allow_insecure_directory: false,
     }

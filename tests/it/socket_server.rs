@@ -754,3 +754,54 @@ async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follo
         .await;
     assert_eq!(reply["ok"], true, "{reply}");
 }
+
+#[tokio::test]
+async fn a_flood_of_idle_connections_from_one_uid_leaves_room_for_root() {
+    if current_uid() != 0 {
+        eprintln!("needs root to connect as another uid; CI runs as root");
+        return;
+    }
+    let daemon = Server::start_with(
+        |s| {
+            s.max_connections = 16;
+            s.max_connections_per_uid = 8;
+        },
+        probe_uid() + 1,
+    )
+    .await;
+    let flood: Vec<UnixStream> = (0..8)
+        .map(|_| connect_as_unprivileged(&daemon.path).0)
+        .collect();
+    let (stream, uid) = connect_as_unprivileged(&daemon.path);
+    let mut ninth = Client::new(stream);
+    let reply = ninth.next().await;
+    assert_eq!(error_code(&reply), "too_many_connections", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("uid {uid}")),
+        "{reply}"
+    );
+    ninth.expect_closed().await;
+
+    let mut root = daemon.connect().await;
+    let reply = root.request(json!({"op": "status"})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    drop(flood);
+}
+
+#[tokio::test]
+async fn an_unsubscribed_connection_that_idles_after_a_request_is_closed() {
+    let daemon = Server::start_with(
+        |s| s.first_request_timeout = std::time::Duration::from_millis(300),
+        current_uid(),
+    )
+    .await;
+    let mut client = daemon.connect().await;
+    let reply = client.request(json!({"op": "status"})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let reply = client.next().await;
+    assert_eq!(error_code(&reply), "timeout", "{reply}");
+    client.expect_closed().await;
+}

@@ -50,6 +50,8 @@ impl Server {
             admin_uids: vec![],
             admin_gids: vec![],
             max_connections: 16,
+            // Out of the way unless a test is about it: every test client has the same uid.
+            max_connections_per_uid: 4096,
             first_request_timeout: WAIT,
             allow_insecure_directory: false,
         };

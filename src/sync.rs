@@ -275,6 +275,7 @@ impl Syncer {
                 let (run, refusal) = self
                     .blocking(move |store| {
                         store.bind_corp(&corp_id)?;
+                        event_log::check(store.conn())?;
                         runs::mark_interrupted(store.conn())?;
                         let refusal = token_refusal::last(store.conn())?;
                         Ok((runs::begin(store.conn(), trigger)?, refusal))

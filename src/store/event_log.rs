@@ -32,6 +32,38 @@ pub fn head(conn: &Connection) -> Result<i64, StoreError> {
     Ok(head.unwrap_or(0))
 }
 
+/// Checks that the event log can be trusted before anything reads or extends it: the head
+/// covers every stored event (a lowered head would hand out seqs again), and the newest event's
+/// line is JSON that names its own seq (a damaged row would be sent to every consumer).
+pub fn check(conn: &Connection) -> Result<(), StoreError> {
+    let head = head(conn)?;
+    let newest: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, body FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, body)) = newest else {
+        return Ok(());
+    };
+    let problem = if seq > head {
+        Some(format!(
+            "its head ({head}) is below its newest event ({seq})"
+        ))
+    } else {
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(event) if event["seq"] == seq => None,
+            Ok(_) => Some(format!("event {seq} carries another seq in its line")),
+            Err(e) => Some(format!("event {seq} is not a JSON line ({e})")),
+        }
+    };
+    match problem {
+        Some(problem) => Err(StoreError::CorruptEventLog { problem }),
+        None => Ok(()),
+    }
+}
+
 /// The oldest seq still kept, if any.
 pub fn oldest(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT min(seq) FROM events", [], |r| r.get(0))?)

@@ -60,6 +60,8 @@ pub enum StoreError {
     },
     #[error("{path} is an SQLite database that orgsync did not make; it is left untouched: point `store.path` at a new file")]
     Foreign { path: PathBuf },
+    #[error("the store's event log is damaged: {problem}; restore the store from a backup, or move it aside (stop the daemon first) and run `orgsync sync` to rebuild it (host applications then see the whole directory join again)")]
+    CorruptEventLog { problem: String },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the store holds a value it cannot read ({what}): {source}")]
@@ -75,6 +77,7 @@ impl StoreError {
         match self {
             StoreError::Open { .. } | StoreError::Create { .. } => "store_open",
             StoreError::Foreign { .. } => "store_foreign",
+            StoreError::CorruptEventLog { .. } => "store_corrupt",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::Locked { .. } => "store_locked",
             StoreError::NewerSchema { .. } | StoreError::OlderSchema { .. } => "store_schema",

@@ -117,3 +117,32 @@ async fn a_store_replaced_under_the_daemon_stops_it() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("replaced"), "{log}");
 }
+
+#[tokio::test]
+async fn a_damaged_event_log_is_reported_by_sync_and_status_instead_of_exit_0() {
+    for damage in [
+        "UPDATE sqlite_sequence SET seq = seq - 5 WHERE name = 'events'",
+        "UPDATE events SET body = '{\"seq\":' WHERE seq = (SELECT max(seq) FROM events)",
+    ] {
+        let env = Env::new(Directory::sample()).await;
+        env.sync().await;
+        rusqlite::Connection::open(env.store_path())
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        for args in [vec!["sync"], vec!["status"]] {
+            let out = env.run(&args).await;
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{damage}: {args:?}: {}",
+                describe(&out)
+            );
+            assert!(
+                error_line(&out).contains("event log is damaged"),
+                "{damage}: {}",
+                describe(&out)
+            );
+        }
+    }
+}

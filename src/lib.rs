@@ -18,6 +18,7 @@ pub mod model;
 pub mod pull_dump;
 pub mod queue;
 pub mod schedule;
+pub mod service;
 pub mod socket;
 pub mod status;
 pub mod store;

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::lines::{Line, LineReader};
 use super::protocol::{
-    error_reply, error_reply_with, parse_request, ErrorCode, Request, Subscribe, MAX_LINE,
+    error_reply, error_reply_with, parse_request, ErrorCode, LinkBy, Request, Subscribe, MAX_LINE,
 };
 use super::{ServerContext, SocketSettings};
 use crate::event_reader::{self, ReadError};
@@ -26,6 +26,8 @@ use crate::events::TypeFilter;
 use crate::matching::apply::{put_host_users, PutError};
 use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
+use crate::service::directory::{self, LinkLookup};
+use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
 use crate::store::{event_log, runs, Store, StoreError, BUSY_TIMEOUT};
 
@@ -51,6 +53,12 @@ pub enum RequestError {
     Forbidden(String),
     #[error(transparent)]
     Consumer(#[from] ClaimError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("this position belongs to store {theirs}, but the daemon serves store {ours} (replaced, or restored from a backup); take a new snapshot, then subscribe from its seq")]
+    StoreChanged { ours: String, theirs: String },
+    #[error("this connection is subscribed; ask for {0} on another connection, so that its lines do not mix with events")]
+    Subscribed(&'static str),
     #[error("{0}; nothing was applied")]
     BadUsers(String),
     #[error("{0}")]
@@ -86,6 +94,11 @@ impl RequestError {
                 error_reply_with(ErrorCode::Gap, &message, extra)
             }
             RequestError::Read(ReadError::AheadOfHead { .. })
+            | RequestError::StoreChanged { .. } => error_reply(ErrorCode::StoreChanged, &message),
+            RequestError::Service(ServiceError::NotFound(_)) => {
+                error_reply(ErrorCode::NotFound, &message)
+            }
+            RequestError::Subscribed(_)
             | RequestError::AckAboveHead { .. }
             | RequestError::AlreadySubscribed
             | RequestError::BadUsers(_) => error_reply(ErrorCode::BadRequest, &message),
@@ -94,6 +107,7 @@ impl RequestError {
             }
             RequestError::Consumer(_) => error_reply(ErrorCode::TooManyConsumers, &message),
             RequestError::Store(_)
+            | RequestError::Service(ServiceError::Store(_))
             | RequestError::Read(ReadError::Store(_))
             | RequestError::Status(_)
             | RequestError::TaskFailed => error_reply(ErrorCode::Internal, &message),
@@ -172,7 +186,8 @@ impl Connection {
                     },
                 },
             };
-            if self.write_reply(&reply).await.is_err() {
+            // A streamed answer whose reader went away mid-stream has no last line to send.
+            if reply.is_null() || self.write_reply(&reply).await.is_err() {
                 return;
             }
             // Only once the subscribe reply is out may events follow it.
@@ -265,6 +280,76 @@ impl Connection {
                 self.check_admin("host_users.put")?;
                 Ok((self.put_host_users(users, replace).await?, None))
             }
+            Request::Snapshot(filter) => {
+                let subscribed = !may_subscribe;
+                let last =
+                    self.stream("a snapshot", subscribed, move |store, emit| {
+                        match directory::snapshot(store, filter, emit)? {
+                            Some(end) => {
+                                let mut last = json!({"ok": true, "op": "snapshot"});
+                                if let (Value::Object(last), Ok(Value::Object(end))) =
+                                    (&mut last, serde_json::to_value(end))
+                                {
+                                    last.extend(end);
+                                }
+                                Ok(last)
+                            }
+                            None => Ok(Value::Null),
+                        }
+                    })
+                    .await?;
+                Ok((last, None))
+            }
+            Request::MembersList {
+                department,
+                descendants,
+            } => {
+                let subscribed = !may_subscribe;
+                let last = self
+                    .stream("members.list", subscribed, move |store, emit| {
+                        match directory::members_in(store.conn(), department, descendants, emit)? {
+                            Some(count) => {
+                                Ok(json!({"ok": true, "op": "members.list", "count": count}))
+                            }
+                            None => Ok(Value::Null),
+                        }
+                    })
+                    .await?;
+                Ok((last, None))
+            }
+            Request::MemberGet { userid } => {
+                let member = self
+                    .store
+                    .with(move |store| Ok(directory::member(store.conn(), &userid)?))
+                    .await?;
+                Ok((
+                    json!({"ok": true, "op": "member.get", "member": member}),
+                    None,
+                ))
+            }
+            Request::DepartmentGet { id } => {
+                let (department, path) = self
+                    .store
+                    .with(move |store| Ok(directory::department(store.conn(), id)?))
+                    .await?;
+                Ok((
+                    json!({"ok": true, "op": "department.get", "department": department, "path": path}),
+                    None,
+                ))
+            }
+            Request::LinkGet(by) => {
+                let link = self
+                    .store
+                    .with(move |store| {
+                        let by = match &by {
+                            LinkBy::HostUser(id) => LinkLookup::HostUser(id),
+                            LinkBy::Member(userid) => LinkLookup::Member(userid),
+                        };
+                        Ok(directory::link(store.conn(), by)?)
+                    })
+                    .await?;
+                Ok((json!({"ok": true, "op": "link.get", "link": link}), None))
+            }
         }
     }
 
@@ -310,14 +395,19 @@ impl Connection {
             since,
             consumer,
             types,
+            store: theirs,
         } = request;
         let owner = match consumer {
             Some(_) => Some(self.consumer_owner()?),
             None => None,
         };
-        let (cursor, head) = self
+        let (cursor, head, ours) = self
             .store
             .with(move |store| {
+                let ours = store.id()?;
+                if let Some(theirs) = theirs.filter(|theirs| *theirs != ours) {
+                    return Err(RequestError::StoreChanged { ours, theirs });
+                }
                 let consumer = consumer.as_ref().map(|c| c.as_str());
                 if let (Some(name), Some((owner, admin))) = (consumer, &owner) {
                     let taken = consumers::check_owner(store.conn(), name, owner, *admin)?;
@@ -326,11 +416,12 @@ impl Connection {
                         return Err(owned.into());
                     }
                 }
-                Ok(event_reader::start(store.conn(), since, consumer)?)
+                let (cursor, head) = event_reader::start(store.conn(), since, consumer)?;
+                Ok((cursor, head, ours))
             })
             .await?;
         Ok((
-            json!({"ok": true, "op": "subscribe", "head": head}),
+            json!({"ok": true, "op": "subscribe", "head": head, "store": ours}),
             Subscription { cursor, types },
         ))
     }
@@ -346,6 +437,39 @@ impl Connection {
         let (uid, gid) = (peer.uid(), peer.gid());
         let admin = is_admin(uid, gid, &self.ctx.settings, self.ctx.daemon_uid);
         Ok((format!("uid:{uid}"), admin))
+    }
+
+    /// Runs `produce` on the store, writing each line it emits to the client as it comes (the
+    /// store is read on a blocking thread, the lines written here, at most a few dozen lines in
+    /// between), and returns what it returns: the op's last line.
+    async fn stream(
+        &self,
+        op: &'static str,
+        subscribed: bool,
+        produce: impl FnOnce(&mut Store, &mut dyn FnMut(String) -> bool) -> Result<Value, RequestError>
+            + Send
+            + 'static,
+    ) -> Result<Value, RequestError> {
+        if subscribed {
+            return Err(RequestError::Subscribed(op));
+        }
+        let (lines, mut received) = tokio::sync::mpsc::channel::<String>(STREAM_LINES);
+        let producing = self.store.with(move |store| {
+            let mut emit = |line: String| lines.blocking_send(line).is_ok();
+            produce(store, &mut emit)
+        });
+        let writing = async {
+            let mut output = self.output.lock().await;
+            while let Some(mut line) = received.recv().await {
+                line.push('\n');
+                if output.write_all(line.as_bytes()).await.is_err() {
+                    // Dropping the receiver stops the producer at its next line.
+                    return;
+                }
+            }
+        };
+        let (last, ()) = tokio::join!(producing, writing);
+        last
     }
 
     fn check_admin(&self, op: &str) -> Result<(), RequestError> {
@@ -439,6 +563,9 @@ pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid
         || settings.admin_uids.contains(&uid)
         || settings.admin_gids.contains(&gid)
 }
+
+/// Lines of a streamed answer buffered between the store and the client.
+const STREAM_LINES: usize = 64;
 
 /// A connection's SQLite page cache, in KiB (negative: SQLite's unit for KiB).
 const CONNECTION_CACHE_KIB: i64 = -256;

@@ -8,6 +8,8 @@ use serde_json::{json, Map, Value};
 
 use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
+use crate::model::DepartmentId;
+use crate::service::directory::{ObjectTypes, SnapshotFilter};
 use crate::strict_json;
 
 /// The longest request line accepted, without its newline.
@@ -20,7 +22,7 @@ pub const MAX_CONSUMER_CHARS: usize = 128;
 /// keeps one client from making its own filtering arbitrarily expensive.
 pub const MAX_TYPE_PATTERNS: usize = 64;
 
-const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put";
+const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put, snapshot, member.get, department.get, members.list, link.get";
 
 /// How much of a client's unknown op is echoed back in the error message.
 const ECHO_CHARS: usize = 64;
@@ -43,6 +45,25 @@ pub enum Request {
         users: Vec<HostUser>,
         replace: bool,
     },
+    Snapshot(SnapshotFilter),
+    MemberGet {
+        userid: String,
+    },
+    DepartmentGet {
+        id: DepartmentId,
+    },
+    MembersList {
+        department: DepartmentId,
+        descendants: bool,
+    },
+    LinkGet(LinkBy),
+}
+
+/// What `link.get` looks a link up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkBy {
+    HostUser(String),
+    Member(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +71,8 @@ pub struct Subscribe {
     pub since: Option<i64>,
     pub consumer: Option<ConsumerName>,
     pub types: Option<TypeFilter>,
+    /// The store the client's position belongs to, from an earlier reply.
+    pub store: Option<String>,
 }
 
 /// The `code` of an error reply.
@@ -60,6 +83,10 @@ pub enum ErrorCode {
     TooLarge,
     Forbidden,
     Gap,
+    /// The object asked for is not in the mirror.
+    NotFound,
+    /// The client's position belongs to another store (replaced, or restored from a backup).
+    StoreChanged,
     TooManyConnections,
     /// A peer asked for one more consumer than its share.
     TooManyConsumers,
@@ -77,6 +104,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Gap => "gap",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::StoreChanged => "store_changed",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::TooManyConsumers => "too_many_consumers",
             ErrorCode::Timeout => "timeout",
@@ -163,6 +192,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 None => None,
                 Some(value) => Some(type_filter(value)?),
             },
+            store: optional_string(&fields, "store")?,
         })),
         "ack" => Ok(Request::Ack {
             consumer: optional_consumer(&fields)?
@@ -173,6 +203,64 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
         "status" => Ok(Request::Status),
         "resync" => Ok(Request::Resync),
         "host_users.put" => host_users_put(&fields),
+        "snapshot" => Ok(Request::Snapshot(SnapshotFilter {
+            department: optional_department(&fields, "department")?,
+            types: match optional(&fields, "types") {
+                None => ObjectTypes::ALL,
+                Some(Value::Array(items)) if !items.is_empty() => {
+                    let names = items
+                        .iter()
+                        .map(|item| item.as_str().ok_or("must contain only strings"))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|problem| ProtocolError::field("types", problem))?;
+                    ObjectTypes::parse(names)
+                        .map_err(|problem| ProtocolError::field("types", problem))?
+                }
+                Some(_) => {
+                    return Err(ProtocolError::field(
+                        "types",
+                        "must be a non-empty array of \"department\", \"member\", \"link\"",
+                    ))
+                }
+            },
+        })),
+        "member.get" => Ok(Request::MemberGet {
+            userid: optional_string(&fields, "userid")?
+                .ok_or_else(|| ProtocolError::field("userid", "is required"))?,
+        }),
+        "department.get" => Ok(Request::DepartmentGet {
+            id: optional_department(&fields, "id")?
+                .ok_or_else(|| ProtocolError::field("id", "is required"))?,
+        }),
+        "members.list" => Ok(Request::MembersList {
+            department: optional_department(&fields, "department")?
+                .ok_or_else(|| ProtocolError::field("department", "is required"))?,
+            descendants: match optional(&fields, "descendants") {
+                None => false,
+                Some(Value::Bool(descendants)) => *descendants,
+                Some(_) => {
+                    return Err(ProtocolError::field("descendants", "must be true or false"))
+                }
+            },
+        }),
+        "link.get" => {
+            let host_user = match optional(&fields, "host_user_id") {
+                None => None,
+                Some(value) => Some(
+                    HostUser::from_json(&serde_json::json!({ "id": value }))
+                        .map_err(|e| ProtocolError::field("host_user_id", e.to_string()))?
+                        .id,
+                ),
+            };
+            match (host_user, optional_string(&fields, "userid")?) {
+                (Some(id), None) => Ok(Request::LinkGet(LinkBy::HostUser(id))),
+                (None, Some(userid)) => Ok(Request::LinkGet(LinkBy::Member(userid))),
+                _ => Err(ProtocolError::field(
+                    "host_user_id",
+                    "or \"userid\": give exactly one of the two",
+                )),
+            }
+        }
         other => Err(ProtocolError::UnknownOp(
             other.chars().take(ECHO_CHARS).collect(),
         )),
@@ -224,6 +312,36 @@ fn optional_seq(
             _ => Err(ProtocolError::field(
                 name,
                 "must be a non-negative integer (an event seq)",
+            )),
+        },
+    }
+}
+
+/// A string field, at most 256 characters.
+fn optional_string(
+    fields: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ProtocolError> {
+    match optional(fields, name) {
+        None => Ok(None),
+        Some(Value::String(text)) if text.chars().count() <= 256 => Ok(Some(text.clone())),
+        Some(Value::String(_)) => Err(ProtocolError::field(name, "is longer than 256 characters")),
+        Some(_) => Err(ProtocolError::field(name, "must be a string")),
+    }
+}
+
+/// A department id: a non-negative integer.
+fn optional_department(
+    fields: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<DepartmentId>, ProtocolError> {
+    match optional(fields, name) {
+        None => Ok(None),
+        Some(value) => match value.as_i64() {
+            Some(id) if id >= 0 => Ok(Some(id)),
+            _ => Err(ProtocolError::field(
+                name,
+                "must be a department id (an integer)",
             )),
         },
     }
@@ -366,7 +484,8 @@ mod tests {
             Ok(Request::Subscribe(Subscribe {
                 since: None,
                 consumer: None,
-                types: None
+                types: None,
+                store: None,
             }))
         );
     }

@@ -30,6 +30,61 @@ pub fn load(conn: &Connection) -> Result<FastMap<String, Link>, StoreError> {
     Ok(links)
 }
 
+/// A link as host applications read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkView {
+    pub host_user_id: String,
+    pub userid: String,
+    pub method: String,
+}
+
+/// Every link, by host user id, for reading.
+pub fn for_each(conn: &Connection, mut each: impl FnMut(LinkView)) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT host_user_id, userid, method FROM links ORDER BY host_user_id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        each(LinkView {
+            host_user_id: row.get(0)?,
+            userid: row.get(1)?,
+            method: row.get(2)?,
+        });
+    }
+    Ok(())
+}
+
+/// The link of a host user, or of a member by [`crate::model::userid_key`].
+pub fn find(conn: &Connection, by: LinkKey<'_>) -> Result<Option<LinkView>, StoreError> {
+    let (sql, key) = match by {
+        LinkKey::HostUser(id) => (
+            "SELECT host_user_id, userid, method FROM links WHERE host_user_id = ?1",
+            id,
+        ),
+        LinkKey::Member(key) => (
+            "SELECT host_user_id, userid, method FROM links WHERE userid_key = ?1",
+            key,
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([key])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(LinkView {
+            host_user_id: row.get(0)?,
+            userid: row.get(1)?,
+            method: row.get(2)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// How [`find`] looks a link up.
+#[derive(Debug, Clone, Copy)]
+pub enum LinkKey<'a> {
+    HostUser(&'a str),
+    /// A member's userid key.
+    Member(&'a str),
+}
+
 fn parse_method(text: &str) -> Result<Method, StoreError> {
     Method::parse(text).ok_or_else(|| StoreError::Decode {
         what: "link method",

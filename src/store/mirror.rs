@@ -66,7 +66,7 @@ pub fn for_each_member(
     let mut membership_rows = memberships.query([])?;
     let mut next_membership = membership(membership_rows.next()?)?;
     while let Some(row) = member_rows.next()? {
-        let (key, mut member) = member(row)?;
+        let (key, mut member) = member_row(row)?;
         // Memberships sort with their member; any of a key before this one has no member row
         // (the foreign key prevents that) and is skipped, as loading it whole did.
         while let Some((membership_key, found)) = next_membership.take() {
@@ -89,7 +89,49 @@ pub fn for_each_member(
     Ok(())
 }
 
-fn member(row: &Row<'_>) -> Result<(String, Member), StoreError> {
+/// One member by [`crate::model::userid_key`], with its memberships.
+pub fn member(conn: &Connection, key: &str) -> Result<Option<Member>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT userid_key, userid, name, alias, position, mobile, email, biz_mail, gender,
+                status, telephone, departments_known, main_department, direct_leaders, extattr
+         FROM members WHERE userid_key = ?1",
+    )?;
+    let mut rows = stmt.query([key])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let (_, mut member) = self::member_row(row)?;
+    if let Some(list) = member.departments.as_mut() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT userid_key, department_id, sort_order, is_leader FROM memberships
+             WHERE userid_key = ?1 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query([key])?;
+        while let Some((_, found)) = membership(rows.next()?)? {
+            list.push(found);
+        }
+    }
+    Ok(Some(member))
+}
+
+/// The keys of the members with a membership in any of `departments`, in key order.
+pub fn member_keys_in(
+    conn: &Connection,
+    departments: &[DepartmentId],
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT DISTINCT userid_key FROM memberships WHERE department_id = ?1")?;
+    let mut keys = std::collections::BTreeSet::new();
+    for department in departments {
+        let rows = stmt.query_map([department], |r| r.get::<_, String>(0))?;
+        for key in rows {
+            keys.insert(key?);
+        }
+    }
+    Ok(keys.into_iter().collect())
+}
+
+fn member_row(row: &Row<'_>) -> Result<(String, Member), StoreError> {
     let departments_known: bool = row.get(11)?;
     let direct_leaders: Option<String> = row.get(13)?;
     let extattr: Option<String> = row.get(14)?;

@@ -21,6 +21,7 @@ mod matching;
 mod newcomer;
 mod pipeline;
 mod pull_dump;
+mod read_api;
 mod service_logs;
 mod service_notify;
 mod service_socket_access;

@@ -315,6 +315,15 @@ async fn backup_writes_a_private_consistent_copy_and_never_overwrites() {
     let copied = crate::harness::StoreState::read(&copy);
     assert_eq!(copied.head(), env.state().head());
     assert_eq!(crate::harness::integrity(&copy), "ok");
+    // A restored backup is another store, so that followers of this one are told so.
+    let id = |path: &std::path::Path| -> String {
+        crate::harness::read_only(path)
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_ne!(id(&copy), id(&env.store_path()));
 
     let out = env.run(&["backup", copy.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

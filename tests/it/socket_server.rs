@@ -167,7 +167,7 @@ async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
     let reply = client
         .request(json!({"op": "subscribe", "since": 11}))
         .await;
-    assert_eq!(error_code(&reply), "bad_request", "ahead of the head");
+    assert_eq!(error_code(&reply), "store_changed", "ahead of the head");
     client
         .subscribe(json!({"op": "subscribe", "since": 10}))
         .await;

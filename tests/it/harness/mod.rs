@@ -37,7 +37,7 @@ pub use env::Env;
 pub use python::Python;
 pub use server::{current_uid, error_code, Server};
 pub use sim_client::{errcode, ids, userids, SimClient};
-pub use store::{commit_dated, integrity, read_only, StoreState};
+pub use store::{commit_dated, integrity, read_only, replay_onto, StoreState};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_orgsync");

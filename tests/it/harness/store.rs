@@ -95,7 +95,12 @@ pub fn integrity(path: &Path) -> String {
 
 /// Applies events to an empty mirror in order, as a host application would.
 fn replay(events: &[Value]) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+    replay_onto(Snapshot::default(), events)
+}
+
+/// Applies events in order to a copy of the directory, as a host application that listed it
+/// first would.
+pub fn replay_onto(mut snapshot: Snapshot, events: &[Value]) -> Snapshot {
     for event in events {
         let data = &event["data"];
         let department = || -> Department {

@@ -1,5 +1,7 @@
 //! The command line (docs/install.md): parsing, dispatch, and exit statuses.
 
+mod directory;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -180,6 +182,26 @@ enum Command {
     /// Matching of host users to members.
     #[command(subcommand)]
     Match(MatchCommand),
+    /// The mirrored members, one per line (read-only: no secret or daemon needed).
+    Members {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only the members of this department and its subdepartments.
+        #[arg(long, value_name = "ID")]
+        department: Option<i64>,
+        /// One member object per line, as events carry them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One member's every field, by userid (case-insensitive).
+    Member {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The member's WeCom userid.
+        userid: String,
+    },
+    /// The department tree, indented, with member counts.
+    Departments(ConfigArg),
     /// The named consumers: list them with their owner and lag, or remove a stale one.
     Consumers {
         #[command(flatten)]
@@ -329,6 +351,15 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             let config = load_without_secret(&config.config)?;
             runtime()?.block_on(resync(&config.socket.path, wait))
         }
+        Command::Members {
+            config,
+            department,
+            json,
+        } => directory::members(&load_without_secret(&config.config)?, department, json),
+        Command::Member { config, userid } => {
+            directory::member(&load_without_secret(&config.config)?, &userid)
+        }
+        Command::Departments(args) => directory::departments(&load_without_secret(&args.config)?),
         Command::Consumers { config, action } => {
             let config = load_without_secret(&config.config)?;
             match action.unwrap_or(ConsumersCommand::List) {
@@ -705,6 +736,17 @@ fn backup(store: &Path, file: &Path) -> Result<u8, CliError> {
             CliError::Failed(format!("backup to {} failed: {e}", file.display()))
         });
     copied?;
+    // A restored backup is another store: its log stops where the copy was taken and its seqs
+    // will be handed out again, so it gets an identity of its own, and host applications that
+    // followed the live store are told `store_changed` and list again.
+    rusqlite::Connection::open(file)
+        .and_then(|copy| {
+            copy.execute(
+                "UPDATE meta SET value = lower(hex(randomblob(16))) WHERE key = 'store_id'",
+                [],
+            )
+        })
+        .map_err(|e| CliError::Failed(format!("cannot mark the backup {}: {e}", file.display())))?;
     println!("{} backed up to {}", store.display(), file.display());
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! The command line (docs/install.md): parsing, dispatch, and exit statuses.
 
 mod directory;
+mod login_url;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -202,6 +203,18 @@ enum Command {
     },
     /// The department tree, indented, with member counts.
     Departments(ConfigArg),
+    /// Print the in-app OAuth URL and the web QR-login URL for the app (wecom.corp_id and
+    /// wecom.agent_id), one per line, ready to paste; notes on the trusted domain on stderr.
+    LoginUrl {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where WeCom sends the login code: an https URL of the host application.
+        #[arg(long, value_name = "URL")]
+        redirect: String,
+        /// An opaque value WeCom passes back with the code (letters, digits, '-', '_', '.').
+        #[arg(long, value_name = "S")]
+        state: Option<String>,
+    },
     /// The named consumers: list them with their owner and lag, or remove a stale one.
     Consumers {
         #[command(flatten)]
@@ -360,6 +373,15 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             directory::member(&load_without_secret(&config.config)?, &userid)
         }
         Command::Departments(args) => directory::departments(&load_without_secret(&args.config)?),
+        Command::LoginUrl {
+            config,
+            redirect,
+            state,
+        } => login_url::print(
+            &load_without_secret(&config.config)?,
+            &redirect,
+            state.as_deref(),
+        ),
         Command::Consumers { config, action } => {
             let config = load_without_secret(&config.config)?;
             match action.unwrap_or(ConsumersCommand::List) {

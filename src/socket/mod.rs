@@ -25,7 +25,8 @@
 //!   someone else's account. Its reply adds `links_created` and `links_removed`. A bad user is
 //!   a `bad_request` naming its index (`users[3]: ...`), as is an id given twice, and nothing
 //!   is applied. An empty `users` with `replace` empties the host-user set.
-//! - A consumer name is 1 to 128 characters with no control characters.
+//! - A consumer name is 1 to 128 printable characters: no control, bidirectional or
+//!   zero-width characters, no whitespace but the plain space, none at either end.
 //! - A client must send its first request within `first_request_timeout` (30 s in the daemon)
 //!   of connecting; one that does not is told `timeout` and closed. After that, silence is
 //!   normal: a subscriber may never send another line.

@@ -3,7 +3,7 @@
 //! A consumer belongs to the peer that created it with its first ack (`uid:N` over the socket);
 //! only its owner or an admin may ack it or subscribe as it, so one host application cannot
 //! move another's cursor. Cursors from before owners were recorded have none; the first peer
-//! to use one claims it.
+//! to ack one claims it.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};

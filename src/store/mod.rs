@@ -31,7 +31,7 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("the store {path} is not a valid SQLite database (corrupt or not an orgsync store); move it aside and run `orgsync sync` to rebuild the mirror (host applications will then see the whole directory join again)")]
+    #[error("the store {path} is not a valid SQLite database (corrupt or not an orgsync store); stop the daemon, move it aside and run `orgsync sync` to rebuild the mirror (host applications will then see the whole directory join again)")]
     Corrupt { path: PathBuf },
     #[error("the store {path} stayed locked by another process for {}s; is another orgsync holding it? retry, stop the other process, or raise `store.busy_timeout_secs`", waited.as_secs_f64())]
     Locked { path: PathBuf, waited: Duration },
@@ -175,6 +175,9 @@ impl Store {
     }
 
     fn open_reading(path: &Path, immutable: bool) -> Result<Store, StoreError> {
+        let foreign = || StoreError::Foreign {
+            path: path.to_owned(),
+        };
         let open = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -197,6 +200,9 @@ impl Store {
             .conn
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| store.classify(e))?;
+        if store.is_foreign().map_err(|e| store.classify(e))? {
+            return Err(foreign());
+        }
         schema::check(&store.conn, path)?;
         Ok(store)
     }

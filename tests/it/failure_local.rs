@@ -42,7 +42,7 @@ async fn a_store_that_is_not_sqlite_is_named_with_the_fix() {
             &[
                 &store,
                 "is not a valid SQLite database",
-                "move it aside and run `orgsync sync`",
+                "stop the daemon, move it aside and run `orgsync sync`",
             ],
         );
     }

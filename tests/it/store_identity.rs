@@ -43,13 +43,15 @@ async fn a_foreign_sqlite_file_is_refused_and_left_untouched() {
             .unwrap();
     }
     let before = std::fs::read(env.store_path()).unwrap();
-    let out = env.run(&["sync"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        error_line(&out).contains("orgsync did not make"),
-        "{}",
-        describe(&out)
-    );
+    for args in [vec!["sync"], vec!["status"], vec!["events"]] {
+        let out = env.run(&args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        assert!(
+            error_line(&out).contains("orgsync did not make"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
     assert_eq!(
         std::fs::read(env.store_path()).unwrap(),
         before,

@@ -1,0 +1,83 @@
+//! Password-free login: the URLs an admin pastes into the WeCom console, parsed back field by
+//! field.
+
+use std::collections::HashMap;
+
+use orgsync_simulator::Directory;
+use reqwest::Url;
+
+use crate::harness::{describe, error_line, Env};
+
+fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+#[tokio::test]
+async fn login_url_prints_both_urls_with_every_field_encoded() {
+    let env = Env::with_wecom(Directory::sample(), "agent_id = 1000002\n", "").await;
+    let redirect = "https://bi.example.com:8443/sso/wecom?next=/home&lang=zh CN";
+    let out = env
+        .run(&["login-url", "--redirect", redirect, "--state", "abc-1"])
+        .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let corp = env.sim.directory().corp_id;
+
+    let in_app = Url::parse(lines[0]).unwrap();
+    assert_eq!(in_app.host_str(), Some("open.weixin.qq.com"));
+    assert_eq!(in_app.path(), "/connect/oauth2/authorize");
+    assert_eq!(in_app.fragment(), Some("wechat_redirect"));
+    let fields = query(&in_app);
+    assert_eq!(fields["appid"], corp);
+    assert_eq!(fields["redirect_uri"], redirect);
+    assert_eq!(fields["response_type"], "code");
+    assert_eq!(fields["scope"], "snsapi_base");
+    assert_eq!(fields["state"], "abc-1");
+    assert_eq!(fields["agentid"], "1000002");
+    assert!(!lines[0].contains(' '), "encoded: {}", lines[0]);
+
+    let web = Url::parse(lines[1]).unwrap();
+    assert_eq!(web.host_str(), Some("login.work.weixin.qq.com"));
+    assert_eq!(web.path(), "/wwlogin/sso/login");
+    let fields = query(&web);
+    assert_eq!(fields["login_type"], "CorpApp");
+    assert_eq!(fields["appid"], corp);
+    assert_eq!(fields["agentid"], "1000002");
+    assert_eq!(fields["redirect_uri"], redirect);
+    assert_eq!(fields["state"], "abc-1");
+
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(notes.contains("bi.example.com:8443"), "{notes}");
+}
+
+#[tokio::test]
+async fn login_url_checks_what_it_can() {
+    let env = Env::new(Directory::sample()).await;
+    let out = env
+        .run(&["login-url", "--redirect", "https://bi.example.com/sso"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        error_line(&out).contains("wecom.agent_id"),
+        "{}",
+        describe(&out)
+    );
+
+    let env = Env::with_wecom(Directory::sample(), "agent_id = 1000002\n", "").await;
+    for bad in ["http://bi.example.com/sso", "not a url"] {
+        let out = env.run(&["login-url", "--redirect", bad]).await;
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", describe(&out));
+    }
+    let out = env
+        .run(&[
+            "login-url",
+            "--redirect",
+            "https://bi.example.com/sso",
+            "--state",
+            "a b",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}

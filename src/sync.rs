@@ -92,23 +92,17 @@ pub enum RunReport {
 
 impl RunReport {
     /// The one summary line of a run, with stable field names for the journal.
+    pub fn log(&self, trigger: Trigger) {
+        self.log_summary(trigger, true);
+    }
+
     /// The summary line of a run for a command whose failure message follows on stderr anyway
     /// (`orgsync sync`): a failure's line keeps its fields but not the long message twice.
     pub fn log_brief(&self, trigger: Trigger) {
-        match self {
-            RunReport::Failed { run, error } => tracing::error!(
-                run,
-                %trigger,
-                outcome = "failed",
-                code = error.code(),
-                errcode = error.errcode(),
-                "sync failed"
-            ),
-            _ => self.log(trigger),
-        }
+        self.log_summary(trigger, false);
     }
 
-    pub fn log(&self, trigger: Trigger) {
+    fn log_summary(&self, trigger: Trigger, with_message: bool) {
         match self {
             RunReport::Completed { run, counts, stats } => tracing::info!(
                 run,
@@ -153,7 +147,7 @@ impl RunReport {
                 outcome = "failed",
                 code = error.code(),
                 errcode = error.errcode(),
-                error = %error,
+                error = with_message.then_some(error).map(tracing::field::display),
                 "sync failed"
             ),
             RunReport::DryRun {

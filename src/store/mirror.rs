@@ -10,6 +10,10 @@ use super::{decode, encode, StoreError};
 use crate::diff::Changeset;
 use crate::model::{Department, DepartmentId, JsonText, Member, Membership, Snapshot};
 
+/// The columns [`member_row`] reads, in its order.
+const MEMBER_COLUMNS: &str = "userid_key, userid, name, alias, position, mobile, email, biz_mail,
+    gender, status, telephone, departments_known, main_department, direct_leaders, extattr";
+
 /// The whole mirror. A sync run streams it instead ([`for_each_member`]).
 pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot {
@@ -53,11 +57,9 @@ pub fn for_each_member(
     conn: &Connection,
     mut each: impl FnMut(String, Member),
 ) -> Result<(), StoreError> {
-    let mut members = conn.prepare_cached(
-        "SELECT userid_key, userid, name, alias, position, mobile, email, biz_mail, gender,
-                status, telephone, departments_known, main_department, direct_leaders, extattr
-         FROM members ORDER BY userid_key",
-    )?;
+    let mut members = conn.prepare_cached(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM members ORDER BY userid_key"
+    ))?;
     let mut memberships = conn.prepare_cached(
         "SELECT userid_key, department_id, sort_order, is_leader FROM memberships
          ORDER BY userid_key, idx",
@@ -91,11 +93,9 @@ pub fn for_each_member(
 
 /// One member by [`crate::model::userid_key`], with its memberships.
 pub fn member(conn: &Connection, key: &str) -> Result<Option<Member>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT userid_key, userid, name, alias, position, mobile, email, biz_mail, gender,
-                status, telephone, departments_known, main_department, direct_leaders, extattr
-         FROM members WHERE userid_key = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM members WHERE userid_key = ?1"
+    ))?;
     let mut rows = stmt.query([key])?;
     let Some(row) = rows.next()? else {
         return Ok(None);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use orgsync_simulator::Directory;
 use reqwest::Url;
 
-use crate::harness::{describe, error_line, Env};
+use crate::harness::{assert_fails, describe, Env};
 
 fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
@@ -58,12 +58,7 @@ async fn login_url_checks_what_it_can() {
     let out = env
         .run(&["login-url", "--redirect", "https://bi.example.com/sso"])
         .await;
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        error_line(&out).contains("wecom.agent_id"),
-        "{}",
-        describe(&out)
-    );
+    assert_fails(&out, 2, "wecom.agent_id");
 
     let env = Env::with_wecom(Directory::sample(), "agent_id = 1000002\n", "").await;
     for bad in ["http://bi.example.com/sso", "not a url"] {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use orgsync_simulator::Directory;
 use serde_json::json;
 
-use crate::harness::{describe, error_line, output, Env, WAIT};
+use crate::harness::{assert_fails, describe, error_line, output, Env, WAIT};
 
 #[tokio::test]
 async fn admin_commands_that_do_not_call_wecom_work_without_the_secret() {
@@ -35,8 +35,7 @@ async fn admin_commands_that_do_not_call_wecom_work_without_the_secret() {
 async fn a_log_level_that_would_log_nothing_is_rejected() {
     let env = Env::with_config(Directory::sample(), "[log]\nlevel = \"verbose\"\n").await;
     let out = env.run(&["check-config"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(error_line(&out).contains("log.level"), "{}", describe(&out));
+    assert_fails(&out, 2, "log.level");
 }
 
 #[tokio::test]
@@ -102,8 +101,7 @@ async fn type_patterns_that_match_no_event_type_are_refused() {
 
 #[tokio::test]
 async fn status_and_events_work_for_a_user_who_may_only_read_the_store() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("needs root to run commands as another uid; CI runs as root");
+    if !crate::harness::running_as_root() {
         return;
     }
     let env = Env::new(Directory::sample()).await;
@@ -176,12 +174,7 @@ async fn events_since_past_the_head_is_an_error_as_on_the_socket() {
     let out = env
         .run(&["events", "--since", &(head + 5).to_string()])
         .await;
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        error_line(&out).contains("ahead of the event head"),
-        "{}",
-        describe(&out)
-    );
+    assert_fails(&out, 1, "ahead of the event head");
 }
 
 #[tokio::test]
@@ -207,12 +200,7 @@ async fn the_config_path_can_come_from_orgsync_config() {
         "/nonexistent/orgsync.toml",
     ]))
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        error_line(&out).contains("does not exist"),
-        "{}",
-        describe(&out)
-    );
+    assert_fails(&out, 2, "does not exist");
 }
 
 #[tokio::test]
@@ -298,8 +286,7 @@ async fn resync_wait_exits_with_the_outcome_of_the_run_it_asked_for() {
     env.sim
         .inject(orgsync_simulator::Fault::Errcode(48002).on(orgsync_simulator::Endpoint::UserList));
     let out = env.run(&["resync", "--wait"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(error_line(&out).contains("48002"), "{}", describe(&out));
+    assert_fails(&out, 1, "48002");
 }
 
 #[tokio::test]

@@ -6,7 +6,15 @@ use orgsync::model::{Department, Member, Snapshot};
 use orgsync_simulator::Directory;
 use serde_json::{json, Value};
 
-use crate::harness::{error_code, replay_onto, Client, Env};
+use crate::harness::{error_code, replay_onto, Client, Daemon, Env};
+
+/// The sample company, synced, with its daemon running.
+async fn serving_the_sample() -> (Env, Daemon) {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    let daemon = env.start_daemon().await;
+    (env, daemon)
+}
 
 /// Reads a streamed answer's object lines up to its last line.
 async fn rest(client: &mut Client, mut lines: Vec<Value>) -> (Vec<Value>, Value) {
@@ -162,9 +170,7 @@ async fn lookups_find_members_departments_and_links_and_say_not_found() {
 
 #[tokio::test]
 async fn a_snapshot_can_list_one_subtree_and_some_object_types() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
-    let _daemon = env.start_daemon().await;
+    let (env, _daemon) = serving_the_sample().await;
     let mut client = Client::connect(&env.socket_path()).await;
     client
         .send(&json!({"op": "snapshot", "department": 2, "types": ["department"]}))
@@ -184,9 +190,7 @@ async fn a_snapshot_can_list_one_subtree_and_some_object_types() {
 
 #[tokio::test]
 async fn a_position_from_another_store_is_told_store_changed() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
-    let _daemon = env.start_daemon().await;
+    let (env, _daemon) = serving_the_sample().await;
     let client = env
         .subscribe(json!({"op": "subscribe", "since": 0, "store": "0123456789abcdef"}))
         .await;

@@ -710,8 +710,7 @@ async fn thousands_of_connects_and_disconnects_leave_the_server_serving_others()
 
 #[tokio::test]
 async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follow_it() {
-    if current_uid() != 0 {
-        eprintln!("needs root to connect as another uid; CI runs as root");
+    if !crate::harness::running_as_root() {
         return;
     }
     let mut daemon = Server::start_with(|_| {}, probe_uid() + 1).await;
@@ -757,8 +756,7 @@ async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follo
 
 #[tokio::test]
 async fn a_flood_of_idle_connections_from_one_uid_leaves_room_for_root() {
-    if current_uid() != 0 {
-        eprintln!("needs root to connect as another uid; CI runs as root");
+    if !crate::harness::running_as_root() {
         return;
     }
     let daemon = Server::start_with(

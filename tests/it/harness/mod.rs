@@ -81,6 +81,22 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// Asserts that a command exited with `code` and its one error line says `says`.
+pub fn assert_fails(output: &Output, code: i32, says: &str) {
+    assert_eq!(output.status.code(), Some(code), "{}", describe(output));
+    assert!(error_line(output).contains(says), "{}", describe(output));
+}
+
+/// Whether the test runs as root, which tests that act as another uid need; says so when not.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("this test needs root to act as another uid; CI runs as root");
+    }
+    root
+}
+
 /// The one line `orgsync` prints on stderr when a command fails (logs may precede it).
 pub fn error_line(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);

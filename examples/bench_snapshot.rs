@@ -1,0 +1,164 @@
+//! The read side at scale: how long a full `snapshot` of a 100,000-member directory takes over
+//! the socket, and how much the daemon's memory grows while it serves one (it streams: the
+//! mirror is never loaded whole).
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example bench_snapshot -- --members 100000
+//! ```
+//!
+//! It runs the release binary next to it as three processes, so the daemon's numbers are its
+//! own: `orgsync simulator --members N` serves a generated company, `orgsync sync` fills a
+//! store in a temporary directory, and `orgsync run` serves it. The driver reads the snapshot
+//! as a host application would and samples the daemon's RSS from /proc while it does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "A full snapshot over the socket: time and the daemon's RSS growth")]
+struct Args {
+    #[arg(long, default_value_t = 100_000)]
+    members: usize,
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+/// The orgsync binary built with this example (target/release/orgsync).
+fn orgsync() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("orgsync")
+}
+
+/// Kills a child when the benchmark ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    let mut simulator = Reaped(
+        Command::new(orgsync())
+            .args(["simulator", "--listen", "127.0.0.1:0", "--members"])
+            .arg(args.members.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the release binary: run `cargo build --release` first"),
+    );
+    let mut banner = String::new();
+    BufReader::new(simulator.0.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    // "simulated WeCom on http://127.0.0.1:PORT: corp_id ID with secret SECRET (...)"
+    let words: Vec<&str> = banner.split_whitespace().collect();
+    let api_base = words[3].trim_end_matches(':');
+    let (corp_id, secret) = (words[5], words[8]);
+    std::fs::write(dir.path().join("secret"), secret).unwrap();
+    let config = dir.path().join("orgsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[wecom]\ncorp_id = \"{corp_id}\"\ncorp_secret_file = \"secret\"\napi_base = \"{api_base}\"\n\
+             [store]\npath = \"orgsync.db\"\n[socket]\npath = \"orgsync.sock\"\n"
+        ),
+    )
+    .unwrap();
+    let synced = Command::new(orgsync())
+        .args(["sync", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(synced.status.success(), "{}", String::from_utf8_lossy(&synced.stderr));
+
+    let daemon = Reaped(
+        Command::new(orgsync())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = dir.path().join("orgsync.sock");
+    let pid = daemon.0.id();
+    wait_for(&socket);
+    println!("members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib");
+    for _ in 0..args.repeat {
+        let before = rss_kib(pid);
+        let peak = Arc::new(AtomicU64::new(before));
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let started = Instant::now();
+        let (lines, bytes) = snapshot(&socket);
+        let seconds = started.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        sampler.join().unwrap();
+        let peak = peak.load(Ordering::Relaxed);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "{},{seconds:.2},{lines},{:.1},{:.1},{:.1},{:.1}",
+            args.members,
+            bytes as f64 / (1 << 20) as f64,
+            mib(before),
+            mib(peak),
+            mib(peak.saturating_sub(before))
+        );
+    }
+}
+
+fn wait_for(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads a whole snapshot; returns its lines and bytes.
+fn snapshot(socket: &Path) -> (usize, usize) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(b"{\"op\":\"snapshot\"}\n").unwrap();
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let (mut lines, mut bytes) = (0, 0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).unwrap();
+        assert!(read > 0, "the daemon closed the snapshot early");
+        lines += 1;
+        bytes += read;
+        if line.starts_with("{\"ok\"") {
+            assert!(line.contains("\"op\":\"snapshot\""), "{line}");
+            return (lines, bytes);
+        }
+    }
+}

@@ -90,7 +90,11 @@ fn main() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(synced.status.success(), "{}", String::from_utf8_lossy(&synced.stderr));
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
 
     let daemon = Reaped(
         Command::new(orgsync())

@@ -224,14 +224,16 @@ pub enum LinkError {
     Store(#[from] StoreError),
 }
 
-/// `orgsync link`: links the host user to the member by hand, replacing whatever link either
-/// had, releases the host user's hold, re-matches whoever that freed, and commits the events.
-/// Linking a pair that is already linked by hand changes nothing.
+/// `orgsync link` (method `manual`) and `link.put` (method `login`): links the host user to the
+/// member as decided, replacing whatever link either had, releases the host user's hold,
+/// re-matches whoever that freed, and commits the events. Linking a pair that is already linked
+/// the same way changes nothing.
 pub fn link(
     conn: &Connection,
     source: &EventSource,
     host_user_id: &str,
     userid: &str,
+    method: Method,
     now: DateTime<Utc>,
 ) -> Result<LinkChanges, LinkError> {
     if !host_users::exists(conn, host_user_id)? {
@@ -245,10 +247,10 @@ pub fn link(
     let manual = Link {
         userid_key: key.clone(),
         userid: member.userid.clone(),
-        method: Method::Manual,
+        method,
     };
     let already = state.links.get(host_user_id);
-    if already.is_some_and(|link| link.method == Method::Manual && link.userid_key == key) {
+    if already.is_some_and(|link| link.method == method && link.userid_key == key) {
         return Ok(LinkChanges {
             assessment: plan(&state).assessment,
             ..LinkChanges::default()
@@ -273,7 +275,10 @@ pub fn link(
             displaced.push(Removed {
                 host_user_id: host,
                 link,
-                reason: Reason::ReplacedByManual,
+                reason: match method {
+                    Method::Login => Reason::ReplacedByLogin,
+                    _ => Reason::ReplacedByManual,
+                },
             });
         }
     }

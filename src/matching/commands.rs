@@ -13,6 +13,7 @@ use chrono::Utc;
 use super::apply::{self, LinkChanges, LinkError};
 use super::import::{self, ImportError, Options};
 use super::report;
+use super::Method;
 use crate::config::Config;
 use crate::events::EventSource;
 use crate::store::{Store, StoreError};
@@ -105,7 +106,8 @@ fn print_bad_rows(path: &Path, rows: &[import::BadRow], total: usize) {
 pub fn link(config: &Config, host_user_id: &str, userid: &str) -> Result<(), CommandError> {
     let (mut store, source) = open(config)?;
     let now = Utc::now();
-    let changes = store.try_write(|tx| apply::link(tx, &source, host_user_id, userid, now))?;
+    let changes = store
+        .try_write(|tx| apply::link(tx, &source, host_user_id, userid, Method::Manual, now))?;
     if changes.created.is_empty() {
         println!("host user {host_user_id} is already linked to {userid} by hand; nothing changed");
     }

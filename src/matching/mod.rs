@@ -433,7 +433,7 @@ fn broken(state: &State, host_id: &str, link: &Link) -> Option<Reason> {
     let Some(member) = state.members.get(&link.userid_key) else {
         return Some(Reason::MemberLeft);
     };
-    if link.method == Method::Manual {
+    if link.method.is_decided() {
         return None;
     }
     let Some(host) = state.host_users.get(host_id) else {
@@ -450,7 +450,7 @@ fn broken(state: &State, host_id: &str, link: &Link) -> Option<Reason> {
             (Some(a), Some(b)) if a != b => Some(Reason::PhoneConflict),
             _ => None,
         },
-        Method::Phone | Method::Manual => None,
+        Method::Phone | Method::Manual | Method::Login => None,
     }
 }
 

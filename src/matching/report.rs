@@ -37,6 +37,7 @@ pub struct LinkCounts {
     pub phone: usize,
     pub name: usize,
     pub manual: usize,
+    pub login: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -153,6 +154,7 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
             Method::Phone => links.phone += 1,
             Method::Name => links.name += 1,
             Method::Manual => links.manual += 1,
+            Method::Login => links.login += 1,
         }
         if !hosts.contains_key(*host) {
             manual_links_without_host_user.push(member_view(&link.userid_key));
@@ -254,8 +256,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "links:      {} by phone, {} by name, {} manual",
-            self.links.phone, self.links.name, self.links.manual
+            "links:      {} by phone, {} by name, {} manual, {} by login",
+            self.links.phone, self.links.name, self.links.manual, self.links.login
         );
         for note in &self.notes {
             let _ = writeln!(out, "\nNote: {note}");

@@ -48,19 +48,29 @@ pub enum Method {
     Phone,
     Name,
     Manual,
+    /// The host application saw one of its users prove both identities (signed in with its
+    /// own password inside WeCom) and recorded it with `link.put`.
+    Login,
 }
 
 impl Method {
+    /// A link someone decided (an admin by hand, a host application from a login): matching
+    /// never undoes one, and never links either of its ends elsewhere.
+    pub fn is_decided(self) -> bool {
+        matches!(self, Method::Manual | Method::Login)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Phone => "phone",
             Method::Name => "name",
             Method::Manual => "manual",
+            Method::Login => "login",
         }
     }
 
     pub fn parse(text: &str) -> Option<Method> {
-        [Method::Phone, Method::Name, Method::Manual]
+        [Method::Phone, Method::Name, Method::Manual, Method::Login]
             .into_iter()
             .find(|m| m.as_str() == text)
     }
@@ -84,6 +94,8 @@ pub enum Reason {
     ManualUnlink,
     /// A manual link took the link's host user or member.
     ReplacedByManual,
+    /// A login link (`link.put`) took the link's host user or member.
+    ReplacedByLogin,
 }
 
 impl Reason {
@@ -96,6 +108,7 @@ impl Reason {
             Reason::PhoneConflict => "phone_conflict",
             Reason::ManualUnlink => "manual_unlink",
             Reason::ReplacedByManual => "replaced_by_manual",
+            Reason::ReplacedByLogin => "replaced_by_login",
         }
     }
 }

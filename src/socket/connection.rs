@@ -23,8 +23,9 @@ use super::protocol::{
 use super::{ServerContext, SocketSettings};
 use crate::event_reader::{self, ReadError};
 use crate::events::TypeFilter;
-use crate::matching::apply::{put_host_users, PutError};
+use crate::matching::apply::{link, put_host_users, LinkError, PutError};
 use crate::model::host_user::HostUser;
+use crate::model::host_user::Method;
 use crate::queue::Trigger;
 use crate::service::directory::{self, LinkLookup};
 use crate::service::ServiceError;
@@ -337,6 +338,33 @@ impl Connection {
                     None,
                 ))
             }
+            Request::LinkPut {
+                host_user_id,
+                userid,
+            } => {
+                // It decides which account a WeCom identity signs in to: an admin op.
+                self.check_admin("link.put")?;
+                let source = self.ctx.source.clone();
+                let head = self
+                    .store
+                    .with(move |store| {
+                        let now = Utc::now();
+                        store
+                            .try_write(|tx| {
+                                link(tx, &source, &host_user_id, &userid, Method::Login, now)
+                            })
+                            .map_err(|e| match e {
+                                LinkError::Store(e) => RequestError::Store(e),
+                                unknown => RequestError::Service(ServiceError::NotFound(
+                                    unknown.to_string(),
+                                )),
+                            })?;
+                        Ok(event_log::head(store.conn())?)
+                    })
+                    .await?;
+                self.publish_head(head);
+                Ok((json!({"ok": true, "op": "link.put"}), None))
+            }
             Request::LinkGet(by) => {
                 let link = self
                     .store
@@ -351,6 +379,18 @@ impl Connection {
                 Ok((json!({"ok": true, "op": "link.get", "link": link}), None))
             }
         }
+    }
+
+    /// Publishes a head this connection's own write moved, so that subscribers receive its
+    /// events at once.
+    fn publish_head(&self, head: i64) {
+        self.ctx.head_publisher.send_if_modified(|current| {
+            let moved = head > *current;
+            if moved {
+                *current = head;
+            }
+            moved
+        });
     }
 
     /// Writes the host users and re-matches in one transaction with the link events, then
@@ -371,13 +411,7 @@ impl Connection {
                 Ok((changes, event_log::head(store.conn())?))
             })
             .await?;
-        self.ctx.head_publisher.send_if_modified(|current| {
-            let moved = head > *current;
-            if moved {
-                *current = head;
-            }
-            moved
-        });
+        self.publish_head(head);
         let counts = changes.assessment.host_users;
         Ok(json!({
             "ok": true,

@@ -22,7 +22,7 @@ pub const MAX_CONSUMER_CHARS: usize = 128;
 /// keeps one client from making its own filtering arbitrarily expensive.
 pub const MAX_TYPE_PATTERNS: usize = 64;
 
-const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put, snapshot, member.get, department.get, members.list, link.get";
+const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put, snapshot, member.get, department.get, members.list, link.get, link.put";
 
 /// How much of a client's unknown op is echoed back in the error message.
 const ECHO_CHARS: usize = 64;
@@ -57,6 +57,11 @@ pub enum Request {
         descendants: bool,
     },
     LinkGet(LinkBy),
+    /// Admin: the host application records that one of its users proved both identities.
+    LinkPut {
+        host_user_id: String,
+        userid: String,
+    },
 }
 
 /// What `link.get` looks a link up by.
@@ -243,6 +248,28 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 }
             },
         }),
+        "link.put" => {
+            let host_user_id = match optional(&fields, "host_user_id") {
+                None => return Err(ProtocolError::field("host_user_id", "is required")),
+                Some(value) => {
+                    HostUser::from_json(&serde_json::json!({ "id": value }))
+                        .map_err(|e| ProtocolError::field("host_user_id", e.to_string()))?
+                        .id
+                }
+            };
+            let userid = optional_string(&fields, "userid")?
+                .ok_or_else(|| ProtocolError::field("userid", "is required"))?;
+            match optional_string(&fields, "method")?.as_deref() {
+                Some("login") => Ok(Request::LinkPut {
+                    host_user_id,
+                    userid,
+                }),
+                _ => Err(ProtocolError::field(
+                    "method",
+                    "must be \"login\": the host application saw the user prove both identities",
+                )),
+            }
+        }
         "link.get" => {
             let host_user = match optional(&fields, "host_user_id") {
                 None => None,

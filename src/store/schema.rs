@@ -106,6 +106,20 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
     ALTER TABLE consumers ADD COLUMN owner TEXT;   -- "uid:N" over the socket; NULL from before owners
     "#,
+    // 4: links made from a login (`link.put`) and by an email lookup. SQLite cannot change a
+    // CHECK constraint in place: the table is rebuilt.
+    r#"
+    CREATE TABLE links_new (
+        host_user_id TEXT PRIMARY KEY,
+        userid_key   TEXT NOT NULL UNIQUE,
+        userid       TEXT NOT NULL,
+        method       TEXT NOT NULL CHECK (method IN ('phone', 'name', 'manual', 'login', 'email')),
+        created_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO links_new SELECT host_user_id, userid_key, userid, method, created_at FROM links;
+    DROP TABLE links;
+    ALTER TABLE links_new RENAME TO links;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -76,3 +76,51 @@ async fn login_url_checks_what_it_can() {
         .await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
+
+#[tokio::test]
+async fn a_login_link_replaces_an_automatic_one_and_survives_rematching() {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    let users = env.sim.directory().users;
+    let (first, second) = (&users[0], &users[1]);
+    let csv = env.path("users.csv");
+    std::fs::write(&csv, format!("id,name\nh-1,{}\n", first.name)).unwrap();
+    let out = env
+        .run(&["host-users", "import", csv.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let _daemon = env.start_daemon().await;
+    let head = env.state().head();
+    let mut events = env
+        .subscribe(serde_json::json!({"op": "subscribe", "since": head}))
+        .await;
+
+    // The host application saw h-1 sign in as the second member: that link wins.
+    let mut admin = crate::harness::Client::connect(&env.socket_path()).await;
+    let reply = admin
+        .request(serde_json::json!({"op": "link.put", "host_user_id": "h-1",
+                                     "userid": second.userid, "method": "login"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let removed = events.next().await;
+    assert_eq!(removed["type"], "orgsync.link.removed", "{removed}");
+    assert_eq!(removed["data"]["reason"], "replaced_by_login");
+    let created = events.next().await;
+    assert_eq!(created["data"]["method"], "login", "{created}");
+    assert_eq!(created["data"]["userid"], second.userid.as_str());
+
+    // A sync re-matches everyone: the login link stays.
+    let out = env.run(&["sync"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let reply = admin
+        .request(serde_json::json!({"op": "link.get", "host_user_id": "h-1"}))
+        .await;
+    assert_eq!(reply["link"]["method"], "login", "{reply}");
+    assert_eq!(reply["link"]["userid"], second.userid.as_str());
+
+    let reply = admin
+        .request(serde_json::json!({"op": "link.put", "host_user_id": "h-9",
+                                     "userid": second.userid, "method": "login"}))
+        .await;
+    assert_eq!(crate::harness::error_code(&reply), "not_found", "{reply}");
+}

@@ -803,3 +803,14 @@ async fn an_unsubscribed_connection_that_idles_after_a_request_is_closed() {
     assert_eq!(error_code(&reply), "timeout", "{reply}");
     client.expect_closed().await;
 }
+
+#[tokio::test]
+async fn link_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
+    let daemon = Server::start_with(|_| {}, probe_uid() + 1).await;
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    let mut client = Client::new(stream);
+    let reply = client
+        .request(json!({"op": "link.put", "host_user_id": "h-1", "userid": "zhangsan", "method": "login"}))
+        .await;
+    assert_eq!(error_code(&reply), "forbidden", "{reply}");
+}

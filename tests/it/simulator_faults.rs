@@ -90,6 +90,41 @@ async fn a_not_json_fault_is_a_200_with_html() {
 }
 
 #[tokio::test]
+async fn a_raw_fault_sends_the_hand_written_answer_as_it_is() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    let body = r#"{"errcode":0,"errmsg":"ok","userlist":"surprise"}"#;
+    h.sim.inject(
+        Fault::Raw {
+            status: 200,
+            body: body.into(),
+        }
+        .on(Endpoint::UserList)
+        .department(3)
+        .times(2),
+    );
+    h.sim.inject(
+        Fault::Raw {
+            status: 503,
+            body: String::new(),
+        }
+        .on(Endpoint::UserGet),
+    );
+    for _ in 0..2 {
+        let raw = h
+            .call_raw(USER_LIST, &token, &[("department_id", "3")])
+            .await;
+        assert_eq!((raw.status, raw.text.as_str()), (200, body));
+    }
+    let unavailable = h.call_raw(USER_GET, &token, &[("userid", "lina")]).await;
+    assert_eq!((unavailable.status, unavailable.bytes.len()), (503, 0));
+
+    let normal = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
+    assert_eq!(errcode(&normal), 0);
+    assert!(normal["userlist"].is_array());
+}
+
+#[tokio::test]
 async fn a_truncated_body_has_a_matching_content_length() {
     let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
@@ -124,6 +159,35 @@ async fn a_reset_aborts_the_connection_without_a_response() {
 
     // And through an HTTP client: an error, after which the next call works.
     h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
+    let url = h.url(USER_GET);
+    let query = [("access_token", token.as_str()), ("userid", "lina")];
+    let failed = h.http.get(&url).query(&query).send().await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_close_ends_the_connection_cleanly_without_a_response() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
+
+    // Raw TCP, to see exactly what arrives: no byte, then a clean end of stream (a FIN).
+    let mut stream = tokio::net::TcpStream::connect(h.sim.addr()).await.unwrap();
+    let request = format!(
+        "GET /cgi-bin/user/get?access_token={token}&userid=lina HTTP/1.1\r\nHost: {}\r\n\r\n",
+        h.sim.addr()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).await.unwrap();
+    assert!(received.is_empty());
+
+    // And through an HTTP client: an error, after which the next call works.
+    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
     let url = h.url(USER_GET);
     let query = [("access_token", token.as_str()), ("userid", "lina")];
     let failed = h.http.get(&url).query(&query).send().await;

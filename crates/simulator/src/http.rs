@@ -69,6 +69,11 @@ async fn cgi(
         Some(Fault::Errcode(code)) => return json(ApiError::new(code).body(from_ip)),
         Some(Fault::HttpStatus(status)) => return gateway_error(status),
         Some(Fault::NotJson) => return not_json(),
+        Some(Fault::Raw { status, body }) => return raw(status, body),
+        Some(Fault::Close) => {
+            connection.close();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
         Some(Fault::Reset) => {
             connection.reset();
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -124,6 +129,17 @@ async fn cgi(
 /// WeCom answers `application/json` with status 200, errors included.
 fn json(body: Vec<u8>) -> Response {
     (
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// A hand-written answer, sent as it is with WeCom's content type (an invalid status gives 500).
+fn raw(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
         [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
         body,
     )

@@ -4,7 +4,8 @@
 //! `user/{list,simplelist,get,list_id}`, with the behaviour WeCom documents: tokens that
 //! expire and can be revoked, the app's visible range, the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
-//! (errcodes, HTTP errors, bad bodies, resets, delays, hangs) can be scripted per endpoint.
+//! (errcodes, HTTP errors, bad or hand-written bodies, closed or reset connections, delays,
+//! hangs) can be scripted per endpoint.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -327,3 +327,36 @@ async fn latency_makes_every_call_take_at_least_that_long() {
     h.call(USER_GET, &token, &[("userid", "lina")]).await;
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn the_request_log_has_each_calls_query_and_arrival() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.call(
+        USER_LIST,
+        &token,
+        &[("department_id", "3"), ("fetch_child", "1")],
+    )
+    .await;
+    h.raw("/cgi-bin/user/delete", &[("userid", "lina")]).await;
+    h.call(USER_GET, &token, &[("userid", "lina")]).await;
+
+    let log = h.sim.requests();
+    let endpoints: Vec<_> = log.iter().map(|r| r.endpoint).collect();
+    assert_eq!(
+        endpoints,
+        [Endpoint::GetToken, Endpoint::UserList, Endpoint::UserGet],
+        "an unknown API is not logged"
+    );
+    let directory = h.sim.directory();
+    assert_eq!(log[0].query["corpid"], directory.corp_id);
+    assert_eq!(log[0].query["corpsecret"], directory.corp_secret);
+    let list = &log[1];
+    assert_eq!(list.query.len(), 3);
+    assert_eq!(list.query["access_token"], token);
+    assert_eq!(list.query["fetch_child"], "1");
+    assert_eq!(list.department(), Some(3));
+    assert_eq!(list.in_flight, 1);
+    assert!(log[0].at <= list.at && list.at <= log[2].at);
+    assert_eq!(log[2].department(), None, "user/get names no department");
+}

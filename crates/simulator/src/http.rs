@@ -1,5 +1,5 @@
-//! The route table, and the path every `/cgi-bin` call takes: count it, apply an injected fault,
-//! apply WeCom's throttles and latency, then answer.
+//! The route table, and the path every `/cgi-bin` call takes: log and count it, apply an
+//! injected fault, apply WeCom's throttles and latency, then answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +12,14 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Extension, Router};
+use tokio::time::Instant;
 
 use super::api::{self, Call};
 use super::control;
 use super::endpoint::Endpoint;
 use super::errcode::ApiError;
 use super::fault::Fault;
+use super::requests::Request;
 use super::server::Connection;
 use super::state::{lock, read, Shared};
 
@@ -47,18 +49,24 @@ async fn cgi(
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    // Taken before the call is counted, so a test that saw the count knows the slot is held.
+    // Taken, and the call logged, before the call is counted, so a test that saw the count
+    // knows the slot is held and finds the call in the log.
     let slot = shared.limits.enter(endpoint);
+    let params = query.ok().map(|Query(params)| params);
+    let request = Request {
+        endpoint,
+        query: params.clone().unwrap_or_default(),
+        at: Instant::now(),
+        in_flight: slot.level,
+    };
+    let department = request.department();
+    lock(&shared.requests).record(request);
     shared.calls.send_modify(|calls| calls.record(endpoint));
     let from_ip = connection.peer.ip();
 
-    let Ok(Query(params)) = query else {
+    let Some(params) = params else {
         return json(ApiError::invalid_param("query").body(from_ip));
     };
-    let department = endpoint
-        .department_param()
-        .and_then(|name| params.get(name))
-        .and_then(|value| value.parse().ok());
     let fault = lock(&shared.faults).take(endpoint, department);
     if let Some(fault) = &fault {
         tracing::debug!(%endpoint, ?fault, "simulator injects a fault");

@@ -8,6 +8,7 @@ use super::directory::Directory;
 use super::endpoint::CallCounts;
 use super::fault::FaultQueue;
 use super::limits::Limits;
+use super::requests::{RequestLog, KEPT};
 use super::tenant::Tenant;
 use super::tokens::Tokens;
 
@@ -18,6 +19,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// A watch rather than atomics so a test can wait for "the client has made its call".
     pub(crate) calls: watch::Sender<CallCounts>,
+    pub(crate) requests: Mutex<RequestLog>,
 }
 
 impl Shared {
@@ -28,6 +30,7 @@ impl Shared {
             faults: Mutex::new(FaultQueue::default()),
             limits: Limits::new(),
             calls: watch::Sender::new(CallCounts::default()),
+            requests: Mutex::new(RequestLog::new(KEPT)),
         }
     }
 

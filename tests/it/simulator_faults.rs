@@ -328,6 +328,49 @@ async fn latency_makes_every_call_take_at_least_that_long() {
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_calls_are_in_flight_together_and_answered_once_released() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.sim.hold(Endpoint::UserList);
+    let calls: Vec<_> = ["3", "4"]
+        .into_iter()
+        .map(|department| {
+            let (http, url) = (h.http.clone(), h.url(USER_LIST));
+            let query = [
+                ("access_token", token.clone()),
+                ("department_id", department.into()),
+            ];
+            tokio::spawn(async move { http.get(url).query(&query).send().await?.text().await })
+        })
+        .collect();
+    h.sim.wait_for_calls(Endpoint::UserList, 2).await;
+    // Neither was answered, so the second arrived while the first was still in flight.
+    let in_flight: Vec<_> = h.sim.requests().iter().map(|r| r.in_flight).collect();
+    assert_eq!(
+        in_flight,
+        [1, 1, 2],
+        "gettoken, then the two user/list calls"
+    );
+    // Other APIs are not held.
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
+        0
+    );
+
+    // Faults apply when the held calls go on, not when they arrived.
+    h.sim
+        .inject(Fault::Errcode(45009).on(Endpoint::UserList).times(2));
+    h.sim.release(Endpoint::UserList);
+    for call in calls {
+        let answer: serde_json::Value =
+            serde_json::from_str(&call.await.unwrap().unwrap()).unwrap();
+        assert_eq!(errcode(&answer), 45009);
+    }
+    let next = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
+    assert_eq!(errcode(&next), 0);
+}
+
 #[tokio::test]
 async fn the_request_log_has_each_calls_query_and_arrival() {
     let h = SimClient::start(Directory::sample()).await;

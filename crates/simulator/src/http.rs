@@ -1,5 +1,5 @@
-//! The route table, and the path every `/cgi-bin` call takes: log and count it, apply an
-//! injected fault, apply WeCom's throttles and latency, then answer.
+//! The route table, and the path every `/cgi-bin` call takes: log and count it, hold it while
+//! its API is held, apply an injected fault, apply WeCom's throttles and latency, then answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +62,10 @@ async fn cgi(
     let department = request.department();
     lock(&shared.requests).record(request);
     shared.calls.send_modify(|calls| calls.record(endpoint));
+    // A held API keeps its calls here, counted and in flight, until the test releases it. The
+    // sender lives in `shared`, so the wait cannot fail.
+    let mut held = shared.held.subscribe();
+    let _ = held.wait_for(|held| !held[endpoint.index()]).await;
     let from_ip = connection.peer.ip();
 
     let Some(params) = params else {

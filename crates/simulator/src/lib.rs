@@ -128,6 +128,23 @@ impl Simulator {
         lock(&self.shared.requests).snapshot()
     }
 
+    /// Holds calls to `endpoint` at the door until [`release`](Simulator::release): they are
+    /// counted, logged and in flight, but get no answer (not even a fault's) until then. Lets a
+    /// test have several calls in flight at once before any is answered, or change the
+    /// simulator while a call waits, without sleeping.
+    pub fn hold(&self, endpoint: Endpoint) {
+        self.shared
+            .held
+            .send_modify(|held| held[endpoint.index()] = true);
+    }
+
+    /// Lets the held calls to `endpoint` go on, and later ones through.
+    pub fn release(&self, endpoint: Endpoint) {
+        self.shared
+            .held
+            .send_modify(|held| held[endpoint.index()] = false);
+    }
+
     /// Invalidates every token issued so far, as WeCom may "for operational reasons": they now
     /// get 40014, and the next `gettoken` issues a new one.
     pub fn revoke_tokens(&self) {

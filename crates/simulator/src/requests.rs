@@ -11,7 +11,7 @@ use super::endpoint::Endpoint;
 /// (`orgsync demo`, a benchmark) does not grow without bound.
 pub(crate) const KEPT: usize = 10_000;
 
-/// One `/cgi-bin` call as it arrived, before any fault or throttle applied to it.
+/// One `/cgi-bin` call as it arrived, before any fault, hold or throttle applied to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub endpoint: Endpoint,

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use tokio::sync::watch;
 
 use super::directory::Directory;
-use super::endpoint::CallCounts;
+use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
 use super::limits::Limits;
 use super::requests::{RequestLog, KEPT};
@@ -20,6 +20,9 @@ pub(crate) struct Shared {
     /// A watch rather than atomics so a test can wait for "the client has made its call".
     pub(crate) calls: watch::Sender<CallCounts>,
     pub(crate) requests: Mutex<RequestLog>,
+    /// Per API: whether its calls wait at the door (`Simulator::hold`). A watch so the waiting
+    /// calls wake up when the test releases them.
+    pub(crate) held: watch::Sender<[bool; Endpoint::ALL.len()]>,
 }
 
 impl Shared {
@@ -31,6 +34,7 @@ impl Shared {
             limits: Limits::new(),
             calls: watch::Sender::new(CallCounts::default()),
             requests: Mutex::new(RequestLog::new(KEPT)),
+            held: watch::Sender::new([false; Endpoint::ALL.len()]),
         }
     }
 

@@ -526,7 +526,11 @@ async fn the_control_api_drives_a_standalone_simulator() {
     let busy = h.call(USER_GET, &token, &[("userid", "zhangwei")]).await;
     assert_eq!(errcode(&busy), -1);
     assert!(busy["errmsg"].as_str().unwrap().starts_with("system busy"));
-    for bad in [r#"{"fault":{"http_status":42}}"#, r#"{"fault":"explode"}"#] {
+    for bad in [
+        r#"{"fault":{"http_status":42}}"#,
+        r#"{"fault":{"raw":{"status":42,"body":""}}}"#,
+        r#"{"fault":"explode"}"#,
+    ] {
         let refused = h.control_post("/_sim/faults", bad).await;
         assert_eq!(refused.status(), 400, "{bad}");
     }

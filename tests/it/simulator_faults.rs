@@ -90,6 +90,41 @@ async fn a_not_json_fault_is_a_200_with_html() {
 }
 
 #[tokio::test]
+async fn a_raw_fault_sends_the_hand_written_answer_as_it_is() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    let body = r#"{"errcode":0,"errmsg":"ok","userlist":"surprise"}"#;
+    h.sim.inject(
+        Fault::Raw {
+            status: 200,
+            body: body.into(),
+        }
+        .on(Endpoint::UserList)
+        .department(3)
+        .times(2),
+    );
+    h.sim.inject(
+        Fault::Raw {
+            status: 503,
+            body: String::new(),
+        }
+        .on(Endpoint::UserGet),
+    );
+    for _ in 0..2 {
+        let raw = h
+            .call_raw(USER_LIST, &token, &[("department_id", "3")])
+            .await;
+        assert_eq!((raw.status, raw.text.as_str()), (200, body));
+    }
+    let unavailable = h.call_raw(USER_GET, &token, &[("userid", "lina")]).await;
+    assert_eq!((unavailable.status, unavailable.bytes.len()), (503, 0));
+
+    let normal = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
+    assert_eq!(errcode(&normal), 0);
+    assert!(normal["userlist"].is_array());
+}
+
+#[tokio::test]
 async fn a_truncated_body_has_a_matching_content_length() {
     let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
@@ -124,6 +159,35 @@ async fn a_reset_aborts_the_connection_without_a_response() {
 
     // And through an HTTP client: an error, after which the next call works.
     h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
+    let url = h.url(USER_GET);
+    let query = [("access_token", token.as_str()), ("userid", "lina")];
+    let failed = h.http.get(&url).query(&query).send().await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_close_ends_the_connection_cleanly_without_a_response() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
+
+    // Raw TCP, to see exactly what arrives: no byte, then a clean end of stream (a FIN).
+    let mut stream = tokio::net::TcpStream::connect(h.sim.addr()).await.unwrap();
+    let request = format!(
+        "GET /cgi-bin/user/get?access_token={token}&userid=lina HTTP/1.1\r\nHost: {}\r\n\r\n",
+        h.sim.addr()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).await.unwrap();
+    assert!(received.is_empty());
+
+    // And through an HTTP client: an error, after which the next call works.
+    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
     let url = h.url(USER_GET);
     let query = [("access_token", token.as_str()), ("userid", "lina")];
     let failed = h.http.get(&url).query(&query).send().await;
@@ -262,4 +326,80 @@ async fn latency_makes_every_call_take_at_least_that_long() {
     let token = h.token().await;
     h.call(USER_GET, &token, &[("userid", "lina")]).await;
     assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_calls_are_in_flight_together_and_answered_once_released() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.sim.hold(Endpoint::UserList);
+    let calls: Vec<_> = ["3", "4"]
+        .into_iter()
+        .map(|department| {
+            let (http, url) = (h.http.clone(), h.url(USER_LIST));
+            let query = [
+                ("access_token", token.clone()),
+                ("department_id", department.into()),
+            ];
+            tokio::spawn(async move { http.get(url).query(&query).send().await?.text().await })
+        })
+        .collect();
+    h.sim.wait_for_calls(Endpoint::UserList, 2).await;
+    // Neither was answered, so the second arrived while the first was still in flight.
+    let in_flight: Vec<_> = h.sim.requests().iter().map(|r| r.in_flight).collect();
+    assert_eq!(
+        in_flight,
+        [1, 1, 2],
+        "gettoken, then the two user/list calls"
+    );
+    // Other APIs are not held.
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
+        0
+    );
+
+    // Faults apply when the held calls go on, not when they arrived.
+    h.sim
+        .inject(Fault::Errcode(45009).on(Endpoint::UserList).times(2));
+    h.sim.release(Endpoint::UserList);
+    for call in calls {
+        let answer: serde_json::Value =
+            serde_json::from_str(&call.await.unwrap().unwrap()).unwrap();
+        assert_eq!(errcode(&answer), 45009);
+    }
+    let next = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
+    assert_eq!(errcode(&next), 0);
+}
+
+#[tokio::test]
+async fn the_request_log_has_each_calls_query_and_arrival() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    h.call(
+        USER_LIST,
+        &token,
+        &[("department_id", "3"), ("fetch_child", "1")],
+    )
+    .await;
+    h.raw("/cgi-bin/user/delete", &[("userid", "lina")]).await;
+    h.call(USER_GET, &token, &[("userid", "lina")]).await;
+
+    let log = h.sim.requests();
+    let endpoints: Vec<_> = log.iter().map(|r| r.endpoint).collect();
+    assert_eq!(
+        endpoints,
+        [Endpoint::GetToken, Endpoint::UserList, Endpoint::UserGet],
+        "an unknown API is not logged"
+    );
+    let directory = h.sim.directory();
+    assert_eq!(log[0].query["corpid"], directory.corp_id);
+    assert_eq!(log[0].query["corpsecret"], directory.corp_secret);
+    let list = &log[1];
+    assert_eq!(list.query.len(), 3);
+    assert_eq!(list.query["access_token"], token);
+    assert_eq!(list.query["fetch_child"], "1");
+    assert_eq!(list.department(), Some(3));
+    assert_eq!(list.in_flight, 1);
+    assert!(log[0].at <= list.at && list.at <= log[2].at);
+    assert_eq!(log[2].department(), None, "user/get names no department");
 }

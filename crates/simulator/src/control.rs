@@ -39,7 +39,7 @@ pub(crate) async fn inject(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
         Ok(rule) => rule,
         Err(error) => return refuse(format!("not a fault rule: {error}")),
     };
-    if let Fault::HttpStatus(status) = rule.fault {
+    if let Fault::HttpStatus(status) | Fault::Raw { status, .. } = rule.fault {
         if StatusCode::from_u16(status).is_err() {
             return refuse(format!("{status} is not an HTTP status"));
         }

@@ -12,7 +12,8 @@ use super::endpoint::Endpoint;
 /// What a matched call gets instead of (or before) its normal answer.
 ///
 /// JSON form (for `POST /_sim/faults`): `{"errcode": 45033}`, `{"http_status": 502}`,
-/// `"not_json"`, `"truncated"`, `"reset"`, `{"delay_ms": 1500}`, `"hang"`.
+/// `"not_json"`, `{"raw": {"status": 200, "body": "{\"errcode\":0}"}}`, `"truncated"`,
+/// `"close"`, `"reset"`, `{"delay_ms": 1500}`, `"hang"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
@@ -22,9 +23,16 @@ pub enum Fault {
     HttpStatus(u16),
     /// HTTP 200 with an HTML page instead of JSON.
     NotJson,
+    /// This status and this body, sent as they are with WeCom's `Content-Type`: for answers the
+    /// directory cannot produce, such as a field of the wrong type, arrays that do not line up,
+    /// or an errmsg that echoes the secret (an invalid status gives 500).
+    Raw { status: u16, body: String },
     /// The normal answer cut in half, with a Content-Length that matches the cut body, so only
     /// JSON parsing fails.
     Truncated,
+    /// The connection is closed (TCP FIN) without a response, as a proxy that gives up on the
+    /// backend does: the client reads a clean end of stream where the answer should be.
+    Close,
     /// The connection is aborted (TCP RST) without a response.
     Reset,
     /// Wait this long, then answer normally.
@@ -199,6 +207,19 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Fault::HttpStatus(502)).unwrap(),
             r#"{"http_status":502}"#
+        );
+        let raw: Fault =
+            serde_json::from_str(r#"{"raw":{"status":503,"body":"{\"errcode\":0}"}}"#).unwrap();
+        assert_eq!(
+            raw,
+            Fault::Raw {
+                status: 503,
+                body: r#"{"errcode":0}"#.into()
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<Fault>(r#""close""#).unwrap(),
+            Fault::Close
         );
     }
 }

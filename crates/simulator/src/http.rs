@@ -1,5 +1,5 @@
-//! The route table, and the path every `/cgi-bin` call takes: count it, apply an injected fault,
-//! apply WeCom's throttles and latency, then answer.
+//! The route table, and the path every `/cgi-bin` call takes: log and count it, hold it while
+//! its API is held, apply an injected fault, apply WeCom's throttles and latency, then answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +12,14 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Extension, Router};
+use tokio::time::Instant;
 
 use super::api::{self, Call};
 use super::control;
 use super::endpoint::Endpoint;
 use super::errcode::ApiError;
 use super::fault::Fault;
+use super::requests::Request;
 use super::server::Connection;
 use super::state::{lock, read, Shared};
 
@@ -47,18 +49,28 @@ async fn cgi(
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    // Taken before the call is counted, so a test that saw the count knows the slot is held.
+    // Taken, and the call logged, before the call is counted, so a test that saw the count
+    // knows the slot is held and finds the call in the log.
     let slot = shared.limits.enter(endpoint);
+    let params = query.ok().map(|Query(params)| params);
+    let request = Request {
+        endpoint,
+        query: params.clone().unwrap_or_default(),
+        at: Instant::now(),
+        in_flight: slot.level,
+    };
+    let department = request.department();
+    lock(&shared.requests).record(request);
     shared.calls.send_modify(|calls| calls.record(endpoint));
+    // A held API keeps its calls here, counted and in flight, until the test releases it. The
+    // sender lives in `shared`, so the wait cannot fail.
+    let mut held = shared.held.subscribe();
+    let _ = held.wait_for(|held| !held[endpoint.index()]).await;
     let from_ip = connection.peer.ip();
 
-    let Ok(Query(params)) = query else {
+    let Some(params) = params else {
         return json(ApiError::invalid_param("query").body(from_ip));
     };
-    let department = endpoint
-        .department_param()
-        .and_then(|name| params.get(name))
-        .and_then(|value| value.parse().ok());
     let fault = lock(&shared.faults).take(endpoint, department);
     if let Some(fault) = &fault {
         tracing::debug!(%endpoint, ?fault, "simulator injects a fault");
@@ -69,6 +81,11 @@ async fn cgi(
         Some(Fault::Errcode(code)) => return json(ApiError::new(code).body(from_ip)),
         Some(Fault::HttpStatus(status)) => return gateway_error(status),
         Some(Fault::NotJson) => return not_json(),
+        Some(Fault::Raw { status, body }) => return raw(status, body),
+        Some(Fault::Close) => {
+            connection.close();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
         Some(Fault::Reset) => {
             connection.reset();
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -124,6 +141,17 @@ async fn cgi(
 /// WeCom answers `application/json` with status 200, errors included.
 fn json(body: Vec<u8>) -> Response {
     (
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// A hand-written answer, sent as it is with WeCom's content type (an invalid status gives 500).
+fn raw(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
         [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
         body,
     )

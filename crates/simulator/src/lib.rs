@@ -4,7 +4,8 @@
 //! `user/{list,simplelist,get,list_id}`, with the behaviour WeCom documents: tokens that
 //! expire and can be revoked, the app's visible range, the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
-//! (errcodes, HTTP errors, bad bodies, resets, delays, hangs) can be scripted per endpoint.
+//! (errcodes, HTTP errors, bad or hand-written bodies, closed or reset connections, delays,
+//! hangs) can be scripted per endpoint, and every call is counted and logged with its query.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -27,6 +28,7 @@ mod generate;
 mod http;
 mod limits;
 mod names;
+mod requests;
 mod rng;
 mod sample;
 mod server;
@@ -49,6 +51,7 @@ pub use directory::{
 pub use endpoint::{CallCounts, Endpoint};
 pub use fault::{Fault, FaultRule};
 pub use generate::MutationSummary;
+pub use requests::Request;
 
 use state::{lock, read, Shared};
 
@@ -117,6 +120,29 @@ impl Simulator {
         // The sender lives in `self.shared`, so the wait cannot fail while `self` exists.
         let reached = calls.wait_for(|calls| calls.get(endpoint) >= count).await;
         reached.map_or_else(|_| self.calls(), |calls| *calls)
+    }
+
+    /// The calls received so far, oldest first, each with its query and arrival time (the most
+    /// recent 10,000 only). A call that `wait_for_calls` has seen is already here.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.shared.requests).snapshot()
+    }
+
+    /// Holds calls to `endpoint` at the door until [`release`](Simulator::release): they are
+    /// counted, logged and in flight, but get no answer (not even a fault's) until then. Lets a
+    /// test have several calls in flight at once before any is answered, or change the
+    /// simulator while a call waits, without sleeping.
+    pub fn hold(&self, endpoint: Endpoint) {
+        self.shared
+            .held
+            .send_modify(|held| held[endpoint.index()] = true);
+    }
+
+    /// Lets the held calls to `endpoint` go on, and later ones through.
+    pub fn release(&self, endpoint: Endpoint) {
+        self.shared
+            .held
+            .send_modify(|held| held[endpoint.index()] = false);
     }
 
     /// Invalidates every token issued so far, as WeCom may "for operational reasons": they now

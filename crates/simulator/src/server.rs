@@ -1,10 +1,11 @@
 //! The accept loop. axum routes the requests, but the connections are served here with hyper
-//! directly, because two faults live below HTTP:
+//! directly, because some faults live below HTTP:
 //!
-//! * `Reset` must close the connection without a response. The handler flags the connection;
-//!   the service then returns an error instead of the response, which makes hyper drop the
-//!   connection unwritten, and the stream wrapper sets `SO_LINGER` to zero on the way out so
-//!   the kernel sends a RST rather than a FIN. `axum::serve` offers no hook for either step.
+//! * `Close` and `Reset` must end the connection without a response. The handler flags the
+//!   connection; the service then returns an error instead of the response, which makes hyper
+//!   drop the connection unwritten (a FIN, for `Close`). For `Reset` the stream wrapper also
+//!   sets `SO_LINGER` to zero on the way out so the kernel sends a RST rather than a FIN.
+//!   `axum::serve` offers no hook for either step.
 //! * `Hang` must keep a connection open without ever answering, yet the simulator must still
 //!   stop on demand. Every connection task sits in a `JoinSet` owned by the accept loop, so
 //!   stopping the loop aborts hung connections too (`axum::serve`'s graceful shutdown would wait
@@ -16,7 +17,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,23 +34,34 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// How the connection ends after the current request: `ANSWER` it as usual, or drop it
+/// without a response, with a FIN (`CLOSE`) or a RST (`RESET`).
+const ANSWER: u8 = 0;
+const CLOSE: u8 = 1;
+const RESET: u8 = 2;
+
 /// The connection a request arrived on, as the handlers see it (a request extension).
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub(crate) peer: SocketAddr,
-    reset: Arc<AtomicBool>,
+    ending: Arc<AtomicU8>,
 }
 
 impl Connection {
+    /// Close the connection instead of sending this request's response.
+    pub(crate) fn close(&self) {
+        self.ending.store(CLOSE, Ordering::Release);
+    }
+
     /// Abort the connection instead of sending this request's response.
     pub(crate) fn reset(&self) {
-        self.reset.store(true, Ordering::Release);
+        self.ending.store(RESET, Ordering::Release);
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("connection reset by fault injection")]
-struct ResetByFault;
+#[error("connection ended by fault injection")]
+struct EndedByFault;
 
 /// Serves `listener` until `stop` turns true (or its sender is gone).
 pub(crate) async fn run(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
@@ -81,23 +93,23 @@ pub(crate) async fn run(listener: TcpListener, router: Router, mut stop: watch::
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Router) {
     let connection = Connection {
         peer,
-        reset: Arc::new(AtomicBool::new(false)),
+        ending: Arc::new(AtomicU8::new(ANSWER)),
     };
     let io = TokioIo::new(Resettable {
         stream,
-        reset: connection.reset.clone(),
+        ending: connection.ending.clone(),
     });
     let router = TowerToHyperService::new(router);
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(connection.clone());
         let response = router.call(request);
-        let reset = connection.reset.clone();
+        let ending = connection.ending.clone();
         async move {
             let response = response.await.map_err(|never| match never {})?;
-            if reset.load(Ordering::Acquire) {
-                Err(ResetByFault)
-            } else {
+            if ending.load(Ordering::Acquire) == ANSWER {
                 Ok(response)
+            } else {
+                Err(EndedByFault)
             }
         }
     });
@@ -109,12 +121,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Router) {
 /// The TCP stream, able to end with a RST when its connection was reset by a fault.
 struct Resettable {
     stream: TcpStream,
-    reset: Arc<AtomicBool>,
+    ending: Arc<AtomicU8>,
 }
 
 impl Resettable {
     fn resetting(&self) -> bool {
-        self.reset.load(Ordering::Acquire)
+        self.ending.load(Ordering::Acquire) == RESET
     }
 }
 

@@ -5,9 +5,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use tokio::sync::watch;
 
 use super::directory::Directory;
-use super::endpoint::CallCounts;
+use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
 use super::limits::Limits;
+use super::requests::{RequestLog, KEPT};
 use super::tenant::Tenant;
 use super::tokens::Tokens;
 
@@ -18,6 +19,10 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// A watch rather than atomics so a test can wait for "the client has made its call".
     pub(crate) calls: watch::Sender<CallCounts>,
+    pub(crate) requests: Mutex<RequestLog>,
+    /// Per API: whether its calls wait at the door (`Simulator::hold`). A watch so the waiting
+    /// calls wake up when the test releases them.
+    pub(crate) held: watch::Sender<[bool; Endpoint::ALL.len()]>,
 }
 
 impl Shared {
@@ -28,6 +33,8 @@ impl Shared {
             faults: Mutex::new(FaultQueue::default()),
             limits: Limits::new(),
             calls: watch::Sender::new(CallCounts::default()),
+            requests: Mutex::new(RequestLog::new(KEPT)),
+            held: watch::Sender::new([false; Endpoint::ALL.len()]),
         }
     }
 

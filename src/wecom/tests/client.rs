@@ -1,42 +1,69 @@
-//! The client against stub servers: token handling, retries, limits, and what errors show.
+//! The client against the simulator: token handling, retries, limits, and what errors show.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgsync_simulator::{Directory, Endpoint, Fault, SimDepartment, SimUser, Simulator};
 use serde_json::json;
-use tokio::sync::Barrier;
 
-use super::stub::{client, hang_up_stub, settings, Hit, Reply, Stub, SECRET, TOKEN};
+use super::sim::{self, always, client, errcode, ok, raw, requests, settings, SECRET};
 use crate::wecom::{WecomClient, WecomError};
 
-fn members() -> Reply {
-    Reply::ok(json!({"userlist": [{"userid": "zhangsan"}]}))
+use Endpoint::{GetToken, UserList};
+
+/// Departments 1 to 16, and one member in all of them: `user_list(1..=16)` answers one member.
+fn members_everywhere() -> Directory {
+    let mut directory = sim::directory();
+    directory
+        .departments
+        .extend((2..=16).map(|id| SimDepartment::new(id, format!("d{id}"), 1)));
+    let all: Vec<u32> = (1..=16).collect();
+    directory.users.push(SimUser::new("zhangsan", "张三", &all));
+    directory
 }
 
-/// Token from the stub, then `user_list` answers from `reply`.
-async fn stub_with(reply: impl Fn(Hit) -> Reply + Send + Sync + 'static) -> Stub {
-    Stub::start(move |hit| {
-        let answer = if hit.path == "gettoken" {
-            Reply::token()
-        } else {
-            reply(hit)
-        };
-        async move { answer }
-    })
-    .await
+async fn simulator() -> Simulator {
+    sim::start(members_everywhere()).await
 }
 
-/// Answers `fails` times with `fault`, then with a member list.
-fn fail_first(fails: usize, fault: fn() -> Reply) -> impl Fn(Hit) -> Reply + Send + Sync {
-    let seen = AtomicUsize::new(0);
-    move |_| {
-        if seen.fetch_add(1, Ordering::SeqCst) < fails {
-            fault()
-        } else {
-            members()
-        }
-    }
+async fn simulator_with(change: impl FnOnce(&mut Directory)) -> Simulator {
+    let mut directory = members_everywhere();
+    change(&mut directory);
+    sim::start(directory).await
+}
+
+/// A simulator whose `user/list` answers `fault` every time.
+async fn always_failing(fault: Fault) -> Simulator {
+    let sim = simulator().await;
+    sim.inject(always(fault.on(UserList)));
+    sim
+}
+
+/// Answers `fails` user/list calls with `fault`, then the member list.
+async fn fail_first(fails: u32, fault: Fault) -> Simulator {
+    let sim = simulator().await;
+    sim.inject(fault.on(UserList).times(fails));
+    sim
+}
+
+fn count(sim: &Simulator, endpoint: Endpoint) -> u64 {
+    sim.calls().get(endpoint)
+}
+
+/// Spawns `calls`, waits until all of them have reached `user/list`, where the simulator holds
+/// them, runs `meanwhile`, then lets them go on.
+async fn while_held<T: Send + 'static>(
+    sim: &Simulator,
+    calls: u64,
+    spawn: impl FnOnce() -> tokio::task::JoinHandle<T>,
+    meanwhile: impl FnOnce(&Simulator),
+) -> T {
+    sim.hold(UserList);
+    let task = spawn();
+    sim.wait_for_calls(UserList, calls).await;
+    meanwhile(sim);
+    sim.release(UserList);
+    task.await.unwrap()
 }
 
 async fn concurrently(client: &WecomClient, n: usize) -> Vec<Result<usize, WecomError>> {
@@ -53,118 +80,99 @@ async fn concurrently(client: &WecomClient, n: usize) -> Vec<Result<usize, Wecom
 
 #[tokio::test]
 async fn token_is_fetched_once_and_reused() {
-    let stub = stub_with(|_| members()).await;
-    let client = client(&stub.base);
+    let sim = simulator().await;
+    let client = client(&sim.api_base());
     for id in 1..=5 {
         client.user_list(id).await.unwrap();
     }
     assert!(concurrently(&client, 10).await.iter().all(Result::is_ok));
-    assert_eq!(stub.count("gettoken"), 1);
-    assert_eq!(stub.count("user/list"), 15);
+    assert_eq!(count(&sim, GetToken), 1);
+    assert_eq!(count(&sim, UserList), 15);
     let stats = client.stats();
     assert_eq!(stats.calls["gettoken"], 1);
     assert_eq!(stats.calls["user/list"], 15);
-    assert!(stub
-        .hits()
+    let [token] = <[String; 1]>::try_from(sim.issued_tokens()).unwrap();
+    assert!(requests(&sim, UserList)
         .iter()
-        .filter(|h| h.path == "user/list")
-        .all(|h| h.query["access_token"] == TOKEN));
+        .all(|r| r.query["access_token"] == token));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_share_one_gettoken() {
-    let stub = Stub::start(|hit| async move {
-        if hit.path == "gettoken" {
-            // Long enough that every caller is waiting on the refresh.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Reply::token()
-        } else {
-            members()
-        }
-    })
-    .await;
-    let client = client(&stub.base);
+    let sim = simulator().await;
+    // Long enough that every caller is waiting on the refresh.
+    sim.inject(Fault::Delay(Duration::from_millis(100)).on(GetToken));
+    let client = client(&sim.api_base());
     assert!(concurrently(&client, 16).await.iter().all(Result::is_ok));
-    assert_eq!(stub.count("gettoken"), 1);
+    assert_eq!(count(&sim, GetToken), 1);
 }
 
 #[tokio::test]
 async fn short_lived_token_is_refreshed_before_use() {
-    let stub = Stub::start(|hit| async move {
-        if hit.path == "gettoken" {
-            Reply::ok(json!({"access_token": TOKEN, "expires_in": 1}))
-        } else {
-            members()
-        }
-    })
-    .await;
-    let client = client(&stub.base);
+    let sim = simulator_with(|d| d.token_ttl_secs = 1).await;
+    let client = client(&sim.api_base());
     for id in 1..=3 {
         client.user_list(id).await.unwrap();
     }
-    assert_eq!(stub.count("gettoken"), 3);
-}
-
-/// `gettoken` hands out "t1", "t2", ...; `user/list` answers `errcode` to the tokens in
-/// `rejected` and succeeds otherwise.
-async fn token_stub(errcode: i64, rejected: &'static [&'static str]) -> Stub {
-    let issued = Arc::new(AtomicUsize::new(0));
-    Stub::start(move |hit| {
-        let answer = if hit.path == "gettoken" {
-            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
-            Reply::ok(json!({"access_token": format!("t{n}"), "expires_in": 7200}))
-        } else if rejected.contains(&hit.query["access_token"].as_str()) {
-            Reply::errcode(errcode, "invalid access_token")
-        } else {
-            members()
-        };
-        async move { answer }
-    })
-    .await
+    assert_eq!(count(&sim, GetToken), 3);
 }
 
 #[tokio::test]
 async fn stale_token_is_refreshed_once_and_the_call_retried() {
-    for errcode in [42001, 40014] {
-        let stub = token_stub(errcode, &["t1"]).await;
-        let client = client(&stub.base);
-        assert_eq!(client.user_list(1).await.unwrap().len(), 1);
-        assert_eq!(stub.count("gettoken"), 2, "{errcode}");
-        assert_eq!(stub.count("user/list"), 2, "{errcode}");
+    // The token the first call carries goes stale while the call is on its way: the simulator
+    // then refuses it, and only that token, with the errcode.
+    for (errcode, make_stale) in [
+        (42001, Simulator::expire_tokens as fn(&Simulator)),
+        (40014, Simulator::revoke_tokens),
+    ] {
+        let sim = simulator().await;
+        let client = client(&sim.api_base());
+        let first = {
+            let client = client.clone();
+            move || tokio::spawn(async move { client.user_list(1).await })
+        };
+        let listed = while_held(&sim, 1, first, make_stale).await;
+        assert_eq!(listed.unwrap().len(), 1);
+        assert_eq!(count(&sim, GetToken), 2, "{errcode}");
+        assert_eq!(count(&sim, UserList), 2, "{errcode}");
         client.user_list(2).await.unwrap();
-        assert_eq!(stub.count("gettoken"), 2, "the new token is kept");
+        assert_eq!(count(&sim, GetToken), 2, "the new token is kept");
     }
 }
 
 #[tokio::test]
 async fn a_rejected_fresh_token_ends_the_call() {
-    let stub = token_stub(42001, &["t1", "t2", "t3"]).await;
-    let err = client(&stub.base).user_list(1).await.unwrap_err();
+    let sim = fail_first(3, Fault::Errcode(42001)).await;
+    let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "token");
     assert_eq!(err.errcode(), Some(42001));
-    assert_eq!(stub.count("gettoken"), 2);
-    assert_eq!(stub.count("user/list"), 2);
+    assert_eq!(count(&sim, GetToken), 2);
+    assert_eq!(count(&sim, UserList), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_stale_token_answers_refresh_once() {
-    let stub = token_stub(42001, &["t1"]).await;
-    let client = client(&stub.base);
-    assert!(concurrently(&client, 8).await.iter().all(Result::is_ok));
-    assert_eq!(stub.count("gettoken"), 2);
+    let sim = simulator().await;
+    let client = client(&sim.api_base());
+    // All eight carry the first token, which expires before any of them is answered.
+    let calls = {
+        let client = client.clone();
+        move || tokio::spawn(async move { concurrently(&client, 8).await })
+    };
+    let results = while_held(&sim, 8, calls, Simulator::expire_tokens).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(count(&sim, GetToken), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_secret_is_never_retried() {
-    let stub = Stub::start(|hit| async move {
-        assert_eq!(hit.path, "gettoken");
-        Reply::errcode(40001, "invalid credential, hint: [1700000000_1]")
-    })
-    .await;
-    let client = client(&stub.base);
+    // The simulator's corp has another secret: `gettoken` answers 40001.
+    let sim = simulator_with(|d| d.corp_secret = "the-real-secret".into()).await;
+    let client = client(&sim.api_base());
     let results = concurrently(&client, 4).await;
     let err = client.user_list(9).await.unwrap_err();
-    assert_eq!(stub.count("gettoken"), 1);
+    assert_eq!(count(&sim, GetToken), 1);
+    assert_eq!(sim.calls().total(), 1, "nothing but the one gettoken");
     for err in results.into_iter().map(Result::unwrap_err).chain([err]) {
         assert_eq!(err.code(), "token");
         assert_eq!(err.errcode(), Some(40001));
@@ -178,30 +186,28 @@ async fn bad_secret_is_never_retried() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_until_success() {
-    let faults: [(_, fn() -> Reply); 5] = [
-        ("system busy", || Reply::errcode(-1, "system busy")),
-        ("HTTP 500", || Reply::raw(500, "oops")),
-        ("HTTP 404", || Reply::raw(404, "")),
-        ("not JSON", || Reply::raw(200, "<html>proxy error</html>")),
-        ("truncated", || {
-            Reply::raw(200, r#"{"errcode":0,"errmsg":"ok","userlist":[{"use"#)
-        }),
+    let faults = [
+        ("system busy", Fault::Errcode(-1)),
+        ("HTTP 500", Fault::HttpStatus(500)),
+        ("HTTP 404", raw(404, "")),
+        ("not JSON", Fault::NotJson),
+        ("truncated", Fault::Truncated),
     ];
     for (name, fault) in faults {
-        let stub = stub_with(fail_first(3, fault)).await;
-        let client = client(&stub.base);
+        let sim = fail_first(3, fault).await;
+        let client = client(&sim.api_base());
         assert_eq!(client.user_list(1).await.unwrap().len(), 1, "{name}");
-        assert_eq!(stub.count("user/list"), 4, "{name}");
+        assert_eq!(count(&sim, UserList), 4, "{name}");
         assert_eq!(client.stats().retries, 3, "{name}");
     }
 }
 
 #[tokio::test]
 async fn transient_failures_give_up_after_max_retries() {
-    let stub = stub_with(|_| Reply::raw(502, "bad gateway")).await;
-    let err = client(&stub.base).user_list(7).await.unwrap_err();
+    let sim = always_failing(Fault::HttpStatus(502)).await;
+    let err = client(&sim.api_base()).user_list(7).await.unwrap_err();
     assert_eq!(err.code(), "transport");
-    assert_eq!(stub.count("user/list"), 4);
+    assert_eq!(count(&sim, UserList), 4);
     let shown = err.to_string();
     assert!(
         shown.starts_with("user/list (department 7): HTTP status 502"),
@@ -209,86 +215,52 @@ async fn transient_failures_give_up_after_max_retries() {
     );
     assert!(shown.contains("gave up after 4 attempts"), "{shown}");
 
-    let stub = stub_with(|_| Reply::errcode(-1, "system busy")).await;
-    let err = client(&stub.base).user_list(7).await.unwrap_err();
+    let sim = always_failing(Fault::Errcode(-1)).await;
+    let err = client(&sim.api_base()).user_list(7).await.unwrap_err();
     assert_eq!((err.code(), err.errcode()), ("wecom_errcode", Some(-1)));
-    assert_eq!(stub.count("user/list"), 4);
+    assert_eq!(count(&sim, UserList), 4);
 }
 
 #[tokio::test]
 async fn connection_closed_without_answer_is_retried() {
-    fn answer(path: &str) -> String {
-        match path {
-            "gettoken" => json!({"errcode":0,"errmsg":"ok","access_token":TOKEN,"expires_in":7200}),
-            _ => json!({"errcode":0,"errmsg":"ok","userlist":[{"userid":"a"}]}),
-        }
-        .to_string()
-    }
-    let (base, requests) = hang_up_stub(2, answer).await;
-    let client = client(&base);
+    let sim = fail_first(2, Fault::Close).await;
+    let client = client(&sim.api_base());
     assert_eq!(client.user_list(1).await.unwrap().len(), 1);
     assert_eq!(client.stats().calls["user/list"], 3);
-    assert_eq!(requests.load(Ordering::SeqCst), 4);
+    assert_eq!(sim.calls().total(), 4);
 
-    let (base, _) = hang_up_stub(usize::MAX, answer).await;
-    let err = super::stub::client(&base).user_list(1).await.unwrap_err();
+    let sim = always_failing(Fault::Close).await;
+    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "transport");
 }
 
 #[tokio::test]
 async fn timeout_is_retried() {
-    let slow = Arc::new(AtomicUsize::new(0));
-    let stub = Stub::start(move |hit| {
-        let first = hit.path == "user/list" && slow.fetch_add(1, Ordering::SeqCst) == 0;
-        async move {
-            match hit.path.as_str() {
-                "gettoken" => Reply::token(),
-                _ => {
-                    if first {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                    }
-                    members()
-                }
-            }
-        }
-    })
-    .await;
+    let sim = fail_first(1, Fault::Hang).await;
     let client = WecomClient::new(crate::wecom::ClientSettings {
         request_timeout: Duration::from_millis(300),
-        ..settings(&stub.base)
+        ..settings(&sim.api_base())
     })
     .unwrap();
     assert_eq!(client.user_list(1).await.unwrap().len(), 1);
-    assert_eq!(stub.count("user/list"), 2);
+    assert_eq!(count(&sim, UserList), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frequency_limit_pauses_every_call_once() {
     const WAIT: Duration = Duration::from_millis(400);
-    let barrier = Arc::new(Barrier::new(4));
-    let first_round = Arc::new(AtomicUsize::new(0));
-    let stub = Stub::start(move |hit| {
-        let (barrier, first_round) = (Arc::clone(&barrier), Arc::clone(&first_round));
-        async move {
-            match hit.path.as_str() {
-                "gettoken" => Reply::token(),
-                _ if first_round.fetch_add(1, Ordering::SeqCst) < 4 => {
-                    // All four are in flight when WeCom starts refusing.
-                    barrier.wait().await;
-                    Reply::errcode(45009, "api freq out of limit")
-                }
-                _ => members(),
-            }
-        }
-    })
-    .await;
-    let mut settings = settings(&stub.base);
+    let sim = fail_first(4, Fault::Errcode(45009)).await;
+    let mut settings = settings(&sim.api_base());
     settings.retry.rate_limit_wait = WAIT;
     let client = WecomClient::new(settings).unwrap();
+    // All four are in flight when WeCom starts refusing.
+    sim.hold(UserList);
     let workers = {
         let client = client.clone();
         tokio::spawn(async move { concurrently(&client, 4).await })
     };
+    sim.wait_for_calls(UserList, 4).await;
+    sim.release(UserList);
     // Once the client has seen the four 45009s, a new call must wait for the window too.
     while client.stats().rate_limited < 4 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -296,11 +268,7 @@ async fn frequency_limit_pauses_every_call_once() {
     client.user_list(5).await.unwrap();
     assert!(workers.await.unwrap().iter().all(Result::is_ok));
 
-    let hits: Vec<_> = stub
-        .hits()
-        .into_iter()
-        .filter(|h| h.path == "user/list")
-        .collect();
+    let hits = requests(&sim, UserList);
     assert_eq!(
         hits.len(),
         9,
@@ -317,11 +285,11 @@ async fn frequency_limit_pauses_every_call_once() {
 
 #[tokio::test]
 async fn frequency_limit_gives_up_after_bounded_waits() {
-    let stub = stub_with(|_| Reply::errcode(45009, "api freq out of limit")).await;
-    let err = client(&stub.base).user_list(1).await.unwrap_err();
+    let sim = always_failing(Fault::Errcode(45009)).await;
+    let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "rate_limited");
     assert_eq!(err.errcode(), Some(45009));
-    assert_eq!(stub.count("user/list"), 4);
+    assert_eq!(count(&sim, UserList), 4);
     assert!(
         err.to_string().contains("gave up after 4 attempts"),
         "{err}"
@@ -330,14 +298,11 @@ async fn frequency_limit_gives_up_after_bounded_waits() {
 
 #[tokio::test]
 async fn concurrency_limit_is_retried_and_counted() {
-    let stub = stub_with(fail_first(2, || {
-        Reply::errcode(45033, "api concurrent out of limit")
-    }))
-    .await;
-    let client = client(&stub.base);
+    let sim = fail_first(2, Fault::Errcode(45033)).await;
+    let client = client(&sim.api_base());
     client.user_list(1).await.unwrap();
     assert_eq!(client.stats().concurrency_limited, 2);
-    assert_eq!(stub.count("user/list"), 3);
+    assert_eq!(count(&sim, UserList), 3);
 }
 
 #[tokio::test]
@@ -345,9 +310,9 @@ async fn fatal_errcodes_fail_at_once() {
     for errcode in [
         40013, 40091, 48002, 48006, 48009, 50003, 60011, 301002, 88888,
     ] {
-        let stub = stub_with(move |_| Reply::errcode(errcode, "nope")).await;
-        let err = client(&stub.base).user_list(1).await.unwrap_err();
-        assert_eq!(stub.count("user/list"), 1, "{errcode}");
+        let sim = always_failing(self::errcode(errcode, "nope")).await;
+        let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
+        assert_eq!(count(&sim, UserList), 1, "{errcode}");
         assert_eq!(
             (err.code(), err.errcode()),
             ("wecom_errcode", Some(errcode))
@@ -362,16 +327,15 @@ async fn fatal_errcodes_fail_at_once() {
 
 #[tokio::test]
 async fn untrusted_ip_error_names_the_ip() {
-    let stub = stub_with(|_| {
-        Reply::errcode(
-            60020,
-            "not allow to access from your ip, hint: [1658286717354964018506079], from ip: \
-             1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
-        )
-    })
+    // Written out rather than the simulator's own 60020, which names 127.0.0.1.
+    let sim = always_failing(errcode(
+        60020,
+        "not allow to access from your ip, hint: [1658286717354964018506079], from ip: \
+         1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
+    ))
     .await;
-    let err = client(&stub.base).user_list(1).await.unwrap_err();
-    assert_eq!(stub.count("user/list"), 1);
+    let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
+    assert_eq!(count(&sim, UserList), 1);
     let shown = err.to_string();
     assert!(
         shown.contains("WeCom errcode 60020: this server's IP 1.2.3.4 is not in the app's trusted IPs (企业可信IP)"),
@@ -382,31 +346,24 @@ async fn untrusted_ip_error_names_the_ip() {
 
 #[tokio::test]
 async fn oversized_and_misshapen_bodies_are_refused_without_retry() {
-    let big = json!({"userlist": [{"userid": "x".repeat(4096)}]});
-    let stub = stub_with(move |_| Reply::ok(big.clone())).await;
+    let sim = simulator_with(|d| d.users[0].userid = "x".repeat(4096)).await;
     let client = WecomClient::new(crate::wecom::ClientSettings {
         max_response_bytes: 1024,
-        ..settings(&stub.base)
+        ..settings(&sim.api_base())
     })
     .unwrap();
     let err = client.user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "malformed_response");
     assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
-    assert_eq!(stub.count("user/list"), 1);
+    assert_eq!(count(&sim, UserList), 1);
 
-    let stub = stub_with(|_| Reply::ok(json!({"userlist": "surprise"}))).await;
-    let err = super::stub::client(&stub.base)
-        .user_list(1)
-        .await
-        .unwrap_err();
+    let sim = always_failing(ok(json!({"userlist": "surprise"}))).await;
+    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "malformed_response");
-    assert_eq!(stub.count("user/list"), 1);
+    assert_eq!(count(&sim, UserList), 1);
 
-    let stub = stub_with(|_| Reply::raw(200, r#"{"userlist":[]}"#)).await;
-    let err = super::stub::client(&stub.base)
-        .user_list(1)
-        .await
-        .unwrap_err();
+    let sim = always_failing(raw(200, r#"{"userlist":[]}"#)).await;
+    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
     assert_eq!(err.code(), "malformed_response");
 }
 
@@ -424,34 +381,48 @@ async fn secret_and_token_never_appear_in_errors_or_logs() {
     let logs = LogCapture::default();
     let _guard = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            // The simulator's own debug lines show the faults it injects, echoes included:
+            // they are the fake WeCom's logs, not orgsync's.
+            .with_env_filter("debug,orgsync_simulator=off")
             .with_writer(logs.clone())
             .with_ansi(false)
             .finish(),
     );
-    let leaky = format!("echo {SECRET} {TOKEN}");
     let mut errors = Vec::new();
+    let mut tokens = Vec::new();
 
     // No token exists yet: only the secret can be echoed.
-    let stub = Stub::start(|hit| async move {
-        assert_eq!(hit.path, "gettoken");
-        Reply::errcode(40001, &format!("invalid secret {SECRET}"))
-    })
-    .await;
-    errors.push(client(&stub.base).user_list(1).await.unwrap_err());
+    let sim = simulator().await;
+    sim.inject(errcode(40001, &format!("invalid secret {SECRET}")).on(GetToken));
+    errors.push(client(&sim.api_base()).user_list(1).await.unwrap_err());
+    assert_eq!(sim.calls().total(), 1, "nothing but the one gettoken");
 
-    for fault in [
-        Reply::errcode(60020, &leaky),
-        Reply::errcode(-1, &leaky),
-        Reply::errcode(42001, &leaky),
-        Reply::raw(200, format!(r#"{{"errcode":0,"userlist":"{leaky}"}}"#)),
-        Reply::raw(200, format!("<html>{leaky}")),
-        Reply::raw(500, leaky.clone()),
-    ] {
-        let Reply { status, body } = fault;
-        let stub = stub_with(move |_| Reply::raw(status, body.clone())).await;
-        errors.push(client(&stub.base).user_list(1).await.unwrap_err());
+    let faults: [fn(&str) -> Fault; 6] = [
+        |leaky| errcode(60020, leaky),
+        |leaky| errcode(-1, leaky),
+        |leaky| errcode(42001, leaky),
+        |leaky| raw(200, format!(r#"{{"errcode":0,"userlist":"{leaky}"}}"#)),
+        |leaky| raw(200, format!("<html>{leaky}")),
+        |leaky| raw(500, leaky),
+    ];
+    for fault in faults {
+        // The first call holds the token by the time it reaches user/list; from then on every
+        // answer echoes it.
+        let sim = simulator().await;
+        let client = client(&sim.api_base());
+        let call = move || tokio::spawn(async move { client.user_list(1).await });
+        let echo = |sim: &Simulator| {
+            let leaky = format!("echo {SECRET} {}", sim.issued_tokens().join(" "));
+            sim.inject(always(fault(&leaky).on(UserList)));
+        };
+        errors.push(while_held(&sim, 1, call, echo).await.unwrap_err());
+        tokens.extend(sim.issued_tokens());
     }
+    assert_eq!(
+        tokens.len(),
+        6,
+        "one token per simulator, and each was echoed"
+    );
 
     // Nothing listens on a port just freed.
     let closed = {
@@ -461,9 +432,10 @@ async fn secret_and_token_never_appear_in_errors_or_logs() {
     errors.push(client(&closed).user_list(1).await.unwrap_err());
 
     assert_eq!(errors.len(), 8);
+    let leaked = |shown: &str| shown.contains(SECRET) || tokens.iter().any(|t| shown.contains(t));
     for err in &errors {
         for shown in [err.to_string(), format!("{err:?}")] {
-            assert!(!shown.contains(SECRET) && !shown.contains(TOKEN), "{shown}");
+            assert!(!leaked(&shown), "{shown}");
             assert!(!shown.contains("access_token="), "{shown}");
         }
     }
@@ -473,7 +445,7 @@ async fn secret_and_token_never_appear_in_errors_or_logs() {
 
     let logs = logs.text();
     assert!(logs.contains("user/list"), "{logs}");
-    assert!(!logs.contains(SECRET) && !logs.contains(TOKEN), "{logs}");
+    assert!(!leaked(&logs), "{logs}");
 }
 
 /// A `tracing` writer into memory.

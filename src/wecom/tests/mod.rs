@@ -1,5 +1,5 @@
-//! Client and pull tests against small stub WeCom servers on 127.0.0.1:0.
+//! Client and pull tests against the WeCom simulator (`orgsync_simulator`) on 127.0.0.1:0.
 
 mod client;
 mod pull;
-mod stub;
+mod sim;

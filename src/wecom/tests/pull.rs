@@ -1,13 +1,13 @@
-//! The pull against stub tenants: conversion, merging, filtering, and all-or-nothing failure.
+//! The pull against simulated tenants: conversion, merging, filtering, and all-or-nothing
+//! failure.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use orgsync_simulator::{Directory, Endpoint, ExtAttr, ExtAttrItem, Fault, SimDepartment, SimUser};
 use serde_json::{json, Value};
 
-use super::stub::{client, tenant, Reply, Stub};
+use super::sim::{self, always, client, id, requests, tenant};
 use crate::model::{Department, Membership};
 use crate::wecom::{pull, Progress, PullError};
 
@@ -57,8 +57,8 @@ fn users() -> HashMap<i64, Value> {
 
 #[tokio::test]
 async fn pulls_the_subtree_and_merges_members() {
-    let stub = Stub::start(tenant(departments(), users())).await;
-    let client = client(&stub.base);
+    let sim = tenant(departments(), users()).await;
+    let client = client(&sim.api_base());
     let mut seen = Vec::new();
     let pulled = pull(&client, 1, 4, |p| seen.push(p)).await.unwrap();
     let snapshot = &pulled.snapshot;
@@ -126,23 +126,19 @@ async fn pulls_the_subtree_and_merges_members() {
     );
     assert_eq!(lisi.name, None);
 
-    let hits = stub.hits();
-    let list: Vec<_> = hits
-        .iter()
-        .filter(|h| h.path == "department/list")
-        .collect();
+    let list = requests(&sim, Endpoint::DepartmentList);
     assert_eq!(list.len(), 1);
     assert!(
         !list[0].query.contains_key("id"),
         "everything visible is asked for without an id"
     );
-    let mut listed: Vec<_> = hits
+    let mut listed: Vec<_> = requests(&sim, Endpoint::UserList)
         .iter()
-        .filter(|h| h.path == "user/list")
-        .map(|h| h.id("department_id"))
+        .map(|h| id(h, "department_id"))
         .collect();
     listed.sort();
     assert_eq!(listed, [1, 2, 3], "one call per mirrored department");
+    let hits = sim.requests();
     assert!(hits.iter().all(|h| !h.query.contains_key("fetch_child")));
 
     let stats = &pulled.stats;
@@ -166,22 +162,34 @@ async fn pulls_the_subtree_and_merges_members() {
     );
 }
 
+/// The tenant of `departments()` and `users()` as the simulator's own directory: ZhangSan in
+/// departments 2 and 3.
+fn directory() -> Directory {
+    let mut directory = sim::directory();
+    directory.departments[0].name = "总部".into();
+    directory.departments[0].department_leader = vec!["boss".into()];
+    directory.departments.extend([
+        SimDepartment::new(2, "研发", 1),
+        SimDepartment::new(3, "平台", 2),
+    ]);
+    directory.users.extend([
+        SimUser::new("boss", "老板", &[1]),
+        SimUser::new("ZhangSan", "张三", &[2, 3]),
+        SimUser::new("lisi", "", &[2]),
+    ]);
+    directory
+}
+
 #[tokio::test]
 async fn merge_does_not_depend_on_which_call_finishes_first() {
     // Department 2 answers last, yet its spelling wins: it comes first in WeCom's order.
-    let answer = tenant(departments(), users());
-    let stub = Stub::start(move |hit| {
-        let slow = hit.path == "user/list" && hit.id("department_id") == 2;
-        let reply = answer(hit);
-        async move {
-            if slow {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            reply.await
-        }
-    })
-    .await;
-    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    let sim = sim::start(directory()).await;
+    sim.inject(
+        Fault::Delay(Duration::from_millis(50))
+            .on(Endpoint::UserList)
+            .department(2),
+    );
+    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
     assert_eq!(pulled.snapshot.members["zhangsan"].userid, "ZhangSan");
 }
 
@@ -196,8 +204,8 @@ async fn misaligned_arrays_leave_departments_unknown() {
             {"userid": "d", "department": [1], "order": [7], "is_leader_in_dept": [1]}
         ]),
     )]);
-    let stub = Stub::start(tenant(json!([{"id": 1, "parentid": 0}]), users)).await;
-    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    let sim = tenant(json!([{"id": 1, "parentid": 0}]), users).await;
+    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
     let members = &pulled.snapshot.members;
     for userid in ["a", "b", "c"] {
         assert_eq!(members[userid].departments, None, "{userid}");
@@ -216,8 +224,8 @@ async fn misaligned_arrays_leave_departments_unknown() {
 #[tokio::test]
 async fn a_subtree_root_mirrors_only_its_descendants() {
     // A server that ignored `id` would send departments outside the subtree too.
-    let stub = Stub::start(tenant(two_subtrees(), users())).await;
-    let pulled = pull(&client(&stub.base), 2, 4, |_| {}).await.unwrap();
+    let sim = tenant(two_subtrees(), users()).await;
+    let pulled = pull(&client(&sim.api_base()), 2, 4, |_| {}).await.unwrap();
     assert_eq!(
         pulled
             .snapshot
@@ -236,7 +244,7 @@ async fn a_subtree_root_mirrors_only_its_descendants() {
     );
     assert!(!pulled.snapshot.members.contains_key("boss"));
     assert_eq!(pulled.stats.ignored_departments, 3, "1, 90 and 91");
-    assert_eq!(stub.hits()[1].id("id"), 2);
+    assert_eq!(id(&sim.requests()[1], "id"), 2);
 }
 
 #[tokio::test]
@@ -247,8 +255,8 @@ async fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
         json!([{"userid": "wangwu", "department": [90], "order": [1], "is_leader_in_dept": [0]}]),
     );
     users.insert(91, json!([]));
-    let stub = Stub::start(tenant(two_subtrees(), users)).await;
-    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    let sim = tenant(two_subtrees(), users).await;
+    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
     assert_eq!(
         pulled
             .snapshot
@@ -283,8 +291,10 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
         ),
     ];
     for (departments, message) in cases {
-        let stub = Stub::start(tenant(departments, users())).await;
-        let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+        let sim = tenant(departments, users()).await;
+        let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "inconsistent_pull", "{err}");
         assert!(err.to_string().contains(message), "{err}");
     }
@@ -294,15 +304,19 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
         3,
         json!([{"userid": "zhangsan", "department": [3], "order": [1], "is_leader_in_dept": [0]}]),
     );
-    let stub = Stub::start(tenant(departments(), twins)).await;
-    let err = pull(&client(&stub.base), 1, 1, |_| {}).await.unwrap_err();
+    let sim = tenant(departments(), twins).await;
+    let err = pull(&client(&sim.api_base()), 1, 1, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "inconsistent_pull", "{err}");
     assert!(err.to_string().contains("differ only in case"), "{err}");
 
     let mut empty = users();
     empty.insert(3, json!([{"userid": ""}]));
-    let stub = Stub::start(tenant(departments(), empty)).await;
-    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    let sim = tenant(departments(), empty).await;
+    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("empty userid"), "{err}");
 }
 
@@ -310,8 +324,10 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
 async fn one_failed_department_fails_the_whole_pull() {
     let mut users = users();
     users.remove(&3);
-    let stub = Stub::start(tenant(departments(), users)).await;
-    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    let sim = tenant(departments(), users).await;
+    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "wecom_errcode");
     assert!(
         err.to_string()
@@ -319,17 +335,15 @@ async fn one_failed_department_fails_the_whole_pull() {
         "{err}"
     );
 
-    let answer = tenant(departments(), self::users());
-    let stub = Stub::start(move |hit| {
-        let reply = if hit.path == "user/list" && hit.id("department_id") == 2 {
-            Reply::raw(503, "")
-        } else {
-            answer(hit).into_inner()
-        };
-        async move { reply }
-    })
-    .await;
-    let err = pull(&client(&stub.base), 1, 1, |_| {}).await.unwrap_err();
+    let mut users = self::users();
+    users.remove(&2);
+    let sim = tenant(departments(), users).await;
+    sim.inject(always(
+        Fault::HttpStatus(503).on(Endpoint::UserList).department(2),
+    ));
+    let err = pull(&client(&sim.api_base()), 1, 1, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "transport");
     assert!(
         err.to_string().contains("user/list (department 2)"),
@@ -339,62 +353,57 @@ async fn one_failed_department_fails_the_whole_pull() {
 
 #[tokio::test]
 async fn root_outside_the_visible_range_fails() {
-    let stub = Stub::start(tenant(departments(), users())).await;
-    let err = pull(&client(&stub.base), 7, 4, |_| {}).await.unwrap_err();
+    let sim = tenant(departments(), users()).await;
+    let err = pull(&client(&sim.api_base()), 7, 4, |_| {})
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, PullError::RootNotVisible { root: 7 }),
         "{err}"
     );
     assert_eq!(err.code(), "root_not_visible");
-    assert_eq!(stub.count("user/list"), 0);
+    assert_eq!(sim.calls().get(Endpoint::UserList), 0);
 
-    let stub = Stub::start(tenant(json!([]), users())).await;
-    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    let sim = tenant(json!([]), users()).await;
+    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "no_departments");
 
-    let stub = Stub::start(|hit| async move {
-        match hit.path.as_str() {
-            "gettoken" => Reply::token(),
-            _ => Reply::errcode(60011, "no privilege to access/modify contact/party/agent"),
-        }
-    })
-    .await;
-    let err = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap_err();
+    let sim = sim::start(directory()).await;
+    for endpoint in [Endpoint::DepartmentList, Endpoint::UserList] {
+        sim.inject(always(Fault::Errcode(60011).on(endpoint)));
+    }
+    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(
-        (err.code(), stub.count("department/list")),
+        (err.code(), sim.calls().get(Endpoint::DepartmentList)),
         ("wecom_errcode", 1)
     );
     assert!(err.to_string().contains("visible range"), "{err}");
 }
 
-/// `n` departments under root 1, each with one member.
-fn flat_tenant(n: i64) -> (Value, HashMap<i64, Value>) {
-    let mut departments = vec![json!({"id": 1, "parentid": 0})];
-    departments.extend((2..=n).map(|id| json!({"id": id, "parentid": 1})));
-    let users = (1..=n)
-        .map(|id| (id, json!([{"userid": format!("u{id}"), "department": [id], "order": [0], "is_leader_in_dept": [0]}])))
-        .collect();
-    (Value::Array(departments), users)
+/// `n` departments under root 1, each with one member, every answer 5 ms late.
+async fn flat_tenant(n: u32) -> orgsync_simulator::Simulator {
+    let mut directory = sim::directory();
+    directory
+        .departments
+        .extend((2..=n).map(|id| SimDepartment::new(id, format!("d{id}"), 1)));
+    directory
+        .users
+        .extend((1..=n).map(|id| SimUser::new(format!("u{id}"), "", &[id])));
+    directory.latency_ms = 5;
+    sim::start(directory).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrency_is_bounded() {
-    let (departments, users) = flat_tenant(40);
-    let answer = tenant(departments, users);
-    let stub = Stub::start(move |hit| {
-        let reply = answer(hit);
-        async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            reply.await
-        }
-    })
-    .await;
-    let pulled = pull(&client(&stub.base), 1, 3, |_| {}).await.unwrap();
+    let sim = flat_tenant(40).await;
+    let pulled = pull(&client(&sim.api_base()), 1, 3, |_| {}).await.unwrap();
     assert_eq!(pulled.snapshot.members.len(), 40);
-    let max = stub
-        .hits()
+    let max = requests(&sim, Endpoint::UserList)
         .iter()
-        .filter(|h| h.path == "user/list")
         .map(|h| h.in_flight)
         .max();
     assert_eq!(max, Some(3));
@@ -402,30 +411,14 @@ async fn concurrency_is_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrency_limit_lowers_concurrency() {
-    let (departments, users) = flat_tenant(60);
-    let answer = tenant(departments, users);
-    let limited = Arc::new(AtomicUsize::new(0));
-    let stub = Stub::start(move |hit| {
-        let first = hit.path == "user/list" && limited.fetch_add(1, Ordering::SeqCst) == 0;
-        let reply = if first {
-            Reply::errcode(45033, "api concurrent out of limit")
-        } else {
-            answer(hit).into_inner()
-        };
-        async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            reply
-        }
-    })
-    .await;
-    let pulled = pull(&client(&stub.base), 1, 4, |_| {}).await.unwrap();
+    let sim = flat_tenant(60).await;
+    sim.inject(Fault::Errcode(45033).on(Endpoint::UserList));
+    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
     assert_eq!(pulled.snapshot.members.len(), 60);
     assert_eq!(pulled.stats.final_concurrency, 3);
     assert_eq!(pulled.stats.calls.concurrency_limited, 1);
-    let in_flight: Vec<_> = stub
-        .hits()
+    let in_flight: Vec<_> = requests(&sim, Endpoint::UserList)
         .iter()
-        .filter(|h| h.path == "user/list")
         .map(|h| h.in_flight)
         .collect();
     assert_eq!(in_flight.len(), 61);
@@ -438,51 +431,39 @@ async fn concurrency_limit_lowers_concurrency() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; run in release"]
 async fn pull_at_scale() {
-    const DEPARTMENTS: i64 = 5_000;
-    const MEMBERS: i64 = 100_000;
-    let departments: Vec<Value> = (1..=DEPARTMENTS)
-        .map(|id| json!({"id": id, "name": format!("部门{id}"), "parentid": if id == 1 { 0 } else { (id - 2) / 50 + 1 }, "order": id, "department_leader": [format!("u{id}")]}))
+    const DEPARTMENTS: u32 = 5_000;
+    const MEMBERS: u32 = 100_000;
+    let mut directory = sim::directory();
+    directory.departments = (1..=DEPARTMENTS)
+        .map(|id| {
+            let parent = if id == 1 { 0 } else { (id - 2) / 50 + 1 };
+            let mut department = SimDepartment::new(id, format!("部门{id}"), parent);
+            department.order = id;
+            // User{id - 1} lives in department id.
+            department.department_leader = vec![format!("User{}", id - 1)];
+            department
+        })
         .collect();
-    let mut users: HashMap<i64, Vec<Value>> = HashMap::new();
-    for n in 0..MEMBERS {
-        let home = n % DEPARTMENTS + 1;
-        let mut depts = vec![home];
-        if n % 5 == 0 {
-            depts.push((home + 7) % DEPARTMENTS + 1);
-        }
-        let user = json!({
-            "userid": format!("User{n}"), "name": format!("成员{n}"), "position": "工程师",
-            "department": depts, "order": vec![n; depts.len()], "is_leader_in_dept": vec![0; depts.len()],
-            "main_department": home, "status": 1, "telephone": "010-12345678",
-            "direct_leader": [format!("u{home}")], "extattr": {"attrs": [{"type": 0, "name": "工号", "text": {"value": format!("{n:06}")}}]},
-        });
-        for d in &depts {
-            users.entry(*d).or_default().push(user.clone());
-        }
-    }
-    let bodies: Arc<HashMap<i64, String>> = Arc::new(
-        users
-            .into_iter()
-            .map(|(id, list)| {
-                (
-                    id,
-                    json!({"errcode": 0, "errmsg": "ok", "userlist": list}).to_string(),
-                )
-            })
-            .collect(),
-    );
-    let department_body =
-        json!({"errcode": 0, "errmsg": "ok", "department": departments}).to_string();
-    let stub = Stub::start(move |hit| {
-        let reply = match hit.path.as_str() {
-            "gettoken" => Reply::token(),
-            "department/list" => Reply::raw(200, department_body.clone()),
-            _ => Reply::raw(200, bodies[&hit.id("department_id")].clone()),
-        };
-        async move { reply }
-    })
-    .await;
-    let client = client(&stub.base);
+    directory.users = (0..MEMBERS)
+        .map(|n| {
+            let home = n % DEPARTMENTS + 1;
+            let mut depts = vec![home];
+            if n % 5 == 0 {
+                depts.push((home + 7) % DEPARTMENTS + 1);
+            }
+            let mut user = SimUser::new(format!("User{n}"), format!("成员{n}"), &depts);
+            user.position = "工程师".into();
+            user.order = vec![n; depts.len()];
+            user.telephone = "010-12345678".into();
+            user.direct_leader = vec![format!("User{}", home - 1)];
+            user.extattr = ExtAttr {
+                attrs: vec![ExtAttrItem::text("工号", format!("{n:06}"))],
+            };
+            user
+        })
+        .collect();
+    let sim = sim::start(directory).await;
+    let client = client(&sim.api_base());
     let started = std::time::Instant::now();
     let pulled = pull(&client, 1, 4, |_| {}).await.unwrap();
     let elapsed = started.elapsed();

@@ -13,7 +13,7 @@ use crate::store::{consumers, StoreError};
 pub enum ReadError {
     #[error("the events after seq {cursor} up to {} were pruned (the oldest available is {oldest}); reconcile your copy of the directory, then subscribe with since={}", oldest - 1, oldest - 1)]
     Gap { cursor: i64, oldest: i64 },
-    #[error("since={since} is ahead of the event head {head}; was the store replaced? reconcile your copy of the directory, then subscribe with since <= {head}")]
+    #[error("since={since} is ahead of the event head {head}: this position belongs to another store (replaced, or restored from a backup); take a new snapshot, then subscribe from its seq")]
     AheadOfHead { since: i64, head: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -1,8 +1,8 @@
 //! `orgsync login-url --redirect URL [--state S]`: the two URLs an admin pastes into the WeCom
 //! console or a host application's login page, built from the config so nobody hand-encodes
 //! them: the in-app OAuth URL (a member opening the host application inside WeCom) and the web
-//! QR-login URL (a browser outside WeCom). Both end at `redirect?code=CODE&state=STATE`, and a
-//! host backend turns the code into the member with `login.resolve`.
+//! QR-login URL (a browser outside WeCom). Both end at `redirect?code=CODE&state=STATE`, where
+//! the host backend exchanges the code with WeCom's `auth/getuserinfo` for the member's userid.
 
 use reqwest::Url;
 

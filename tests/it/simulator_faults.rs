@@ -146,12 +146,7 @@ async fn a_reset_aborts_the_connection_without_a_response() {
     h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
 
     // Raw TCP, to see exactly what arrives: no byte, then a RST.
-    let mut stream = tokio::net::TcpStream::connect(h.sim.addr()).await.unwrap();
-    let request = format!(
-        "GET /cgi-bin/user/get?access_token={token}&userid=lina HTTP/1.1\r\nHost: {}\r\n\r\n",
-        h.sim.addr()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = raw_user_get(&h, &token).await;
     let mut received = Vec::new();
     let error = stream.read_to_end(&mut received).await.unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
@@ -159,12 +154,28 @@ async fn a_reset_aborts_the_connection_without_a_response() {
 
     // And through an HTTP client: an error, after which the next call works.
     h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
+    fails_then_recovers(&h, &token).await;
+}
+
+/// A `user/get` written by hand on a raw connection, to see exactly what comes back.
+async fn raw_user_get(h: &SimClient, token: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(h.sim.addr()).await.unwrap();
+    let request = format!(
+        "GET /cgi-bin/user/get?access_token={token}&userid=lina HTTP/1.1\r\nHost: {}\r\n\r\n",
+        h.sim.addr()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Through an HTTP client: the injected fault is an error, after which the next call works.
+async fn fails_then_recovers(h: &SimClient, token: &str) {
     let url = h.url(USER_GET);
-    let query = [("access_token", token.as_str()), ("userid", "lina")];
+    let query = [("access_token", token), ("userid", "lina")];
     let failed = h.http.get(&url).query(&query).send().await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(
-        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
+        errcode(&h.call(USER_GET, token, &[("userid", "lina")]).await),
         0
     );
 }
@@ -176,26 +187,14 @@ async fn a_close_ends_the_connection_cleanly_without_a_response() {
     h.sim.inject(Fault::Close.on(Endpoint::UserGet));
 
     // Raw TCP, to see exactly what arrives: no byte, then a clean end of stream (a FIN).
-    let mut stream = tokio::net::TcpStream::connect(h.sim.addr()).await.unwrap();
-    let request = format!(
-        "GET /cgi-bin/user/get?access_token={token}&userid=lina HTTP/1.1\r\nHost: {}\r\n\r\n",
-        h.sim.addr()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = raw_user_get(&h, &token).await;
     let mut received = Vec::new();
     stream.read_to_end(&mut received).await.unwrap();
     assert!(received.is_empty());
 
     // And through an HTTP client: an error, after which the next call works.
     h.sim.inject(Fault::Close.on(Endpoint::UserGet));
-    let url = h.url(USER_GET);
-    let query = [("access_token", token.as_str()), ("userid", "lina")];
-    let failed = h.http.get(&url).query(&query).send().await;
-    assert!(failed.is_err(), "{failed:?}");
-    assert_eq!(
-        errcode(&h.call(USER_GET, &token, &[("userid", "lina")]).await),
-        0
-    );
+    fails_then_recovers(&h, &token).await;
 }
 
 #[tokio::test]

@@ -221,20 +221,17 @@ async fn misaligned_arrays_leave_departments_unknown() {
     assert_eq!(pulled.stats.members_with_unknown_departments, 3);
 }
 
+/// The ids of the departments a pull mirrors, in order.
+fn department_ids(pulled: &crate::wecom::Pull) -> Vec<i64> {
+    pulled.snapshot.departments.keys().copied().collect()
+}
+
 #[tokio::test]
 async fn a_subtree_root_mirrors_only_its_descendants() {
     // A server that ignored `id` would send departments outside the subtree too.
     let sim = tenant(two_subtrees(), users()).await;
     let pulled = pull(&client(&sim.api_base()), 2, 4, |_| {}).await.unwrap();
-    assert_eq!(
-        pulled
-            .snapshot
-            .departments
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(department_ids(&pulled), [2, 3]);
     assert_eq!(
         pulled.snapshot.members["zhangsan"]
             .departments
@@ -257,15 +254,7 @@ async fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
     users.insert(91, json!([]));
     let sim = tenant(two_subtrees(), users).await;
     let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
-    assert_eq!(
-        pulled
-            .snapshot
-            .departments
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        [1, 2, 3, 90, 91]
-    );
+    assert_eq!(department_ids(&pulled), [1, 2, 3, 90, 91]);
     assert_eq!(pulled.snapshot.departments[&90].parent_id, Some(80));
     assert!(pulled.snapshot.members.contains_key("wangwu"));
     assert_eq!(

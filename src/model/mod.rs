@@ -182,6 +182,28 @@ pub fn userid_key(userid: &str) -> String {
     userid.to_lowercase()
 }
 
+/// `top` and every department below it, from each department's `(id, parent)`. A department
+/// that is its own parent, or a cycle, adds nothing twice.
+pub fn subtree(
+    parents: impl IntoIterator<Item = (DepartmentId, DepartmentId)>,
+    top: DepartmentId,
+) -> std::collections::BTreeSet<DepartmentId> {
+    let mut children: BTreeMap<DepartmentId, Vec<DepartmentId>> = BTreeMap::new();
+    for (id, parent) in parents {
+        children.entry(parent).or_default().push(id);
+    }
+    let mut selected = std::collections::BTreeSet::from([top]);
+    let mut queue = vec![top];
+    while let Some(id) = queue.pop() {
+        for &child in children.get(&id).into_iter().flatten() {
+            if selected.insert(child) {
+                queue.push(child);
+            }
+        }
+    }
+    selected
+}
+
 /// A whole directory: what the mirror holds, or what one pull returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {

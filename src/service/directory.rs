@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ServiceError;
-use crate::model::{userid_key, Department, DepartmentId, Member};
+use crate::model::{self, userid_key, Department, DepartmentId, Member};
 use crate::store::links::{self, LinkKey, LinkView};
 use crate::store::{event_log, mirror, Store};
 
@@ -239,25 +239,12 @@ fn subtree(
     departments: &BTreeMap<DepartmentId, Department>,
     top: DepartmentId,
 ) -> Option<BTreeSet<DepartmentId>> {
-    if !departments.contains_key(&top) {
-        return None;
-    }
-    let mut children: BTreeMap<DepartmentId, Vec<DepartmentId>> = BTreeMap::new();
-    for department in departments.values() {
-        if let Some(parent) = department.parent_id {
-            children.entry(parent).or_default().push(department.id);
-        }
-    }
-    let mut selected = BTreeSet::from([top]);
-    let mut queue = vec![top];
-    while let Some(id) = queue.pop() {
-        for &child in children.get(&id).into_iter().flatten() {
-            if selected.insert(child) {
-                queue.push(child);
-            }
-        }
-    }
-    Some(selected)
+    let parents = departments
+        .values()
+        .filter_map(|d| d.parent_id.map(|parent| (d.id, parent)));
+    departments
+        .contains_key(&top)
+        .then(|| model::subtree(parents, top))
 }
 
 /// Every department after its parent: the tops (whose parent is not mirrored) first, then

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::wire;
-use crate::model::DepartmentId;
+use crate::model::{subtree, DepartmentId};
 
 /// `wecom.root_department` meaning "every department the app can see".
 pub const ALL_VISIBLE: DepartmentId = 1;
@@ -74,21 +74,7 @@ pub fn select(
     if !parents.contains_key(&root) {
         return Ok(None);
     }
-    let mut children: HashMap<DepartmentId, Vec<DepartmentId>> = HashMap::new();
-    for (&id, &parent) in &parents {
-        if id != root {
-            children.entry(parent).or_default().push(id);
-        }
-    }
-    let mut keep = HashSet::from([root]);
-    let mut queue = vec![root];
-    while let Some(id) = queue.pop() {
-        for &child in children.get(&id).into_iter().flatten() {
-            if keep.insert(child) {
-                queue.push(child);
-            }
-        }
-    }
+    let keep = subtree(parents.iter().map(|(&id, &parent)| (id, parent)), root);
     let total = all.len();
     let departments: Vec<_> = all.into_iter().filter(|d| keep.contains(&d.id)).collect();
     Ok(Some(Tree {
@@ -129,17 +115,21 @@ mod tests {
         serde_json::from_value(serde_json::json!({"id": id, "parentid": parentid})).unwrap()
     }
 
+    /// Departments from `(id, parentid)` pairs.
+    fn listed(edges: &[(DepartmentId, DepartmentId)]) -> Vec<wire::Department> {
+        edges
+            .iter()
+            .map(|&(id, parent)| department(id, Some(parent)))
+            .collect()
+    }
+
     fn ids(tree: &Tree) -> Vec<DepartmentId> {
         tree.departments.iter().map(|d| d.id).collect()
     }
 
     #[test]
     fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
-        let all = vec![
-            department(5, Some(1)),
-            department(6, Some(5)),
-            department(9, Some(2)),
-        ];
+        let all = listed(&[(5, 1), (6, 5), (9, 2)]);
         let tree = select(ALL_VISIBLE, all).unwrap().unwrap();
         assert_eq!(ids(&tree), [5, 6, 9]);
         assert_eq!(tree.ignored, 0);
@@ -147,36 +137,26 @@ mod tests {
 
     #[test]
     fn another_root_keeps_its_subtree_and_counts_the_rest() {
-        let all = vec![
-            department(1, Some(0)),
-            department(2, Some(1)),
-            department(3, Some(2)),
-            department(90, Some(80)),
-        ];
+        let all = listed(&[(1, 0), (2, 1), (3, 2), (90, 80)]);
         let tree = select(2, all).unwrap().unwrap();
         assert_eq!(ids(&tree), [2, 3]);
         assert_eq!(tree.ignored, 2);
-        assert!(select(7, vec![department(1, Some(0))]).unwrap().is_none());
+        assert!(select(7, listed(&[(1, 0)])).unwrap().is_none());
     }
 
     #[test]
     fn trees_that_do_not_add_up_are_refused() {
         let refused = |all| select(ALL_VISIBLE, all).unwrap_err();
         assert_eq!(
-            refused(vec![department(1, Some(0)), department(7, Some(7))]),
+            refused(listed(&[(1, 0), (7, 7)])),
             Inconsistency::Cycle(vec![7])
         );
         assert_eq!(
-            refused(vec![
-                department(1, Some(0)),
-                department(3, Some(5)),
-                department(4, Some(3)),
-                department(5, Some(4)),
-            ]),
+            refused(listed(&[(1, 0), (3, 5), (4, 3), (5, 4)])),
             Inconsistency::Cycle(vec![3, 5, 4])
         );
         assert_eq!(
-            refused(vec![department(1, Some(0)), department(1, Some(0))]),
+            refused(listed(&[(1, 0), (1, 0)])),
             Inconsistency::DuplicateDepartment(1)
         );
         assert_eq!(

@@ -18,30 +18,25 @@ async fn fails_as_inconsistent(edit: impl FnOnce(&mut Directory), what: &str) {
     assert!(line.contains(what), "{line}");
 }
 
+/// Departments `(id, parentid)` added to the visible range, the first one named in it.
+fn visible(added: &'static [(u32, u32)]) -> impl FnOnce(&mut Directory) {
+    move |d| {
+        for &(id, parent) in added {
+            d.departments
+                .push(SimDepartment::new(id, format!("部门{id}"), parent));
+        }
+        d.visible_departments.push(added[0].0);
+    }
+}
+
 #[tokio::test]
 async fn a_self_parented_department_fails_the_run() {
-    fails_as_inconsistent(
-        |d| {
-            d.departments.push(SimDepartment::new(7, "自己", 7));
-            d.visible_departments.push(7);
-        },
-        "cycle",
-    )
-    .await;
+    fails_as_inconsistent(visible(&[(7, 7)]), "cycle").await;
 }
 
 #[tokio::test]
 async fn a_cycle_of_three_departments_fails_the_run() {
-    fails_as_inconsistent(
-        |d| {
-            d.departments.push(SimDepartment::new(7, "甲", 9));
-            d.departments.push(SimDepartment::new(8, "乙", 7));
-            d.departments.push(SimDepartment::new(9, "丙", 8));
-            d.visible_departments.push(7);
-        },
-        "cycle",
-    )
-    .await;
+    fails_as_inconsistent(visible(&[(7, 9), (8, 7), (9, 8)]), "cycle").await;
 }
 
 #[tokio::test]

@@ -191,24 +191,13 @@ async fn a_snapshot_can_list_one_subtree_and_some_object_types() {
 #[tokio::test]
 async fn a_position_from_another_store_is_told_store_changed() {
     let (env, _daemon) = serving_the_sample().await;
-    let client = env
-        .subscribe(json!({"op": "subscribe", "since": 0, "store": "0123456789abcdef"}))
-        .await;
-    assert_eq!(
-        error_code(&client.reply),
-        "store_changed",
-        "{}",
-        client.reply
-    );
-    let client = env
-        .subscribe(json!({"op": "subscribe", "since": env.state().head() + 10}))
-        .await;
-    assert_eq!(
-        error_code(&client.reply),
-        "store_changed",
-        "{}",
-        client.reply
-    );
+    for from_elsewhere in [
+        json!({"op": "subscribe", "since": 0, "store": "0123456789abcdef"}),
+        json!({"op": "subscribe", "since": env.state().head() + 10}),
+    ] {
+        let reply = env.subscribe(from_elsewhere).await.reply;
+        assert_eq!(error_code(&reply), "store_changed", "{reply}");
+    }
 }
 
 #[tokio::test]

@@ -119,7 +119,11 @@ pub fn render(status: &Status, report: &Value, healthy: bool, store: &StoreFigur
             1.0,
         );
     }
-    if let Some(Value::Object(counts)) = store.last_completed.as_ref().map(|run| &run.detail) {
+    if let Some(Value::Object(counts)) = store
+        .last_completed
+        .as_ref()
+        .map(|run| &run.detail["counts"])
+    {
         out.family(
             "last_run_changes",
             "gauge",

@@ -86,7 +86,12 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;
-    let mut config = ServerConfig::builder()
+    // The provider is named rather than taken from the process default, which rustls cannot
+    // pick when more than one provider is compiled in.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("http.tls_cert_file", &files.cert, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;

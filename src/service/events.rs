@@ -19,7 +19,7 @@ pub const MAX_CONSUMER_CHARS: usize = 128;
 /// A validated consumer name: 1 to 128 characters, none of them a control character, so that
 /// it prints safely in `orgsync status` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerName(String);
+pub struct ConsumerName(pub(crate) String);
 
 impl ConsumerName {
     pub fn new(name: &str) -> Result<ConsumerName, String> {

@@ -11,6 +11,7 @@ pub mod event_reader;
 pub mod events;
 pub mod guard;
 pub mod hashing;
+pub mod http;
 pub mod logging;
 pub mod matching;
 pub mod memory;

@@ -295,6 +295,7 @@ impl CliError {
         match self {
             CliError::Config(_) => 2,
             CliError::Daemon(DaemonError::Config(_) | DaemonError::Schedule(_)) => 2,
+            CliError::Daemon(DaemonError::Http(crate::http::HttpError::Tls { .. })) => 2,
             CliError::Wecom(WecomError::Settings(_))
             | CliError::Daemon(DaemonError::Wecom(WecomError::Settings(_))) => 2,
             CliError::Matching(error) => error.exit_code(),

@@ -10,6 +10,7 @@
 //! the `[log]` section of the very config being loaded: log them once it is.
 
 mod error;
+mod http;
 mod secret;
 mod settings;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::DepartmentId;
 use crate::schedule::{Schedule, ScheduleError};
 pub use error::{ConfigError, Origin, SecretFileProblem};
+pub use http::{HttpConfig, HttpToken, HttpTokenConfig, TokenScope, MIN_TOKEN_CHARS};
 use secret::Secret;
 pub use secret::SecretSource;
 
@@ -50,9 +52,13 @@ pub struct Config {
     pub safety: SafetyConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    pub http: HttpConfig,
     /// `None` only when loaded by [`Config::load_without_secret`].
     #[serde(skip)]
     secret: Option<(Secret, SecretSource)>,
+    /// The HTTP API's bearer tokens; empty when loaded without secrets.
+    #[serde(skip)]
+    http_tokens: Vec<HttpToken>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -283,6 +289,7 @@ struct FileConfig {
     safety: SafetyConfig,
     events: EventsConfig,
     log: LogConfig,
+    http: HttpConfig,
 }
 
 impl Config {
@@ -354,6 +361,11 @@ impl Config {
             .extract()
             .map_err(|error| error::from_figment(error, at))?;
         let file = file.validate(base_dir, at)?;
+        let http_tokens = if read_secret {
+            file.http.read_tokens(credentials_dir, at)?
+        } else {
+            Vec::new()
+        };
         let (secret, warnings) = if read_secret {
             let resolved = secret::resolve(
                 file.wecom.corp_secret.as_ref(),
@@ -372,7 +384,9 @@ impl Config {
             safety: file.safety,
             events: file.events,
             log: file.log,
+            http: file.http,
             secret,
+            http_tokens,
             warnings,
         })
     }
@@ -385,6 +399,11 @@ impl Config {
 
     pub fn secret_source(&self) -> Option<&SecretSource> {
         self.secret.as_ref().map(|(_, source)| source)
+    }
+
+    /// The HTTP API's bearer tokens (none when loaded without secrets). Never log them.
+    pub fn http_tokens(&self) -> &[HttpToken] {
+        &self.http_tokens
     }
 
     pub fn warnings(&self) -> &[ConfigWarning] {
@@ -531,6 +550,8 @@ impl FileConfig {
         }
 
         check_log_level(&self.log.level).map_err(|reason| invalid("log.level", reason))?;
+
+        self.http.validate(base_dir, at)?;
 
         Ok(self)
     }

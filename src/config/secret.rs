@@ -24,7 +24,7 @@ pub(super) struct Secret(String);
 
 impl Secret {
     /// Trailing whitespace is what editors and `echo` leave behind; an empty secret is never valid.
-    fn new(raw: &str) -> Option<Self> {
+    pub(super) fn new(raw: &str) -> Option<Self> {
         let trimmed = raw.trim_end();
         (!trimmed.is_empty()).then(|| Self(trimmed.to_owned()))
     }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Config, ScheduleConfig, StoreConfig, WecomConfig};
+use super::{Config, ScheduleConfig, StoreConfig, TokenScope, WecomConfig};
 use crate::guard::Limits;
+use crate::http::{HttpSettings, Scope, TlsFiles, Token};
 use crate::schedule;
 use crate::socket::SocketSettings;
 use crate::wecom::{self, ClientSettings, Secret, WecomError};
@@ -12,6 +13,14 @@ use crate::wecom::{self, ClientSettings, Secret, WecomError};
 /// How long a socket client may wait before its first request: long enough for a person typing
 /// into `socat`, short enough that leaked silent connections free their slots.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an HTTP client may take for its TLS handshake and its request headers, and for a
+/// request body: a slow client holds one connection slot that long, no more.
+const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest HTTP request body (an ack is a few bytes).
+const HTTP_MAX_BODY: usize = 64 * 1024;
 
 impl Config {
     /// The WeCom client's settings; fails when the config was loaded without the secret.
@@ -40,6 +49,42 @@ impl Config {
             first_request_timeout: FIRST_REQUEST_TIMEOUT,
             allow_insecure_directory: self.socket.allow_insecure_directory,
         }
+    }
+
+    /// The HTTP API's settings; `None` when it is off (no `http.listen`).
+    pub fn http_settings(&self) -> Option<HttpSettings> {
+        let listen = self.http.listen.as_deref()?.parse().ok()?;
+        let tls = match (&self.http.tls_cert_file, &self.http.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Some(HttpSettings {
+            listen,
+            tls,
+            tokens: self.http_api_tokens(),
+            max_connections: self.http.max_connections,
+            header_timeout: HTTP_HEADER_TIMEOUT,
+            body_timeout: HTTP_BODY_TIMEOUT,
+            max_body: HTTP_MAX_BODY,
+        })
+    }
+
+    /// The HTTP API's tokens as it checks them.
+    pub fn http_api_tokens(&self) -> Vec<Token> {
+        self.http_tokens()
+            .iter()
+            .map(|token| Token {
+                name: token.name.clone(),
+                scope: match token.scope {
+                    TokenScope::Read => Scope::Read,
+                    TokenScope::Admin => Scope::Admin,
+                },
+                value: token.expose().to_owned(),
+            })
+            .collect()
     }
 
     /// The deletion guard's limits.

@@ -4,6 +4,7 @@
 //! - [`coordinator`] runs queued syncs one at a time and retries failed ones;
 //! - the scheduler ([`crate::schedule`]) queues the nightly sync;
 //! - the socket server ([`crate::socket`]) serves subscribers and requests;
+//! - the HTTP API ([`crate::http`]), when `http.listen` is set, serves the same over HTTP;
 //! - [`head_watcher`] publishes new events committed by other processes;
 //! - [`pruner`] drops events past `events.retention_days`;
 //! - [`signals`] turns signals into requests and keeps systemd informed ([`notify`]).
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::events::EventSource;
+use crate::http::{self, HttpContext, HttpError, Tokens};
 use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::socket::{self, ServerContext, SocketError};
@@ -49,6 +51,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Socket(#[from] SocketError),
     #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
     Wecom(#[from] WecomError),
     #[error(transparent)]
     Sync(#[from] SyncError),
@@ -69,6 +73,8 @@ pub struct Daemon {
     config_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     scheduler: tokio::sync::Mutex<Option<Scheduler>>,
+    /// The HTTP API's tokens, replaced on reload.
+    http_tokens: watch::Sender<Arc<Tokens>>,
     tasks: Vec<JoinHandle<()>>,
     _lock: StoreLock,
 }
@@ -103,6 +109,13 @@ impl Daemon {
         };
         let store = read_store_state(config.store.path.clone()).await?;
         let listener = socket::bind(&config.socket_settings())?;
+        let http_settings = config.http_settings();
+        let http_listener = match &http_settings {
+            Some(settings) => Some(http::bind(settings).await?),
+            None => None,
+        };
+        let (http_tokens, http_tokens_rx) =
+            watch::channel(Arc::new(Tokens::new(config.http_api_tokens())));
         let queue = Arc::new(SyncQueue::default());
         let (head_tx, head_rx) = watch::channel(store.head);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -141,6 +154,7 @@ impl Daemon {
             fatal: watch::Sender::new(None),
         });
         let status_shared = shared.clone();
+        let http_status_shared = shared.clone();
         let context = Arc::new(ServerContext {
             store_path: config.store.path.clone(),
             head: head_rx,
@@ -155,17 +169,35 @@ impl Daemon {
         if let Some(next) = schedule.next_after(now) {
             tracing::info!(next = %next.with_timezone(&schedule.timezone()).to_rfc3339(), "next scheduled sync");
         }
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let (Some(listener), Some(settings)) = (http_listener, http_settings) {
+            let context = Arc::new(HttpContext {
+                store_path: config.store.path.clone(),
+                head: shared.head.subscribe(),
+                queue: queue.clone(),
+                status: Arc::new(move || http_status_shared.status()),
+                tokens: http_tokens_rx,
+                settings,
+                shutdown: shutdown_rx.clone(),
+            });
+            tasks.push(tokio::spawn(http::serve(
+                listener,
+                context,
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.extend([
             tokio::spawn(socket::serve(listener, context, shutdown_rx.clone())),
             tokio::spawn(coordinator::run(shared.clone(), shutdown_rx.clone())),
             tokio::spawn(head_watcher::run(shared.clone(), shutdown_rx.clone())),
             tokio::spawn(pruner::run(shared.clone(), shutdown_rx)),
-        ];
+        ]);
         Ok(Daemon {
             shared,
             config_path,
             shutdown,
             scheduler: tokio::sync::Mutex::new(Some(scheduler)),
+            http_tokens,
             tasks,
             _lock: lock,
         })
@@ -236,6 +268,18 @@ impl Daemon {
                     old.socket.path.display()
                 ));
             }
+            if old.http != config.http {
+                let mut listening = old.http.clone();
+                listening.tokens.clone_from(&config.http.tokens);
+                if listening != config.http {
+                    restart_needed.push(
+                        "http.listen, http.tls_cert_file, http.tls_key_file and \
+                         http.max_connections changed in the file; the HTTP API keeps the ones \
+                         in use until a restart"
+                            .to_owned(),
+                    );
+                }
+            }
             for setting in &restart_needed {
                 tracing::warn!(setting = %setting, "takes effect only after a restart");
             }
@@ -258,6 +302,9 @@ impl Daemon {
         }
         *write(&self.shared.schedule) = schedule;
         *write(&self.shared.syncer) = Arc::new(syncer);
+        // The tokens take effect at once: a revoked token stops working on reload.
+        self.http_tokens
+            .send_replace(Arc::new(Tokens::new(config.http_api_tokens())));
         *write(&self.shared.config) = config;
         tracing::info!("config reloaded");
         Ok(())

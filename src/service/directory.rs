@@ -83,6 +83,19 @@ pub struct SnapshotEnd {
 pub fn snapshot(
     store: &Store,
     filter: SnapshotFilter,
+    emit: impl FnMut(String) -> bool,
+) -> Result<Option<SnapshotEnd>, ServiceError> {
+    snapshot_with(store, filter, |_, _| true, emit)
+}
+
+/// [`snapshot`], telling `started` the seq and the store id before the first line, once the
+/// read transaction has begun and the filter was found valid (a transport that sends them
+/// ahead of the lines, as HTTP headers, learns them here); `started` returns false when the
+/// reader is gone.
+pub fn snapshot_with(
+    store: &Store,
+    filter: SnapshotFilter,
+    started: impl FnOnce(i64, &str) -> bool,
     mut emit: impl FnMut(String) -> bool,
 ) -> Result<Option<SnapshotEnd>, ServiceError> {
     let tx = store.conn().unchecked_transaction()?;
@@ -98,6 +111,9 @@ pub fn snapshot(
         None => None,
         Some(top) => Some(subtree(&departments, top).ok_or_else(|| no_department(top))?),
     };
+    if !started(end.seq, &end.store) {
+        return Ok(None);
+    }
     if filter.types.departments {
         for department in parents_first(&departments) {
             if selected

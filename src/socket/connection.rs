@@ -28,9 +28,10 @@ use crate::model::host_user::HostUser;
 use crate::model::host_user::Method;
 use crate::queue::Trigger;
 use crate::service::directory::{self, LinkLookup};
+use crate::service::events::{self, AckError, Owner};
 use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
-use crate::store::{event_log, runs, Store, StoreError, BUSY_TIMEOUT};
+use crate::store::{event_log, Store, StoreError, BUSY_TIMEOUT};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
 #[derive(Debug)]
@@ -73,6 +74,16 @@ pub enum RequestError {
 impl From<rusqlite::Error> for RequestError {
     fn from(error: rusqlite::Error) -> RequestError {
         RequestError::Store(StoreError::from(error))
+    }
+}
+
+impl From<AckError> for RequestError {
+    fn from(error: AckError) -> RequestError {
+        match error {
+            AckError::AboveHead { seq, head } => RequestError::AckAboveHead { seq, head },
+            AckError::Consumer(error) => RequestError::Consumer(error),
+            AckError::Store(error) => RequestError::Store(error),
+        }
     }
 }
 
@@ -233,22 +244,10 @@ impl Connection {
             }
             Request::Subscribe(_) => Err(RequestError::AlreadySubscribed),
             Request::Ack { consumer, seq } => {
-                let (owner, admin) = self.consumer_owner()?;
+                let (name, admin) = self.consumer_owner()?;
+                let owner = Owner { name, admin };
                 self.store
-                    .with(move |store| {
-                        let head = event_log::head(store.conn())?;
-                        // The head only grows, so checked outside the write it stays true.
-                        if seq > head {
-                            return Err(RequestError::AckAboveHead { seq, head });
-                        }
-                        // Checked and written in one transaction, so that two first acks
-                        // cannot both slip under a cap.
-                        store.try_write(|tx| {
-                            consumers::check_owner(tx, consumer.as_str(), &owner, admin)??;
-                            consumers::ack(tx, consumer.as_str(), seq, &owner)?;
-                            Ok::<_, RequestError>(())
-                        })
-                    })
+                    .with(move |store| Ok(events::ack(store, consumer.as_str(), seq, &owner)?))
                     .await?;
                 Ok((json!({"ok": true, "op": "ack"}), None))
             }
@@ -262,17 +261,13 @@ impl Connection {
             }
             Request::Resync => {
                 self.check_admin("resync")?;
-                // The run that serves this request is the first to start after it: its id is
-                // above every run recorded now (read before queueing, so it cannot be ours).
-                let after_run = self
+                let queue = Arc::clone(&self.ctx.queue);
+                let resync = self
                     .store
-                    .with(|store| Ok(runs::last_id(store.conn())?))
+                    .with(move |store| Ok(events::resync(store.conn(), &queue, Trigger::Socket)?))
                     .await?;
-                // Whether this request queued the run or merged into one already pending, one
-                // run will start after it: both are "queued". `merged` tells them apart.
-                let newly_queued = self.ctx.queue.request(Trigger::Socket);
                 Ok((
-                    json!({"ok": true, "op": "resync", "queued": true, "merged": !newly_queued, "after_run": after_run}),
+                    json!({"ok": true, "op": "resync", "queued": resync.queued, "merged": resync.merged, "after_run": resync.after_run}),
                     None,
                 ))
             }

@@ -2,21 +2,20 @@
 //! I/O, no store, and no panic on any input, so that a fuzzer can be pointed at
 //! [`parse_request`].
 
-use std::fmt;
-
 use serde_json::{json, Map, Value};
 
 use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
 use crate::model::DepartmentId;
 use crate::service::directory::{ObjectTypes, SnapshotFilter};
+pub use crate::service::events::ConsumerName;
+pub use crate::service::ErrorCode;
 use crate::strict_json;
 
 /// The longest request line accepted, without its newline.
 pub const MAX_LINE: usize = 1 << 20;
 
-/// A consumer name is at most this many characters.
-pub const MAX_CONSUMER_CHARS: usize = 128;
+pub use crate::service::events::MAX_CONSUMER_CHARS;
 
 /// A subscription lists at most this many type patterns. There are a dozen event types; the cap
 /// keeps one client from making its own filtering arbitrarily expensive.
@@ -78,51 +77,6 @@ pub struct Subscribe {
     pub types: Option<TypeFilter>,
     /// The store the client's position belongs to, from an earlier reply.
     pub store: Option<String>,
-}
-
-/// The `code` of an error reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    BadRequest,
-    UnknownOp,
-    TooLarge,
-    Forbidden,
-    Gap,
-    /// The object asked for is not in the mirror.
-    NotFound,
-    /// The client's position belongs to another store (replaced, or restored from a backup).
-    StoreChanged,
-    TooManyConnections,
-    /// A peer asked for one more consumer than its share.
-    TooManyConsumers,
-    /// The client sent no request in time after connecting.
-    Timeout,
-    /// The daemon failed (the store, the status source); the request itself was fine.
-    Internal,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::UnknownOp => "unknown_op",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::Gap => "gap",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::StoreChanged => "store_changed",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::TooManyConsumers => "too_many_consumers",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// `{"ok":false,"error":{"code":CODE,"message":MESSAGE}}`.
@@ -382,59 +336,6 @@ fn optional_consumer(fields: &Map<String, Value>) -> Result<Option<ConsumerName>
             .map_err(|problem| ProtocolError::field("consumer", problem)),
         Some(_) => Err(ProtocolError::field("consumer", "must be a string")),
     }
-}
-
-/// A validated consumer name: 1 to 128 characters, none of them a control character, so that
-/// it prints safely in `orgsync status` and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerName(String);
-
-impl ConsumerName {
-    pub fn new(name: &str) -> Result<ConsumerName, String> {
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_CONSUMER_CHARS {
-            return Err(format!(
-                "must be 1 to {MAX_CONSUMER_CHARS} characters (got {chars})"
-            ));
-        }
-        if let Some(bad) = name.chars().find(|&c| !printable(c)) {
-            return Err(format!(
-                "must be printable: letters, digits, punctuation and plain spaces, without \
-                 control, bidirectional or zero-width characters (found U+{:04X})",
-                u32::from(bad)
-            ));
-        }
-        if name.starts_with(' ') || name.ends_with(' ') {
-            return Err("must not start or end with a space".into());
-        }
-        Ok(ConsumerName(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Whether a character may appear in a consumer name, which operators read in `orgsync status`
-/// and `orgsync consumers`: no control characters, no bidirectional or zero-width formatting
-/// (which make one name look like another), and no whitespace but the plain space.
-fn printable(c: char) -> bool {
-    let format = matches!(
-        u32::from(c),
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0xE0000..=0xE007F
-    );
-    !c.is_control() && !format && (c == ' ' || !c.is_whitespace())
 }
 
 fn type_filter(value: &Value) -> Result<TypeFilter, ProtocolError> {

@@ -256,3 +256,19 @@ pub fn last_completed_at(conn: &Connection) -> Result<Option<DateTime<Utc>>, Sto
         .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
         .map(|t| t.with_timezone(&Utc)))
 }
+
+/// The newest run that completed, with its counts.
+pub fn last_completed(conn: &Connection) -> Result<Option<RunRecord>, StoreError> {
+    last_of(conn, "'completed'")
+}
+
+/// How many runs each trigger started, by outcome: `(trigger, outcome, count)`.
+pub fn counts_by_trigger(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT trigger, outcome, count(*) FROM runs GROUP BY trigger, outcome ORDER BY 1, 2",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

@@ -25,11 +25,22 @@ fn example_keys(toml: &str) -> BTreeSet<String> {
     let mut section = None;
     for line in toml.lines() {
         let trimmed = line.trim();
-        let header = trimmed
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
+        // `[section]`, or `[[section.array]]` whose keys are `section.array.key`.
+        // An array of tables is shown commented out when the example sets none.
+        let array = trimmed.strip_prefix('#').map_or(trimmed, str::trim_start);
+        let header = array
+            .strip_prefix("[[")
+            .and_then(|rest| rest.strip_suffix("]]"))
+            .or_else(|| {
+                trimmed
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.strip_suffix(']'))
+            })
             .filter(|name| {
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
             });
         if let Some(name) = header {
             section = Some(name);
@@ -68,12 +79,13 @@ fn table_keys(markdown: &str) -> BTreeSet<String> {
     keys
 }
 
-/// `section.key` of `` `section.key` ``, both of lower-case letters and underscores.
+/// `section.key` of `` `section.key` `` (or `section.array.key`, a key of an array of
+/// tables), each part of lower-case letters and underscores.
 fn backticked_key(text: &str) -> Option<&str> {
     let key = text.strip_prefix('`')?.strip_suffix('`')?;
-    let (section, name) = key.split_once('.')?;
     let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-    (word(section) && word(name)).then_some(key)
+    let parts = key.split('.').count();
+    ((2..=3).contains(&parts) && key.split('.').all(word)).then_some(key)
 }
 
 /// What an example config and a key table disagree on, as a message naming the keys; `None`
@@ -106,16 +118,18 @@ fn the_configuration_key_table_lists_exactly_the_example_configs_keys() {
 #[test]
 fn the_key_check_names_the_keys_that_differ() {
     let example = "# prose = before any section\n[wecom]\n# A comment.\ncorp_id = \"ww\"\n\
-                   # agent_id = 1000002\n  [store]  \npath = \"x\"\n[socket]\n# group =\n";
+                   # agent_id = 1000002\n  [store]  \npath = \"x\"\n[socket]\n# group =\n\
+                   [[http.tokens]]\nname = \"crm\"\n";
     assert_eq!(
         example_keys(example),
         BTreeSet::from([
             "wecom.corp_id".into(),
             "wecom.agent_id".into(),
-            "store.path".into()
+            "store.path".into(),
+            "http.tokens.name".into()
         ])
     );
-    let table = "| key | default |\n|---|---|\n| `wecom.corp_id` | |\n\
+    let table = "| key | default |\n|---|---|\n| `wecom.corp_id` | |\n| `http.tokens.name` | |\n\
                  | `wecom.agent_id`, `log.level` | |\n| `wecom.api_base` or not | |\n";
     let differences = key_differences(example, table).expect("they differ");
     assert_eq!(

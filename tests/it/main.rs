@@ -17,6 +17,7 @@ mod failure_guard;
 mod failure_local;
 mod failure_runs;
 mod failure_wecom;
+mod http_api;
 mod login;
 mod matching;
 mod newcomer;

@@ -355,7 +355,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     let report1 = report(&env).await;
     assert_eq!(
         report1["links"],
-        json!({"phone": 0, "name": 0, "manual": 1})
+        json!({"phone": 0, "name": 0, "manual": 1, "login": 0})
     );
     assert_eq!(
         pairs(&report1["manual_links_without_host_user"], "userid"),
@@ -366,7 +366,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     let report2 = report(&env).await;
     assert_eq!(
         report2["links"],
-        json!({"phone": 0, "name": 0, "manual": 1})
+        json!({"phone": 0, "name": 0, "manual": 1, "login": 0})
     );
     assert!(link_events(&env.events_since(before).await).is_empty());
 
@@ -435,7 +435,7 @@ async fn an_import_names_bad_rows_by_line_and_is_all_or_nothing_unless_told_to_s
     );
     let report = report(&env).await;
     assert_eq!(report["host_users"]["total"], 3);
-    assert_eq!(report["links"], json!({"phone": 2, "name": 1, "manual": 0}));
+    assert_eq!(report["links"], json!({"phone": 2, "name": 1, "manual": 0, "login": 0}));
 
     let jsonl = write(
         &env,

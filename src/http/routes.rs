@@ -1,0 +1,661 @@
+//! The endpoints. Each authenticates, parses its query, calls the service layer on a store
+//! connection of the pool, and writes what it returns: JSON, or NDJSON and SSE streamed line
+//! by line so that no answer holds more than a batch in memory.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::metrics;
+use super::stores::Stores;
+use super::{HttpContext, Scope};
+use crate::event_reader;
+use crate::events::TypeFilter;
+use crate::queue::Trigger;
+use crate::service::directory::{self, ObjectTypes, SnapshotFilter};
+use crate::service::events::{self, ConsumerName, Owner, PageRequest};
+use crate::socket::protocol::MAX_TYPE_PATTERNS;
+use crate::status::Status;
+
+/// Events per page unless `limit` says otherwise, and the most `limit` may ask for.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+/// The longest `wait` of a long-poll, in seconds.
+const MAX_WAIT_SECS: u64 = 60;
+
+/// How often an idle event stream sends a comment, so that proxies keep it open and a client
+/// gone away is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Lines buffered between the store and a streamed response.
+const STREAM_LINES: usize = 64;
+
+const NDJSON: &str = "application/x-ndjson";
+
+struct App {
+    ctx: Arc<HttpContext>,
+    stores: Stores,
+}
+
+type Shared = Arc<App>;
+
+pub fn router(ctx: Arc<HttpContext>) -> Router {
+    let app = Arc::new(App {
+        stores: Stores::new(ctx.store_path.clone()),
+        ctx,
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/status", get(status))
+        .route("/v1/snapshot", get(snapshot))
+        .route("/v1/members/{userid}", get(member))
+        .route("/v1/departments/{id}", get(department))
+        .route("/v1/events", get(events_page))
+        .route("/v1/events/stream", get(events_stream))
+        .route("/v1/consumers/{name}/ack", post(ack))
+        .route("/v1/resync", post(resync))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Caller, ApiError> {
+        let tokens = Arc::clone(&app.ctx.tokens.borrow());
+        tokens.authenticate(&parts.headers)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; docs/http.md lists them")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::service::ErrorCode::BadRequest,
+        "this endpoint does not take that method; docs/http.md lists each endpoint's",
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut response = (status, value.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The status report and whether `orgsync status` would exit 0 on it.
+async fn status_report(app: &App) -> Result<(Value, bool), ApiError> {
+    let status = Arc::clone(&app.ctx.status);
+    let report = tokio::task::spawn_blocking(move || status())
+        .await
+        .map_err(|_| ApiError::internal("the status task failed; see the daemon's log"))?
+        .map_err(|e| ApiError::internal(format!("cannot compute the status: {e}")))?;
+    let healthy = serde_json::from_value::<Status>(report.clone())
+        .map(|status| status.exit_code() == 0)
+        .unwrap_or(false);
+    Ok((report, healthy))
+}
+
+async fn healthz(State(app): State<Shared>) -> Response {
+    match status_report(&app).await {
+        Ok((report, healthy)) => {
+            let last = &report["last_run"];
+            let body = json!({
+                "ok": healthy,
+                "status": if healthy { "ok" } else { last["outcome"].as_str().unwrap_or("unhealthy") },
+                "last_run": if last.is_null() { Value::Null } else {
+                    json!({"id": last["id"], "outcome": last["outcome"], "finished_at": last["finished_at"]})
+                },
+            });
+            let code = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(code, &body)
+        }
+        Err(error) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"ok": false, "status": "error", "error": error.message}),
+        ),
+    }
+}
+
+async fn status(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/status")?;
+    let (report, _) = status_report(&app).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "status", "status": report}),
+    ))
+}
+
+async fn metrics_text(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/metrics")?;
+    let (report, healthy) = status_report(&app).await?;
+    let status: Status = serde_json::from_value(report.clone())
+        .map_err(|e| ApiError::internal(format!("cannot read the status report: {e}")))?;
+    let store = app
+        .stores
+        .with(|store| Ok(metrics::StoreFigures::read(store.conn())?))
+        .await?;
+    let text = metrics::render(&status, &report, healthy, &store);
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// The query's `name=value` pairs, each name known and given once.
+fn query_pairs(
+    query: Option<&str>,
+    known: &[&'static str],
+) -> Result<Vec<(&'static str, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let Some(&known_name) = known.iter().find(|k| **k == name) else {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {:?}; this endpoint takes {}",
+                name.chars().take(64).collect::<String>(),
+                known.join(", ")
+            )));
+        };
+        if pairs.iter().any(|(n, _)| *n == known_name) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {known_name:?} is given twice"
+            )));
+        }
+        pairs.push((known_name, value.into_owned()));
+    }
+    Ok(pairs)
+}
+
+fn param<'a>(pairs: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number<T: std::str::FromStr>(
+    pairs: &[(&'static str, String)],
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    param(pairs, name)
+        .map(|value| {
+            value.parse::<T>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter {name:?} must be a non-negative integer, not {:?}",
+                    value.chars().take(32).collect::<String>()
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A streamed body of the lines a channel receives.
+fn streamed(lines: mpsc::Receiver<Bytes>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(
+        lines,
+        |mut lines| async move {
+            lines
+                .recv()
+                .await
+                .map(|line| (Ok::<_, Infallible>(line), lines))
+        },
+    ))
+}
+
+fn line_bytes(mut line: String) -> Bytes {
+    line.push('\n');
+    Bytes::from(line)
+}
+
+async fn snapshot(
+    State(app): State<Shared>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/snapshot")?;
+    let pairs = query_pairs(query.as_deref(), &["department", "types"])?;
+    let mut filter = SnapshotFilter {
+        department: number(&pairs, "department")?,
+        types: ObjectTypes::ALL,
+    };
+    if let Some(types) = param(&pairs, "types") {
+        filter.types = ObjectTypes::parse(types.split(',').map(str::trim))
+            .map_err(|problem| ApiError::bad_request(format!("\"types\": {problem}")))?;
+    }
+    let (lines, received) = mpsc::channel::<Bytes>(STREAM_LINES);
+    let (started, on_start) = oneshot::channel::<(i64, String)>();
+    let stores = app.stores.clone();
+    let producing = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        let store = stores.take()?;
+        let mut started = Some(started);
+        let result = directory::snapshot_with(
+            &store,
+            filter,
+            |seq, id| {
+                started
+                    .take()
+                    .is_some_and(|started| started.send((seq, id.to_owned())).is_ok())
+            },
+            |line| lines.blocking_send(line_bytes(line)).is_ok(),
+        );
+        stores.give_back(store);
+        let last = match result {
+            Ok(Some(end)) => {
+                let mut last = json!({"ok": true, "op": "snapshot"});
+                if let (Value::Object(last), Ok(Value::Object(end))) =
+                    (&mut last, serde_json::to_value(end))
+                {
+                    last.extend(end);
+                }
+                last
+            }
+            Ok(None) => return Ok(()),
+            // Before the headers the error is the response; after them, the last line.
+            Err(error) if started.is_some() => return Err(error.into()),
+            Err(error) => ApiError::from(error).body(),
+        };
+        let _ = lines.blocking_send(line_bytes(last.to_string()));
+        Ok(())
+    });
+    match on_start.await {
+        Ok((seq, store)) => {
+            let mut response = Response::new(streamed(received));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+            headers.insert("x-orgsync-seq", header_value(&seq.to_string()));
+            headers.insert("x-orgsync-store", header_value(&store));
+            Ok(response)
+        }
+        Err(_) => match producing.await {
+            Ok(Err(error)) => Err(error),
+            _ => Err(ApiError::internal(
+                "the snapshot ended before it began; see the daemon's log",
+            )),
+        },
+    }
+}
+
+async fn member(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(userid): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/members")?;
+    let member = app
+        .stores
+        .with(move |store| Ok(directory::member(store.conn(), &userid)?))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "member.get", "member": member}),
+    ))
+}
+
+async fn department(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/departments")?;
+    let id = id.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{:?} is not a department id (a number)",
+            id.chars().take(32).collect::<String>()
+        ))
+    })?;
+    let (department, path) = app
+        .stores
+        .with(move |store| Ok(directory::department(store.conn(), id)?))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "department.get", "department": department, "path": path}),
+    ))
+}
+
+/// `types=a,b` as a type filter.
+fn types_param(pairs: &[(&'static str, String)]) -> Result<Option<TypeFilter>, ApiError> {
+    let Some(types) = param(pairs, "types") else {
+        return Ok(None);
+    };
+    let patterns: Vec<&str> = types.split(',').map(str::trim).collect();
+    if patterns.len() > MAX_TYPE_PATTERNS {
+        return Err(ApiError::bad_request(format!(
+            "\"types\" lists more than {MAX_TYPE_PATTERNS} patterns; use prefixes like orgsync.member.*"
+        )));
+    }
+    let mut filter = TypeFilter::default();
+    for pattern in patterns {
+        filter
+            .add(pattern)
+            .map_err(|problem| ApiError::bad_request(format!("\"types\": {problem}")))?;
+    }
+    Ok(Some(filter))
+}
+
+fn consumer_param(pairs: &[(&'static str, String)]) -> Result<Option<ConsumerName>, ApiError> {
+    param(pairs, "consumer")
+        .map(|name| {
+            ConsumerName::new(name)
+                .map_err(|problem| ApiError::bad_request(format!("\"consumer\" {problem}")))
+        })
+        .transpose()
+}
+
+fn owner(caller: &Caller) -> Owner {
+    Owner {
+        name: caller.owner(),
+        admin: caller.scope == Scope::Admin,
+    }
+}
+
+/// Checks the caller's claims (the store its position is from, the consumer it reads as) and
+/// finds where it starts: returns `(cursor, store id)`.
+async fn start_reading(
+    app: &App,
+    caller: &Caller,
+    request: &PageRequest,
+    theirs: Option<String>,
+) -> Result<(i64, String), ApiError> {
+    let request = request.clone();
+    let owner = owner(caller);
+    app.stores
+        .with(move |store| {
+            let ours = store.id()?;
+            if let Some(theirs) = theirs.filter(|theirs| *theirs != ours) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    crate::service::ErrorCode::StoreChanged,
+                    format!("this position belongs to store {theirs}, but the daemon serves store {ours} (replaced, or restored from a backup); take a new snapshot, then read from its seq"),
+                ));
+            }
+            if let Some(consumer) = &request.consumer {
+                events::check_reader(store.conn(), consumer.as_str(), &owner)?;
+            }
+            let (cursor, _) = events::page_start(store.conn(), &request)?;
+            Ok((cursor, ours))
+        })
+        .await
+}
+
+async fn events_page(
+    State(app): State<Shared>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/events")?;
+    let pairs = query_pairs(
+        query.as_deref(),
+        &["since", "limit", "wait", "consumer", "types", "store"],
+    )?;
+    let limit = number::<usize>(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "\"limit\" must be within 1..={MAX_LIMIT}"
+        )));
+    }
+    let wait = number::<u64>(&pairs, "wait")?.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request(format!(
+            "\"wait\" must be at most {MAX_WAIT_SECS} seconds; ask again when it returns"
+        )));
+    }
+    let request = PageRequest {
+        since: number(&pairs, "since")?,
+        consumer: consumer_param(&pairs)?,
+        types: types_param(&pairs)?,
+        limit,
+    };
+    let theirs = param(&pairs, "store").map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let mut head = app.ctx.head.clone();
+    let mut shutdown = app.ctx.shutdown.clone();
+    head.borrow_and_update();
+    let (mut cursor, store_id) = start_reading(&app, &caller, &request, theirs).await?;
+    let page = loop {
+        // Marked seen before reading: a commit from here on wakes the wait below, and one
+        // before is already visible to the read.
+        head.borrow_and_update();
+        let reading = request.clone();
+        let page = app
+            .stores
+            .with(move |store| Ok(events::read_page(store.conn(), cursor, &reading)?))
+            .await?;
+        cursor = page.next;
+        if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
+            break page;
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { break page },
+            () = tokio::time::sleep_until(deadline) => {}
+            () = super::stopped(&mut shutdown) => break page,
+        }
+    };
+    let mut body = Vec::with_capacity(page.events.iter().map(|e| e.body.len() + 1).sum());
+    for event in &page.events {
+        body.extend_from_slice(event.body.as_bytes());
+        body.push(b'\n');
+    }
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    headers.insert("x-orgsync-next-since", header_value(&page.next.to_string()));
+    headers.insert("x-orgsync-head", header_value(&page.head.to_string()));
+    headers.insert("x-orgsync-store", header_value(&store_id));
+    Ok(response)
+}
+
+async fn events_stream(
+    State(app): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/events/stream")?;
+    let pairs = query_pairs(query.as_deref(), &["since", "consumer", "types", "store"])?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|seq| *seq >= 0)
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a seq"))
+        })
+        .transpose()?;
+    let request = PageRequest {
+        // A reconnecting client resumes after the last event it received.
+        since: last_event_id.or(number(&pairs, "since")?),
+        consumer: consumer_param(&pairs)?,
+        types: types_param(&pairs)?,
+        limit: 1,
+    };
+    let theirs = param(&pairs, "store").map(str::to_owned);
+    let (cursor, store_id) = start_reading(&app, &caller, &request, theirs).await?;
+    let (frames, received) = mpsc::channel::<Bytes>(STREAM_LINES);
+    tokio::spawn(stream_events(
+        Arc::clone(&app),
+        cursor,
+        request.types,
+        frames,
+    ));
+    let mut response = Response::new(streamed(received));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-orgsync-store", header_value(&store_id));
+    Ok(response)
+}
+
+/// Sends the events after `cursor` as SSE frames, then live ones as they are committed, until
+/// the client goes away, the daemon stops, or the log cannot be followed (a last `error`
+/// frame says why).
+async fn stream_events(
+    app: Arc<App>,
+    mut cursor: i64,
+    types: Option<TypeFilter>,
+    frames: mpsc::Sender<Bytes>,
+) {
+    let types = Arc::new(types);
+    let mut head = app.ctx.head.clone();
+    let mut shutdown = app.ctx.shutdown.clone();
+    // The first frame goes out at once, so that the client knows the stream is live.
+    if frames
+        .send(Bytes::from_static(b": orgsync event stream\n\n"))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        head.borrow_and_update();
+        let filter = Arc::clone(&types);
+        let batch = app
+            .stores
+            .with(move |store| {
+                event_reader::next_batch(store.conn(), cursor, filter.as_ref().as_ref())
+                    .map_err(ApiError::from)
+            })
+            .await;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                let frame = format!("event: error\ndata: {}\n\n", error.body());
+                let _ = frames.send(Bytes::from(frame)).await;
+                return;
+            }
+        };
+        let Some(last_seq) = batch.last_seq else {
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    if frames.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+                () = frames.closed() => return,
+                () = super::stopped(&mut shutdown) => return,
+            }
+            continue;
+        };
+        for event in batch.events {
+            let frame = format!(
+                "id: {}\nevent: {}\ndata: {}\n\n",
+                event.seq, event.kind, event.body
+            );
+            if frames.send(Bytes::from(frame)).await.is_err() {
+                return;
+            }
+        }
+        cursor = last_seq;
+    }
+}
+
+async fn ack(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/consumers/{name}/ack")?;
+    let consumer = ConsumerName::new(&name)
+        .map_err(|problem| ApiError::bad_request(format!("the consumer name {problem}")))?;
+    let settings = &app.ctx.settings;
+    let bytes = match tokio::time::timeout(
+        settings.body_timeout,
+        axum::body::to_bytes(body, settings.max_body),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::service::ErrorCode::TooLarge,
+                format!(
+                    "the body may be at most {} bytes: {{\"seq\":N}}",
+                    settings.max_body
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                crate::service::ErrorCode::Timeout,
+                format!(
+                    "the body did not arrive within {}s",
+                    settings.body_timeout.as_secs()
+                ),
+            ))
+        }
+    };
+    let seq = parse_ack(&bytes)?;
+    let owner = owner(&caller);
+    let name = consumer.as_str().to_owned();
+    app.stores
+        .with(move |store| Ok(events::ack(store, &name, seq, &owner)?))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "ack", "consumer": consumer.as_str(), "seq": seq}),
+    ))
+}
+
+fn parse_ack(body: &[u8]) -> Result<i64, ApiError> {
+    let bad = || ApiError::bad_request("the body must be a JSON object {\"seq\":N}, N a seq");
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    let value = crate::strict_json::parse(text).map_err(|_| bad())?;
+    value
+        .get("seq")
+        .and_then(Value::as_i64)
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(bad)
+}
+
+async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin, "/v1/resync")?;
+    let queue = Arc::clone(&app.ctx.queue);
+    let resync = app
+        .stores
+        .with(move |store| Ok(events::resync(store.conn(), &queue, Trigger::Http)?))
+        .await?;
+    tracing::info!(token = %caller.name, "resync requested over http");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "resync", "queued": resync.queued, "merged": resync.merged, "after_run": resync.after_run}),
+    ))
+}

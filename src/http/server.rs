@@ -1,0 +1,194 @@
+//! The accept loop: at most `max_connections` at once, TLS when configured, a bound on how
+//! long a client may take for its handshake and its request headers, and a clean stop that
+//! ends every connection (long-polls and streams included).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use super::{routes, HttpContext, HttpSettings, TlsFiles};
+
+/// A pause after a failed accept (out of file descriptors, typically), so that the loop does
+/// not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr} (http.listen): {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot use {} ({key}) for TLS: {problem}", path.display())]
+    Tls {
+        key: &'static str,
+        path: std::path::PathBuf,
+        problem: String,
+    },
+}
+
+/// A bound listener, with TLS set up if configured.
+pub struct Listener {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Loads the TLS files and binds `http.listen`; logs `http listening addr=...` with the
+/// address bound (the port chosen, for port 0).
+pub async fn bind(settings: &HttpSettings) -> Result<Listener, HttpError> {
+    let tls = match &settings.tls {
+        Some(files) => Some(acceptor(files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|error| HttpError::Bind {
+            addr: settings.listen,
+            error,
+        })?;
+    let addr = listener.local_addr().map_err(|error| HttpError::Bind {
+        addr: settings.listen,
+        error,
+    })?;
+    tracing::info!(%addr, tls = tls.is_some(), "http listening");
+    Ok(Listener { listener, tls })
+}
+
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
+    let tls_error = |key: &'static str, path: &Path, problem: String| HttpError::Tls {
+        key,
+        path: path.to_owned(),
+        problem,
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_error("http.tls_cert_file", &files.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_error(
+            "http.tls_cert_file",
+            &files.cert,
+            "it holds no PEM certificate".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;
+    // The provider is named rather than taken from the process default, which rustls cannot
+    // pick when more than one provider is compiled in.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("http.tls_cert_file", &files.cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `shutdown` turns true, then closes every connection.
+pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, mut shutdown: watch::Receiver<bool>) {
+    let router = routes::router(Arc::clone(&ctx));
+    let slots = Arc::new(Semaphore::new(ctx.settings.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = super::stopped(&mut shutdown) => break,
+            Some(finished) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = finished {
+                    if !error.is_cancelled() {
+                        tracing::error!(%error, "http connection task failed");
+                    }
+                }
+            }
+            accepted = listener.listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, max = ctx.settings.max_connections, "http connection refused: too many connections");
+                        refuse(stream, listener.tls.is_some());
+                        continue;
+                    };
+                    let router = router.clone();
+                    let tls = listener.tls.clone();
+                    let timeout = ctx.settings.header_timeout;
+                    connections.spawn(async move {
+                        serve_connection(stream, tls, router, timeout).await;
+                        drop(slot);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "http accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    connections.shutdown().await;
+    tracing::info!("http closed");
+}
+
+/// Tells a plain-HTTP client over the cap why it is closed; a TLS one is only closed.
+fn refuse(stream: TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
+    tokio::spawn(async move {
+        let body = r#"{"ok":false,"error":{"code":"too_many_connections","message":"the daemon already serves all the HTTP connections it may (http.max_connections); retry later"}}"#;
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = stream;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            stream.write_all(response.as_bytes()),
+        )
+        .await;
+    });
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_http(stream, router, timeout).await,
+        Some(tls) => match tokio::time::timeout(timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(stream, router, timeout).await,
+            Ok(Err(error)) => tracing::debug!(%error, "http tls handshake failed"),
+            Err(_) => tracing::debug!("http tls handshake timed out"),
+        },
+    }
+}
+
+async fn serve_http<S>(stream: S, router: Router, timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(%error, "http connection ended with an error");
+    }
+}

@@ -1,0 +1,738 @@
+//! The HTTP API through the real daemon on 127.0.0.1: bearer tokens, every endpoint, the
+//! long-poll woken by a sync, the SSE tail resumed from Last-Event-ID, a snapshot equal to the
+//! socket's, health after a failed run, TLS, and the config rules.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orgsync_simulator::{Directory, Endpoint, Fault};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{describe, error_line, Client, Daemon, Env, Python, WAIT};
+
+const READ_TOKEN: &str = "read-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// `[http]` on a port the kernel picks, with a read and an admin token.
+fn http_config(extra_http: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
+         [[http.tokens]]\nname = \"reader\"\nscope = \"read\"\ntoken_file = \"read.token\"\n\n\
+         [[http.tokens]]\nname = \"ops\"\nscope = \"admin\"\ntoken_file = \"admin.token\"\n"
+    )
+}
+
+fn write_tokens(env: &Env) {
+    std::fs::write(env.path("read.token"), format!("{READ_TOKEN}\n")).unwrap();
+    std::fs::write(env.path("admin.token"), ADMIN_TOKEN).unwrap();
+}
+
+async fn http_env(directory: Directory) -> Env {
+    let env = Env::with_config(directory, &http_config("")).await;
+    write_tokens(&env);
+    env
+}
+
+/// The address the daemon logged as `http listening addr=...`.
+fn http_addr(daemon: &Daemon) -> String {
+    let log = daemon.output();
+    let line = log
+        .lines()
+        .find(|line| line.contains("http listening"))
+        .unwrap_or_else(|| panic!("no `http listening` line in the log:\n{log}"));
+    let start = line.find("addr=").expect("addr=") + "addr=".len();
+    line[start..]
+        .split(|c: char| c.is_whitespace() || c == '\u{1b}')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(daemon: &Daemon) -> Api {
+        Api {
+            base: format!("http://{}", http_addr(daemon)),
+            client: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let response = self.get(path, Some(READ_TOKEN)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn ndjson(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(body["error"]["message"].as_str().is_some(), "{body}");
+    (status, body["error"]["code"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_a_good_token() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+
+    let health = api.get("/healthz", None).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["ok"], true);
+
+    let status = api.json("/v1/status").await;
+    assert_eq!(status["op"], "status");
+    let socket_status = env.daemon_status().await;
+    assert_eq!(status["status"]["events"], socket_status["events"]);
+    assert_eq!(status["status"]["mirror"], socket_status["mirror"]);
+
+    let metrics = api.get("/metrics", Some(READ_TOKEN)).await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.unwrap();
+    let head = socket_status["events"]["head"].as_i64().unwrap();
+    for expected in [
+        format!("orgsync_event_head {head}"),
+        format!(
+            "orgsync_mirror_members {}",
+            socket_status["mirror"]["members"]
+        ),
+        "orgsync_runs_total{trigger=\"startup\",outcome=\"completed\"} 1".to_owned(),
+        "orgsync_last_success_timestamp_seconds ".to_owned(),
+        "orgsync_last_run_duration_seconds ".to_owned(),
+        "orgsync_last_run_changes{kind=".to_owned(),
+        "orgsync_guard_held 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in\n{metrics}");
+    }
+
+    // Members and departments, as member.get and department.get answer them.
+    let mut socket = Client::connect(&env.socket_path()).await;
+    let any = env.state().mirror.members.values().next().cloned().unwrap();
+    let userid = any.userid.clone();
+    let member = api
+        .json(&format!("/v1/members/{}", userid.to_uppercase()))
+        .await;
+    let by_socket = socket
+        .request(json!({"op": "member.get", "userid": userid}))
+        .await;
+    assert_eq!(member, by_socket);
+    let department = api.json("/v1/departments/1").await;
+    let by_socket = socket
+        .request(json!({"op": "department.get", "id": 1}))
+        .await;
+    assert_eq!(department, by_socket);
+    let missing = api.get("/v1/members/nobody-at-all", Some(READ_TOKEN)).await;
+    assert_eq!(
+        error_of(missing).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let missing = api.get("/v1/departments/999999", Some(READ_TOKEN)).await;
+    assert_eq!(
+        error_of(missing).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+
+    // A page of events: all of them from 0, as `orgsync events` prints them.
+    let page = api
+        .get("/v1/events?since=0&limit=10000", Some(READ_TOKEN))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "application/x-ndjson");
+    assert_eq!(
+        page.headers()["x-orgsync-next-since"],
+        head.to_string().as_str()
+    );
+    let events = ndjson(&page.text().await.unwrap());
+    assert_eq!(events, env.events_since(0).await);
+    let page = api
+        .get("/v1/events?since=0&limit=2", Some(READ_TOKEN))
+        .await;
+    assert_eq!(page.headers()["x-orgsync-next-since"], "2");
+    assert_eq!(ndjson(&page.text().await.unwrap()).len(), 2);
+    let members_only = api
+        .get(
+            "/v1/events?since=0&types=orgsync.member.*",
+            Some(READ_TOKEN),
+        )
+        .await;
+    let members_only = ndjson(&members_only.text().await.unwrap());
+    assert!(!members_only.is_empty());
+    assert!(members_only
+        .iter()
+        .all(|e| e["type"].as_str().unwrap().starts_with("orgsync.member.")));
+    let bad = api.get("/v1/events?limit=10001", Some(READ_TOKEN)).await;
+    assert_eq!(
+        error_of(bad).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let bad = api.get("/v1/events?sinse=3", Some(READ_TOKEN)).await;
+    assert_eq!(
+        error_of(bad).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+
+    // An ack stores the cursor, owned by the token; a consumer then reads from it.
+    let acked = api
+        .post("/v1/consumers/crm/ack", READ_TOKEN, json!({"seq": 2}))
+        .await;
+    assert_eq!(acked.status(), StatusCode::OK);
+    assert_eq!(acked.json::<Value>().await.unwrap()["ok"], true);
+    let stored = env.daemon_status().await["consumers"].clone();
+    assert_eq!(stored[0]["name"], "crm", "{stored}");
+    assert_eq!(stored[0]["acked_seq"], 2, "{stored}");
+    let resumed = api.get("/v1/events?consumer=crm", Some(READ_TOKEN)).await;
+    let resumed = ndjson(&resumed.text().await.unwrap());
+    assert_eq!(resumed[0]["seq"], 3);
+    let above = api
+        .post(
+            "/v1/consumers/crm/ack",
+            READ_TOKEN,
+            json!({"seq": head + 100}),
+        )
+        .await;
+    assert_eq!(
+        error_of(above).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let bad_body = api
+        .post("/v1/consumers/crm/ack", READ_TOKEN, json!({"sequence": 1}))
+        .await;
+    assert_eq!(
+        error_of(bad_body).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let huge = api
+        .post(
+            "/v1/consumers/crm/ack",
+            READ_TOKEN,
+            json!({"seq": 1, "pad": "x".repeat(100_000)}),
+        )
+        .await;
+    assert_eq!(
+        error_of(huge).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
+    // A socket peer's consumer is not the token's.
+    socket
+        .request(json!({"op": "ack", "consumer": "socket-app", "seq": 1}))
+        .await;
+    let foreign = api
+        .post(
+            "/v1/consumers/socket-app/ack",
+            READ_TOKEN,
+            json!({"seq": 2}),
+        )
+        .await;
+    assert_eq!(
+        error_of(foreign).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    let admin = api
+        .post(
+            "/v1/consumers/socket-app/ack",
+            ADMIN_TOKEN,
+            json!({"seq": 2}),
+        )
+        .await;
+    assert_eq!(admin.status(), StatusCode::OK);
+
+    // Resync, with the admin token.
+    let mut runs = env
+        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
+        .await;
+    let resync = api.post("/v1/resync", ADMIN_TOKEN, json!({})).await;
+    assert_eq!(resync.status(), StatusCode::OK);
+    let resync: Value = resync.json().await.unwrap();
+    assert_eq!(resync["queued"], true, "{resync}");
+    let run = runs.run_events().await;
+    assert_eq!(run.last().unwrap()["data"]["trigger"], "http");
+
+    let unknown = api.get("/v2/nothing", Some(READ_TOKEN)).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_checked() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    for path in ["/v1/status", "/metrics", "/v1/snapshot", "/v1/events"] {
+        let none = api.get(path, None).await;
+        assert_eq!(
+            error_of(none).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            "{path}"
+        );
+        let garbage = api.get(path, Some("not-a-token-of-ours-at-all")).await;
+        assert_eq!(
+            error_of(garbage).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            "{path}"
+        );
+    }
+    let read = api.post("/v1/resync", READ_TOKEN, json!({})).await;
+    assert_eq!(
+        error_of(read).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    let garbage = api
+        .post("/v1/resync", "garbage-garbage-garbage", json!({}))
+        .await;
+    assert_eq!(
+        error_of(garbage).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    assert!(
+        !daemon.output().contains(READ_TOKEN) && !daemon.output().contains(ADMIN_TOKEN),
+        "a token was logged"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_the_events_of_a_sync_that_commits_while_it_waits() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    let head = env.daemon_status().await["events"]["head"]
+        .as_i64()
+        .unwrap();
+
+    let started = Instant::now();
+    let url = format!("{}/v1/events?since={head}&wait=50", api.base);
+    let client = api.client.clone();
+    let poll = tokio::spawn(async move {
+        let response = client
+            .get(url)
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long-poll returned without events");
+    env.sim
+        .edit(|d| d.users[0].position = "Chief Long-Poll Officer".into());
+    daemon.signal(libc::SIGUSR1);
+    let events = ndjson(&tokio::time::timeout(WAIT, poll).await.unwrap().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["seq"].as_i64().unwrap() > head));
+    assert_eq!(events[0]["seq"], head + 1);
+
+    // Nothing new: the wait expires with an empty page.
+    let head = env.daemon_status().await["events"]["head"]
+        .as_i64()
+        .unwrap();
+    let started = Instant::now();
+    let empty = api
+        .get(&format!("/v1/events?since={head}&wait=1"), Some(READ_TOKEN))
+        .await;
+    assert_eq!(empty.status(), StatusCode::OK);
+    assert_eq!(empty.text().await.unwrap(), "");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    daemon.stop().await;
+}
+
+/// Reads SSE frames until `n` events arrived: `(id, event, data)`.
+async fn sse_events(response: &mut reqwest::Response, n: usize) -> Vec<(i64, String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while events.len() < n {
+        let chunk = tokio::time::timeout(WAIT, response.chunk())
+            .await
+            .expect("an SSE frame in time")
+            .unwrap()
+            .expect("the stream goes on");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            };
+            if let (Some(id), Some(event), Some(data)) =
+                (field("id"), field("event"), field("data"))
+            {
+                events.push((
+                    id.parse().unwrap(),
+                    event,
+                    serde_json::from_str(&data).unwrap(),
+                ));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_a_dropped_connection_from_last_event_id() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    let all = env.events_since(0).await;
+
+    let mut stream = api.get("/v1/events/stream?since=0", Some(READ_TOKEN)).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = sse_events(&mut stream, 3).await;
+    assert_eq!(
+        first.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(first[0].1, all[0]["type"].as_str().unwrap());
+    assert_eq!(first[0].2, all[0]);
+    drop(stream);
+
+    // More events are committed while the client is away.
+    env.sim
+        .edit(|d| d.users[0].position = "Returning Reader".into());
+    let mut runs = env
+        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
+        .await;
+    daemon.signal(libc::SIGUSR1);
+    runs.run_events().await;
+    let all = env.events_since(0).await;
+
+    let mut resumed = api
+        .client
+        .get(format!("{}/v1/events/stream?since=0", api.base))
+        .bearer_auth(READ_TOKEN)
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    let rest = sse_events(&mut resumed, all.len() - 3).await;
+    assert_eq!(
+        rest.iter()
+            .map(|(_, _, data)| data.clone())
+            .collect::<Vec<_>>(),
+        all[3..].to_vec()
+    );
+
+    // And live events follow.
+    env.sim.edit(|d| d.users[0].position = "Live Reader".into());
+    daemon.signal(libc::SIGUSR1);
+    let live = sse_events(&mut resumed, 1).await;
+    assert_eq!(live[0].0, all.len() as i64 + 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_snapshot_over_http_equals_the_socket_one() {
+    let env = http_env(Directory::generate(7, 40, 600)).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+
+    let response = api.get("/v1/snapshot", Some(READ_TOKEN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let seq = response.headers()["x-orgsync-seq"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let store = response.headers()["x-orgsync-store"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let lines = ndjson(&response.text().await.unwrap());
+
+    let mut socket = Client::connect(&env.socket_path()).await;
+    socket.send(&json!({"op": "snapshot"})).await;
+    let mut by_socket = Vec::new();
+    loop {
+        let line = socket.next().await;
+        let last = line.get("ok").is_some();
+        by_socket.push(line);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(lines, by_socket);
+    let end = lines.last().unwrap();
+    assert_eq!(end["op"], "snapshot");
+    assert_eq!(end["seq"].to_string(), seq);
+    assert_eq!(end["store"], store.as_str());
+    assert!(end["members"].as_i64().unwrap() > 500);
+
+    let members = api
+        .get("/v1/snapshot?types=member&department=1", Some(READ_TOKEN))
+        .await;
+    let members = ndjson(&members.text().await.unwrap());
+    assert!(members[..members.len() - 1]
+        .iter()
+        .all(|line| line.get("member").is_some()));
+    let bad = api.get("/v1/snapshot?types=person", Some(READ_TOKEN)).await;
+    assert_eq!(
+        error_of(bad).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let missing = api
+        .get("/v1/snapshot?department=424242", Some(READ_TOKEN))
+        .await;
+    assert_eq!(
+        error_of(missing).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_is_200_then_503_after_a_failed_run() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    assert_eq!(api.get("/healthz", None).await.status(), StatusCode::OK);
+
+    env.sim.inject(Fault::Errcode(60020).on(Endpoint::UserList));
+    let mut runs = env
+        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
+        .await;
+    daemon.signal(libc::SIGUSR1);
+    let run = runs.run_events().await;
+    assert_eq!(run.last().unwrap()["type"], "orgsync.sync.failed");
+    let health = api.get("/healthz", None).await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    let (code, _, _) = env.status().await;
+    assert_eq!(code, Some(1));
+    let metrics = api
+        .get("/metrics", Some(READ_TOKEN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("orgsync_healthy 0"), "{metrics}");
+    assert!(
+        metrics.contains("orgsync_runs_total{trigger=\"signal\",outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    daemon.stop().await;
+}
+
+fn self_signed(dir: &Path) {
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl is needed to make the TLS test's certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
+#[tokio::test]
+async fn tls_is_served_and_plain_http_off_loopback_is_refused() {
+    let env = Env::with_config(
+        Directory::sample(),
+        &http_config("tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n"),
+    )
+    .await;
+    write_tokens(&env);
+    self_signed(env.dir.path());
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let addr = http_addr(&daemon);
+    let cert =
+        reqwest::Certificate::from_pem(&std::fs::read(env.path("cert.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let status = client
+        .get(format!("https://{addr}/v1/status"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), StatusCode::OK);
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    daemon.stop().await;
+
+    // Plain HTTP on an address others reach is a config error.
+    env.write_config("", &http_config("").replace("127.0.0.1:0", "0.0.0.0:8787"));
+    let output = env.run(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let line = error_line(&output);
+    assert!(line.contains("http.listen"), "{line}");
+    assert!(line.contains("loopback"), "{line}");
+}
+
+#[tokio::test]
+async fn bad_http_configs_are_refused_with_the_key_named() {
+    let env = http_env(Directory::sample()).await;
+    std::fs::write(env.path("short.token"), "too-short").unwrap();
+    let cases = [
+        (
+            http_config("").replace("read.token", "short.token"),
+            "at least 16",
+        ),
+        (
+            http_config("").replace("name = \"ops\"", "name = \"reader\""),
+            "two tokens are named",
+        ),
+        (
+            http_config("").replace("scope = \"admin\"", "scope = \"root\""),
+            "`root` is not one of",
+        ),
+        (http_config("colour = \"blue\"\n"), "colour"),
+        (
+            http_config("").replace(
+                "token_file = \"admin.token\"",
+                "token_file = \"admin.token\"\nvalue = \"x\"",
+            ),
+            "value",
+        ),
+        (
+            http_config("").replace("admin.token", "missing.token"),
+            "missing.token",
+        ),
+        (
+            http_config("tls_cert_file = \"cert.pem\"\n"),
+            "http.tls_key_file",
+        ),
+    ];
+    for (config, expected) in cases {
+        env.write_config("", &config);
+        let output = env.run(&["check-config"]).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{config}\n{}",
+            describe(&output)
+        );
+        let line = error_line(&output);
+        assert!(line.contains(expected), "{expected:?} in {line}");
+        assert!(line.contains("http"), "{line}");
+    }
+    // A reload with a bad [http] keeps the old config: the tokens in force still work.
+    env.write_config("", &http_config(""));
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    env.write_config("", &http_config("").replace("read.token", "short.token"));
+    daemon.signal(libc::SIGHUP);
+    let deadline = Instant::now() + WAIT;
+    while env.daemon_status().await["daemon"]["reload_rejected"].is_null() {
+        assert!(Instant::now() < deadline, "the reload was not rejected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        api.get("/v1/status", Some(READ_TOKEN)).await.status(),
+        StatusCode::OK
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
+    let env = http_env(Directory::sample()).await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let base = format!("http://{}", http_addr(&daemon));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/http_client.py");
+    let mut client = Python::spawn(
+        &script,
+        [
+            "--url",
+            &base,
+            "--token-file",
+            env.path("read.token").to_str().unwrap(),
+            "--consumer",
+            "py-http",
+        ],
+    );
+    let snapshot = client.line().await;
+    assert!(snapshot.starts_with("snapshot "), "{snapshot}");
+    let head = env.daemon_status().await["events"]["head"]
+        .as_i64()
+        .unwrap();
+    assert!(snapshot.contains(&format!("seq={head}")), "{snapshot}");
+
+    env.sim
+        .edit(|d| d.users[0].position = "Python Follower".into());
+    let mut runs = env
+        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
+        .await;
+    daemon.signal(libc::SIGUSR1);
+    runs.run_events().await;
+    let new = env.events_since(head).await;
+    let mut printed = Vec::new();
+    while printed.len() < new.len() {
+        let line = client.line().await;
+        if line.starts_with("event ") {
+            printed.push(line);
+        }
+    }
+    assert!(
+        printed[0].starts_with(&format!("event {} ", head + 1)),
+        "{printed:?}"
+    );
+    // Its acks reach the daemon.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let consumers = env.daemon_status().await["consumers"].clone();
+        if consumers[0]["acked_seq"].as_i64() == Some(head + new.len() as i64) {
+            assert_eq!(consumers[0]["name"], "py-http");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{consumers}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.kill().await;
+    daemon.stop().await;
+}

@@ -1,6 +1,7 @@
-//! The read side at scale: how long a full `snapshot` of a 100,000-member directory takes over
-//! the socket, and how much the daemon's memory grows while it serves one (it streams: the
-//! mirror is never loaded whole).
+//! The read side at scale: how long a full snapshot of a 100,000-member directory takes over
+//! the socket and over HTTP, how much the daemon's memory grows while it serves one (it
+//! streams: the mirror is never loaded whole), and how fast one consumer pages through the
+//! first sync's events with `GET /v1/events`.
 //!
 //! ```sh
 //! cargo build --release && cargo run --release --example bench_snapshot -- --members 100000
@@ -76,12 +77,15 @@ fn main() {
     let api_base = words[3].trim_end_matches(':');
     let (corp_id, secret) = (words[5], words[8]);
     std::fs::write(dir.path().join("secret"), secret).unwrap();
+    std::fs::write(dir.path().join("read.token"), TOKEN).unwrap();
     let config = dir.path().join("orgsync.toml");
     std::fs::write(
         &config,
         format!(
             "[wecom]\ncorp_id = \"{corp_id}\"\ncorp_secret_file = \"secret\"\napi_base = \"{api_base}\"\n\
-             [store]\npath = \"orgsync.db\"\n[socket]\npath = \"orgsync.sock\"\n"
+             [store]\npath = \"orgsync.db\"\n[socket]\npath = \"orgsync.sock\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"bench\"\nscope = \"read\"\n\
+             token_file = \"read.token\"\n"
         ),
     )
     .unwrap();
@@ -100,15 +104,17 @@ fn main() {
         Command::new(orgsync())
             .args(["run", "--config"])
             .arg(&config)
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
             .spawn()
             .unwrap(),
     );
     let socket = dir.path().join("orgsync.sock");
     let pid = daemon.0.id();
     wait_for(&socket);
-    println!("members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib");
-    for _ in 0..args.repeat {
+    let http = http_address(&dir.path().join("daemon.log"));
+    println!("transport,members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib");
+    for round in 0..args.repeat * 2 {
+        let over_http = round % 2 == 1;
         let before = rss_kib(pid);
         let peak = Arc::new(AtomicU64::new(before));
         let done = Arc::new(AtomicBool::new(false));
@@ -122,14 +128,18 @@ fn main() {
             })
         };
         let started = Instant::now();
-        let (lines, bytes) = snapshot(&socket);
+        let (lines, bytes) = match over_http {
+            false => snapshot(&socket),
+            true => http_snapshot(&http),
+        };
         let seconds = started.elapsed().as_secs_f64();
         done.store(true, Ordering::Relaxed);
         sampler.join().unwrap();
         let peak = peak.load(Ordering::Relaxed);
         let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "{},{seconds:.2},{lines},{:.1},{:.1},{:.1},{:.1}",
+            "{},{},{seconds:.2},{lines},{:.1},{:.1},{:.1},{:.1}",
+            if over_http { "http" } else { "socket" },
             args.members,
             bytes as f64 / (1 << 20) as f64,
             mib(before),
@@ -137,6 +147,103 @@ fn main() {
             mib(peak.saturating_sub(before))
         );
     }
+    events_throughput(&http);
+}
+
+/// The read token the daemon is configured with.
+const TOKEN: &str = "bench-read-token-0123456789";
+
+/// Pages through every event with `GET /v1/events`, as one consumer catching up would.
+fn events_throughput(http: &str) {
+    let mut since = 0;
+    let (mut events, mut pages) = (0, 0);
+    let started = Instant::now();
+    loop {
+        let (head, body) = get(http, &format!("/v1/events?since={since}&limit=10000"));
+        let next: i64 = header(&head, "x-orgsync-next-since").parse().unwrap();
+        let count = body.lines().count();
+        if count == 0 {
+            break;
+        }
+        events += count;
+        pages += 1;
+        since = next;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "events over http: {events} in {pages} pages of up to 10,000, {seconds:.2} s, {:.0} events/s",
+        events as f64 / seconds
+    );
+}
+
+/// `http listening addr=...` from the daemon's log.
+fn http_address(log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("http listening")) {
+            let addr = line.split("addr=").nth(1).unwrap();
+            return addr.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no `http listening` line:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A whole snapshot over HTTP (chunked); returns its lines and bytes.
+fn http_snapshot(http: &str) -> (usize, usize) {
+    let (_, body) = get(http, "/v1/snapshot");
+    let last = body.lines().last().unwrap();
+    assert!(last.starts_with("{\"ok\":true,\"op\":\"snapshot\""), "{last}");
+    (body.lines().count(), body.len())
+}
+
+/// One GET over a fresh connection, HTTP/1.1 with a chunked or sized body: the header block
+/// and the body.
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = Vec::new();
+    if header(&head, "transfer-encoding") == "chunked" {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            std::io::Read::read_exact(&mut reader, &mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        std::io::Read::read_to_end(&mut reader, &mut body).unwrap();
+    }
+    (head, String::from_utf8(body).unwrap())
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+        .unwrap_or("")
 }
 
 fn wait_for(socket: &Path) {

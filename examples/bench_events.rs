@@ -66,6 +66,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let server = runtime.block_on(async {
         let listener = socket::bind(&settings)?;
+        let client = orgsync::wecom::WecomClient::new(orgsync::wecom::ClientSettings::new(
+            "http://127.0.0.1:9",
+            "wwbench",
+            orgsync::wecom::Secret::new("unused"),
+        ))
+        .expect("client");
+        let login = orgsync::service::login::Login::new(
+            Arc::new(move || client.clone()),
+            store_path.clone(),
+        );
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,
@@ -75,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             status: Arc::new(|| Ok(json!({}))),
             settings,
             daemon_uid: 0,
+            login,
         });
         Ok::<_, socket::SocketError>(tokio::spawn(socket::serve(listener, ctx, shutdown_rx)))
     })?;

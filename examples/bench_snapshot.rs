@@ -112,7 +112,9 @@ fn main() {
     let pid = daemon.0.id();
     wait_for(&socket);
     let http = http_address(&dir.path().join("daemon.log"));
-    println!("transport,members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib");
+    println!(
+        "transport,members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib"
+    );
     for round in 0..args.repeat * 2 {
         let over_http = round % 2 == 1;
         let before = rss_kib(pid);
@@ -185,7 +187,10 @@ fn http_address(log: &Path) -> String {
             let addr = line.split("addr=").nth(1).unwrap();
             return addr.split_whitespace().next().unwrap().to_owned();
         }
-        assert!(Instant::now() < deadline, "no `http listening` line:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no `http listening` line:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -194,7 +199,10 @@ fn http_address(log: &Path) -> String {
 fn http_snapshot(http: &str) -> (usize, usize) {
     let (_, body) = get(http, "/v1/snapshot");
     let last = body.lines().last().unwrap();
-    assert!(last.starts_with("{\"ok\":true,\"op\":\"snapshot\""), "{last}");
+    assert!(
+        last.starts_with("{\"ok\":true,\"op\":\"snapshot\""),
+        "{last}"
+    );
     (body.lines().count(), body.len())
 }
 

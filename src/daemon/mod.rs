@@ -32,6 +32,7 @@ use crate::events::EventSource;
 use crate::http::{self, HttpContext, HttpError, Tokens};
 use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
+use crate::service::login::Login;
 use crate::socket::{self, ServerContext, SocketError};
 use crate::store::{event_log, mirror, runs, Store, StoreError};
 use crate::sync::{SyncError, Syncer};
@@ -155,6 +156,11 @@ impl Daemon {
         });
         let status_shared = shared.clone();
         let http_status_shared = shared.clone();
+        let client_shared = shared.clone();
+        let login = Login::new(
+            Arc::new(move || client_shared.syncer().client.clone()),
+            config.store.path.clone(),
+        );
         let context = Arc::new(ServerContext {
             store_path: config.store.path.clone(),
             head: head_rx,
@@ -164,6 +170,7 @@ impl Daemon {
             status: Arc::new(move || status_shared.status()),
             settings: config.socket_settings(),
             daemon_uid: current_uid(),
+            login: login.clone(),
         });
         let scheduler = Scheduler::start(schedule.clone(), queue.clone()).await?;
         if let Some(next) = schedule.next_after(now) {
@@ -175,6 +182,7 @@ impl Daemon {
                 store_path: config.store.path.clone(),
                 head: shared.head.subscribe(),
                 queue: queue.clone(),
+                login: login.clone(),
                 status: Arc::new(move || http_status_shared.status()),
                 tokens: http_tokens_rx,
                 settings,

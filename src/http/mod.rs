@@ -92,6 +92,8 @@ pub struct HttpContext {
     /// The event head, published after every commit: long-polls and streams wait on it.
     pub head: watch::Receiver<i64>,
     pub queue: Arc<SyncQueue>,
+    /// Resolves login codes (`POST /v1/login/resolve`).
+    pub login: crate::service::login::Login,
     /// The status report, as the socket's `status` reply; it may block.
     pub status: Arc<dyn Fn() -> Result<Value, String> + Send + Sync>,
     /// The tokens in force; replaced when the config is reloaded.

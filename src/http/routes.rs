@@ -2,6 +2,7 @@
 //! connection of the pool, and writes what it returns: JSON, or NDJSON and SSE streamed line
 //! by line so that no answer holds more than a batch in memory.
 
+use crate::service::login::LoginError;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/consumers/{name}/ack", post(ack))
         .route("/v1/resync", post(resync))
+        .route("/v1/login/resolve", post(login_resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -594,35 +596,7 @@ async fn ack(
     caller.require(Scope::Read, "/v1/consumers/{name}/ack")?;
     let consumer = ConsumerName::new(&name)
         .map_err(|problem| ApiError::bad_request(format!("the consumer name {problem}")))?;
-    let settings = &app.ctx.settings;
-    let bytes = match tokio::time::timeout(
-        settings.body_timeout,
-        axum::body::to_bytes(body, settings.max_body),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                crate::service::ErrorCode::TooLarge,
-                format!(
-                    "the body may be at most {} bytes: {{\"seq\":N}}",
-                    settings.max_body
-                ),
-            ))
-        }
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                crate::service::ErrorCode::Timeout,
-                format!(
-                    "the body did not arrive within {}s",
-                    settings.body_timeout.as_secs()
-                ),
-            ))
-        }
-    };
+    let bytes = read_body(&app, body, "{\"seq\":N}").await?;
     let seq = parse_ack(&bytes)?;
     let owner = owner(&caller);
     let name = consumer.as_str().to_owned();
@@ -635,6 +609,35 @@ async fn ack(
     ))
 }
 
+/// A request body, bounded in size and in the time it may take to arrive.
+async fn read_body(app: &Shared, body: Body, shape: &str) -> Result<axum::body::Bytes, ApiError> {
+    let settings = &app.ctx.settings;
+    match tokio::time::timeout(
+        settings.body_timeout,
+        axum::body::to_bytes(body, settings.max_body),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::service::ErrorCode::TooLarge,
+            format!(
+                "the body may be at most {} bytes: {shape}",
+                settings.max_body
+            ),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            crate::service::ErrorCode::Timeout,
+            format!(
+                "the body did not arrive within {}s",
+                settings.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
 fn parse_ack(body: &[u8]) -> Result<i64, ApiError> {
     let bad = || ApiError::bad_request("the body must be a JSON object {\"seq\":N}, N a seq");
     let text = std::str::from_utf8(body).map_err(|_| bad())?;
@@ -644,6 +647,42 @@ fn parse_ack(body: &[u8]) -> Result<i64, ApiError> {
         .and_then(Value::as_i64)
         .filter(|seq| *seq >= 0)
         .ok_or_else(bad)
+}
+
+/// `POST /v1/login/resolve` `{"code":C}`: read scope, like the socket op (a code works once,
+/// for this app only).
+async fn login_resolve(
+    State(app): State<Shared>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "/v1/login/resolve")?;
+    let bytes = read_body(&app, body, "{\"code\":C}").await?;
+    let bad =
+        || ApiError::bad_request("the body must be a JSON object {\"code\":C}, C the login code");
+    let value = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| crate::strict_json::parse(text).ok())
+        .ok_or_else(bad)?;
+    let code = value.get("code").and_then(Value::as_str).ok_or_else(bad)?;
+    match app.ctx.login.resolve(code).await {
+        Ok(resolved) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"ok": true, "op": "login.resolve", "userid": resolved.userid,
+                    "member": resolved.member, "host_user_id": resolved.host_user_id,
+                    "method": resolved.method, "fetched": resolved.fetched}),
+        )),
+        Err(error) => {
+            let status = match error {
+                LoginError::InvalidCode | LoginError::NotAMember => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                LoginError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError::new(status, error.code(), error.to_string()))
+        }
+    }
 }
 
 async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {

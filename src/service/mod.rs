@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod events;
+pub mod login;
 
 use std::fmt;
 
@@ -45,6 +46,12 @@ pub enum ErrorCode {
     Internal,
     /// The HTTP API: no bearer token, or one that is not configured.
     Unauthorized,
+    /// `login.resolve`: the code is invalid, expired or used.
+    InvalidCode,
+    /// `login.resolve`: the code is someone who is not a member.
+    NotAMember,
+    /// `login.resolve`: WeCom cannot be asked now.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -62,6 +69,9 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

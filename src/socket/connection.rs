@@ -29,6 +29,7 @@ use crate::model::host_user::Method;
 use crate::queue::Trigger;
 use crate::service::directory::{self, LinkLookup};
 use crate::service::events::{self, AckError, Owner};
+use crate::service::login::LoginError;
 use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
 use crate::store::{event_log, Store, StoreError, BUSY_TIMEOUT};
@@ -59,6 +60,8 @@ pub enum RequestError {
     Service(#[from] ServiceError),
     #[error("this position belongs to store {theirs}, but the daemon serves store {ours} (replaced, or restored from a backup); take a new snapshot, then subscribe from its seq")]
     StoreChanged { ours: String, theirs: String },
+    #[error(transparent)]
+    Login(#[from] LoginError),
     #[error("this connection is subscribed; ask for {0} on another connection, so that its lines do not mix with events")]
     Subscribed(&'static str),
     #[error("{0}; nothing was applied")]
@@ -107,6 +110,7 @@ impl RequestError {
             }
             RequestError::Read(ReadError::AheadOfHead { .. })
             | RequestError::StoreChanged { .. } => error_reply(ErrorCode::StoreChanged, &message),
+            RequestError::Login(error) => error_reply(error.code(), &message),
             RequestError::Service(ServiceError::NotFound(_)) => {
                 error_reply(ErrorCode::NotFound, &message)
             }
@@ -359,6 +363,15 @@ impl Connection {
                     .await?;
                 self.publish_head(head);
                 Ok((json!({"ok": true, "op": "link.put"}), None))
+            }
+            Request::LoginResolve { code } => {
+                let resolved = self.ctx.login.resolve(&code).await?;
+                Ok((
+                    json!({"ok": true, "op": "login.resolve", "userid": resolved.userid,
+                           "member": resolved.member, "host_user_id": resolved.host_user_id,
+                           "method": resolved.method, "fetched": resolved.fetched}),
+                    None,
+                ))
             }
             Request::LinkGet(by) => {
                 let link = self

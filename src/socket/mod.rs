@@ -40,6 +40,7 @@ pub mod protocol;
 mod server;
 mod slots;
 
+use crate::service::login::Login;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,4 +92,6 @@ pub struct ServerContext {
     pub status: Arc<dyn Fn() -> Result<Value, String> + Send + Sync>,
     pub settings: SocketSettings,
     pub daemon_uid: u32,
+    /// Resolves login codes (`login.resolve`).
+    pub login: Login,
 }

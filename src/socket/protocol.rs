@@ -21,7 +21,7 @@ pub use crate::service::events::MAX_CONSUMER_CHARS;
 /// keeps one client from making its own filtering arbitrarily expensive.
 pub const MAX_TYPE_PATTERNS: usize = 64;
 
-const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put, snapshot, member.get, department.get, members.list, link.get, link.put";
+const KNOWN_OPS: &str = "subscribe, ack, status, resync, host_users.put, snapshot, member.get, department.get, members.list, link.get, link.put, login.resolve";
 
 /// How much of a client's unknown op is echoed back in the error message.
 const ECHO_CHARS: usize = 64;
@@ -56,6 +56,10 @@ pub enum Request {
         descendants: bool,
     },
     LinkGet(LinkBy),
+    /// A WeCom login code to the member and the host user linked to them.
+    LoginResolve {
+        code: String,
+    },
     /// Admin: the host application records that one of its users proved both identities.
     LinkPut {
         host_user_id: String,
@@ -202,6 +206,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 }
             },
         }),
+        "login.resolve" => match optional(&fields, "code") {
+            Some(Value::String(code)) if !code.is_empty() && code.len() <= 512 => {
+                Ok(Request::LoginResolve { code: code.clone() })
+            }
+            _ => Err(ProtocolError::field(
+                "code",
+                "is required: the code WeCom passed to the login redirect (at most 512 bytes)",
+            )),
+        },
         "link.put" => {
             let host_user_id = match optional(&fields, "host_user_id") {
                 None => return Err(ProtocolError::field("host_user_id", "is required")),

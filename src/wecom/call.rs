@@ -18,10 +18,14 @@ pub enum Call {
     UserList {
         department_id: DepartmentId,
     },
+    /// `auth/getuserinfo`: a login code for the person. The code is never part of the name.
+    AuthGetUserInfo,
+    /// `user/get`: one member.
+    UserGet,
 }
 
 impl Call {
-    const COUNT: usize = 3;
+    const COUNT: usize = 5;
 
     /// The path under `/cgi-bin/`.
     pub fn path(self) -> &'static str {
@@ -29,6 +33,8 @@ impl Call {
             Call::GetToken => "gettoken",
             Call::DepartmentList { .. } => "department/list",
             Call::UserList { .. } => "user/list",
+            Call::AuthGetUserInfo => "auth/getuserinfo",
+            Call::UserGet => "user/get",
         }
     }
 
@@ -37,6 +43,8 @@ impl Call {
             Call::GetToken => 0,
             Call::DepartmentList { .. } => 1,
             Call::UserList { .. } => 2,
+            Call::AuthGetUserInfo => 3,
+            Call::UserGet => 4,
         }
     }
 
@@ -44,6 +52,8 @@ impl Call {
         Call::GetToken,
         Call::DepartmentList { id: None },
         Call::UserList { department_id: 0 },
+        Call::AuthGetUserInfo,
+        Call::UserGet,
     ];
 }
 
@@ -56,6 +66,8 @@ impl fmt::Display for Call {
             Call::UserList { department_id } => {
                 write!(f, "user/list (department {department_id})")
             }
+            Call::AuthGetUserInfo => f.write_str("auth/getuserinfo"),
+            Call::UserGet => f.write_str("user/get"),
         }
     }
 }

@@ -52,6 +52,15 @@ impl ClientSettings {
     }
 }
 
+/// Who a login code belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginIdentity {
+    /// A member of the corp, by userid as WeCom spells it.
+    Member(String),
+    /// Someone who is not a member (a WeChat user, an external contact).
+    Outsider,
+}
+
 /// How failed calls are retried. Every limit is per call; delays are jittered.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -248,6 +257,30 @@ impl WecomClient {
         reply.department.ok_or_else(|| missing(call, "department"))
     }
 
+    /// `auth/getuserinfo?code=CODE`: who a login code belongs to. Never retried (a code works
+    /// once), and the code appears in no error or log.
+    pub async fn login_identity(&self, code: &str) -> Result<LoginIdentity, WecomError> {
+        let call = Call::AuthGetUserInfo;
+        let reply: wire::UserInfo = self.call_with(call, &[("code", code)]).await?;
+        match (reply.userid, reply.openid, reply.external_userid) {
+            (Some(userid), _, _) if !userid.is_empty() => Ok(LoginIdentity::Member(userid)),
+            (_, Some(_), _) | (_, _, Some(_)) => Ok(LoginIdentity::Outsider),
+            _ => Err(missing(call, "userid")),
+        }
+    }
+
+    /// `user/get?userid=ID`: one member, with only the memberships in `mirrored` departments.
+    pub async fn member(
+        &self,
+        userid: &str,
+        mirrored: &std::collections::HashSet<DepartmentId>,
+    ) -> Result<crate::model::Member, WecomError> {
+        let call = Call::UserGet;
+        let reply: wire::UserGet = self.call_with(call, &[("userid", userid)]).await?;
+        let user = reply.user.ok_or_else(|| missing(call, "userid"))?;
+        Ok(super::pull::member(user, mirrored).0)
+    }
+
     /// `user/list?department_id=ID`: the members directly in that department.
     pub(crate) async fn user_list(
         &self,
@@ -260,12 +293,22 @@ impl WecomClient {
 
     /// A business call, with the shared token, retried as its failures allow.
     async fn call<T: Reply>(&self, call: Call) -> Result<T, WecomError> {
+        self.call_with(call, &[]).await
+    }
+
+    /// [`WecomClient::call`] with query parameters that are not part of the call's name (a
+    /// login code, a userid).
+    async fn call_with<T: Reply>(
+        &self,
+        call: Call,
+        params: &[(&str, &str)],
+    ) -> Result<T, WecomError> {
         let mut retry = Retry::new(&self.inner, call);
         let mut refreshed = false;
         loop {
             let token = self.inner.tokens.get(|| self.fetch_token()).await?;
             let sent_at = Instant::now();
-            match self.attempt(call, Some(&token)).await {
+            match self.attempt(call, Some(&token), params).await {
                 Ok(reply) => return Ok(reply),
                 Err(Failure::Api(error)) if rejects_token(&error) => {
                     if refreshed {
@@ -292,7 +335,7 @@ impl WecomClient {
         let mut retry = Retry::new(&self.inner, call);
         loop {
             let sent_at = Instant::now();
-            match self.attempt::<wire::GetToken>(call, None).await {
+            match self.attempt::<wire::GetToken>(call, None, &[]).await {
                 Ok(reply) => {
                     let token = reply
                         .access_token
@@ -317,11 +360,16 @@ impl WecomClient {
     }
 
     /// One HTTP request and its decoded answer.
-    async fn attempt<T: Reply>(&self, call: Call, token: Option<&Token>) -> Result<T, Failure> {
+    async fn attempt<T: Reply>(
+        &self,
+        call: Call,
+        token: Option<&Token>,
+        params: &[(&str, &str)],
+    ) -> Result<T, Failure> {
         self.inner.gate.wait().await;
         self.inner.counters.call(call);
         let started = Instant::now();
-        let result = self.send(call, token).await;
+        let result = self.send(call, token, params).await;
         debug!(
             endpoint = call.path(),
             ms = started.elapsed().as_millis() as u64,
@@ -332,7 +380,12 @@ impl WecomClient {
         decode(&body).map_err(|failure| self.scrub(failure, token))
     }
 
-    async fn send(&self, call: Call, token: Option<&Token>) -> Result<Vec<u8>, Failure> {
+    async fn send(
+        &self,
+        call: Call,
+        token: Option<&Token>,
+        params: &[(&str, &str)],
+    ) -> Result<Vec<u8>, Failure> {
         let inner = &*self.inner;
         let url = inner
             .base
@@ -347,7 +400,9 @@ impl WecomClient {
             Call::DepartmentList { id: Some(id) } => request.query(&[("id", id)]),
             Call::DepartmentList { id: None } => request,
             Call::UserList { department_id } => request.query(&[("department_id", department_id)]),
+            Call::AuthGetUserInfo | Call::UserGet => request,
         };
+        request = request.query(params);
         if let Some(token) = token {
             request = request.query(&[("access_token", token.value.expose())]);
         }
@@ -467,11 +522,17 @@ struct Retry<'a> {
 
 impl<'a> Retry<'a> {
     fn new(inner: &'a Inner, call: Call) -> Retry<'a> {
+        // A login code works once: an attempt that reached WeCom may have used it, and a retry
+        // could only turn a passing failure into "invalid code".
+        let mut transient = inner.retry.transient();
+        if call == Call::AuthGetUserInfo {
+            transient.by_ref().for_each(drop);
+        }
         Retry {
             inner,
             call,
             attempts: 0,
-            transient: inner.retry.transient(),
+            transient,
             concurrency: inner.retry.concurrency(),
             rate_limit_waits: 0,
         }

@@ -19,7 +19,7 @@ mod wire;
 mod tests;
 
 pub use call::{Call, ClientStats};
-pub use client::{ClientSettings, RetryPolicy, WecomClient};
+pub use client::{ClientSettings, LoginIdentity, RetryPolicy, WecomClient};
 pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
 pub use error::WecomError;
 pub use pull::{pull, Progress, Pull, PullError, PullStats};

@@ -296,7 +296,7 @@ async fn members(
 /// `departments` is `None` (unknown) unless `department`, `order` and `is_leader_in_dept` are
 /// all present and of equal length: made-up orders or leader flags would show up as changes
 /// in the diff, while `None` keeps the last known memberships.
-fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> (Member, usize) {
+pub(super) fn member(user: wire::User, mirrored: &HashSet<DepartmentId>) -> (Member, usize) {
     let mut ignored = 0;
     let departments = match (user.department, user.order, user.is_leader_in_dept) {
         (Some(ids), Some(orders), Some(leaders))

@@ -62,6 +62,51 @@ pub(crate) struct Department {
     pub order: Option<i64>,
 }
 
+/// `auth/getuserinfo`: a member's `userid`, or an outsider's `openid` / `external_userid`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserInfo {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    pub userid: Option<String>,
+    pub openid: Option<String>,
+    pub external_userid: Option<String>,
+}
+reply!(UserInfo);
+
+/// `user/get`: one member's fields beside the errcode, read as two views of the one body
+/// (`#[serde(flatten)]` cannot carry the raw `extattr` text).
+#[derive(Debug)]
+pub(crate) struct UserGet {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    /// `None` when the body is an error.
+    pub user: Option<User>,
+}
+reply!(UserGet);
+
+impl<'de> Deserialize<'de> for UserGet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<UserGet, D::Error> {
+        #[derive(Deserialize)]
+        struct Status {
+            errcode: Option<i64>,
+            errmsg: Option<String>,
+        }
+        let body = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let status: Status = serde_json::from_str(body.get()).map_err(serde::de::Error::custom)?;
+        let user = match status.errcode {
+            Some(0) | None => {
+                Some(serde_json::from_str(body.get()).map_err(serde::de::Error::custom)?)
+            }
+            Some(_) => None,
+        };
+        Ok(UserGet {
+            errcode: status.errcode,
+            errmsg: status.errmsg,
+            user,
+        })
+    }
+}
+
 /// `user/list`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct UserList {

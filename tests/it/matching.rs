@@ -435,7 +435,10 @@ async fn an_import_names_bad_rows_by_line_and_is_all_or_nothing_unless_told_to_s
     );
     let report = report(&env).await;
     assert_eq!(report["host_users"]["total"], 3);
-    assert_eq!(report["links"], json!({"phone": 2, "name": 1, "manual": 0, "login": 0}));
+    assert_eq!(
+        report["links"],
+        json!({"phone": 2, "name": 1, "manual": 0, "login": 0})
+    );
 
     let jsonl = write(
         &env,

@@ -1,6 +1,8 @@
 //! The socket server alone, in the test process, over a real store in a temporary directory:
 //! the test commits events and publishes the head as the daemon would.
 
+use orgsync::service::login::Login;
+use orgsync::wecom::{ClientSettings, Secret, WecomClient};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,14 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let queue = Arc::new(SyncQueue::default());
         let listener = socket::bind(&settings).expect("bind");
+        // Nothing here resolves logins: a client of a WeCom nobody serves.
+        let client = WecomClient::new(ClientSettings::new(
+            "http://127.0.0.1:9",
+            "wwtest",
+            Secret::new("unused"),
+        ))
+        .expect("client");
+        let login = Login::new(Arc::new(move || client.clone()), store_path.clone());
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,
@@ -69,6 +79,7 @@ impl Server {
             status: Arc::new(|| Ok(json!({"health": "fine"}))),
             settings,
             daemon_uid,
+            login,
         });
         let server = tokio::spawn(socket::serve(listener, ctx, shutdown_rx));
         Server {

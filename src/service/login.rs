@@ -1,0 +1,142 @@
+//! `login.resolve`: a WeCom login code (from the in-app OAuth redirect or the web QR login) to
+//! the member and the host user linked to them. It needs no admin right: a code works once,
+//! for this app only, so resolving it grants nothing its holder did not already have. Codes are
+//! never logged, and never part of an error.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::{userid_key, Member};
+use crate::store::links::{self, LinkKey};
+use crate::store::{mirror, Store, StoreError};
+use crate::wecom::{LoginIdentity, WecomClient, WecomError};
+
+/// WeCom's longest code, in bytes.
+const MAX_CODE: usize = 512;
+
+/// Who signed in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved {
+    pub userid: String,
+    pub member: Member,
+    pub host_user_id: Option<String>,
+    pub method: Option<String>,
+    /// The member joined since the last sync: fetched from WeCom just now.
+    pub fetched: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the login code is invalid, expired (after 5 minutes) or already used; send the user through the login again")]
+    InvalidCode,
+    #[error("the code belongs to someone who is not a member of this corp's directory")]
+    NotAMember,
+    #[error("WeCom cannot resolve the code now: {0}; retry")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl LoginError {
+    pub fn code(&self) -> super::ErrorCode {
+        match self {
+            LoginError::InvalidCode => super::ErrorCode::InvalidCode,
+            LoginError::NotAMember => super::ErrorCode::NotAMember,
+            LoginError::Unavailable(_) => super::ErrorCode::Unavailable,
+            LoginError::Store(_) => super::ErrorCode::Internal,
+        }
+    }
+}
+
+/// Errcodes that mean the person is not (or no longer) a member the app can see.
+const NOT_A_MEMBER: [i64; 3] = [60111, 60011, 60021];
+
+/// What resolves codes: the daemon's WeCom client of the moment (a reload replaces it) and the
+/// store. Transports hold one and know nothing of WeCom.
+#[derive(Clone)]
+pub struct Login {
+    client: Arc<dyn Fn() -> WecomClient + Send + Sync>,
+    store_path: PathBuf,
+}
+
+impl Login {
+    pub fn new(client: Arc<dyn Fn() -> WecomClient + Send + Sync>, store_path: PathBuf) -> Login {
+        Login { client, store_path }
+    }
+
+    pub async fn resolve(&self, code: &str) -> Result<Resolved, LoginError> {
+        resolve(&(self.client)(), self.store_path.clone(), code).await
+    }
+}
+
+async fn resolve(
+    client: &WecomClient,
+    store_path: PathBuf,
+    code: &str,
+) -> Result<Resolved, LoginError> {
+    if code.is_empty() || code.len() > MAX_CODE || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(LoginError::InvalidCode);
+    }
+    let userid = match client.login_identity(code).await {
+        Ok(LoginIdentity::Member(userid)) => userid,
+        Ok(LoginIdentity::Outsider) => return Err(LoginError::NotAMember),
+        Err(error) if error.errcode() == Some(40029) => return Err(LoginError::InvalidCode),
+        Err(error) => return Err(unavailable(error)),
+    };
+    let key = userid_key(&userid);
+    let (mirrored, departments) = {
+        let key = key.clone();
+        blocking(store_path.clone(), move |store| {
+            let member = mirror::member(store.conn(), &key)?;
+            let departments: HashSet<i64> = match member {
+                Some(_) => HashSet::new(),
+                None => mirror::load_departments(store.conn())?
+                    .into_keys()
+                    .collect(),
+            };
+            Ok((member, departments))
+        })
+        .await?
+    };
+    let (member, fetched) = match mirrored {
+        Some(member) => (member, false),
+        None => match client.member(&userid, &departments).await {
+            Ok(member) => (member, true),
+            Err(error) if error.errcode().is_some_and(|e| NOT_A_MEMBER.contains(&e)) => {
+                return Err(LoginError::NotAMember)
+            }
+            Err(error) => return Err(unavailable(error)),
+        },
+    };
+    let link = blocking(store_path, move |store| {
+        links::find(store.conn(), LinkKey::Member(&key))
+    })
+    .await?;
+    Ok(Resolved {
+        userid: member.userid.clone(),
+        member,
+        host_user_id: link.as_ref().map(|l| l.host_user_id.clone()),
+        method: link.map(|l| l.method),
+        fetched,
+    })
+}
+
+fn unavailable(error: WecomError) -> LoginError {
+    LoginError::Unavailable(error.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    path: PathBuf,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, LoginError> {
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open_existing(&path, crate::store::BUSY_TIMEOUT)?;
+        f(&store).map_err(|e| store.explain(e))
+    })
+    .await
+    .map_err(|e| LoginError::Unavailable(e.to_string()))?
+    .map_err(LoginError::Store)
+}

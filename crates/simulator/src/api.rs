@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::directory::{SimDepartment, SimUser};
 use super::endpoint::Endpoint;
 use super::errcode::ApiError;
+use super::login::Person;
 use super::state::{lock, read, Shared};
 use super::tenant::{Scope, Tenant};
 use super::wire::{ok, DepartmentIdView, DepartmentView, SimpleUserView, UserView};
@@ -79,6 +80,32 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
         Endpoint::UserListId => {
             with_token(shared, call, |tenant, scope| list_id(tenant, scope, call))
         }
+        Endpoint::AuthGetUserInfo => with_token(shared, call, |tenant, scope| {
+            app_only(scope)?;
+            let code = param(params, "code").ok_or_else(|| ApiError::new(41008))?;
+            let person = lock(&shared.login).redeem(code)?;
+            match person {
+                // WeCom identifies the person; whether the app may see them is for later calls.
+                Person::Member(userid) => ok(MemberLogin {
+                    userid: tenant.user(&userid).map_or(userid.as_str(), |u| &u.userid),
+                }),
+                Person::Outsider {
+                    openid,
+                    external_userid,
+                } => ok(OutsiderLogin {
+                    openid: &openid,
+                    external_userid: &external_userid,
+                }),
+            }
+        }),
+    }
+}
+
+/// Messaging and OAuth belong to the app: the contact-sync token is only for syncing contacts.
+fn app_only(scope: Scope) -> Result<(), ApiError> {
+    match scope {
+        Scope::App => Ok(()),
+        Scope::ContactSync => Err(ApiError::new(48002)),
     }
 }
 
@@ -282,6 +309,17 @@ fn decode_cursor(cursor: &str) -> Option<(u32, usize)> {
 struct Token {
     access_token: String,
     expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct MemberLogin<'a> {
+    userid: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutsiderLogin<'a> {
+    openid: &'a str,
+    external_userid: &'a str,
 }
 
 #[derive(Serialize)]

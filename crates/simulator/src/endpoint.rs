@@ -24,10 +24,12 @@ pub enum Endpoint {
     UserGet,
     #[serde(rename = "/cgi-bin/user/list_id")]
     UserListId,
+    #[serde(rename = "/cgi-bin/auth/getuserinfo")]
+    AuthGetUserInfo,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::GetToken,
         Endpoint::DepartmentList,
         Endpoint::DepartmentSimpleList,
@@ -36,6 +38,7 @@ impl Endpoint {
         Endpoint::UserSimpleList,
         Endpoint::UserGet,
         Endpoint::UserListId,
+        Endpoint::AuthGetUserInfo,
     ];
 
     pub fn path(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Endpoint {
             Endpoint::UserSimpleList => "/cgi-bin/user/simplelist",
             Endpoint::UserGet => "/cgi-bin/user/get",
             Endpoint::UserListId => "/cgi-bin/user/list_id",
+            Endpoint::AuthGetUserInfo => "/cgi-bin/auth/getuserinfo",
         }
     }
 
@@ -62,7 +66,10 @@ impl Endpoint {
                 Some("id")
             }
             Endpoint::UserList | Endpoint::UserSimpleList => Some("department_id"),
-            Endpoint::GetToken | Endpoint::UserGet | Endpoint::UserListId => None,
+            Endpoint::GetToken
+            | Endpoint::UserGet
+            | Endpoint::UserListId
+            | Endpoint::AuthGetUserInfo => None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The simulator's side of password-free login: `auth/getuserinfo` and the login codes a test
-//! mints, in process and over the `/_sim/` control API.
+//! mints, in process and over the `/_sim/` control API; the userid lookups by mobile and email
+//! and their daily block.
 
 use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::Value;
@@ -185,4 +186,111 @@ async fn the_control_api_mints_and_expires_codes() {
 
     let calls: Value = h.control_get("/_sim/calls").await.json().await.unwrap();
     assert_eq!(calls[GETUSERINFO], 3);
+}
+
+// ---- user/getuserid and user/get_userid_by_email ----
+
+const GETUSERID: &str = "/cgi-bin/user/getuserid";
+const BY_EMAIL: &str = "/cgi-bin/user/get_userid_by_email";
+
+#[tokio::test]
+async fn mobiles_and_emails_map_to_visible_userids() {
+    // ZhaoLei (市场部, department 5) is outside an app that sees only 研发中心.
+    let h = SimClient::start(sample_with(|d| d.visible_departments = vec![2])).await;
+    let token = h.token().await;
+    let mobile = |userid: &str| {
+        let directory = h.sim.directory();
+        let user = directory.users.iter().find(|u| u.userid == userid).unwrap();
+        format!(r#"{{"mobile":"{}"}}"#, user.mobile)
+    };
+    let found = h.post(GETUSERID, &token, &mobile("lina")).await;
+    assert_eq!(
+        found,
+        serde_json::json!({"errcode": 0, "errmsg": "ok", "userid": "lina"})
+    );
+    let outside = h.post(GETUSERID, &token, &mobile("ZhaoLei")).await;
+    assert_eq!(errcode(&outside), 46004, "{outside}");
+    assert!(outside["errmsg"]
+        .as_str()
+        .unwrap()
+        .starts_with("user no exist, hint: ["));
+    let unknown = h
+        .post(GETUSERID, &token, r#"{"mobile":"13000000000"}"#)
+        .await;
+    assert_eq!(errcode(&unknown), 46004);
+
+    let business = r#"{"email":"LINA@xinghe.exmail.example.com","email_type":1}"#;
+    assert_eq!(h.post(BY_EMAIL, &token, business).await["userid"], "lina");
+    let default_type = r#"{"email":"lina@xinghe.exmail.example.com"}"#;
+    assert_eq!(
+        h.post(BY_EMAIL, &token, default_type).await["userid"],
+        "lina"
+    );
+    let personal = r#"{"email":"lina@xinghe.example.com","email_type":2}"#;
+    assert_eq!(h.post(BY_EMAIL, &token, personal).await["userid"], "lina");
+    let wrong_type = r#"{"email":"lina@xinghe.example.com","email_type":1}"#;
+    assert_eq!(errcode(&h.post(BY_EMAIL, &token, wrong_type).await), 46004);
+    let outside = r#"{"email":"zhaolei@xinghe.example.com","email_type":2}"#;
+    assert_eq!(errcode(&h.post(BY_EMAIL, &token, outside).await), 46004);
+    assert_eq!(h.sim.calls().get(Endpoint::UserGetUserIdByEmail), 5);
+}
+
+#[tokio::test]
+async fn lookups_refuse_the_sync_token_get_and_bad_bodies() {
+    let h = SimClient::start(Directory::sample()).await;
+    let token = h.token().await;
+    let sync = h.sync_token().await;
+    let body = r#"{"mobile":"13800000000"}"#;
+    assert_eq!(errcode(&h.post(GETUSERID, &sync, body).await), 48002);
+    let by_get = h
+        .call(GETUSERID, &token, &[("mobile", "13800000000")])
+        .await;
+    assert_eq!(errcode(&by_get), 40058);
+    for bad in ["nope", r#"{"mobile":"1"}"#, "{}"] {
+        assert_eq!(
+            errcode(&h.post(GETUSERID, &token, bad).await),
+            40058,
+            "{bad}"
+        );
+    }
+    for bad in [r#"{"email":"a@b.c","email_type":3}"#, r#"{"email_type":1}"#] {
+        assert_eq!(
+            errcode(&h.post(BY_EMAIL, &token, bad).await),
+            40058,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn too_many_failed_lookups_block_both_apis_for_the_day() {
+    // 20% of 10 is 2: the third failure of the day starts the block.
+    let h = SimClient::start(sample_with(|d| d.headcount_limit = 10)).await;
+    let token = h.token().await;
+    let miss = r#"{"mobile":"13000000000"}"#;
+    let hit = r#"{"mobile":"15010873321"}"#;
+    let email_miss = r#"{"email":"nobody@example.com"}"#;
+    assert_eq!(errcode(&h.post(GETUSERID, &token, miss).await), 46004);
+    assert_eq!(errcode(&h.post(BY_EMAIL, &token, email_miss).await), 46004);
+    assert_eq!(h.post(GETUSERID, &token, hit).await["userid"], "lina");
+    assert_eq!(errcode(&h.post(GETUSERID, &token, miss).await), 46004);
+
+    let blocked = h.post(GETUSERID, &token, hit).await;
+    assert_eq!(errcode(&blocked), 45009, "{blocked}");
+    assert_eq!(errcode(&h.post(BY_EMAIL, &token, email_miss).await), 45009);
+    // Other APIs are not affected.
+    let user = h
+        .call("/cgi-bin/user/get", &token, &[("userid", "lina")])
+        .await;
+    assert_eq!(errcode(&user), 0);
+
+    h.sim.new_day();
+    assert_eq!(h.post(GETUSERID, &token, hit).await["userid"], "lina");
+    for _ in 0..3 {
+        h.post(GETUSERID, &token, miss).await;
+    }
+    assert_eq!(errcode(&h.post(GETUSERID, &token, hit).await), 45009);
+    let new_day = h.control_post("/_sim/new_day", "").await;
+    assert_eq!(new_day.status(), 204);
+    assert_eq!(h.post(GETUSERID, &token, hit).await["userid"], "lina");
 }

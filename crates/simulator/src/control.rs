@@ -93,6 +93,12 @@ pub(crate) async fn expire_login_codes(State(shared): State<Arc<Shared>>) -> Sta
     StatusCode::NO_CONTENT
 }
 
+/// `POST /_sim/new_day`: the failed userid lookups counted today are forgotten, as at midnight.
+pub(crate) async fn new_day(State(shared): State<Arc<Shared>>) -> StatusCode {
+    lock(&shared.lookups).new_day();
+    StatusCode::NO_CONTENT
+}
+
 fn refuse(reason: String) -> Response {
     (
         StatusCode::BAD_REQUEST,

@@ -26,10 +26,14 @@ pub enum Endpoint {
     UserListId,
     #[serde(rename = "/cgi-bin/auth/getuserinfo")]
     AuthGetUserInfo,
+    #[serde(rename = "/cgi-bin/user/getuserid")]
+    UserGetUserId,
+    #[serde(rename = "/cgi-bin/user/get_userid_by_email")]
+    UserGetUserIdByEmail,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::GetToken,
         Endpoint::DepartmentList,
         Endpoint::DepartmentSimpleList,
@@ -39,6 +43,8 @@ impl Endpoint {
         Endpoint::UserGet,
         Endpoint::UserListId,
         Endpoint::AuthGetUserInfo,
+        Endpoint::UserGetUserId,
+        Endpoint::UserGetUserIdByEmail,
     ];
 
     pub fn path(self) -> &'static str {
@@ -52,6 +58,8 @@ impl Endpoint {
             Endpoint::UserGet => "/cgi-bin/user/get",
             Endpoint::UserListId => "/cgi-bin/user/list_id",
             Endpoint::AuthGetUserInfo => "/cgi-bin/auth/getuserinfo",
+            Endpoint::UserGetUserId => "/cgi-bin/user/getuserid",
+            Endpoint::UserGetUserIdByEmail => "/cgi-bin/user/get_userid_by_email",
         }
     }
 
@@ -69,7 +77,9 @@ impl Endpoint {
             Endpoint::GetToken
             | Endpoint::UserGet
             | Endpoint::UserListId
-            | Endpoint::AuthGetUserInfo => None,
+            | Endpoint::AuthGetUserInfo
+            | Endpoint::UserGetUserId
+            | Endpoint::UserGetUserIdByEmail => None,
         }
     }
 

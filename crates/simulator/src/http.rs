@@ -37,6 +37,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/calls", get(control::calls))
         .route("/_sim/login_code", post(control::login_code))
         .route("/_sim/login_code/expire", post(control::expire_login_codes))
+        .route("/_sim/new_day", post(control::new_day))
         .with_state(shared)
 }
 

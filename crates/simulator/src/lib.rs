@@ -1,7 +1,8 @@
 //! A WeCom (企业微信) contact API on loopback, for the tests, the benchmarks and `orgsync demo`.
 //!
 //! It serves WeCom's own JSON for `gettoken`, `department/{list,simplelist,get}` and
-//! `user/{list,simplelist,get,list_id}`, and `auth/getuserinfo` for password-free login with
+//! `user/{list,simplelist,get,list_id,getuserid,get_userid_by_email}`, and
+//! `auth/getuserinfo` for password-free login with
 //! codes a test mints (`login_code`), with the behaviour WeCom documents: tokens that
 //! expire and can be revoked, the app's visible range, the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
@@ -29,6 +30,7 @@ mod generate;
 mod http;
 mod limits;
 mod login;
+mod lookup;
 mod names;
 mod requests;
 mod rng;
@@ -182,6 +184,12 @@ impl Simulator {
     /// Ages every login code issued so far past its five minutes: they now get 40029.
     pub fn expire_login_codes(&self) {
         lock(&self.shared.login).expire_all();
+    }
+
+    /// Starts a new day for the daily block of `user/getuserid` and `user/get_userid_by_email`,
+    /// as midnight (China time) does: the failed lookups counted so far are forgotten.
+    pub fn new_day(&self) {
+        lock(&self.shared.lookups).new_day();
     }
 
     /// Stops serving and waits until the listener is closed.

@@ -9,6 +9,7 @@ use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
 use super::limits::Limits;
 use super::login::{LoginCodes, Person};
+use super::lookup::LookupFailures;
 use super::requests::{RequestLog, KEPT};
 use super::tenant::Tenant;
 use super::tokens::Tokens;
@@ -18,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<Tokens>,
     /// Password-free login codes, for `auth/getuserinfo`.
     pub(crate) login: Mutex<LoginCodes>,
+    /// Today's failed userid lookups, for the daily block.
+    pub(crate) lookups: Mutex<LookupFailures>,
     pub(crate) faults: Mutex<FaultQueue>,
     pub(crate) limits: Limits,
     /// A watch rather than atomics so a test can wait for "the client has made its call".
@@ -34,6 +37,7 @@ impl Shared {
             tenant: RwLock::new(Tenant::new(directory)),
             tokens: Mutex::new(Tokens::new()),
             login: Mutex::new(LoginCodes::new()),
+            lookups: Mutex::new(LookupFailures::default()),
             faults: Mutex::new(FaultQueue::default()),
             limits: Limits::new(),
             calls: watch::Sender::new(CallCounts::default()),

@@ -31,6 +31,7 @@ mod service_status;
 mod simulator_api;
 mod simulator_cli;
 mod simulator_faults;
+mod simulator_login;
 mod socket_bind;
 mod socket_daemon;
 mod socket_server;

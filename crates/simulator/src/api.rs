@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::directory::{SimDepartment, SimUser};
 use super::endpoint::Endpoint;
 use super::errcode::ApiError;
+use super::login::Person;
 use super::state::{lock, read, Shared};
 use super::tenant::{Scope, Tenant};
 use super::wire::{ok, DepartmentIdView, DepartmentView, SimpleUserView, UserView};
@@ -79,6 +80,122 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
         Endpoint::UserListId => {
             with_token(shared, call, |tenant, scope| list_id(tenant, scope, call))
         }
+        Endpoint::UserGetUserId => with_token(shared, call, |tenant, scope| {
+            lookup_userid(shared, tenant, scope, call, |request| {
+                let request: MobileLookup =
+                    serde_json::from_slice(request).map_err(|_| ApiError::wrong_json())?;
+                if !(5..=32).contains(&request.mobile.len()) {
+                    return Err(ApiError::invalid_param("mobile"));
+                }
+                Ok(Box::new(move |user: &SimUser| {
+                    user.mobile == request.mobile
+                }))
+            })
+        }),
+        Endpoint::UserGetUserIdByEmail => with_token(shared, call, |tenant, scope| {
+            lookup_userid(shared, tenant, scope, call, |request| {
+                let request: EmailLookup =
+                    serde_json::from_slice(request).map_err(|_| ApiError::wrong_json())?;
+                if request.email.is_empty() {
+                    return Err(ApiError::invalid_param("email"));
+                }
+                let business = match request.email_type {
+                    1 => true,
+                    2 => false,
+                    _ => return Err(ApiError::invalid_param("email_type")),
+                };
+                Ok(Box::new(move |user: &SimUser| {
+                    let address = if business {
+                        &user.biz_mail
+                    } else {
+                        &user.email
+                    };
+                    !address.is_empty() && address.eq_ignore_ascii_case(&request.email)
+                }))
+            })
+        }),
+        Endpoint::AuthGetUserInfo => with_token(shared, call, |tenant, scope| {
+            app_only(scope)?;
+            let code = param(params, "code").ok_or_else(|| ApiError::new(41008))?;
+            let person = lock(&shared.login).redeem(code)?;
+            match person {
+                // WeCom identifies the person; whether the app may see them is for later calls.
+                Person::Member(userid) => ok(UserIdAnswer {
+                    userid: tenant.user(&userid).map_or(userid.as_str(), |u| &u.userid),
+                }),
+                Person::Outsider {
+                    openid,
+                    external_userid,
+                } => ok(OutsiderLogin {
+                    openid: &openid,
+                    external_userid: &external_userid,
+                }),
+            }
+        }),
+    }
+}
+
+type Matcher = Box<dyn Fn(&SimUser) -> bool>;
+
+/// `user/getuserid` and `user/get_userid_by_email`: the app's token only, POST only; the
+/// userid of the first member `parse` matches that the app can see, or 46004, which counts
+/// towards the day's block.
+fn lookup_userid(
+    shared: &Shared,
+    tenant: &Tenant,
+    scope: Scope,
+    call: &Call<'_>,
+    parse: impl FnOnce(&[u8]) -> Result<Matcher, ApiError>,
+) -> Answer {
+    app_only(scope)?;
+    if !call.is_post {
+        return Err(ApiError::invalid_param("method"));
+    }
+    let day = super::lookup::today();
+    let mut failures = lock(&shared.lookups);
+    if failures.blocked(day, tenant.directory.headcount_limit) {
+        return Err(ApiError::new(45009));
+    }
+    let matches = parse(call.body)?;
+    let found = tenant
+        .directory
+        .users
+        .iter()
+        .find(|user| matches(user) && tenant.can_see_user(scope, user));
+    match found {
+        Some(user) => ok(UserIdAnswer {
+            userid: &user.userid,
+        }),
+        None => {
+            failures.fail(day);
+            Err(ApiError::new(46004))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MobileLookup {
+    #[serde(default)]
+    mobile: String,
+}
+
+#[derive(Deserialize)]
+struct EmailLookup {
+    #[serde(default)]
+    email: String,
+    #[serde(default = "business_email")]
+    email_type: u8,
+}
+
+fn business_email() -> u8 {
+    1
+}
+
+/// Messaging and OAuth belong to the app: the contact-sync token is only for syncing contacts.
+fn app_only(scope: Scope) -> Result<(), ApiError> {
+    match scope {
+        Scope::App => Ok(()),
+        Scope::ContactSync => Err(ApiError::new(48002)),
     }
 }
 
@@ -282,6 +399,17 @@ fn decode_cursor(cursor: &str) -> Option<(u32, usize)> {
 struct Token {
     access_token: String,
     expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct UserIdAnswer<'a> {
+    userid: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutsiderLogin<'a> {
+    openid: &'a str,
+    external_userid: &'a str,
 }
 
 #[derive(Serialize)]

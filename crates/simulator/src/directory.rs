@@ -59,6 +59,11 @@ pub struct Directory {
     /// from the current docs and whether the server still honours it is unconfirmed.
     #[serde(default)]
     pub honour_fetch_child: bool,
+    /// The corp's headcount limit (人数上限): once the failed `user/getuserid` and
+    /// `user/get_userid_by_email` lookups of a day exceed 20% of it, both answer 45009 until
+    /// the day ends.
+    #[serde(default = "default_headcount_limit")]
+    pub headcount_limit: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +245,10 @@ fn default_token_ttl() -> u64 {
     7200
 }
 
+fn default_headcount_limit() -> u64 {
+    1000
+}
+
 fn default_rate_window() -> u64 {
     60_000
 }
@@ -296,6 +305,7 @@ impl Directory {
             rate_limit_per_minute: None,
             rate_limit_window_ms: default_rate_window(),
             honour_fetch_child: false,
+            headcount_limit: default_headcount_limit(),
         }
     }
 

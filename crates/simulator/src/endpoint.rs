@@ -24,10 +24,16 @@ pub enum Endpoint {
     UserGet,
     #[serde(rename = "/cgi-bin/user/list_id")]
     UserListId,
+    #[serde(rename = "/cgi-bin/auth/getuserinfo")]
+    AuthGetUserInfo,
+    #[serde(rename = "/cgi-bin/user/getuserid")]
+    UserGetUserId,
+    #[serde(rename = "/cgi-bin/user/get_userid_by_email")]
+    UserGetUserIdByEmail,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::GetToken,
         Endpoint::DepartmentList,
         Endpoint::DepartmentSimpleList,
@@ -36,6 +42,9 @@ impl Endpoint {
         Endpoint::UserSimpleList,
         Endpoint::UserGet,
         Endpoint::UserListId,
+        Endpoint::AuthGetUserInfo,
+        Endpoint::UserGetUserId,
+        Endpoint::UserGetUserIdByEmail,
     ];
 
     pub fn path(self) -> &'static str {
@@ -48,6 +57,9 @@ impl Endpoint {
             Endpoint::UserSimpleList => "/cgi-bin/user/simplelist",
             Endpoint::UserGet => "/cgi-bin/user/get",
             Endpoint::UserListId => "/cgi-bin/user/list_id",
+            Endpoint::AuthGetUserInfo => "/cgi-bin/auth/getuserinfo",
+            Endpoint::UserGetUserId => "/cgi-bin/user/getuserid",
+            Endpoint::UserGetUserIdByEmail => "/cgi-bin/user/get_userid_by_email",
         }
     }
 
@@ -62,7 +74,12 @@ impl Endpoint {
                 Some("id")
             }
             Endpoint::UserList | Endpoint::UserSimpleList => Some("department_id"),
-            Endpoint::GetToken | Endpoint::UserGet | Endpoint::UserListId => None,
+            Endpoint::GetToken
+            | Endpoint::UserGet
+            | Endpoint::UserListId
+            | Endpoint::AuthGetUserInfo
+            | Endpoint::UserGetUserId
+            | Endpoint::UserGetUserIdByEmail => None,
         }
     }
 

@@ -65,6 +65,7 @@ pub(crate) fn message(code: i64) -> &'static str {
         41001 => "access_token missing",
         41002 => "corpid missing",
         41004 => "corpsecret missing",
+        41008 => "missing code",
         41009 => "missing userid",
         42001 => "access_token expired",
         45009 => "api freq out of limit",

@@ -35,6 +35,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/_sim/faults", post(control::inject))
         .route("/_sim/calls", get(control::calls))
+        .route("/_sim/login_code", post(control::login_code))
+        .route("/_sim/login_code/expire", post(control::expire_login_codes))
+        .route("/_sim/new_day", post(control::new_day))
         .with_state(shared)
 }
 
@@ -109,7 +112,10 @@ async fn cgi(
     // against the rate window, but still takes the round trip.
     let throttled = if max_concurrent.is_some_and(|max| slot.level > max) {
         Some(ApiError::new(45033))
-    } else if rate_limit.is_some_and(|limit| !shared.limits.admit(endpoint, limit, window)) {
+    } else if rate_limit.is_some_and(|limit| {
+        !exempt_from_rate_limit(&shared, endpoint, &params)
+            && !shared.limits.admit(endpoint, limit, window)
+    }) {
         Some(ApiError::new(45009))
     } else {
         None
@@ -136,6 +142,19 @@ async fn cgi(
         body.truncate(body.len() / 2);
     }
     json(body)
+}
+
+/// `auth/getuserinfo` with a valid code is exempt from the frequency limits; with an unknown,
+/// used or expired one it counts like any call.
+fn exempt_from_rate_limit(
+    shared: &Shared,
+    endpoint: Endpoint,
+    params: &HashMap<String, String>,
+) -> bool {
+    endpoint == Endpoint::AuthGetUserInfo
+        && params
+            .get("code")
+            .is_some_and(|code| lock(&shared.login).is_valid(code))
 }
 
 /// WeCom answers `application/json` with status 200, errors included.

@@ -1,7 +1,9 @@
 //! A WeCom (企业微信) contact API on loopback, for the tests, the benchmarks and `orgsync demo`.
 //!
 //! It serves WeCom's own JSON for `gettoken`, `department/{list,simplelist,get}` and
-//! `user/{list,simplelist,get,list_id}`, with the behaviour WeCom documents: tokens that
+//! `user/{list,simplelist,get,list_id,getuserid,get_userid_by_email}`, and
+//! `auth/getuserinfo` for password-free login with
+//! codes a test mints (`login_code`), with the behaviour WeCom documents: tokens that
 //! expire and can be revoked, the app's visible range, the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
 //! (errcodes, HTTP errors, bad or hand-written bodies, closed or reset connections, delays,
@@ -27,6 +29,8 @@ mod fault;
 mod generate;
 mod http;
 mod limits;
+mod login;
+mod lookup;
 mod names;
 mod requests;
 mod rng;
@@ -160,6 +164,32 @@ impl Simulator {
     /// Makes every token issued so far expire now: they get 42001 from here on.
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();
+    }
+
+    /// A password-free login code, as WeCom hands the browser when the member `userid` opens the
+    /// app: `auth/getuserinfo` exchanges it once, within five minutes, for the userid as the
+    /// directory spells it. The userid is looked up case-insensitively; one the directory does
+    /// not have still gets a code (a member who opened the app and has left since), answered
+    /// with the userid as given.
+    pub fn login_code(&self, userid: &str) -> String {
+        self.shared.any_login_code(userid)
+    }
+
+    /// A login code for someone who is not a member of the corp: `auth/getuserinfo` answers an
+    /// `openid` and an `external_userid`, new ones for every code.
+    pub fn outsider_login_code(&self) -> String {
+        self.shared.outsider_login_code()
+    }
+
+    /// Ages every login code issued so far past its five minutes: they now get 40029.
+    pub fn expire_login_codes(&self) {
+        lock(&self.shared.login).expire_all();
+    }
+
+    /// Starts a new day for the daily block of `user/getuserid` and `user/get_userid_by_email`,
+    /// as midnight (China time) does: the failed lookups counted so far are forgotten.
+    pub fn new_day(&self) {
+        lock(&self.shared.lookups).new_day();
     }
 
     /// Stops serving and waits until the listener is closed.

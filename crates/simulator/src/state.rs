@@ -8,6 +8,8 @@ use super::directory::Directory;
 use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
 use super::limits::Limits;
+use super::login::{LoginCodes, Person};
+use super::lookup::LookupFailures;
 use super::requests::{RequestLog, KEPT};
 use super::tenant::Tenant;
 use super::tokens::Tokens;
@@ -15,6 +17,10 @@ use super::tokens::Tokens;
 pub(crate) struct Shared {
     pub(crate) tenant: RwLock<Tenant>,
     pub(crate) tokens: Mutex<Tokens>,
+    /// Password-free login codes, for `auth/getuserinfo`.
+    pub(crate) login: Mutex<LoginCodes>,
+    /// Today's failed userid lookups, for the daily block.
+    pub(crate) lookups: Mutex<LookupFailures>,
     pub(crate) faults: Mutex<FaultQueue>,
     pub(crate) limits: Limits,
     /// A watch rather than atomics so a test can wait for "the client has made its call".
@@ -30,6 +36,8 @@ impl Shared {
         Shared {
             tenant: RwLock::new(Tenant::new(directory)),
             tokens: Mutex::new(Tokens::new()),
+            login: Mutex::new(LoginCodes::new()),
+            lookups: Mutex::new(LookupFailures::default()),
             faults: Mutex::new(FaultQueue::default()),
             limits: Limits::new(),
             calls: watch::Sender::new(CallCounts::default()),
@@ -49,6 +57,29 @@ impl Shared {
         }
         let mut tenant = Reindex(write(&self.tenant));
         f(&mut tenant.0.directory)
+    }
+}
+
+impl Shared {
+    /// A login code for the member `userid` (looked up case-insensitively, kept as the directory
+    /// spells it), or `None` when the directory has no such member.
+    pub(crate) fn member_login_code(&self, userid: &str) -> Option<String> {
+        let userid = read(&self.tenant).user(userid)?.userid.clone();
+        Some(lock(&self.login).issue(Person::Member(userid)))
+    }
+
+    /// A login code for `userid` whether or not the directory has such a member: WeCom issued
+    /// it, and the member may have left since.
+    pub(crate) fn any_login_code(&self, userid: &str) -> String {
+        self.member_login_code(userid)
+            .unwrap_or_else(|| lock(&self.login).issue(Person::Member(userid.to_owned())))
+    }
+
+    /// A login code for someone who is not a member, a new outsider every time.
+    pub(crate) fn outsider_login_code(&self) -> String {
+        let mut login = lock(&self.login);
+        let outsider = login.outsider();
+        login.issue(outsider)
     }
 }
 

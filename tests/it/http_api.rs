@@ -736,3 +736,27 @@ async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
     client.kill().await;
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn login_resolve_over_http_answers_a_read_token() {
+    let env = http_env(Directory::sample()).await;
+    env.sync().await;
+    let daemon = env.start_daemon().await;
+    let api = Api::new(&daemon);
+    let member = env.sim.directory().users[0].userid.clone();
+    let code = env.sim.login_code(&member);
+    let response = api
+        .post("/v1/login/resolve", READ_TOKEN, json!({"code": code}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["userid"], member.as_str(), "{reply}");
+    let again = api
+        .post("/v1/login/resolve", READ_TOKEN, json!({"code": code}))
+        .await;
+    assert_eq!(
+        error_of(again).await,
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_code".to_owned())
+    );
+    assert!(!daemon.output().contains(&code), "a code was logged");
+}

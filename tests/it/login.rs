@@ -124,3 +124,96 @@ async fn a_login_link_replaces_an_automatic_one_and_survives_rematching() {
         .await;
     assert_eq!(crate::harness::error_code(&reply), "not_found", "{reply}");
 }
+
+#[tokio::test]
+async fn login_resolve_turns_a_code_into_the_member_and_its_host_user() {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    let users = env.sim.directory().users;
+    let (linked, unlinked) = (&users[0], &users[1]);
+    let csv = env.path("users.csv");
+    std::fs::write(&csv, format!("id,name\nh-1,{}\n", linked.name)).unwrap();
+    assert!(env
+        .run(&["host-users", "import", csv.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    let _daemon = env.start_daemon().await;
+    let mut client = crate::harness::Client::connect(&env.socket_path()).await;
+    let resolve = |code: String| serde_json::json!({"op": "login.resolve", "code": code});
+
+    // A member whose host user is linked.
+    let code = env.sim.login_code(&linked.userid);
+    let reply = client.request(resolve(code.clone())).await;
+    assert_eq!(reply["userid"], linked.userid.as_str(), "{reply}");
+    assert_eq!(reply["host_user_id"], "h-1");
+    assert_eq!(reply["method"], "name");
+    assert_eq!(reply["member"]["name"], linked.name.as_str());
+    assert_eq!(reply["fetched"], false);
+
+    // The same code again: codes work once.
+    let reply = client.request(resolve(code)).await;
+    assert_eq!(
+        crate::harness::error_code(&reply),
+        "invalid_code",
+        "{reply}"
+    );
+
+    // A member without a host user.
+    let reply = client
+        .request(resolve(env.sim.login_code(&unlinked.userid)))
+        .await;
+    assert_eq!(reply["userid"], unlinked.userid.as_str(), "{reply}");
+    assert!(reply["host_user_id"].is_null());
+
+    // Someone who is not a member.
+    let reply = client.request(resolve(env.sim.outsider_login_code())).await;
+    assert_eq!(
+        crate::harness::error_code(&reply),
+        "not_a_member",
+        "{reply}"
+    );
+
+    // A code older than five minutes.
+    let code = env.sim.login_code(&unlinked.userid);
+    env.sim.expire_login_codes();
+    let reply = client.request(resolve(code)).await;
+    assert_eq!(
+        crate::harness::error_code(&reply),
+        "invalid_code",
+        "{reply}"
+    );
+
+    // A member who joined after the last sync is fetched from WeCom on the spot.
+    env.sim.edit(|d| {
+        d.users
+            .push(orgsync_simulator::SimUser::new("newhire", "新同事", &[3]))
+    });
+    let reply = client.request(resolve(env.sim.login_code("newhire"))).await;
+    assert_eq!(reply["userid"], "newhire", "{reply}");
+    assert_eq!(reply["fetched"], true);
+    assert_eq!(reply["member"]["name"], "新同事");
+
+    // No code appears in the daemon's log.
+    drop(client);
+}
+
+#[tokio::test]
+async fn login_resolve_says_unavailable_when_wecom_cannot_be_asked() {
+    let env = Env::new(Directory::sample()).await;
+    env.sync().await;
+    let _daemon = env.start_daemon().await;
+    let code = env.sim.login_code(&env.sim.directory().users[0].userid);
+    env.sim.inject(
+        orgsync_simulator::Fault::HttpStatus(503).on(orgsync_simulator::Endpoint::AuthGetUserInfo),
+    );
+    let mut client = crate::harness::Client::connect(&env.socket_path()).await;
+    let reply = client
+        .request(serde_json::json!({"op": "login.resolve", "code": code}))
+        .await;
+    assert_eq!(crate::harness::error_code(&reply), "unavailable", "{reply}");
+    assert!(
+        !reply["error"]["message"].as_str().unwrap().contains(&code),
+        "the code leaked: {reply}"
+    );
+}

@@ -104,6 +104,45 @@ async fn host_application(
     out.say(&format!(
         "\nAcknowledged up to seq {last}: a host application reconnecting as consumer \"demo-host\" resumes after it."
     ));
+    sign_in(out, config, simulator).await
+}
+
+/// The host application gives orgsync its own accounts, and a member opens it inside WeCom:
+/// the login code WeCom hands the host application resolves to its account.
+async fn sign_in(
+    out: &mut Output,
+    config: &Config,
+    simulator: &Simulator,
+) -> Result<(), DemoError> {
+    let member = simulator
+        .directory()
+        .users
+        .first()
+        .cloned()
+        .ok_or_else(|| DemoError::Protocol("the simulated company has no members".into()))?;
+    let ask = |request: serde_json::Value| async move {
+        socket::request(&config.socket.path, &request)
+            .await
+            .map_err(|e| DemoError::Protocol(e.to_string()))
+    };
+    let put = json!({"op": "host_users.put", "users": [{"id": "42", "name": member.name}]});
+    let reply = ask(put).await?;
+    out.say(&format!(
+        "\n== The host application's accounts ({{\"op\":\"host_users.put\"}}) ==\n  account 42 \"{}\": {} linked",
+        member.name, reply["linked"]
+    ));
+    out.say(&format!(
+        "\n== {} opens the host application inside WeCom ==",
+        member.name
+    ));
+    let code = simulator.login_code(&member.userid);
+    let who = ask(json!({"op": "login.resolve", "code": code})).await?;
+    out.say(&format!(
+        "  the login code resolves to member {} and host account {} (linked by {})",
+        who["userid"].as_str().unwrap_or("?"),
+        who["host_user_id"].as_str().unwrap_or("none"),
+        who["method"].as_str().unwrap_or("nothing")
+    ));
     Ok(())
 }
 

@@ -181,6 +181,8 @@ impl Daemon {
             let context = Arc::new(HttpContext {
                 store_path: config.store.path.clone(),
                 head: shared.head.subscribe(),
+                head_publisher: shared.head.clone(),
+                source: EventSource::new(&config.wecom.corp_id),
                 queue: queue.clone(),
                 login: login.clone(),
                 status: Arc::new(move || http_status_shared.status()),

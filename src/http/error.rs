@@ -93,6 +93,16 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<crate::service::host_users::WriteError> for ApiError {
+    fn from(error: crate::service::host_users::WriteError) -> ApiError {
+        use crate::service::host_users::WriteError;
+        match error {
+            bad @ WriteError::Bad(_) => ApiError::bad_request(bad.to_string()),
+            WriteError::Service(error) => error.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         ApiError::internal(error.to_string())

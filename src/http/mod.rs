@@ -91,6 +91,10 @@ pub struct HttpContext {
     pub store_path: PathBuf,
     /// The event head, published after every commit: long-polls and streams wait on it.
     pub head: watch::Receiver<i64>,
+    /// Publishes the head after a write made here, so that followers wake at once.
+    pub head_publisher: watch::Sender<i64>,
+    /// The source of the events committed here (host-user writes).
+    pub source: crate::events::EventSource,
     pub queue: Arc<SyncQueue>,
     /// Resolves login codes (`POST /v1/login/resolve`).
     pub login: crate::service::login::Login,

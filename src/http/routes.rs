@@ -2,6 +2,7 @@
 //! connection of the pool, and writes what it returns: JSON, or NDJSON and SSE streamed line
 //! by line so that no answer holds more than a batch in memory.
 
+use crate::service::host_users;
 use crate::service::login::LoginError;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/v1/consumers/{name}/ack", post(ack))
         .route("/v1/resync", post(resync))
         .route("/v1/login/resolve", post(login_resolve))
+        .route("/v1/host_users", post(put_host_users))
+        .route("/v1/links", post(put_link))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -657,14 +660,12 @@ async fn login_resolve(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "/v1/login/resolve")?;
-    let bytes = read_body(&app, body, "{\"code\":C}").await?;
-    let bad =
-        || ApiError::bad_request("the body must be a JSON object {\"code\":C}, C the login code");
-    let value = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|text| crate::strict_json::parse(text).ok())
-        .ok_or_else(bad)?;
-    let code = value.get("code").and_then(Value::as_str).ok_or_else(bad)?;
+    let shape = "{\"code\":C}, C the login code";
+    let value = json_body(&app, body, shape).await?;
+    let code = value
+        .get("code")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("the body must be {shape}")))?;
     match app.ctx.login.resolve(code).await {
         Ok(resolved) => Ok(json_response(
             StatusCode::OK,
@@ -683,6 +684,100 @@ async fn login_resolve(
             Err(ApiError::new(status, error.code(), error.to_string()))
         }
     }
+}
+
+/// `POST /v1/host_users` `{"users":[...],"replace":BOOL}`: the socket's `host_users.put`.
+async fn put_host_users(
+    State(app): State<Shared>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin, "/v1/host_users")?;
+    let shape = "{\"users\":[{\"id\":..,\"name\":..,\"mobile\":..}],\"replace\":false}";
+    let value = json_body(&app, body, shape).await?;
+    let users = match value.get("users") {
+        Some(Value::Array(items)) => {
+            host_users::parse_users(items).map_err(|(index, problem)| {
+                ApiError::bad_request(format!("users[{index}]: {problem}"))
+            })?
+        }
+        _ => return Err(ApiError::bad_request(format!("the body must be {shape}"))),
+    };
+    let replace = match value.get("replace") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(replace)) => *replace,
+        Some(_) => return Err(ApiError::bad_request("\"replace\" must be true or false")),
+    };
+    let source = app.ctx.source.clone();
+    let (summary, head) = app
+        .stores
+        .with(move |store| Ok(host_users::put(store, &source, &users, replace)?))
+        .await?;
+    publish(&app, head);
+    let mut reply = json!({"ok": true, "op": "host_users.put"});
+    if let (Value::Object(reply), Ok(Value::Object(summary))) =
+        (&mut reply, serde_json::to_value(summary))
+    {
+        reply.extend(summary);
+    }
+    Ok(json_response(StatusCode::OK, &reply))
+}
+
+/// `POST /v1/links` `{"host_user_id":H,"userid":U,"method":"login"}`: the socket's `link.put`.
+async fn put_link(
+    State(app): State<Shared>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin, "/v1/links")?;
+    let shape = "{\"host_user_id\":H,\"userid\":U,\"method\":\"login\"}";
+    let value = json_body(&app, body, shape).await?;
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (Some(host_user_id), Some(userid), Some("login")) = (
+        text("host_user_id"),
+        text("userid"),
+        text("method").as_deref(),
+    ) else {
+        return Err(ApiError::bad_request(format!("the body must be {shape}")));
+    };
+    let source = app.ctx.source.clone();
+    let head = app
+        .stores
+        .with(move |store| {
+            Ok(host_users::link_login(
+                store,
+                &source,
+                &host_user_id,
+                &userid,
+            )?)
+        })
+        .await?;
+    publish(&app, head);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ok": true, "op": "link.put"}),
+    ))
+}
+
+/// A request body that must be a JSON object (duplicate keys refused).
+async fn json_body(app: &Shared, body: Body, shape: &str) -> Result<Value, ApiError> {
+    let bytes = read_body(app, body, shape).await?;
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| crate::strict_json::parse(text).ok())
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::bad_request(format!("the body must be {shape}")))
+}
+
+/// Publishes a head a write here moved.
+fn publish(app: &Shared, head: i64) {
+    app.ctx.head_publisher.send_if_modified(|current| {
+        let moved = head > *current;
+        if moved {
+            *current = head;
+        }
+        moved
+    });
 }
 
 async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {

@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod events;
+pub mod host_users;
 pub mod login;
 
 use std::fmt;

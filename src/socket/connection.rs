@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::Utc;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, UCred};
@@ -23,12 +22,11 @@ use super::protocol::{
 use super::{ServerContext, SocketSettings};
 use crate::event_reader::{self, ReadError};
 use crate::events::TypeFilter;
-use crate::matching::apply::{link, put_host_users, LinkError, PutError};
 use crate::model::host_user::HostUser;
-use crate::model::host_user::Method;
 use crate::queue::Trigger;
 use crate::service::directory::{self, LinkLookup};
 use crate::service::events::{self, AckError, Owner};
+use crate::service::host_users::{self, WriteError};
 use crate::service::login::LoginError;
 use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
@@ -62,10 +60,10 @@ pub enum RequestError {
     StoreChanged { ours: String, theirs: String },
     #[error(transparent)]
     Login(#[from] LoginError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("this connection is subscribed; ask for {0} on another connection, so that its lines do not mix with events")]
     Subscribed(&'static str),
-    #[error("{0}; nothing was applied")]
-    BadUsers(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot compute the status: {0}")]
@@ -90,15 +88,6 @@ impl From<AckError> for RequestError {
     }
 }
 
-impl From<PutError> for RequestError {
-    fn from(error: PutError) -> RequestError {
-        match error {
-            PutError::Store(error) => RequestError::Store(error),
-            duplicate @ PutError::Duplicate { .. } => RequestError::BadUsers(duplicate.to_string()),
-        }
-    }
-}
-
 impl RequestError {
     fn reply(&self) -> Value {
         let message = self.to_string();
@@ -111,13 +100,19 @@ impl RequestError {
             RequestError::Read(ReadError::AheadOfHead { .. })
             | RequestError::StoreChanged { .. } => error_reply(ErrorCode::StoreChanged, &message),
             RequestError::Login(error) => error_reply(error.code(), &message),
+            RequestError::Write(WriteError::Bad(_)) => error_reply(ErrorCode::BadRequest, &message),
+            RequestError::Write(WriteError::Service(ServiceError::NotFound(_))) => {
+                error_reply(ErrorCode::NotFound, &message)
+            }
+            RequestError::Write(WriteError::Service(ServiceError::Store(_))) => {
+                error_reply(ErrorCode::Internal, &message)
+            }
             RequestError::Service(ServiceError::NotFound(_)) => {
                 error_reply(ErrorCode::NotFound, &message)
             }
             RequestError::Subscribed(_)
             | RequestError::AckAboveHead { .. }
-            | RequestError::AlreadySubscribed
-            | RequestError::BadUsers(_) => error_reply(ErrorCode::BadRequest, &message),
+            | RequestError::AlreadySubscribed => error_reply(ErrorCode::BadRequest, &message),
             RequestError::Forbidden(_) | RequestError::Consumer(ClaimError::Owned { .. }) => {
                 error_reply(ErrorCode::Forbidden, &message)
             }
@@ -347,18 +342,12 @@ impl Connection {
                 let head = self
                     .store
                     .with(move |store| {
-                        let now = Utc::now();
-                        store
-                            .try_write(|tx| {
-                                link(tx, &source, &host_user_id, &userid, Method::Login, now)
-                            })
-                            .map_err(|e| match e {
-                                LinkError::Store(e) => RequestError::Store(e),
-                                unknown => RequestError::Service(ServiceError::NotFound(
-                                    unknown.to_string(),
-                                )),
-                            })?;
-                        Ok(event_log::head(store.conn())?)
+                        Ok(host_users::link_login(
+                            store,
+                            &source,
+                            &host_user_id,
+                            &userid,
+                        )?)
                     })
                     .await?;
                 self.publish_head(head);
@@ -409,27 +398,18 @@ impl Connection {
         replace: bool,
     ) -> Result<Value, RequestError> {
         let source = self.ctx.source.clone();
-        let (changes, head) = self
+        let (summary, head) = self
             .store
-            .with(move |store| {
-                let now = Utc::now();
-                let (_, changes) = store.try_write(|tx| -> Result<_, RequestError> {
-                    Ok(put_host_users(tx, &source, &users, replace, now)?)
-                })?;
-                Ok((changes, event_log::head(store.conn())?))
-            })
+            .with(move |store| Ok(host_users::put(store, &source, &users, replace)?))
             .await?;
         self.publish_head(head);
-        let counts = changes.assessment.host_users;
-        Ok(json!({
-            "ok": true,
-            "op": "host_users.put",
-            "linked": counts.linked,
-            "ambiguous": counts.ambiguous,
-            "unmatched": counts.unmatched,
-            "links_created": changes.created.len(),
-            "links_removed": changes.removed.len(),
-        }))
+        let mut reply = json!({"ok": true, "op": "host_users.put"});
+        if let (Value::Object(reply), Ok(Value::Object(summary))) =
+            (&mut reply, serde_json::to_value(summary))
+        {
+            reply.extend(summary);
+        }
+        Ok(reply)
     }
 
     async fn subscribe(&self, request: Subscribe) -> Result<(Value, Subscription), RequestError> {

@@ -9,6 +9,7 @@ use crate::model::host_user::HostUser;
 use crate::model::DepartmentId;
 use crate::service::directory::{ObjectTypes, SnapshotFilter};
 pub use crate::service::events::ConsumerName;
+use crate::service::host_users;
 pub use crate::service::ErrorCode;
 use crate::strict_json;
 
@@ -272,16 +273,8 @@ fn host_users_put(fields: &Map<String, Value>) -> Result<Request, ProtocolError>
         Some(Value::Array(items)) => items,
         Some(_) => return Err(ProtocolError::field("users", "must be an array of host users")),
     };
-    let users = items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            HostUser::from_json(item).map_err(|error| ProtocolError::BadUser {
-                index,
-                problem: error.to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let users = host_users::parse_users(items)
+        .map_err(|(index, problem)| ProtocolError::BadUser { index, problem })?;
     let replace = match optional(fields, "replace") {
         None => false,
         Some(Value::Bool(replace)) => *replace,

@@ -760,3 +760,39 @@ async fn login_resolve_over_http_answers_a_read_token() {
     );
     assert!(!daemon.output().contains(&code), "a code was logged");
 }
+
+#[tokio::test]
+async fn host_users_and_login_links_are_written_with_an_admin_token() {
+    let env = http_env(Directory::sample()).await;
+    env.sync().await;
+    let daemon = env.start_daemon().await;
+    let api = Api::new(&daemon);
+    let users = env.sim.directory().users;
+    let body = json!({"users": [{"id": "h-1", "name": users[0].name}]});
+    let refused = api.post("/v1/host_users", READ_TOKEN, body.clone()).await;
+    assert_eq!(
+        error_of(refused).await,
+        (StatusCode::FORBIDDEN, "forbidden".to_owned())
+    );
+    let put: Value = api
+        .post("/v1/host_users", ADMIN_TOKEN, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(put["linked"], 1, "{put}");
+
+    let link = json!({"host_user_id": "h-1", "userid": users[1].userid, "method": "login"});
+    let response = api.post("/v1/links", ADMIN_TOKEN, link).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let member: Value = api.json(&format!("/v1/members/{}", users[1].userid)).await;
+    assert_eq!(member["member"]["userid"], users[1].userid.as_str());
+    let bad = api
+        .post(
+            "/v1/host_users",
+            ADMIN_TOKEN,
+            json!({"users": [{"name": "no id"}]}),
+        )
+        .await;
+    assert_eq!(error_of(bad).await.1, "bad_request");
+}

@@ -129,7 +129,7 @@ fn matching(c: &mut Criterion) {
     store
         .try_write(|tx| -> Result<_, PutError> {
             mirror::apply(tx, &changes)?;
-            put_host_users(tx, &source, &hosts, true, Utc::now())
+            put_host_users(tx, &source, "bench", &hosts, true, Utc::now())
         })
         .expect("fill the store");
     group.bench_function("rematch_in_store", |b| {

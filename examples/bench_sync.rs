@@ -257,7 +257,7 @@ fn import_host_users(args: &Args, store: &Path) -> Result<()> {
     let source = EventSource::new("wwbench");
     let mut store = Store::open(store)?;
     store.try_write(|tx| -> Result<_, PutError> {
-        put_host_users(tx, &source, &users, true, Utc::now())
+        put_host_users(tx, &source, "bench", &users, true, Utc::now())
     })?;
     drop(users);
     orgsync::memory::release_freed();

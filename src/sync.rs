@@ -543,6 +543,7 @@ fn apply(
         drop(changes);
         stats.events_ms = lap.next();
         let links = matching::apply::rematch(tx, now)?;
+        links.audit(tx, &format!("run {run} ({trigger})"), now)?;
         stats.match_ms = lap.next();
         let counts = RunCounts {
             changes: pending,

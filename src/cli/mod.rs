@@ -164,14 +164,23 @@ enum Command {
     /// The host application's users, which are matched to WeCom members.
     #[command(subcommand)]
     HostUsers(HostUsersCommand),
-    /// Link a host user to a WeCom member by hand; automatic matching never undoes it.
+    /// Link a host user to a WeCom member by hand (automatic matching never undoes it), or
+    /// show a link's history.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Link {
+        #[command(subcommand)]
+        history: Option<LinkCommand>,
         #[command(flatten)]
         config: ConfigArg,
         /// The host application's id of the user.
-        host_id: String,
+        #[arg(required = true)]
+        host_id: Option<String>,
         /// The member's WeCom userid (case-insensitive).
-        userid: String,
+        #[arg(required = true)]
+        userid: Option<String>,
+        /// Replace an automatic (phone or name) link of the host user or the member.
+        #[arg(long)]
+        replace: bool,
     },
     /// Remove a host user's link and hold it from automatic matching.
     Unlink {
@@ -234,6 +243,17 @@ enum ConsumersCommand {
     Remove {
         /// The consumer's name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LinkCommand {
+    /// Every link a host user or a member had: when, how, by whom, and what it replaced.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A host user id or a member's userid.
+        id: String,
     },
 }
 
@@ -478,13 +498,26 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::Link {
-            config,
-            host_id,
-            userid,
+            history: Some(LinkCommand::History { config, id }),
+            ..
         } => {
-            matching::link(&load_without_secret(&config.config)?, &host_id, &userid)?;
+            matching::history(&load_without_secret(&config.config)?, &id)?;
             Ok(0)
         }
+        Command::Link {
+            history: None,
+            config,
+            host_id: Some(host_id),
+            userid: Some(userid),
+            replace,
+        } => {
+            let config = load_without_secret(&config.config)?;
+            matching::link(&config, &host_id, &userid, replace)?;
+            Ok(0)
+        }
+        Command::Link { .. } => Err(CliError::Usage(
+            "give HOST_ID and USERID, or `history ID`".to_owned(),
+        )),
         Command::Unlink { config, host_id } => {
             matching::unlink(&load_without_secret(&config.config)?, &host_id)?;
             Ok(0)

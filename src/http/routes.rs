@@ -709,9 +709,10 @@ async fn put_host_users(
         Some(_) => return Err(ApiError::bad_request("\"replace\" must be true or false")),
     };
     let source = app.ctx.source.clone();
+    let by = format!("http token {}", caller.name);
     let (summary, head) = app
         .stores
-        .with(move |store| Ok(host_users::put(store, &source, &users, replace)?))
+        .with(move |store| Ok(host_users::put(store, &source, &by, &users, replace)?))
         .await?;
     publish(&app, head);
     let mut reply = json!({"ok": true, "op": "host_users.put"});
@@ -741,12 +742,14 @@ async fn put_link(
         return Err(ApiError::bad_request(format!("the body must be {shape}")));
     };
     let source = app.ctx.source.clone();
+    let by = format!("http token {}", caller.name);
     let head = app
         .stores
         .with(move |store| {
             Ok(host_users::link_login(
                 store,
                 &source,
+                &by,
                 &host_user_id,
                 &userid,
             )?)

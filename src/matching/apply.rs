@@ -18,7 +18,7 @@ use crate::events::{EventDraft, EventSource, EventType, LinkData};
 use crate::model::host_user::HostUser;
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
-use crate::store::{event_log, links, mirror, StoreError};
+use crate::store::{event_log, link_audit, links, mirror, StoreError};
 
 /// The links one change removed and created, and where matching stands after it.
 #[derive(Debug, Clone, Default)]
@@ -67,15 +67,70 @@ impl LinkChanges {
         removed.chain(created)
     }
 
-    /// Appends this change's events as a commit of their own (no sync run).
+    /// Appends this change's events as a commit of their own (no sync run), and its audit
+    /// entries.
     fn announce(
         &self,
         conn: &Connection,
         source: &EventSource,
+        by: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if !(self.removed.is_empty() && self.created.is_empty()) {
             event_log::append_each(conn, source, None, self.drafts(), now)?;
+            self.audit(conn, by, now)?;
+        }
+        Ok(())
+    }
+
+    /// Records every link this change removed and created in the audit trail, each created
+    /// link with the links the change took from its host user or member.
+    pub fn audit(&self, conn: &Connection, by: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = now.to_rfc3339();
+        for r in &self.removed {
+            link_audit::record(
+                conn,
+                &link_audit::Entry {
+                    at: at.clone(),
+                    action: "removed".into(),
+                    host_user_id: r.host_user_id.clone(),
+                    userid: r.link.userid.clone(),
+                    method: r.link.method.as_str().into(),
+                    reason: Some(r.reason.as_str().into()),
+                    by: by.into(),
+                    replaced: None,
+                },
+            )?;
+        }
+        for c in &self.created {
+            let replaced: Vec<String> = self
+                .removed
+                .iter()
+                .filter(|r| {
+                    r.host_user_id == c.host_user_id || r.link.userid_key == c.link.userid_key
+                })
+                .map(|r| {
+                    format!(
+                        "{} -> {} ({})",
+                        r.host_user_id,
+                        r.link.userid,
+                        r.link.method.as_str()
+                    )
+                })
+                .collect();
+            link_audit::record(
+                conn,
+                &link_audit::Entry {
+                    at: at.clone(),
+                    action: "created".into(),
+                    host_user_id: c.host_user_id.clone(),
+                    userid: c.link.userid.clone(),
+                    method: c.link.method.as_str().into(),
+                    reason: None,
+                    by: by.into(),
+                    replaced: (!replaced.is_empty()).then(|| replaced.join(", ")),
+                },
+            )?;
         }
         Ok(())
     }
@@ -183,6 +238,7 @@ pub enum PutError {
 pub fn put_host_users(
     conn: &Connection,
     source: &EventSource,
+    by: &str,
     users: &[HostUser],
     replace: bool,
     now: DateTime<Utc>,
@@ -199,7 +255,7 @@ pub fn put_host_users(
     }
     let summary = batch.finish(replace)?;
     let changes = rematch(conn, now)?;
-    changes.announce(conn, source, now)?;
+    changes.announce(conn, source, by, now)?;
     Ok((summary, changes))
 }
 
@@ -207,10 +263,11 @@ pub fn put_host_users(
 pub fn after_import(
     conn: &Connection,
     source: &EventSource,
+    by: &str,
     now: DateTime<Utc>,
 ) -> Result<LinkChanges, StoreError> {
     let changes = rematch(conn, now)?;
-    changes.announce(conn, source, now)?;
+    changes.announce(conn, source, by, now)?;
     Ok(changes)
 }
 
@@ -231,6 +288,7 @@ pub enum LinkError {
 pub fn link(
     conn: &Connection,
     source: &EventSource,
+    by: &str,
     host_user_id: &str,
     userid: &str,
     method: Method,
@@ -300,7 +358,7 @@ pub fn link(
         created,
         assessment: plan.assessment,
     };
-    changes.announce(conn, source, now)?;
+    changes.announce(conn, source, by, now)?;
     Ok(changes)
 }
 
@@ -310,6 +368,7 @@ pub fn link(
 pub fn unlink(
     conn: &Connection,
     source: &EventSource,
+    by: &str,
     host_user_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<LinkChanges>, LinkError> {
@@ -337,6 +396,6 @@ pub fn unlink(
         created: plan.created,
         assessment: plan.assessment,
     };
-    changes.announce(conn, source, now)?;
+    changes.announce(conn, source, by, now)?;
     Ok(Some(changes))
 }

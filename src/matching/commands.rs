@@ -16,7 +16,7 @@ use super::report;
 use super::Method;
 use crate::config::Config;
 use crate::events::EventSource;
-use crate::store::{Store, StoreError};
+use crate::store::{link_audit, links, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -26,6 +26,8 @@ pub enum CommandError {
     Import { path: PathBuf, source: ImportError },
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error("{0}; add --replace to replace it with this manual link")]
+    WouldReplace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,7 +37,7 @@ impl CommandError {
     /// 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Open { .. } => 2,
+            CommandError::Open { .. } | CommandError::WouldReplace(_) => 2,
             CommandError::Import { source, .. } if source.is_bad_input() => 2,
             _ => 1,
         }
@@ -61,7 +63,7 @@ pub fn import(config: &Config, path: &Path, options: Options) -> Result<(), Comm
     let rows = import::rows(BufReader::new(file)).map_err(import_error)?;
     let (mut store, source) = open(config)?;
     let now = Utc::now();
-    let result = store.try_write(|tx| import::import(tx, &source, rows, options, now));
+    let result = store.try_write(|tx| import::import(tx, &source, &cli_user(), rows, options, now));
     let imported = match result {
         Ok(imported) => imported,
         Err(ImportError::BadRows { rows, total }) => {
@@ -102,12 +104,50 @@ fn print_bad_rows(path: &Path, rows: &[import::BadRow], total: usize) {
     }
 }
 
-/// `orgsync link HOST_ID USERID`.
-pub fn link(config: &Config, host_user_id: &str, userid: &str) -> Result<(), CommandError> {
+/// Who changes links from the command line, for the audit trail.
+fn cli_user() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    format!("cli uid {}", unsafe { libc::getuid() })
+}
+
+/// `orgsync link HOST_ID USERID [--replace]`. An automatic link of either end is replaced only
+/// when asked: an admin who links by hand should know what the link undoes.
+pub fn link(
+    config: &Config,
+    host_user_id: &str,
+    userid: &str,
+    replace: bool,
+) -> Result<(), CommandError> {
     let (mut store, source) = open(config)?;
     let now = Utc::now();
-    let changes = store
-        .try_write(|tx| apply::link(tx, &source, host_user_id, userid, Method::Manual, now))?;
+    let changes = store.try_write(|tx| {
+        if !replace {
+            let key = crate::model::userid_key(userid);
+            let existing = links::load(tx)?;
+            let in_the_way = existing.iter().find(|(host, link)| {
+                !link.method.is_decided()
+                    && (host.as_str() == host_user_id || link.userid_key == key)
+                    && !(host.as_str() == host_user_id && link.userid_key == key)
+            });
+            if let Some((host, link)) = in_the_way {
+                return Err(CommandError::WouldReplace(format!(
+                    "host user {host} is linked to {} by {}",
+                    link.userid,
+                    link.method.as_str()
+                )));
+            }
+        }
+        let by = cli_user();
+        Ok(apply::link(
+            tx,
+            &source,
+            &by,
+            host_user_id,
+            userid,
+            Method::Manual,
+            now,
+        )?)
+    })?;
     if changes.created.is_empty() {
         println!("host user {host_user_id} is already linked to {userid} by hand; nothing changed");
     }
@@ -115,11 +155,37 @@ pub fn link(config: &Config, host_user_id: &str, userid: &str) -> Result<(), Com
     Ok(())
 }
 
+/// `orgsync link history ID`: the audit trail of a host user's or a member's links.
+pub fn history(config: &Config, id: &str) -> Result<(), CommandError> {
+    let store = Store::open_read_only(&config.store.path)?;
+    let entries = link_audit::history(store.conn(), id).map_err(|e| store.explain(e))?;
+    if entries.is_empty() {
+        println!("no link of {id:?} was ever recorded");
+    }
+    for entry in entries {
+        println!(
+            "{}  {:<7} {} -> {} ({}){}  by {}{}",
+            entry.at,
+            entry.action,
+            entry.host_user_id,
+            entry.userid,
+            entry.method,
+            entry.reason.map(|r| format!(", {r}")).unwrap_or_default(),
+            entry.by,
+            entry
+                .replaced
+                .map(|r| format!("; replaced {r}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// `orgsync unlink HOST_ID`.
 pub fn unlink(config: &Config, host_user_id: &str) -> Result<(), CommandError> {
     let (mut store, source) = open(config)?;
     let now = Utc::now();
-    match store.try_write(|tx| apply::unlink(tx, &source, host_user_id, now))? {
+    match store.try_write(|tx| apply::unlink(tx, &source, &cli_user(), host_user_id, now))? {
         None => println!("host user {host_user_id} is not linked; nothing changed"),
         Some(changes) => {
             print_changes(&changes);

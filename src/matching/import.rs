@@ -241,6 +241,7 @@ pub struct Imported {
 pub fn import<R: BufRead>(
     conn: &Connection,
     source: &EventSource,
+    by: &str,
     rows: Rows<R>,
     options: Options,
     now: DateTime<Utc>,
@@ -282,7 +283,7 @@ pub fn import<R: BufRead>(
         return Err(ImportError::NoRows);
     }
     let summary = batch.finish(options.replace)?;
-    let changes = after_import(conn, source, now)?;
+    let changes = after_import(conn, source, by, now)?;
     Ok(Imported {
         summary,
         bad,

@@ -50,12 +50,13 @@ pub fn parse_users(items: &[Value]) -> Result<Vec<HostUser>, (usize, String)> {
 pub fn put(
     store: &mut Store,
     source: &EventSource,
+    by: &str,
     users: &[HostUser],
     replace: bool,
 ) -> Result<(PutSummary, i64), WriteError> {
     let now = Utc::now();
     let (_, changes) = store
-        .try_write(|tx| put_host_users(tx, source, users, replace, now))
+        .try_write(|tx| put_host_users(tx, source, by, users, replace, now))
         .map_err(|e| match e {
             PutError::Store(e) => WriteError::from(e),
             duplicate @ PutError::Duplicate { .. } => WriteError::Bad(duplicate.to_string()),
@@ -75,12 +76,13 @@ pub fn put(
 pub fn link_login(
     store: &mut Store,
     source: &EventSource,
+    by: &str,
     host_user_id: &str,
     userid: &str,
 ) -> Result<i64, WriteError> {
     let now = Utc::now();
     store
-        .try_write(|tx| link(tx, source, host_user_id, userid, Method::Login, now))
+        .try_write(|tx| link(tx, source, by, host_user_id, userid, Method::Login, now))
         .map_err(|e| match e {
             LinkError::Store(e) => WriteError::from(e),
             unknown => WriteError::Service(ServiceError::NotFound(unknown.to_string())),

@@ -339,12 +339,14 @@ impl Connection {
                 // It decides which account a WeCom identity signs in to: an admin op.
                 self.check_admin("link.put")?;
                 let source = self.ctx.source.clone();
+                let by = self.peer_name();
                 let head = self
                     .store
                     .with(move |store| {
                         Ok(host_users::link_login(
                             store,
                             &source,
+                            &by,
                             &host_user_id,
                             &userid,
                         )?)
@@ -398,9 +400,10 @@ impl Connection {
         replace: bool,
     ) -> Result<Value, RequestError> {
         let source = self.ctx.source.clone();
+        let by = self.peer_name();
         let (summary, head) = self
             .store
-            .with(move |store| Ok(host_users::put(store, &source, &users, replace)?))
+            .with(move |store| Ok(host_users::put(store, &source, &by, &users, replace)?))
             .await?;
         self.publish_head(head);
         let mut reply = json!({"ok": true, "op": "host_users.put"});
@@ -492,6 +495,14 @@ impl Connection {
         };
         let (last, ()) = tokio::join!(producing, writing);
         last
+    }
+
+    /// The peer as the audit trail names it.
+    fn peer_name(&self) -> String {
+        match &self.peer {
+            Ok(peer) => format!("socket uid {}", peer.uid()),
+            Err(_) => "socket (unknown uid)".to_owned(),
+        }
     }
 
     fn check_admin(&self, op: &str) -> Result<(), RequestError> {

@@ -8,6 +8,7 @@
 pub mod consumers;
 pub mod event_log;
 pub mod host_users;
+pub mod link_audit;
 pub mod links;
 pub mod mirror;
 pub mod runs;

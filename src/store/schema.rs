@@ -120,6 +120,23 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE links;
     ALTER TABLE links_new RENAME TO links;
     "#,
+    // 5: the audit trail of links, never pruned.
+    r#"
+    CREATE TABLE link_audit (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           TEXT NOT NULL,
+        action       TEXT NOT NULL CHECK (action IN ('created', 'removed')),
+        host_user_id TEXT NOT NULL,
+        userid_key   TEXT NOT NULL,
+        userid       TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        reason       TEXT,
+        by           TEXT NOT NULL,
+        replaced     TEXT
+    );
+    CREATE INDEX link_audit_by_host_user ON link_audit (host_user_id);
+    CREATE INDEX link_audit_by_member ON link_audit (userid_key);
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

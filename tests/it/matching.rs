@@ -296,9 +296,36 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     assert!(output.status.success(), "{}", describe(&output));
     let before = head(&env).await;
 
-    // By hand: host user 1 is 张伟 after all. Both automatic links give way.
+    // By hand: host user 1 is 张伟 after all. Both automatic links give way, once the admin
+    // says so: a manual link does not undo automatic ones silently.
     let output = env.run(&["link", "1", "ZhangWei"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--replace"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(head(&env).await, before, "nothing changed");
+    let output = env.run(&["link", "1", "ZhangWei", "--replace"]).await;
     assert!(output.status.success(), "{}", describe(&output));
+    // The audit trail says when, how, by whom and what the manual link replaced.
+    let history = env.run(&["link", "history", "1"]).await;
+    let history = String::from_utf8_lossy(&history.stdout);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(
+        lines[0].contains("created 1 -> xuhao (phone)") && lines[0].contains("by cli uid"),
+        "{history}"
+    );
+    assert!(
+        lines[1].contains("removed 1 -> xuhao (phone), replaced_by_manual"),
+        "{history}"
+    );
+    assert!(
+        lines[2].contains("created 1 -> zhangwei (manual)")
+            && lines[2].contains("replaced 1 -> xuhao (phone), 2 -> zhangwei (phone)"),
+        "{history}"
+    );
     let events = env.events_since(before).await;
     let summary: Vec<(String, String, String)> = events
         .iter()

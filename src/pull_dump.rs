@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -29,6 +29,9 @@ pub fn write(path: &Path, corp_id: &str, pulled: &Snapshot) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // `mode` applies only to a new file: an existing one is made private before anything is
+    // written into it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let mut out = BufWriter::new(file);
     serde_json::to_writer_pretty(&mut out, &directory(corp_id, pulled))?;
     out.write_all(b"\n")?;

@@ -21,8 +21,6 @@ pub enum Trigger {
     Socket,
     Cli,
     Startup,
-    /// `POST /v1/resync` on the HTTP API.
-    Http,
 }
 
 impl Trigger {
@@ -33,7 +31,6 @@ impl Trigger {
             Trigger::Socket => "socket",
             Trigger::Cli => "cli",
             Trigger::Startup => "startup",
-            Trigger::Http => "http",
         }
     }
 }
@@ -53,7 +50,6 @@ impl FromStr for Trigger {
             Trigger::Socket,
             Trigger::Cli,
             Trigger::Startup,
-            Trigger::Http,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

@@ -479,15 +479,15 @@ enum Applied {
     },
 }
 
-/// The write transaction of a run: diff against the mirror as it is now, then either apply
-/// with all events (re-matching host users after the mirror changes), or hold with only the
-/// `held` event.
 /// A pull as a run applies it.
 struct Pulled {
     snapshot: Snapshot,
     ignored: Ignored,
 }
 
+/// The write transaction of a run: diff against the mirror as it is now, then either apply
+/// with all events (re-matching host users after the mirror changes), or hold with only the
+/// `held` event.
 fn apply(
     store: &mut Store,
     source: &EventSource,

@@ -41,41 +41,69 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn read(path: &Path) -> Result<Identity, String> {
-        let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("the store {} was removed", path.display()),
-            _ => format!("the store {} cannot be examined: {e}", path.display()),
-        })?;
+    /// The file at `path` and the id in it.
+    pub fn read(path: &Path) -> Result<Identity, StoreChange> {
+        let (device, inode) = file_of(path)?;
         let id = Store::open_read_only(path)
             .and_then(|store| store.id())
-            .map_err(|e| e.to_string())?;
-        Ok(Identity {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            id,
-        })
+            .map_err(|e| StoreChange::Unreadable(e.to_string()))?;
+        Ok(Identity { device, inode, id })
     }
 }
 
+/// What became of the store since the daemon started.
+#[derive(Debug)]
+pub enum StoreChange {
+    Removed,
+    /// Another file, or another store, is at the path.
+    Replaced,
+    /// It cannot be read just now (busy, or briefly unreadable): looked at again next time.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for StoreChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChange::Removed => f.write_str("the store was removed"),
+            StoreChange::Replaced => f.write_str("the store was replaced by another file"),
+            StoreChange::Unreadable(why) => write!(f, "the store cannot be read: {why}"),
+        }
+    }
+}
+
+fn file_of(path: &Path) -> Result<(u64, u64), StoreChange> {
+    match std::fs::metadata(path) {
+        Ok(metadata) => Ok((metadata.dev(), metadata.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreChange::Removed),
+        Err(e) => Err(StoreChange::Unreadable(e.to_string())),
+    }
+}
+
+/// The file first: a replacement that cannot even be opened (foreign, corrupt, an old schema)
+/// is still another file, and must stop the daemon before anything writes into it.
 async fn check_identity(shared: &Shared) -> Result<(), String> {
     let path = shared.store_path();
     let started = shared.identity.clone();
-    let now = tokio::task::spawn_blocking(move || Identity::read(&path))
-        .await
-        .map_err(|e| e.to_string())?;
+    let changed = tokio::task::spawn_blocking(move || -> Result<(), StoreChange> {
+        if file_of(&path)? != (started.device, started.inode) {
+            return Err(StoreChange::Replaced);
+        }
+        match Identity::read(&path) {
+            Ok(now) if now.id != started.id => Err(StoreChange::Replaced),
+            Ok(_) => Ok(()),
+            Err(other) => Err(other),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let path = shared.store_path();
-    match now {
-        Ok(now) if now == started => Ok(()),
-        Ok(_) => Err(format!(
-            "the store {} was replaced by another file while the daemon ran; stop the daemon \
-             before moving, restoring or replacing its store",
+    match changed {
+        Ok(()) | Err(StoreChange::Unreadable(_)) => Ok(()),
+        Err(change) => Err(format!(
+            "{change} ({}) while the daemon ran; stop the daemon before moving, restoring or \
+             replacing its store",
             path.display()
         )),
-        Err(problem) if problem.contains("was removed") => Err(format!(
-            "{problem} while the daemon ran; stop the daemon before moving its store"
-        )),
-        // Busy or briefly unreadable: the next poll looks again.
-        Err(_) => Ok(()),
     }
 }
 

@@ -97,16 +97,18 @@ impl Daemon {
         config_path: Option<PathBuf>,
     ) -> Result<Daemon, DaemonError> {
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)?;
+        // The lock first: a daemon that will be refused must not migrate or bind the store
+        // another one is running on.
+        let lock = StoreLock::acquire(&config.store.path)?;
         let mut syncer = Syncer::from_config(&config)?;
         syncer.bind_store().await?;
         syncer.create_store = false;
-        let lock = StoreLock::acquire(&config.store.path)?;
         let identity = {
             let path = config.store.path.clone();
             tokio::task::spawn_blocking(move || head_watcher::Identity::read(&path))
                 .await
                 .map_err(|e| DaemonError::Internal(e.to_string()))?
-                .map_err(DaemonError::Internal)?
+                .map_err(|e| DaemonError::Internal(e.to_string()))?
         };
         let store = read_store_state(config.store.path.clone()).await?;
         let listener = socket::bind(&config.socket_settings())?;
@@ -260,7 +262,6 @@ impl Daemon {
         }
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
             .map_err(|e| e.to_string())?;
-        let syncer = Syncer::from_config(&config).map_err(|e| e.to_string())?;
         {
             let old = read(&self.shared.config);
             let mut restart_needed = Vec::new();
@@ -277,6 +278,20 @@ impl Daemon {
                     config.socket.path.display(),
                     old.socket.path.display()
                 ));
+            }
+            if old.socket.group != config.socket.group
+                || old.socket.admin_uids != config.socket.admin_uids
+                || old.socket.admin_gids != config.socket.admin_gids
+                || old.socket.max_connections != config.socket.max_connections
+                || old.socket.max_connections_per_uid != config.socket.max_connections_per_uid
+                || old.socket.allow_insecure_directory != config.socket.allow_insecure_directory
+            {
+                restart_needed.push(
+                    "socket.group, admin_uids, admin_gids, max_connections, \
+                     max_connections_per_uid or allow_insecure_directory changed in the file; the \
+                     socket keeps the ones in use until a restart"
+                        .to_owned(),
+                );
             }
             if old.http != config.http {
                 let mut listening = old.http.clone();
@@ -304,12 +319,14 @@ impl Daemon {
             Err(error) => tracing::error!(%error, "could not restart the schedule"),
         }
         let mut config = config;
-        // Paths are bound at start-up; keep serving the ones in use.
+        // Paths are bound at start-up; keep serving the ones in use, and sync into the store
+        // this daemon holds (locked, watched), never one named only in the new file.
         {
             let old = read(&self.shared.config);
             config.store.path = old.store.path.clone();
             config.socket.path = old.socket.path.clone();
         }
+        let syncer = daemon_syncer(&config).map_err(|e| e.to_string())?;
         *write(&self.shared.schedule) = schedule;
         *write(&self.shared.syncer) = Arc::new(syncer);
         // The tokens take effect at once: a revoked token stops working on reload.
@@ -333,6 +350,13 @@ impl Daemon {
         }
         tracing::info!("stopped");
     }
+}
+
+/// The syncer of a running daemon: its runs never create the store (see [`Syncer::create_store`]).
+fn daemon_syncer(config: &Config) -> Result<Syncer, WecomError> {
+    let mut syncer = Syncer::from_config(config)?;
+    syncer.create_store = false;
+    Ok(syncer)
 }
 
 /// Records runs left unfinished by a dead process as interrupted, and reads what start-up

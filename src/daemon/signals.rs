@@ -1,5 +1,6 @@
 //! `orgsync run`: start the daemon, then serve signals until SIGTERM or SIGINT, keeping systemd
-//! informed (interfaces: SIGUSR1 syncs, SIGHUP reloads then syncs, SIGTERM/SIGINT stop).
+//! informed (docs/install.md, "Signals": SIGUSR1 syncs, SIGHUP reloads then syncs,
+//! SIGTERM/SIGINT stop).
 
 use std::path::Path;
 

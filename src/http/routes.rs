@@ -788,7 +788,9 @@ async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, A
     let queue = Arc::clone(&app.ctx.queue);
     let resync = app
         .stores
-        .with(move |store| Ok(events::resync(store.conn(), &queue, Trigger::Http)?))
+        // A host application's request, like the socket's `resync`: the contract's triggers
+        // name where a run came from, not the transport.
+        .with(move |store| Ok(events::resync(store.conn(), &queue, Trigger::Socket)?))
         .await?;
     tracing::info!(token = %caller.name, "resync requested over http");
     Ok(json_response(

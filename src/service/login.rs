@@ -103,8 +103,20 @@ async fn resolve(
     };
     let (member, fetched) = match mirrored {
         Some(member) => (member, false),
+        None if departments.is_empty() => {
+            return Err(LoginError::Unavailable(
+                "nothing is mirrored yet: the first sync has not completed".to_owned(),
+            ))
+        }
         None => match client.member(&userid, &departments).await {
-            Ok(member) => (member, true),
+            // A member only of departments orgsync does not mirror (outside
+            // wecom.root_department) is not a member of this directory.
+            Ok((member, outside))
+                if outside > 0 && member.departments.as_ref().is_some_and(Vec::is_empty) =>
+            {
+                return Err(LoginError::NotAMember)
+            }
+            Ok((member, _)) => (member, true),
             Err(error) if error.errcode().is_some_and(|e| NOT_A_MEMBER.contains(&e)) => {
                 return Err(LoginError::NotAMember)
             }

@@ -487,7 +487,11 @@ impl Connection {
             let mut output = self.output.lock().await;
             while let Some(mut line) = received.recv().await {
                 line.push('\n');
-                if output.write_all(line.as_bytes()).await.is_err() {
+                // A client that stops reading would keep the read transaction open, and with it
+                // the WAL from being checkpointed: it gets a while, then the stream ends.
+                let written =
+                    tokio::time::timeout(STREAM_STALL, output.write_all(line.as_bytes())).await;
+                if !matches!(written, Ok(Ok(()))) {
                     // Dropping the receiver stops the producer at its next line.
                     return;
                 }
@@ -596,6 +600,9 @@ pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid
         || settings.admin_uids.contains(&uid)
         || settings.admin_gids.contains(&gid)
 }
+
+/// How long a streamed answer waits for a client that stopped reading.
+const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Lines of a streamed answer buffered between the store and the client.
 const STREAM_LINES: usize = 64;

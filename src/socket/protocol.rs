@@ -207,13 +207,12 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 }
             },
         }),
+        // Whether the code can be one is for the service to say (`invalid_code`), as over HTTP.
         "login.resolve" => match optional(&fields, "code") {
-            Some(Value::String(code)) if !code.is_empty() && code.len() <= 512 => {
-                Ok(Request::LoginResolve { code: code.clone() })
-            }
+            Some(Value::String(code)) => Ok(Request::LoginResolve { code: code.clone() }),
             _ => Err(ProtocolError::field(
                 "code",
-                "is required: the code WeCom passed to the login redirect (at most 512 bytes)",
+                "is required: the code WeCom passed to the login redirect, a string",
             )),
         },
         "link.put" => {

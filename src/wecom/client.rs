@@ -269,16 +269,17 @@ impl WecomClient {
         }
     }
 
-    /// `user/get?userid=ID`: one member, with only the memberships in `mirrored` departments.
+    /// `user/get?userid=ID`: one member, with only the memberships in `mirrored` departments,
+    /// and how many it had elsewhere.
     pub async fn member(
         &self,
         userid: &str,
         mirrored: &std::collections::HashSet<DepartmentId>,
-    ) -> Result<crate::model::Member, WecomError> {
+    ) -> Result<(crate::model::Member, usize), WecomError> {
         let call = Call::UserGet;
         let reply: wire::UserGet = self.call_with(call, &[("userid", userid)]).await?;
         let user = reply.user.ok_or_else(|| missing(call, "userid"))?;
-        Ok(super::pull::member(user, mirrored).0)
+        Ok(super::pull::member(user, mirrored))
     }
 
     /// `user/list?department_id=ID`: the members directly in that department.

@@ -276,7 +276,7 @@ async fn every_endpoint_answers_a_good_token() {
     let resync: Value = resync.json().await.unwrap();
     assert_eq!(resync["queued"], true, "{resync}");
     let run = runs.run_events().await;
-    assert_eq!(run.last().unwrap()["data"]["trigger"], "http");
+    assert_eq!(run.last().unwrap()["data"]["trigger"], "socket");
 
     let unknown = api.get("/v2/nothing", Some(READ_TOKEN)).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);

@@ -20,6 +20,7 @@ pub mod pull_dump;
 pub mod queue;
 pub mod schedule;
 pub mod service;
+pub mod shutdown;
 pub mod socket;
 pub mod status;
 pub mod store;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::shared::{local_time, read, stopped, Shared};
+use super::shared::{local_time, read, Shared};
 use super::{head_watcher, pruner};
 use crate::queue::Trigger;
+use crate::shutdown::stopped;
 use crate::sync::{Mode, RunReport};
 
 pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

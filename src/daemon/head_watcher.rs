@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::shared::{stopped, Shared};
+use super::shared::Shared;
+use crate::shutdown::{publish_head, stopped};
 use crate::store::{event_log, Store, BUSY_TIMEOUT};
 
 /// How often the daemon looks for events committed by another process.
@@ -116,13 +117,7 @@ pub async fn refresh(shared: &Shared) {
     .await;
     match head {
         Ok(Ok(head)) => {
-            shared.head.send_if_modified(|current| {
-                let moved = head > *current;
-                if moved {
-                    *current = head;
-                }
-                moved
-            });
+            publish_head(&shared.head, head);
         }
         Ok(Err(error)) => tracing::warn!(%error, "cannot read the event head"),
         Err(error) => tracing::warn!(%error, "cannot read the event head"),

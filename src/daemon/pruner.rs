@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::shared::{read, stopped, Shared};
+use super::shared::{read, Shared};
+use crate::shutdown::stopped;
 use crate::store::{event_log, Store, BUSY_TIMEOUT};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);

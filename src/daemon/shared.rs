@@ -108,9 +108,3 @@ pub fn local_time(at: DateTime<Utc>, schedule: &Schedule) -> String {
         .format("%Y-%m-%d %H:%M:%S %Z")
         .to_string()
 }
-
-/// Resolves once shutdown has been requested.
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means stop.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}

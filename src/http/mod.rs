@@ -106,8 +106,3 @@ pub struct HttpContext {
     /// Turns true when the daemon stops: streams and long-polls end.
     pub shutdown: watch::Receiver<bool>,
 }
-
-/// Resolves once the daemon stops (or can no longer say so).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}

@@ -463,7 +463,7 @@ async fn events_page(
         tokio::select! {
             changed = head.changed() => if changed.is_err() { break page },
             () = tokio::time::sleep_until(deadline) => {}
-            () = super::stopped(&mut shutdown) => break page,
+            () = crate::shutdown::stopped(&mut shutdown) => break page,
         }
     };
     let mut body = Vec::with_capacity(page.events.iter().map(|e| e.body.len() + 1).sum());
@@ -573,7 +573,7 @@ async fn stream_events(
                     }
                 }
                 () = frames.closed() => return,
-                () = super::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
             }
             continue;
         };
@@ -774,13 +774,7 @@ async fn json_body(app: &Shared, body: Body, shape: &str) -> Result<Value, ApiEr
 
 /// Publishes a head a write here moved.
 fn publish(app: &Shared, head: i64) {
-    app.ctx.head_publisher.send_if_modified(|current| {
-        let moved = head > *current;
-        if moved {
-            *current = head;
-        }
-        moved
-    });
+    crate::shutdown::publish_head(&app.ctx.head_publisher, head);
 }
 
 async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {

@@ -106,7 +106,7 @@ pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, mut shutdown: watc
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            () = super::stopped(&mut shutdown) => break,
+            () = crate::shutdown::stopped(&mut shutdown) => break,
             Some(finished) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(error) = finished {
                     if !error.is_cancelled() {

@@ -383,13 +383,7 @@ impl Connection {
     /// Publishes a head this connection's own write moved, so that subscribers receive its
     /// events at once.
     fn publish_head(&self, head: i64) {
-        self.ctx.head_publisher.send_if_modified(|current| {
-            let moved = head > *current;
-            if moved {
-                *current = head;
-            }
-            moved
-        });
+        crate::shutdown::publish_head(&self.ctx.head_publisher, head);
     }
 
     /// Writes the host users and re-matches in one transaction with the link events, then

@@ -1,6 +1,7 @@
 //! The accept loop: one task per client, fair shares of the slots ([`super::slots`]), and a
 //! clean stop.
 
+use crate::shutdown::stopped;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +74,6 @@ pub async fn serve(
     drop(listener);
     listener::remove(&ctx.settings.path);
     tracing::info!("socket closed");
-}
-
-/// Resolves when the daemon asks to stop, or can no longer ask (the sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Tells a client over the cap why it is closed. The write never waits: a fresh connection's

@@ -667,12 +667,7 @@ async fn login_resolve(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request(format!("the body must be {shape}")))?;
     match app.ctx.login.resolve(code).await {
-        Ok(resolved) => Ok(json_response(
-            StatusCode::OK,
-            &json!({"ok": true, "op": "login.resolve", "userid": resolved.userid,
-                    "member": resolved.member, "host_user_id": resolved.host_user_id,
-                    "method": resolved.method, "fetched": resolved.fetched}),
-        )),
+        Ok(resolved) => Ok(json_response(StatusCode::OK, &resolved.reply())),
         Err(error) => {
             let status = match error {
                 LoginError::InvalidCode | LoginError::NotAMember => {

@@ -28,6 +28,15 @@ pub struct Resolved {
     pub fetched: bool,
 }
 
+impl Resolved {
+    /// The `login.resolve` reply, the same over every transport.
+    pub fn reply(&self) -> serde_json::Value {
+        serde_json::json!({"ok": true, "op": "login.resolve", "userid": self.userid,
+                           "member": self.member, "host_user_id": self.host_user_id,
+                           "method": self.method, "fetched": self.fetched})
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("the login code is invalid, expired (after 5 minutes) or already used; send the user through the login again")]

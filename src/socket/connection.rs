@@ -357,12 +357,7 @@ impl Connection {
             }
             Request::LoginResolve { code } => {
                 let resolved = self.ctx.login.resolve(&code).await?;
-                Ok((
-                    json!({"ok": true, "op": "login.resolve", "userid": resolved.userid,
-                           "member": resolved.member, "host_user_id": resolved.host_user_id,
-                           "method": resolved.method, "fetched": resolved.fetched}),
-                    None,
-                ))
+                Ok((resolved.reply(), None))
             }
             Request::LinkGet(by) => {
                 let link = self

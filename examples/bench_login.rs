@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -60,9 +61,23 @@ struct Args {
 }
 
 /// The orgsync binary built with this example (target/release/orgsync).
-fn orgsync() -> PathBuf {
+fn orgsync_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("orgsync")
+}
+
+/// The release binary as a child that is sent SIGTERM when this process dies, also when it is
+/// killed (Ctrl-C) and `Reaped` never runs.
+fn orgsync_command() -> Command {
+    let mut command = Command::new(orgsync_path());
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Kills a child when the benchmark ends, however it ends.
@@ -97,7 +112,7 @@ fn main() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut simulator = Reaped(
-        Command::new(orgsync())
+        orgsync_command()
             .args(["simulator", "--listen", "127.0.0.1:0", "--members"])
             .arg(args.members.to_string())
             .stdout(Stdio::piped())
@@ -122,7 +137,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let synced = Command::new(orgsync())
+    let synced = orgsync_command()
         .args(["sync", "--config"])
         .arg(&config)
         .output()
@@ -134,7 +149,7 @@ fn main() {
     );
 
     let daemon = Reaped(
-        Command::new(orgsync())
+        orgsync_command()
             .args(["run", "--config"])
             .arg(&config)
             .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())

@@ -96,20 +96,19 @@ async fn resolve(
         Err(error) => return Err(unavailable(error)),
     };
     let key = userid_key(&userid);
-    let (mirrored, departments) = {
-        let key = key.clone();
-        blocking(store_path.clone(), move |store| {
-            let member = mirror::member(store.conn(), &key)?;
-            let departments: HashSet<i64> = match member {
-                Some(_) => HashSet::new(),
-                None => mirror::load_departments(store.conn())?
-                    .into_keys()
-                    .collect(),
-            };
-            Ok((member, departments))
-        })
-        .await?
-    };
+    // One read of the store: the member, its link, and what a fetch would need.
+    let (mirrored, link, departments) = blocking(store_path, move |store| {
+        let member = mirror::member(store.conn(), &key)?;
+        let link = links::find(store.conn(), LinkKey::Member(&key))?;
+        let departments: HashSet<i64> = match member {
+            Some(_) => HashSet::new(),
+            None => mirror::load_departments(store.conn())?
+                .into_keys()
+                .collect(),
+        };
+        Ok((member, link, departments))
+    })
+    .await?;
     let (member, fetched) = match mirrored {
         Some(member) => (member, false),
         None if departments.is_empty() => {
@@ -132,10 +131,6 @@ async fn resolve(
             Err(error) => return Err(unavailable(error)),
         },
     };
-    let link = blocking(store_path, move |store| {
-        links::find(store.conn(), LinkKey::Member(&key))
-    })
-    .await?;
     Ok(Resolved {
         userid: member.userid.clone(),
         member,

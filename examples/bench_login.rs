@@ -18,17 +18,19 @@
 //! linked to them or `null`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
+#[path = "support/tenant.rs"]
+mod tenant;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
+use tenant::Tenant;
 
 #[derive(Parser)]
 #[command(about = "login.resolve over the socket: latency percentiles, sequential and concurrent")]
@@ -60,36 +62,6 @@ struct Args {
     seed: u64,
 }
 
-/// The orgsync binary built with this example (target/release/orgsync).
-fn orgsync_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("orgsync")
-}
-
-/// The release binary as a child that is sent SIGTERM when this process dies, also when it is
-/// killed (Ctrl-C) and `Reaped` never runs.
-fn orgsync_command() -> Command {
-    let mut command = Command::new(orgsync_path());
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    command
-}
-
-/// Kills a child when the benchmark ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A member who will open the host application, and what their login must resolve to.
 #[derive(Clone)]
 struct Person {
@@ -110,59 +82,14 @@ fn main() {
         args.concurrency.iter().all(|&c| c > 0),
         "--concurrency must be at least 1"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let mut simulator = Reaped(
-        orgsync_command()
-            .args(["simulator", "--listen", "127.0.0.1:0", "--members"])
-            .arg(args.members.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the release binary: run `cargo build --release --bin orgsync` first"),
-    );
-    let mut banner = String::new();
-    BufReader::new(simulator.0.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    // "simulated WeCom on http://127.0.0.1:PORT: corp_id ID with secret SECRET (...)"
-    let words: Vec<&str> = banner.split_whitespace().collect();
-    let api_base = words[3].trim_end_matches(':').to_owned();
-    let (corp_id, secret) = (words[5], words[8]);
-    std::fs::write(dir.path().join("secret"), secret).unwrap();
-    let config = dir.path().join("orgsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[wecom]\ncorp_id = \"{corp_id}\"\ncorp_secret_file = \"secret\"\napi_base = \"{api_base}\"\n\
-             [store]\npath = \"orgsync.db\"\n[socket]\npath = \"orgsync.sock\"\n"
-        ),
-    )
-    .unwrap();
-    let synced = orgsync_command()
-        .args(["sync", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        synced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
+    let tenant = Tenant::synced(args.members, "", &[]);
+    let daemon = tenant.serve();
+    let (socket, api_base, simulator) = (&tenant.socket, &tenant.api_base, &tenant.simulator);
 
-    let daemon = Reaped(
-        orgsync_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let socket = dir.path().join("orgsync.sock");
-    wait_for(&socket);
-
-    let sim = Sim::new(&api_base);
+    let sim = Sim::new(api_base);
     let mut rng = Rng(args.seed.max(1));
     let (linked, unlinked) = people(&sim.directory(), args.host_users, &mut rng);
-    put_host_users(&socket, &linked);
+    put_host_users(socket, &linked);
     println!(
         "{} members; {} linked to a host user by name; {:.0}% of resolutions for linked members",
         args.members,
@@ -175,7 +102,7 @@ fn main() {
     for &latency in &args.latency_ms {
         sim.set_latency(latency);
         let warmup = mint(&sim, args.warmup, args.linked, &linked, &unlinked, &mut rng);
-        run_phase(&socket, warmup, 1);
+        run_phase(socket, warmup, 1);
         for &concurrency in &args.concurrency {
             let logins = mint(
                 &sim,
@@ -187,7 +114,7 @@ fn main() {
             );
             let (daemon_cpu, simulator_cpu) = (cpu(daemon_pid), cpu(simulator_pid));
             let started = Instant::now();
-            let samples = run_phase(&socket, logins, concurrency);
+            let samples = run_phase(socket, logins, concurrency);
             let seconds = started.elapsed().as_secs_f64();
             let daemon_cpu = cpu(daemon_pid) - daemon_cpu;
             let simulator_cpu = cpu(simulator_pid) - simulator_cpu;
@@ -523,14 +450,6 @@ fn cpu(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a constant of the system.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     ticks as f64 / per_second.max(1) as f64
-}
-
-fn wait_for(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// xorshift64*: the choice of members, the same for the same seed.

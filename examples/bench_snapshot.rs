@@ -13,15 +13,18 @@
 //! as a host application would and samples the daemon's RSS from /proc while it does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
+#[path = "support/tenant.rs"]
+mod tenant;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tenant::Tenant;
 
 #[derive(Parser)]
 #[command(about = "A full snapshot over the socket: time and the daemon's RSS growth")]
@@ -30,22 +33,6 @@ struct Args {
     members: usize,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-}
-
-/// The orgsync binary built with this example (target/release/orgsync).
-fn orgsync() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("orgsync")
-}
-
-/// Kills a child when the benchmark ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -59,59 +46,16 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let args = Args::parse();
-    let dir = tempfile::tempdir().unwrap();
-    let mut simulator = Reaped(
-        Command::new(orgsync())
-            .args(["simulator", "--listen", "127.0.0.1:0", "--members"])
-            .arg(args.members.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the release binary: run `cargo build --release` first"),
+    let tenant = Tenant::synced(
+        args.members,
+        "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"bench\"\nscope = \"read\"\n\
+         token_file = \"read.token\"\n",
+        &[("read.token", TOKEN)],
     );
-    let mut banner = String::new();
-    BufReader::new(simulator.0.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    // "simulated WeCom on http://127.0.0.1:PORT: corp_id ID with secret SECRET (...)"
-    let words: Vec<&str> = banner.split_whitespace().collect();
-    let api_base = words[3].trim_end_matches(':');
-    let (corp_id, secret) = (words[5], words[8]);
-    std::fs::write(dir.path().join("secret"), secret).unwrap();
-    std::fs::write(dir.path().join("read.token"), TOKEN).unwrap();
-    let config = dir.path().join("orgsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[wecom]\ncorp_id = \"{corp_id}\"\ncorp_secret_file = \"secret\"\napi_base = \"{api_base}\"\n\
-             [store]\npath = \"orgsync.db\"\n[socket]\npath = \"orgsync.sock\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"bench\"\nscope = \"read\"\n\
-             token_file = \"read.token\"\n"
-        ),
-    )
-    .unwrap();
-    let synced = Command::new(orgsync())
-        .args(["sync", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        synced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
-
-    let daemon = Reaped(
-        Command::new(orgsync())
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let socket = dir.path().join("orgsync.sock");
+    let daemon = tenant.serve();
+    let socket = tenant.socket.clone();
     let pid = daemon.0.id();
-    wait_for(&socket);
-    let http = http_address(&dir.path().join("daemon.log"));
+    let http = http_address(&tenant.path("daemon.log"));
     println!(
         "transport,members,seconds,lines,mib,daemon_rss_before_mib,daemon_rss_peak_mib,growth_mib"
     );
@@ -252,14 +196,6 @@ fn header<'a>(head: &'a str, name: &str) -> &'a str {
             key.eq_ignore_ascii_case(name).then(|| value.trim())
         })
         .unwrap_or("")
-}
-
-fn wait_for(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Reads a whole snapshot; returns its lines and bytes.

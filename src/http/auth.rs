@@ -1,16 +1,39 @@
 //! Bearer tokens: `Authorization: Bearer TOKEN`, compared in constant time with every
-//! configured token, so that neither a wrong token's content nor its length prefix can be
-//! learned from how long the answer takes.
+//! configured token, so that neither a wrong token's content nor its length can be learned
+//! from how long the answer takes.
 
 use axum::http::{header, HeaderMap};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::{Scope, Token};
 
-/// The tokens in force.
+/// The tokens in force, kept as SHA-256 digests: comparing fixed-size digests takes the same
+/// time whatever the length of the token presented or configured, which comparing the tokens
+/// themselves does not (a length mismatch ends the comparison at once).
 #[derive(Debug, Default)]
-pub struct Tokens(Vec<Token>);
+pub struct Tokens(Vec<Known>);
+
+struct Known {
+    name: String,
+    scope: Scope,
+    digest: [u8; 32],
+}
+
+/// Without the digest: a token's hash has no place in a log.
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 /// Who is calling: the token's name and scope.
 #[derive(Debug, Clone)]
@@ -40,7 +63,16 @@ impl Caller {
 
 impl Tokens {
     pub fn new(tokens: Vec<Token>) -> Tokens {
-        Tokens(tokens)
+        Tokens(
+            tokens
+                .into_iter()
+                .map(|token| Known {
+                    digest: digest(&token.value),
+                    name: token.name,
+                    scope: token.scope,
+                })
+                .collect(),
+        )
     }
 
     /// The caller the request's bearer token belongs to.
@@ -65,9 +97,10 @@ impl Tokens {
                 )
             })?;
         // Every token is compared, whichever matches, so the time taken does not say which.
-        let mut found: Option<&Token> = None;
+        let presented = digest(presented);
+        let mut found: Option<&Known> = None;
         for token in &self.0 {
-            let equal: bool = presented.as_bytes().ct_eq(token.value.as_bytes()).into();
+            let equal: bool = presented.ct_eq(&token.digest).into();
             if equal && found.is_none() {
                 found = Some(token);
             }
@@ -139,6 +172,14 @@ mod tests {
                 .code_str(),
             "unauthorized"
         );
+    }
+
+    #[test]
+    fn the_tokens_in_force_debug_print_without_their_values_or_digests() {
+        let printed = format!("{:?}", tokens());
+        assert!(printed.contains("crm") && printed.contains("ops"), "{printed}");
+        assert!(!printed.contains("token-0123456789"), "{printed}");
+        assert!(!printed.contains("digest"), "{printed}");
     }
 
     #[test]

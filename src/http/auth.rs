@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn the_tokens_in_force_debug_print_without_their_values_or_digests() {
         let printed = format!("{:?}", tokens());
-        assert!(printed.contains("crm") && printed.contains("ops"), "{printed}");
+        assert!(
+            printed.contains("crm") && printed.contains("ops"),
+            "{printed}"
+        );
         assert!(!printed.contains("token-0123456789"), "{printed}");
         assert!(!printed.contains("digest"), "{printed}");
     }

@@ -6,14 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::error::ApiError;
-use crate::store::{Store, BUSY_TIMEOUT};
+use crate::store::Store;
 
 /// Connections kept open between requests.
 const IDLE: usize = 4;
-
-/// A connection's SQLite page cache, in KiB (negative: SQLite's unit for KiB), small as the
-/// socket's: requests read straight through.
-const CACHE_KIB: i64 = -256;
 
 #[derive(Clone)]
 pub struct Stores {
@@ -38,14 +34,7 @@ impl Stores {
             .pop();
         match idle {
             Some(store) => Ok(store),
-            None => {
-                let store = Store::open_existing(&self.path, BUSY_TIMEOUT)?;
-                store
-                    .conn()
-                    .pragma_update(None, "cache_size", CACHE_KIB)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                Ok(store)
-            }
+            None => Ok(Store::open_for_requests(&self.path)?),
         }
     }
 

@@ -30,7 +30,7 @@ use crate::service::host_users::{self, WriteError};
 use crate::service::login::LoginError;
 use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
-use crate::store::{event_log, Store, StoreError, BUSY_TIMEOUT};
+use crate::store::{event_log, Store, StoreError};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
 #[derive(Debug)]
@@ -596,9 +596,6 @@ const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 /// Lines of a streamed answer buffered between the store and the client.
 const STREAM_LINES: usize = 64;
 
-/// A connection's SQLite page cache, in KiB (negative: SQLite's unit for KiB).
-const CONNECTION_CACHE_KIB: i64 = -256;
-
 /// The connection's own store handle, opened on first use: a client that only asks for the
 /// status never opens one.
 struct StoreSlot {
@@ -626,16 +623,7 @@ impl StoreSlot {
             let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
             let store = match &mut *slot {
                 Some(store) => store,
-                None => {
-                    let store = Store::open_existing(&path, BUSY_TIMEOUT)?;
-                    // A connection reads batches straight through; SQLite's default 2 MiB
-                    // page cache per connection would make a few hundred clients cost
-                    // hundreds of MiB.
-                    store
-                        .conn()
-                        .pragma_update(None, "cache_size", CONNECTION_CACHE_KIB)?;
-                    slot.insert(store)
-                }
+                None => slot.insert(Store::open_for_requests(&path)?),
             };
             f(store)
         })

@@ -112,6 +112,21 @@ impl Store {
         Store::open_with(path, busy_timeout)
     }
 
+    /// Opens an existing store for one client's requests (a socket connection, the HTTP API's
+    /// pool). Such a connection reads batches straight through, so it keeps a small page
+    /// cache: SQLite's default 2 MiB per connection would make a few hundred clients cost
+    /// hundreds of MiB.
+    pub fn open_for_requests(path: &Path) -> Result<Store, StoreError> {
+        /// In KiB (negative: SQLite's unit for KiB).
+        const REQUEST_CACHE_KIB: i64 = -256;
+        let store = Store::open_existing(path, BUSY_TIMEOUT)?;
+        store
+            .conn
+            .pragma_update(None, "cache_size", REQUEST_CACHE_KIB)
+            .map_err(|e| store.classify(e))?;
+        Ok(store)
+    }
+
     fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {

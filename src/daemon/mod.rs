@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::events::EventSource;
-use crate::http::{self, HttpContext, HttpError, Tokens};
+use crate::http::{self, HttpContext, HttpError, TlsReloader, Tokens};
 use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::service::login::Login;
@@ -76,6 +76,9 @@ pub struct Daemon {
     scheduler: tokio::sync::Mutex<Option<Scheduler>>,
     /// The HTTP API's tokens, replaced on reload.
     http_tokens: watch::Sender<Arc<Tokens>>,
+    /// Re-reads the HTTP API's certificate and key on a reload, so that a renewed certificate
+    /// needs no restart.
+    http_tls: Option<TlsReloader>,
     tasks: Vec<JoinHandle<()>>,
     _lock: StoreLock,
 }
@@ -117,6 +120,10 @@ impl Daemon {
             Some(settings) => Some(http::bind(settings).await?),
             None => None,
         };
+        let http_tls = http_listener
+            .as_ref()
+            .zip(http_settings.as_ref())
+            .and_then(|(listener, settings)| listener.tls_reloader(settings));
         let (http_tokens, http_tokens_rx) =
             watch::channel(Arc::new(Tokens::new(config.http_api_tokens())));
         let queue = Arc::new(SyncQueue::default());
@@ -210,6 +217,7 @@ impl Daemon {
             shutdown,
             scheduler: tokio::sync::Mutex::new(Some(scheduler)),
             http_tokens,
+            http_tls,
             tasks,
             _lock: lock,
         })
@@ -262,6 +270,11 @@ impl Daemon {
         }
         let schedule = Schedule::new(&config.schedule.cron, config.schedule.timezone)
             .map_err(|e| e.to_string())?;
+        // Read before anything changes: a certificate that cannot be used rejects the reload.
+        let tls = match &self.http_tls {
+            Some(reloader) => Some(reloader.load().map_err(|e| e.to_string())?),
+            None => None,
+        };
         {
             let old = read(&self.shared.config);
             let mut restart_needed = Vec::new();
@@ -300,7 +313,8 @@ impl Daemon {
                     restart_needed.push(
                         "http.listen, http.tls_cert_file, http.tls_key_file and \
                          http.max_connections changed in the file; the HTTP API keeps the ones \
-                         in use until a restart"
+                         in use until a restart (a reload re-reads the certificate and key \
+                         files in use)"
                             .to_owned(),
                     );
                 }
@@ -332,6 +346,9 @@ impl Daemon {
         // The tokens take effect at once: a revoked token stops working on reload.
         self.http_tokens
             .send_replace(Arc::new(Tokens::new(config.http_api_tokens())));
+        if let Some((reloader, tls)) = self.http_tls.as_ref().zip(tls) {
+            reloader.put(tls);
+        }
         *write(&self.shared.config) = config;
         tracing::info!("config reloaded");
         Ok(())

@@ -44,7 +44,36 @@ pub enum HttpError {
 /// A bound listener, with TLS set up if configured.
 pub struct Listener {
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<watch::Sender<TlsAcceptor>>,
+}
+
+impl Listener {
+    /// What re-reads the certificate and key on a reload, when TLS is on.
+    pub fn tls_reloader(&self, settings: &HttpSettings) -> Option<TlsReloader> {
+        Some(TlsReloader {
+            files: settings.tls.clone()?,
+            acceptor: self.tls.clone()?,
+        })
+    }
+}
+
+/// Swaps in a renewed certificate and key from the files in use: connections accepted after
+/// the swap get the new ones, those already open keep theirs.
+pub struct TlsReloader {
+    files: TlsFiles,
+    acceptor: watch::Sender<TlsAcceptor>,
+}
+
+impl TlsReloader {
+    /// Reads and checks the files; nothing changes until [`TlsReloader::put`].
+    pub fn load(&self) -> Result<TlsAcceptor, HttpError> {
+        acceptor(&self.files)
+    }
+
+    pub fn put(&self, acceptor: TlsAcceptor) {
+        self.acceptor.send_replace(acceptor);
+        tracing::info!("http tls certificate reloaded");
+    }
 }
 
 /// Loads the TLS files and binds `http.listen`; logs `http listening addr=...` with the
@@ -65,7 +94,10 @@ pub async fn bind(settings: &HttpSettings) -> Result<Listener, HttpError> {
         error,
     })?;
     tracing::info!(%addr, tls = tls.is_some(), "http listening");
-    Ok(Listener { listener, tls })
+    Ok(Listener {
+        listener,
+        tls: tls.map(watch::Sender::new),
+    })
 }
 
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
@@ -122,7 +154,7 @@ pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, mut shutdown: watc
                         continue;
                     };
                     let router = router.clone();
-                    let tls = listener.tls.clone();
+                    let tls = listener.tls.as_ref().map(|tls| tls.borrow().clone());
                     let timeout = ctx.settings.header_timeout;
                     connections.spawn(async move {
                         serve_connection(stream, tls, router, timeout).await;

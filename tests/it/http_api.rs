@@ -614,6 +614,90 @@ async fn tls_is_served_and_plain_http_off_loopback_is_refused() {
     assert!(line.contains("loopback"), "{line}");
 }
 
+/// A client that trusts only the certificate in `cert.pem` under `dir`.
+fn trusting(dir: &Path) -> reqwest::Client {
+    let cert =
+        reqwest::Certificate::from_pem(&std::fs::read(dir.join("cert.pem")).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+async fn status_over_tls(client: &reqwest::Client, addr: &str) -> Result<StatusCode, String> {
+    client
+        .get(format!("https://{addr}/v1/status"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .map(|response| response.status())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_reload_swaps_in_a_renewed_certificate_and_refuses_an_unusable_one() {
+    let env = Env::with_config(
+        Directory::sample(),
+        &http_config("tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n"),
+    )
+    .await;
+    write_tokens(&env);
+    self_signed(env.dir.path());
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let addr = http_addr(&daemon).to_string();
+    let first = env.path("first");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::copy(env.path("cert.pem"), first.join("cert.pem")).unwrap();
+    assert_eq!(
+        status_over_tls(&trusting(&first), &addr).await,
+        Ok(StatusCode::OK)
+    );
+
+    // The renewal lands at the same paths, as certbot and its kind do it.
+    let renewed = env.path("renewed");
+    std::fs::create_dir(&renewed).unwrap();
+    self_signed(&renewed);
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(renewed.join(file), env.path(file)).unwrap();
+    }
+    daemon.signal(libc::SIGHUP);
+    let deadline = Instant::now() + WAIT;
+    while status_over_tls(&trusting(&renewed), &addr).await != Ok(StatusCode::OK) {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status_over_tls(&trusting(&first), &addr).await.is_err(),
+        "the old certificate is still served"
+    );
+
+    // A certificate file that holds no certificate rejects the reload; the one in use stays.
+    std::fs::write(env.path("cert.pem"), "not a certificate\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    let deadline = Instant::now() + WAIT;
+    let rejected = loop {
+        let rejected = env.daemon_status().await["daemon"]["reload_rejected"].clone();
+        if !rejected.is_null() {
+            break rejected;
+        }
+        assert!(Instant::now() < deadline, "the reload was not rejected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        rejected.to_string().contains("http.tls_cert_file"),
+        "{rejected}"
+    );
+    assert_eq!(
+        status_over_tls(&trusting(&renewed), &addr).await,
+        Ok(StatusCode::OK)
+    );
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn bad_http_configs_are_refused_with_the_key_named() {
     let env = http_env(Directory::sample()).await;

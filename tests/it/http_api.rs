@@ -93,12 +93,14 @@ fn ndjson(text: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
-    let status = response.status();
+/// Checks an error answer: its status, and the body `{"ok": false, "error": {"code", "message"}}`.
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+    let url = response.url().clone();
+    assert_eq!(response.status(), status, "{url}");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["ok"], false, "{body}");
-    assert!(body["error"]["message"].as_str().is_some(), "{body}");
-    (status, body["error"]["code"].as_str().unwrap().to_owned())
+    assert_eq!(body["ok"], false, "{url}: {body}");
+    assert!(body["error"]["message"].as_str().is_some(), "{url}: {body}");
+    assert_eq!(body["error"]["code"], code, "{url}: {body}");
 }
 
 #[tokio::test]
@@ -153,15 +155,9 @@ async fn every_endpoint_answers_a_good_token() {
         .await;
     assert_eq!(department, by_socket);
     let missing = api.get("/v1/members/nobody-at-all", Some(READ_TOKEN)).await;
-    assert_eq!(
-        error_of(missing).await,
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
     let missing = api.get("/v1/departments/999999", Some(READ_TOKEN)).await;
-    assert_eq!(
-        error_of(missing).await,
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
 
     // A page of events: all of them from 0, as `orgsync events` prints them.
     let page = api
@@ -192,15 +188,9 @@ async fn every_endpoint_answers_a_good_token() {
         .iter()
         .all(|e| e["type"].as_str().unwrap().starts_with("orgsync.member.")));
     let bad = api.get("/v1/events?limit=10001", Some(READ_TOKEN)).await;
-    assert_eq!(
-        error_of(bad).await,
-        (StatusCode::BAD_REQUEST, "bad_request".into())
-    );
+    assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
     let bad = api.get("/v1/events?sinse=3", Some(READ_TOKEN)).await;
-    assert_eq!(
-        error_of(bad).await,
-        (StatusCode::BAD_REQUEST, "bad_request".into())
-    );
+    assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
 
     // An ack stores the cursor, owned by the token; a consumer then reads from it.
     let acked = api
@@ -221,17 +211,11 @@ async fn every_endpoint_answers_a_good_token() {
             json!({"seq": head + 100}),
         )
         .await;
-    assert_eq!(
-        error_of(above).await,
-        (StatusCode::BAD_REQUEST, "bad_request".into())
-    );
+    assert_error(above, StatusCode::BAD_REQUEST, "bad_request").await;
     let bad_body = api
         .post("/v1/consumers/crm/ack", READ_TOKEN, json!({"sequence": 1}))
         .await;
-    assert_eq!(
-        error_of(bad_body).await,
-        (StatusCode::BAD_REQUEST, "bad_request".into())
-    );
+    assert_error(bad_body, StatusCode::BAD_REQUEST, "bad_request").await;
     let huge = api
         .post(
             "/v1/consumers/crm/ack",
@@ -239,10 +223,7 @@ async fn every_endpoint_answers_a_good_token() {
             json!({"seq": 1, "pad": "x".repeat(100_000)}),
         )
         .await;
-    assert_eq!(
-        error_of(huge).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
-    );
+    assert_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     // A socket peer's consumer is not the token's.
     socket
         .request(json!({"op": "ack", "consumer": "socket-app", "seq": 1}))
@@ -254,10 +235,7 @@ async fn every_endpoint_answers_a_good_token() {
             json!({"seq": 2}),
         )
         .await;
-    assert_eq!(
-        error_of(foreign).await,
-        (StatusCode::FORBIDDEN, "forbidden".into())
-    );
+    assert_error(foreign, StatusCode::FORBIDDEN, "forbidden").await;
     let admin = api
         .post(
             "/v1/consumers/socket-app/ack",
@@ -290,30 +268,16 @@ async fn tokens_are_checked() {
     let api = Api::new(&daemon);
     for path in ["/v1/status", "/metrics", "/v1/snapshot", "/v1/events"] {
         let none = api.get(path, None).await;
-        assert_eq!(
-            error_of(none).await,
-            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
-            "{path}"
-        );
+        assert_error(none, StatusCode::UNAUTHORIZED, "unauthorized").await;
         let garbage = api.get(path, Some("not-a-token-of-ours-at-all")).await;
-        assert_eq!(
-            error_of(garbage).await,
-            (StatusCode::UNAUTHORIZED, "unauthorized".into()),
-            "{path}"
-        );
+        assert_error(garbage, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
     let read = api.post("/v1/resync", READ_TOKEN, json!({})).await;
-    assert_eq!(
-        error_of(read).await,
-        (StatusCode::FORBIDDEN, "forbidden".into())
-    );
+    assert_error(read, StatusCode::FORBIDDEN, "forbidden").await;
     let garbage = api
         .post("/v1/resync", "garbage-garbage-garbage", json!({}))
         .await;
-    assert_eq!(
-        error_of(garbage).await,
-        (StatusCode::UNAUTHORIZED, "unauthorized".into())
-    );
+    assert_error(garbage, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert!(
         !daemon.output().contains(READ_TOKEN) && !daemon.output().contains(ADMIN_TOKEN),
         "a token was logged"
@@ -498,17 +462,11 @@ async fn a_snapshot_over_http_equals_the_socket_one() {
         .iter()
         .all(|line| line.get("member").is_some()));
     let bad = api.get("/v1/snapshot?types=person", Some(READ_TOKEN)).await;
-    assert_eq!(
-        error_of(bad).await,
-        (StatusCode::BAD_REQUEST, "bad_request".into())
-    );
+    assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
     let missing = api
         .get("/v1/snapshot?department=424242", Some(READ_TOKEN))
         .await;
-    assert_eq!(
-        error_of(missing).await,
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
     daemon.stop().await;
 }
 
@@ -678,19 +636,8 @@ async fn a_reload_swaps_in_a_renewed_certificate_and_refuses_an_unusable_one() {
     // A certificate file that holds no certificate rejects the reload; the one in use stays.
     std::fs::write(env.path("cert.pem"), "not a certificate\n").unwrap();
     daemon.signal(libc::SIGHUP);
-    let deadline = Instant::now() + WAIT;
-    let rejected = loop {
-        let rejected = env.daemon_status().await["daemon"]["reload_rejected"].clone();
-        if !rejected.is_null() {
-            break rejected;
-        }
-        assert!(Instant::now() < deadline, "the reload was not rejected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        rejected.to_string().contains("http.tls_cert_file"),
-        "{rejected}"
-    );
+    let rejected = env.reload_rejected().await;
+    assert!(rejected.contains("http.tls_cert_file"), "{rejected}");
     assert_eq!(
         status_over_tls(&trusting(&renewed), &addr).await,
         Ok(StatusCode::OK)
@@ -751,11 +698,7 @@ async fn bad_http_configs_are_refused_with_the_key_named() {
     let api = Api::new(&daemon);
     env.write_config("", &http_config("").replace("read.token", "short.token"));
     daemon.signal(libc::SIGHUP);
-    let deadline = Instant::now() + WAIT;
-    while env.daemon_status().await["daemon"]["reload_rejected"].is_null() {
-        assert!(Instant::now() < deadline, "the reload was not rejected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.reload_rejected().await;
     assert_eq!(
         api.get("/v1/status", Some(READ_TOKEN)).await.status(),
         StatusCode::OK
@@ -838,10 +781,7 @@ async fn login_resolve_over_http_answers_a_read_token() {
     let again = api
         .post("/v1/login/resolve", READ_TOKEN, json!({"code": code}))
         .await;
-    assert_eq!(
-        error_of(again).await,
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_code".to_owned())
-    );
+    assert_error(again, StatusCode::UNPROCESSABLE_ENTITY, "invalid_code").await;
     assert!(!daemon.output().contains(&code), "a code was logged");
 }
 
@@ -854,10 +794,7 @@ async fn host_users_and_login_links_are_written_with_an_admin_token() {
     let users = env.sim.directory().users;
     let body = json!({"users": [{"id": "h-1", "name": users[0].name}]});
     let refused = api.post("/v1/host_users", READ_TOKEN, body.clone()).await;
-    assert_eq!(
-        error_of(refused).await,
-        (StatusCode::FORBIDDEN, "forbidden".to_owned())
-    );
+    assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
     let put: Value = api
         .post("/v1/host_users", ADMIN_TOKEN, body)
         .await
@@ -878,5 +815,5 @@ async fn host_users_and_login_links_are_written_with_an_admin_token() {
             json!({"users": [{"name": "no id"}]}),
         )
         .await;
-    assert_eq!(error_of(bad).await.1, "bad_request");
+    assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
 }

@@ -147,11 +147,7 @@ async fn a_rejected_reload_shows_in_status_until_a_good_one() {
     let daemon = env.start_daemon().await;
     env.write_config("", "[safety]\nmax_delete_ratio = 5\n");
     daemon.signal(libc::SIGHUP);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.daemon_status().await["daemon"]["reload_rejected"].is_null() {
-        assert!(tokio::time::Instant::now() < deadline, "never shown");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.reload_rejected().await;
     // The file is fixed but not yet reloaded: the daemon still runs the old config, and says so.
     env.write_config("", "");
     let (_, text, _) = env.status().await;

@@ -214,4 +214,20 @@ impl Env {
         assert_eq!(reply["ok"], true, "{reply}");
         reply["status"].clone()
     }
+
+    /// Waits until the running daemon reports a rejected reload; its error.
+    pub async fn reload_rejected(&self) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = self.daemon_status().await;
+            if let Some(error) = status["daemon"]["reload_rejected"]["error"].as_str() {
+                return error.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reload was rejected: {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

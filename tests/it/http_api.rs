@@ -531,47 +531,6 @@ fn self_signed(dir: &Path) {
     );
 }
 
-#[tokio::test]
-async fn tls_is_served_and_plain_http_off_loopback_is_refused() {
-    let env = Env::with_config(
-        Directory::sample(),
-        &http_config("tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n"),
-    )
-    .await;
-    write_tokens(&env);
-    self_signed(env.dir.path());
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let addr = http_addr(&daemon);
-    let cert =
-        reqwest::Certificate::from_pem(&std::fs::read(env.path("cert.pem")).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_certs_only([cert])
-        .timeout(WAIT)
-        .build()
-        .unwrap();
-    let status = client
-        .get(format!("https://{addr}/v1/status"))
-        .bearer_auth(READ_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status.status(), StatusCode::OK);
-    let plain = reqwest::Client::new()
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await;
-    assert!(plain.is_err() || !plain.unwrap().status().is_success());
-    daemon.stop().await;
-
-    // Plain HTTP on an address others reach is a config error.
-    env.write_config("", &http_config("").replace("127.0.0.1:0", "0.0.0.0:8787"));
-    let output = env.run(&["check-config"]).await;
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    let line = error_line(&output);
-    assert!(line.contains("http.listen"), "{line}");
-    assert!(line.contains("loopback"), "{line}");
-}
-
 /// A client that trusts only the certificate in `cert.pem` under `dir`.
 fn trusting(dir: &Path) -> reqwest::Client {
     let cert =
@@ -593,8 +552,9 @@ async fn status_over_tls(client: &reqwest::Client, addr: &str) -> Result<StatusC
         .map_err(|e| e.to_string())
 }
 
-#[tokio::test]
-async fn a_reload_swaps_in_a_renewed_certificate_and_refuses_an_unusable_one() {
+/// A synced daemon serving the HTTP API over TLS with a fresh self-signed certificate, in
+/// `cert.pem` and `key.pem`; its address.
+async fn tls_daemon() -> (Env, Daemon, String) {
     let env = Env::with_config(
         Directory::sample(),
         &http_config("tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n"),
@@ -602,8 +562,37 @@ async fn a_reload_swaps_in_a_renewed_certificate_and_refuses_an_unusable_one() {
     .await;
     write_tokens(&env);
     self_signed(env.dir.path());
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (daemon, _) = env.start_synced_daemon().await;
     let addr = http_addr(&daemon).to_string();
+    (env, daemon, addr)
+}
+
+#[tokio::test]
+async fn tls_is_served_and_plain_http_off_loopback_is_refused() {
+    let (env, daemon, addr) = tls_daemon().await;
+    assert_eq!(
+        status_over_tls(&trusting(env.dir.path()), &addr).await,
+        Ok(StatusCode::OK)
+    );
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    daemon.stop().await;
+
+    // Plain HTTP on an address others reach is a config error.
+    env.write_config("", &http_config("").replace("127.0.0.1:0", "0.0.0.0:8787"));
+    let output = env.run(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let line = error_line(&output);
+    assert!(line.contains("http.listen"), "{line}");
+    assert!(line.contains("loopback"), "{line}");
+}
+
+#[tokio::test]
+async fn a_reload_swaps_in_a_renewed_certificate_and_refuses_an_unusable_one() {
+    let (env, daemon, addr) = tls_daemon().await;
     let first = env.path("first");
     std::fs::create_dir(&first).unwrap();
     std::fs::copy(env.path("cert.pem"), first.join("cert.pem")).unwrap();

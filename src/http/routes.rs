@@ -2,7 +2,7 @@
 //! connection of the pool, and writes what it returns: JSON, or NDJSON and SSE streamed line
 //! by line so that no answer holds more than a batch in memory.
 
-use crate::service::host_users;
+use crate::service::host_users::{self, LoginLink};
 use crate::service::login::LoginError;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -736,19 +736,17 @@ async fn put_link(
     ) else {
         return Err(ApiError::bad_request(format!("the body must be {shape}")));
     };
-    let source = app.ctx.source.clone();
-    let by = format!("http token {}", caller.name);
+    let link = LoginLink {
+        host_user_id,
+        userid,
+    };
+    let (source, by) = (
+        app.ctx.source.clone(),
+        format!("http token {}", caller.name),
+    );
     let head = app
         .stores
-        .with(move |store| {
-            Ok(host_users::link_login(
-                store,
-                &source,
-                &by,
-                &host_user_id,
-                &userid,
-            )?)
-        })
+        .with(move |store| Ok(link.record(store, &source, &by)?))
         .await?;
     publish(&app, head);
     Ok(json_response(

@@ -72,20 +72,37 @@ pub fn put(
     Ok((summary, event_log::head(store.conn())?))
 }
 
-/// Records a login link: the host user proved both identities. Returns the event head after it.
-pub fn link_login(
-    store: &mut Store,
-    source: &EventSource,
-    by: &str,
-    host_user_id: &str,
-    userid: &str,
-) -> Result<i64, WriteError> {
-    let now = Utc::now();
-    store
-        .try_write(|tx| link(tx, source, by, host_user_id, userid, Method::Login, now))
-        .map_err(|e| match e {
-            LinkError::Store(e) => WriteError::from(e),
-            unknown => WriteError::Service(ServiceError::NotFound(unknown.to_string())),
-        })?;
-    Ok(event_log::head(store.conn())?)
+/// A login link to record (`link.put`, method `login`): the host user proved both identities.
+pub struct LoginLink {
+    pub host_user_id: String,
+    pub userid: String,
+}
+
+impl LoginLink {
+    /// Records it, as done by `by`; the event head after it.
+    pub fn record(
+        &self,
+        store: &mut Store,
+        source: &EventSource,
+        by: &str,
+    ) -> Result<i64, WriteError> {
+        let now = Utc::now();
+        store
+            .try_write(|tx| {
+                link(
+                    tx,
+                    source,
+                    by,
+                    &self.host_user_id,
+                    &self.userid,
+                    Method::Login,
+                    now,
+                )
+            })
+            .map_err(|e| match e {
+                LinkError::Store(e) => WriteError::from(e),
+                unknown => WriteError::Service(ServiceError::NotFound(unknown.to_string())),
+            })?;
+        Ok(event_log::head(store.conn())?)
+    }
 }

@@ -26,7 +26,7 @@ use crate::model::host_user::HostUser;
 use crate::queue::Trigger;
 use crate::service::directory::{self, LinkLookup};
 use crate::service::events::{self, AckError, Owner};
-use crate::service::host_users::{self, WriteError};
+use crate::service::host_users::{self, LoginLink, WriteError};
 use crate::service::login::LoginError;
 use crate::service::ServiceError;
 use crate::store::consumers::{self, ClaimError};
@@ -338,19 +338,14 @@ impl Connection {
             } => {
                 // It decides which account a WeCom identity signs in to: an admin op.
                 self.check_admin("link.put")?;
-                let source = self.ctx.source.clone();
-                let by = self.peer_name();
+                let link = LoginLink {
+                    host_user_id,
+                    userid,
+                };
+                let (source, by) = (self.ctx.source.clone(), self.peer_name());
                 let head = self
                     .store
-                    .with(move |store| {
-                        Ok(host_users::link_login(
-                            store,
-                            &source,
-                            &by,
-                            &host_user_id,
-                            &userid,
-                        )?)
-                    })
+                    .with(move |store| Ok(link.record(store, &source, &by)?))
                     .await?;
                 self.publish_head(head);
                 Ok((json!({"ok": true, "op": "link.put"}), None))

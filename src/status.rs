@@ -56,8 +56,7 @@ pub fn collect(
     let recent_runs = runs::recent(conn, 5)?;
     let last_run = runs::last_finished(conn)?;
     let held = runs::pending_hold(conn)?.map(|run| run.detail);
-    event_log::check(conn)?;
-    let head = event_log::head(conn)?;
+    let head = event_log::check(conn)?;
     Ok(Status {
         corp_id: corp_id.to_owned(),
         last_run,

@@ -64,7 +64,6 @@ impl Config {
         Some(HttpSettings {
             listen,
             tls,
-            tokens: self.http_api_tokens(),
             max_connections: self.http.max_connections,
             header_timeout: HTTP_HEADER_TIMEOUT,
             body_timeout: HTTP_BODY_TIMEOUT,

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::event_reader::ReadError;
 use crate::service::events::AckError;
+use crate::service::login::LoginError;
 use crate::service::{ErrorCode, ServiceError};
 use crate::store::consumers::ClaimError;
 use crate::store::StoreError;
@@ -100,6 +101,17 @@ impl From<crate::service::host_users::WriteError> for ApiError {
             bad @ WriteError::Bad(_) => ApiError::bad_request(bad.to_string()),
             WriteError::Service(error) => error.into(),
         }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> ApiError {
+        let status = match error {
+            LoginError::InvalidCode | LoginError::NotAMember => StatusCode::UNPROCESSABLE_ENTITY,
+            LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.code(), error.to_string())
     }
 }
 

@@ -75,7 +75,6 @@ pub struct TlsFiles {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
-    pub tokens: Vec<Token>,
     /// Connections served at once; one more is refused.
     pub max_connections: usize,
     /// How long a client may take for its TLS handshake and for a request's headers.

@@ -3,7 +3,6 @@
 //! by line so that no answer holds more than a batch in memory.
 
 use crate::service::host_users::{self, LoginLink};
-use crate::service::login::LoginError;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,22 +107,29 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
     response
 }
 
-/// The status report and whether `orgsync status` would exit 0 on it.
-async fn status_report(app: &App) -> Result<(Value, bool), ApiError> {
+/// The status report, as `status` answers it.
+async fn status_report(app: &App) -> Result<Value, ApiError> {
     let status = Arc::clone(&app.ctx.status);
     let report = tokio::task::spawn_blocking(move || status())
         .await
         .map_err(|_| ApiError::internal("the status task failed; see the daemon's log"))?
         .map_err(|e| ApiError::internal(format!("cannot compute the status: {e}")))?;
-    let healthy = serde_json::from_value::<Status>(report.clone())
-        .map(|status| status.exit_code() == 0)
-        .unwrap_or(false);
-    Ok((report, healthy))
+    Ok(report)
+}
+
+/// Whether `orgsync status` would exit 0 on `status`.
+fn healthy(status: Option<&Status>) -> bool {
+    status.is_some_and(|status| status.exit_code() == 0)
+}
+
+fn parse_status(report: &Value) -> Option<Status> {
+    serde_json::from_value(report.clone()).ok()
 }
 
 async fn healthz(State(app): State<Shared>) -> Response {
     match status_report(&app).await {
-        Ok((report, healthy)) => {
+        Ok(report) => {
+            let healthy = healthy(parse_status(&report).as_ref());
             let last = &report["last_run"];
             let body = json!({
                 "ok": healthy,
@@ -148,7 +154,7 @@ async fn healthz(State(app): State<Shared>) -> Response {
 
 async fn status(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "/v1/status")?;
-    let (report, _) = status_report(&app).await?;
+    let report = status_report(&app).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"ok": true, "op": "status", "status": report}),
@@ -157,9 +163,10 @@ async fn status(State(app): State<Shared>, caller: Caller) -> Result<Response, A
 
 async fn metrics_text(State(app): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "/metrics")?;
-    let (report, healthy) = status_report(&app).await?;
+    let report = status_report(&app).await?;
     let status: Status = serde_json::from_value(report.clone())
         .map_err(|e| ApiError::internal(format!("cannot read the status report: {e}")))?;
+    let healthy = healthy(Some(&status));
     let store = app
         .stores
         .with(|store| Ok(metrics::StoreFigures::read(store.conn())?))
@@ -599,8 +606,13 @@ async fn ack(
     caller.require(Scope::Read, "/v1/consumers/{name}/ack")?;
     let consumer = ConsumerName::new(&name)
         .map_err(|problem| ApiError::bad_request(format!("the consumer name {problem}")))?;
-    let bytes = read_body(&app, body, "{\"seq\":N}").await?;
-    let seq = parse_ack(&bytes)?;
+    let shape = "a JSON object {\"seq\":N}, N a seq";
+    let seq = json_body(&app, body, shape)
+        .await?
+        .get("seq")
+        .and_then(Value::as_i64)
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("the body must be {shape}")))?;
     let owner = owner(&caller);
     let name = consumer.as_str().to_owned();
     app.stores
@@ -641,17 +653,6 @@ async fn read_body(app: &Shared, body: Body, shape: &str) -> Result<axum::body::
     }
 }
 
-fn parse_ack(body: &[u8]) -> Result<i64, ApiError> {
-    let bad = || ApiError::bad_request("the body must be a JSON object {\"seq\":N}, N a seq");
-    let text = std::str::from_utf8(body).map_err(|_| bad())?;
-    let value = crate::strict_json::parse(text).map_err(|_| bad())?;
-    value
-        .get("seq")
-        .and_then(Value::as_i64)
-        .filter(|seq| *seq >= 0)
-        .ok_or_else(bad)
-}
-
 /// `POST /v1/login/resolve` `{"code":C}`: read scope, like the socket op (a code works once,
 /// for this app only).
 async fn login_resolve(
@@ -666,19 +667,8 @@ async fn login_resolve(
         .get("code")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request(format!("the body must be {shape}")))?;
-    match app.ctx.login.resolve(code).await {
-        Ok(resolved) => Ok(json_response(StatusCode::OK, &resolved.reply())),
-        Err(error) => {
-            let status = match error {
-                LoginError::InvalidCode | LoginError::NotAMember => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                LoginError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            Err(ApiError::new(status, error.code(), error.to_string()))
-        }
-    }
+    let resolved = app.ctx.login.resolve(code).await?;
+    Ok(json_response(StatusCode::OK, &resolved.reply()))
 }
 
 /// `POST /v1/host_users` `{"users":[...],"replace":BOOL}`: the socket's `host_users.put`.

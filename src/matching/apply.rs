@@ -15,6 +15,7 @@ use super::{
 };
 use crate::diff::Changeset;
 use crate::events::{EventDraft, EventSource, EventType, LinkData};
+use crate::hashing::FastMap;
 use crate::model::host_user::HostUser;
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
@@ -102,13 +103,27 @@ impl LinkChanges {
                 },
             )?;
         }
+        // The removed links by host user and by member: a run can remove and create a hundred
+        // thousand links, too many to scan the removed ones for each created one.
+        let mut by_host: FastMap<&str, Vec<usize>> = FastMap::default();
+        let mut by_member: FastMap<&str, Vec<usize>> = FastMap::default();
+        for (index, r) in self.removed.iter().enumerate() {
+            by_host.entry(&r.host_user_id).or_default().push(index);
+            by_member.entry(&r.link.userid_key).or_default().push(index);
+        }
         for c in &self.created {
-            let replaced: Vec<String> = self
-                .removed
-                .iter()
-                .filter(|r| {
-                    r.host_user_id == c.host_user_id || r.link.userid_key == c.link.userid_key
-                })
+            let mut taken: Vec<usize> = by_host
+                .get(c.host_user_id.as_str())
+                .into_iter()
+                .chain(by_member.get(c.link.userid_key.as_str()))
+                .flatten()
+                .copied()
+                .collect();
+            taken.sort_unstable();
+            taken.dedup();
+            let replaced: Vec<String> = taken
+                .into_iter()
+                .map(|index| &self.removed[index])
                 .map(|r| {
                     format!(
                         "{} -> {} ({})",

@@ -29,7 +29,7 @@ use crate::service::events::{self, AckError, Owner};
 use crate::service::host_users::{self, LoginLink, WriteError};
 use crate::service::login::LoginError;
 use crate::service::ServiceError;
-use crate::store::consumers::{self, ClaimError};
+use crate::store::consumers::ClaimError;
 use crate::store::{event_log, Store, StoreError};
 
 /// A subscription that passed its checks: deliver the events after `cursor`.
@@ -243,8 +243,7 @@ impl Connection {
             }
             Request::Subscribe(_) => Err(RequestError::AlreadySubscribed),
             Request::Ack { consumer, seq } => {
-                let (name, admin) = self.consumer_owner()?;
-                let owner = Owner { name, admin };
+                let owner = self.consumer_owner()?;
                 self.store
                     .with(move |store| Ok(events::ack(store, consumer.as_str(), seq, &owner)?))
                     .await?;
@@ -418,12 +417,8 @@ impl Connection {
                     return Err(RequestError::StoreChanged { ours, theirs });
                 }
                 let consumer = consumer.as_ref().map(|c| c.as_str());
-                if let (Some(name), Some((owner, admin))) = (consumer, &owner) {
-                    let taken = consumers::check_owner(store.conn(), name, owner, *admin)?;
-                    // Subscribing creates nothing: only a cap on creating is not this one's.
-                    if let Err(owned @ ClaimError::Owned { .. }) = taken {
-                        return Err(owned.into());
-                    }
+                if let (Some(name), Some(owner)) = (consumer, &owner) {
+                    events::check_reader(store.conn(), name, owner)?;
                 }
                 let (cursor, head) = event_reader::start(store.conn(), since, consumer)?;
                 Ok((cursor, head, ours))
@@ -437,15 +432,17 @@ impl Connection {
 
     /// Who owns the consumers this peer creates (`uid:N`), and whether it is an admin, who may
     /// use any consumer.
-    fn consumer_owner(&self) -> Result<(String, bool), RequestError> {
+    fn consumer_owner(&self) -> Result<Owner, RequestError> {
         let peer = self.peer.as_ref().map_err(|error| {
             RequestError::Forbidden(format!(
                 "named consumers belong to a peer, and this peer's credentials are unknown ({error})"
             ))
         })?;
         let (uid, gid) = (peer.uid(), peer.gid());
-        let admin = is_admin(uid, gid, &self.ctx.settings, self.ctx.daemon_uid);
-        Ok((format!("uid:{uid}"), admin))
+        Ok(Owner {
+            name: format!("uid:{uid}"),
+            admin: is_admin(uid, gid, &self.ctx.settings, self.ctx.daemon_uid),
+        })
     }
 
     /// Runs `produce` on the store, writing each line it emits to the client as it comes (the

@@ -35,7 +35,8 @@ pub fn head(conn: &Connection) -> Result<i64, StoreError> {
 /// Checks that the event log can be trusted before anything reads or extends it: the head
 /// covers every stored event (a lowered head would hand out seqs again), and the newest event's
 /// line is JSON that names its own seq (a damaged row would be sent to every consumer).
-pub fn check(conn: &Connection) -> Result<(), StoreError> {
+/// Returns the head.
+pub fn check(conn: &Connection) -> Result<i64, StoreError> {
     let head = head(conn)?;
     let newest: Option<(i64, String)> = conn
         .query_row(
@@ -45,7 +46,7 @@ pub fn check(conn: &Connection) -> Result<(), StoreError> {
         )
         .optional()?;
     let Some((seq, body)) = newest else {
-        return Ok(());
+        return Ok(head);
     };
     let problem = if seq > head {
         Some(format!(
@@ -60,7 +61,7 @@ pub fn check(conn: &Connection) -> Result<(), StoreError> {
     };
     match problem {
         Some(problem) => Err(StoreError::CorruptEventLog { problem }),
-        None => Ok(()),
+        None => Ok(head),
     }
 }
 

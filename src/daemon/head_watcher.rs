@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::shared::Shared;
 use crate::shutdown::{publish_head, stopped};
-use crate::store::{event_log, Store, BUSY_TIMEOUT};
+use crate::store::{event_log, Store, StoreError, BUSY_TIMEOUT};
 
 /// How often the daemon looks for events committed by another process.
 const HEAD_POLL: Duration = Duration::from_millis(500);
@@ -23,11 +23,10 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             () = stopped(&mut shutdown) => return,
             () = tokio::time::sleep(HEAD_POLL) => {
-                if let Err(problem) = check_identity(&shared).await {
+                if let Err(problem) = look(&shared).await {
                     shared.fail(problem);
                     return;
                 }
-                refresh(&shared).await;
             }
         }
     }
@@ -80,26 +79,36 @@ fn file_of(path: &Path) -> Result<(u64, u64), StoreChange> {
     }
 }
 
-/// The file first: a replacement that cannot even be opened (foreign, corrupt, an old schema)
-/// is still another file, and must stop the daemon before anything writes into it.
-async fn check_identity(shared: &Shared) -> Result<(), String> {
+/// Checks that the store is still the one the daemon started with, and publishes its head,
+/// through one read-only connection. The file first: a replacement that cannot even be opened
+/// (foreign, corrupt, an old schema) is still another file, and must stop the daemon before
+/// anything writes into it.
+async fn look(shared: &Shared) -> Result<(), String> {
     let path = shared.store_path();
     let started = shared.identity.clone();
-    let changed = tokio::task::spawn_blocking(move || -> Result<(), StoreChange> {
+    let looked = tokio::task::spawn_blocking(move || -> Result<i64, StoreChange> {
         if file_of(&path)? != (started.device, started.inode) {
             return Err(StoreChange::Replaced);
         }
-        match Identity::read(&path) {
-            Ok(now) if now.id != started.id => Err(StoreChange::Replaced),
-            Ok(_) => Ok(()),
-            Err(other) => Err(other),
+        let unreadable = |e: StoreError| StoreChange::Unreadable(e.to_string());
+        let store = Store::open_read_only(&path).map_err(unreadable)?;
+        if store.id().map_err(unreadable)? != started.id {
+            return Err(StoreChange::Replaced);
         }
+        event_log::head(store.conn()).map_err(unreadable)
     })
     .await
     .map_err(|e| e.to_string())?;
     let path = shared.store_path();
-    match changed {
-        Ok(()) | Err(StoreChange::Unreadable(_)) => Ok(()),
+    match looked {
+        Ok(head) => {
+            publish_head(&shared.head, head);
+            Ok(())
+        }
+        Err(StoreChange::Unreadable(error)) => {
+            tracing::warn!(%error, "cannot read the event head");
+            Ok(())
+        }
         Err(change) => Err(format!(
             "{change} ({}) while the daemon ran; stop the daemon before moving, restoring or \
              replacing its store",

@@ -292,13 +292,10 @@ impl Daemon {
                     old.socket.path.display()
                 ));
             }
-            if old.socket.group != config.socket.group
-                || old.socket.admin_uids != config.socket.admin_uids
-                || old.socket.admin_gids != config.socket.admin_gids
-                || old.socket.max_connections != config.socket.max_connections
-                || old.socket.max_connections_per_uid != config.socket.max_connections_per_uid
-                || old.socket.allow_insecure_directory != config.socket.allow_insecure_directory
-            {
+            // Every socket setting but the path (reported above) is bound at start-up.
+            let mut serving = old.socket.clone();
+            serving.path.clone_from(&config.socket.path);
+            if serving != config.socket {
                 restart_needed.push(
                     "socket.group, admin_uids, admin_gids, max_connections, \
                      max_connections_per_uid or allow_insecure_directory changed in the file; the \

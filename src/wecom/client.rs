@@ -98,11 +98,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn transient(&self) -> ExponentialBackoff {
+    /// The waits before retrying `call` after a passing failure. A login code works once: an
+    /// attempt that reached WeCom may have used it, and a retry could only turn a passing
+    /// failure into "invalid code", so `auth/getuserinfo` gets none.
+    fn transient(&self, call: Call) -> ExponentialBackoff {
+        let retries = match call {
+            Call::AuthGetUserInfo => 0,
+            _ => self.max_retries,
+        };
         ExponentialBuilder::new()
             .with_min_delay(self.base_delay)
             .with_max_delay(self.max_delay)
-            .with_max_times(self.max_retries)
+            .with_max_times(retries)
             .with_jitter()
             .build()
     }
@@ -523,17 +530,11 @@ struct Retry<'a> {
 
 impl<'a> Retry<'a> {
     fn new(inner: &'a Inner, call: Call) -> Retry<'a> {
-        // A login code works once: an attempt that reached WeCom may have used it, and a retry
-        // could only turn a passing failure into "invalid code".
-        let mut transient = inner.retry.transient();
-        if call == Call::AuthGetUserInfo {
-            transient.by_ref().for_each(drop);
-        }
         Retry {
             inner,
             call,
             attempts: 0,
-            transient,
+            transient: inner.retry.transient(call),
             concurrency: inner.retry.concurrency(),
             rate_limit_waits: 0,
         }

@@ -128,11 +128,11 @@ impl RequestError {
 
 /// Serves one client until it closes the connection (end of input ends the subscription too)
 /// or its subscription ends with an error line.
-pub async fn run(stream: UnixStream, ctx: Arc<ServerContext>) {
-    let peer = stream.peer_cred();
+/// `peer` is the client's credentials, read once when it was accepted.
+pub async fn run(stream: UnixStream, peer: Result<UCred, String>, ctx: Arc<ServerContext>) {
     let (read, write) = stream.into_split();
     let connection = Connection {
-        peer: peer.map_err(|e| e.to_string()),
+        peer,
         output: tokio::sync::Mutex::new(BufWriter::new(write)),
         store: StoreSlot::new(ctx.store_path.clone()),
         ctx,

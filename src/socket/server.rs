@@ -47,7 +47,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     // A peer whose credentials cannot be read is nobody in particular.
-                    let (uid, admin) = stream.peer_cred().map_or((u32::MAX, false), |peer| {
+                    let peer = stream.peer_cred().map_err(|e| e.to_string());
+                    let (uid, admin) = peer.as_ref().map_or((u32::MAX, false), |peer| {
                         let admin =
                             is_admin(peer.uid(), peer.gid(), &ctx.settings, ctx.daemon_uid);
                         (peer.uid(), admin)
@@ -56,7 +57,7 @@ pub async fn serve(
                         Ok(slot) => {
                             let ctx = Arc::clone(&ctx);
                             connections.spawn(async move {
-                                connection::run(stream, ctx).await;
+                                connection::run(stream, peer, ctx).await;
                                 drop(slot);
                             });
                         }

@@ -155,17 +155,13 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
     assert_eq!(env.sim.calls().get(Endpoint::UserList), 9);
 
     // Nothing is pending: no retry, no queued run.
-    let status = tokio::time::timeout(harness::WAIT, async {
-        loop {
-            let status = env.daemon_status().await;
-            if status["daemon"]["running"].is_null() {
-                return status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the daemon goes idle");
+    let status = env
+        .status_when("the daemon going idle", |status| {
+            status["daemon"]["running"]
+                .is_null()
+                .then(|| status.clone())
+        })
+        .await;
     assert_eq!(status["daemon"]["retry"], Value::Null, "{status}");
     assert_eq!(status["daemon"]["queued"], false, "{status}");
     assert_eq!(status["last_run"]["outcome"], "failed");
@@ -177,17 +173,11 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
     assert_eq!(run[0]["data"]["trigger"], "signal");
     // The retry is decided after the failure is published: wait for it before stopping, or
     // the shutdown would (rightly) cancel it.
-    let status = tokio::time::timeout(harness::WAIT, async {
-        loop {
-            let status = env.daemon_status().await;
-            if !status["daemon"]["retry"].is_null() {
-                return status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the signal's failed run gets a retry");
+    let status = env
+        .status_when("a retry of the signal's failed run", |status| {
+            (!status["daemon"]["retry"].is_null()).then(|| status.clone())
+        })
+        .await;
     assert_eq!(status["daemon"]["retry"]["attempt"], 1, "{status}");
     daemon.signal(libc::SIGTERM);
     let (code, stderr) = daemon.wait().await;

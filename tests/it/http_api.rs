@@ -739,16 +739,14 @@ async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
         "{printed:?}"
     );
     // Its acks reach the daemon.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let consumers = env.daemon_status().await["consumers"].clone();
-        if consumers[0]["acked_seq"].as_i64() == Some(head + new.len() as i64) {
-            assert_eq!(consumers[0]["name"], "py-http");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{consumers}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let consumers = env
+        .status_when("the client's acks", |status| {
+            let consumers = &status["consumers"];
+            (consumers[0]["acked_seq"].as_i64() == Some(head + new.len() as i64))
+                .then(|| consumers.clone())
+        })
+        .await;
+    assert_eq!(consumers[0]["name"], "py-http");
     client.kill().await;
     daemon.stop().await;
 }

@@ -4,12 +4,11 @@
 //! small things (`--since` past the head, a dry run on a fresh config, a busy simulator port).
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use orgsync_simulator::Directory;
 use serde_json::json;
 
-use crate::harness::{assert_fails, describe, error_line, output, Env, WAIT};
+use crate::harness::{assert_fails, describe, error_line, output, Env};
 
 #[tokio::test]
 async fn admin_commands_that_do_not_call_wecom_work_without_the_secret() {
@@ -48,14 +47,10 @@ async fn a_restart_during_a_pull_syncs_again_at_start_up() {
     let daemon = env.start_daemon().await;
     daemon.signal(libc::SIGUSR1);
     // Stop the daemon while its run is pulling.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.daemon_status().await["daemon"]["running"].is_null() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.status_when("the run starting", |status| {
+        (!status["daemon"]["running"].is_null()).then_some(())
+    })
+    .await;
     daemon.signal(libc::SIGTERM);
     let (code, log) = daemon.wait().await;
     assert_eq!(code, Some(0), "{log}");
@@ -155,11 +150,10 @@ async fn a_rejected_reload_shows_in_status_until_a_good_one() {
     assert!(text.contains("safety.max_delete_ratio"), "{text}");
 
     daemon.signal(libc::SIGHUP);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !env.daemon_status().await["daemon"]["reload_rejected"].is_null() {
-        assert!(tokio::time::Instant::now() < deadline, "never cleared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.status_when("the rejected reload clearing", |status| {
+        status["daemon"]["reload_rejected"].is_null().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use orgsync_simulator::{Directory, SimUser};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::harness::{commit_dated, Client, Env, Python, WAIT};
+use crate::harness::{commit_dated, Client, Env, Python};
 
 /// The sample tenant; the daemon logs warnings only.
 async fn setup() -> Env {
@@ -286,20 +286,13 @@ async fn the_python_example_reports_a_gap_and_exits_3() {
     }
     let daemon = env.start_daemon().await;
     // Pruned at start-up, as events.retention_days (30 by default) says.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let status = env.daemon_status().await;
-            if status["events"]["oldest"]
-                .as_i64()
-                .is_none_or(|oldest| oldest > 5)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    env.status_when("the start-up prune", |status| {
+        status["events"]["oldest"]
+            .as_i64()
+            .is_none_or(|oldest| oldest > 5)
+            .then_some(())
     })
-    .await
-    .expect("not pruned");
+    .await;
     let mut example = python_example(&env, &["--consumer", "late", "--since", "0"]);
     assert_eq!(example.wait().await.code(), Some(3));
     daemon.stop().await;

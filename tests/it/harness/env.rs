@@ -215,19 +215,30 @@ impl Env {
         reply["status"].clone()
     }
 
-    /// Waits until the running daemon reports a rejected reload; its error.
-    pub async fn reload_rejected(&self) -> String {
+    /// Asks the running daemon for its status until `found` finds something in it; that.
+    /// Panics with `what` and the last status after [`WAIT`].
+    pub async fn status_when<T>(&self, what: &str, found: impl Fn(&Value) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let status = self.daemon_status().await;
-            if let Some(error) = status["daemon"]["reload_rejected"]["error"].as_str() {
-                return error.to_owned();
+            if let Some(found) = found(&status) {
+                return found;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no reload was rejected: {status}"
+                "{what} did not happen: {status}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until the running daemon reports a rejected reload; its error.
+    pub async fn reload_rejected(&self) -> String {
+        self.status_when("a rejected reload", |status| {
+            status["daemon"]["reload_rejected"]["error"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await
     }
 }

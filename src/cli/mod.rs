@@ -18,6 +18,7 @@ use crate::event_reader::{self, ReadError};
 use crate::events::TypeFilter;
 use crate::matching::commands::{self as matching, CommandError};
 use crate::matching::import::Options as ImportOptions;
+use crate::matching::lookup;
 use crate::queue::Trigger;
 use crate::schedule::Schedule;
 use crate::store::{consumers, event_log, Store, StoreError};
@@ -589,6 +590,7 @@ fn sync(
                 stats.pull_ms,
                 stats.apply_ms,
             );
+            look_up(&runtime, config, &syncer)?;
             Ok(0)
         }
         RunReport::Held { run, hold, .. } => {
@@ -599,6 +601,53 @@ fn sync(
             error.code()
         ))),
     }
+}
+
+/// The userid lookups that follow a completed run (docs/matching.md#lookups); Ctrl-C stops
+/// them after the batch in flight is committed.
+fn look_up(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    syncer: &Syncer,
+) -> Result<(), CliError> {
+    let settings = config.lookup_settings();
+    let summary = runtime.block_on(async {
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        });
+        lookup::run(
+            &syncer.client,
+            config.store.path.clone(),
+            syncer.source.clone(),
+            &settings,
+            &mut stop,
+        )
+        .await
+    });
+    let summary = summary.map_err(|e| CliError::Failed(e.to_string()))?;
+    if summary.calls > 0 || matches!(summary.ended, lookup::Ended::Failed(_)) {
+        println!(
+            "userid lookups: {} asked, {} found, {} not found; {} links created, {} removed ({})",
+            summary.calls,
+            summary.hits,
+            summary.misses,
+            summary.links_created,
+            summary.links_removed,
+            match &summary.ended {
+                lookup::Ended::Done => "done".to_owned(),
+                lookup::Ended::Budget =>
+                    "today's failure budget is spent; the rest tomorrow".to_owned(),
+                lookup::Ended::Blocked => "WeCom refused lookups for today".to_owned(),
+                lookup::Ended::Failed(why) => format!("stopped: {why}"),
+                lookup::Ended::Stopped => "interrupted".to_owned(),
+                lookup::Ended::Disabled => "off".to_owned(),
+            }
+        );
+    }
+    Ok(())
 }
 
 fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {

@@ -50,6 +50,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub socket: SocketConfig,
     pub safety: SafetyConfig,
+    pub matching: MatchingConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -202,6 +203,33 @@ impl Default for SafetyConfig {
     }
 }
 
+/// Userid lookups for matching when WeCom withholds mobiles (docs/matching.md).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingConfig {
+    pub lookups: bool,
+    /// Failed lookups per day; 0: 5% of the mirrored members, at least 1.
+    pub lookup_failure_budget: u64,
+    /// At least 1.
+    pub lookup_miss_ttl_hours: u64,
+    /// At least 1.
+    pub lookup_recheck_days: u64,
+    /// 1 to 16.
+    pub lookup_concurrency: usize,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self {
+            lookups: true,
+            lookup_failure_budget: 0,
+            lookup_miss_ttl_hours: 24,
+            lookup_recheck_days: 30,
+            lookup_concurrency: 4,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
@@ -287,6 +315,7 @@ struct FileConfig {
     store: StoreConfig,
     socket: SocketConfig,
     safety: SafetyConfig,
+    matching: MatchingConfig,
     events: EventsConfig,
     log: LogConfig,
     http: HttpConfig,
@@ -382,6 +411,7 @@ impl Config {
             store: file.store,
             socket: file.socket,
             safety: file.safety,
+            matching: file.matching,
             events: file.events,
             log: file.log,
             http: file.http,
@@ -540,6 +570,28 @@ impl FileConfig {
         if !(0.0..=1.0).contains(&ratio) {
             let reason = format!("{ratio} is not within 0..=1 (it is a fraction: 0.2 means 20%)");
             return Err(invalid("safety.max_delete_ratio", reason));
+        }
+
+        let matching = &self.matching;
+        for (key, value) in [
+            (
+                "matching.lookup_miss_ttl_hours",
+                matching.lookup_miss_ttl_hours,
+            ),
+            ("matching.lookup_recheck_days", matching.lookup_recheck_days),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if !(1..=16).contains(&matching.lookup_concurrency) {
+            return Err(invalid(
+                "matching.lookup_concurrency",
+                format!(
+                    "{} is not within 1..=16 (WeCom limits concurrent calls per corp)",
+                    matching.lookup_concurrency
+                ),
+            ));
         }
 
         if self.events.retention_days == 0 {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{Config, ScheduleConfig, StoreConfig, TokenScope, WecomConfig};
 use crate::guard::Limits;
 use crate::http::{HttpSettings, Scope, TlsFiles, Token};
+use crate::matching::lookup::LookupSettings;
 use crate::schedule;
 use crate::socket::SocketSettings;
 use crate::wecom::{self, ClientSettings, Secret, WecomError};
@@ -84,6 +85,21 @@ impl Config {
                 value: token.expose().to_owned(),
             })
             .collect()
+    }
+
+    /// Userid lookups for matching.
+    pub fn lookup_settings(&self) -> LookupSettings {
+        let matching = &self.matching;
+        LookupSettings {
+            enabled: matching.lookups,
+            failure_budget: (matching.lookup_failure_budget > 0)
+                .then_some(matching.lookup_failure_budget),
+            miss_ttl: Duration::from_secs(matching.lookup_miss_ttl_hours.saturating_mul(3600)),
+            recheck_after: Duration::from_secs(
+                matching.lookup_recheck_days.saturating_mul(24 * 3600),
+            ),
+            concurrency: matching.lookup_concurrency,
+        }
     }
 
     /// The deletion guard's limits.

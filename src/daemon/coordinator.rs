@@ -47,6 +47,9 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         match report {
             Ok(report) => {
                 report.log(trigger);
+                if let RunReport::Completed { .. } = report {
+                    shared.lookups_wanted.notify_one();
+                }
                 let mut activity = format!("last sync {finished}: {}", summary(&report));
                 if let RunReport::Failed { .. } = report {
                     let policy = read(&shared.config).schedule.retry();

@@ -7,6 +7,7 @@
 //! - the HTTP API ([`crate::http`]), when `http.listen` is set, serves the same over HTTP;
 //! - [`head_watcher`] publishes new events committed by other processes;
 //! - [`pruner`] drops events past `events.retention_days`;
+//! - [`lookups`] asks WeCom whose unlinked host users' mobiles and emails are, for matching;
 //! - [`signals`] turns signals into requests and keeps systemd informed ([`notify`]).
 //!
 //! [`Daemon`] starts them, reloads the config on SIGHUP and stops them in order. A new
@@ -14,6 +15,7 @@
 
 mod coordinator;
 mod head_watcher;
+mod lookups;
 pub mod notify;
 mod pruner;
 mod shared;
@@ -161,6 +163,7 @@ impl Daemon {
             head: head_tx,
             activity: watch::Sender::new(activity),
             identity,
+            lookups_wanted: tokio::sync::Notify::new(),
             fatal: watch::Sender::new(None),
         });
         let status_shared = shared.clone();
@@ -209,6 +212,7 @@ impl Daemon {
             tokio::spawn(socket::serve(listener, context, shutdown_rx.clone())),
             tokio::spawn(coordinator::run(shared.clone(), shutdown_rx.clone())),
             tokio::spawn(head_watcher::run(shared.clone(), shutdown_rx.clone())),
+            tokio::spawn(lookups::run(shared.clone(), shutdown_rx.clone())),
             tokio::spawn(pruner::run(shared.clone(), shutdown_rx)),
         ]);
         Ok(Daemon {

@@ -39,6 +39,8 @@ pub struct Shared {
     pub activity: watch::Sender<String>,
     /// The store the daemon started with.
     pub identity: Identity,
+    /// Wakes the userid lookups (after a completed run).
+    pub lookups_wanted: tokio::sync::Notify,
     /// Set when the daemon cannot go on (its store was replaced): it then stops with an error.
     pub fatal: watch::Sender<Option<String>>,
 }

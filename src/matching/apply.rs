@@ -16,10 +16,10 @@ use super::{
 use crate::diff::Changeset;
 use crate::events::{EventDraft, EventSource, EventType, LinkData};
 use crate::hashing::FastMap;
-use crate::model::host_user::HostUser;
+use crate::model::host_user::{HostUser, LookupKind};
 use crate::model::userid_key;
 use crate::store::host_users::{self, Batch, BatchSummary};
-use crate::store::{event_log, link_audit, links, mirror, StoreError};
+use crate::store::{event_log, link_audit, links, lookups, mirror, StoreError};
 
 /// The links one change removed and created, and where matching stands after it.
 #[derive(Debug, Clone, Default)]
@@ -151,9 +151,10 @@ impl LinkChanges {
     }
 }
 
-/// Everything matching decides from, as the store holds it now.
+/// Everything matching decides from, as the store holds it now: the mirror, the host users,
+/// the links and holds, and what WeCom's userid lookups answered.
 pub fn load_state(conn: &Connection) -> Result<State, StoreError> {
-    let members = mirror::identities(conn)?
+    let mut members: FastMap<String, MemberFacts> = mirror::identities(conn)?
         .into_iter()
         .map(|identity| {
             let facts = MemberFacts::new(
@@ -164,6 +165,7 @@ pub fn load_state(conn: &Connection) -> Result<State, StoreError> {
             (identity.userid_key, facts)
         })
         .collect();
+    add_lookup_answers(&mut members, lookups::hits(conn)?);
     Ok(State {
         members,
         host_users: host_users::facts(conn)?,
@@ -173,6 +175,40 @@ pub fn load_state(conn: &Connection) -> Result<State, StoreError> {
             .map(|hold| hold.host_user_id)
             .collect(),
     })
+}
+
+/// Gives members the mobiles and emails WeCom's lookups found them by. A mirrored mobile wins
+/// over a lookup's; a member found by two different values of one kind (an answer gone stale)
+/// gets neither, since only one can be right.
+fn add_lookup_answers(
+    members: &mut FastMap<String, MemberFacts>,
+    hits: Vec<(LookupKind, String, String)>,
+) {
+    let mut found: FastMap<(String, LookupKind), Option<String>> = FastMap::default();
+    for (kind, value, userid) in hits {
+        let key = userid_key(&userid);
+        if !members.contains_key(&key) {
+            continue;
+        }
+        found
+            .entry((key, kind))
+            .and_modify(|seen| {
+                if seen.as_deref() != Some(value.as_str()) {
+                    *seen = None;
+                }
+            })
+            .or_insert(Some(value));
+    }
+    for ((key, kind), value) in found {
+        let Some(member) = members.get_mut(&key) else {
+            continue;
+        };
+        match kind {
+            LookupKind::Mobile if member.mobile.is_none() => member.mobile = value,
+            LookupKind::Mobile => {}
+            LookupKind::Email => member.email = value,
+        }
+    }
 }
 
 /// Re-matches after a change to the mirror or the host users and writes the link changes; the
@@ -215,6 +251,7 @@ pub fn preview(conn: &Connection, changes: &Changeset) -> Result<LinkChanges, St
     for member in &changes.members_left {
         state.members.remove(&member.key());
     }
+    add_lookup_answers(&mut state.members, lookups::hits(conn)?);
     Ok(plan(&state).into())
 }
 
@@ -274,8 +311,9 @@ pub fn put_host_users(
     Ok((summary, changes))
 }
 
-/// The end of an import: re-match and announce, as [`put_host_users`] does.
-pub fn after_import(
+/// Re-matches and announces the link changes, as [`put_host_users`] does: the end of an import
+/// or of a batch of userid lookups.
+pub fn rematch_and_announce(
     conn: &Connection,
     source: &EventSource,
     by: &str,

@@ -198,7 +198,7 @@ pub fn unlink(config: &Config, host_user_id: &str) -> Result<(), CommandError> {
 /// `orgsync match report [--json]`.
 pub fn report(config: &Config, json: bool) -> Result<(), CommandError> {
     let store = Store::open(&config.store.path)?;
-    let report = report::build(store.conn())?;
+    let report = report::build(&store, &config.lookup_settings(), Utc::now())?;
     if json {
         println!(
             "{}",

@@ -18,7 +18,7 @@ use std::io::BufRead;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
-use super::apply::{after_import, LinkChanges};
+use super::apply::{rematch_and_announce, LinkChanges};
 use super::csv::{CsvError, CsvReader};
 use super::facts_of;
 use crate::events::EventSource;
@@ -283,7 +283,7 @@ pub fn import<R: BufRead>(
         return Err(ImportError::NoRows);
     }
     let summary = batch.finish(options.replace)?;
-    let changes = after_import(conn, source, by, now)?;
+    let changes = rematch_and_announce(conn, source, by, now)?;
     Ok(Imported {
         summary,
         bad,

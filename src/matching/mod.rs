@@ -13,16 +13,19 @@
 //!    admin's decision is not undone by a partial re-import).
 //! 2. **Phone**: both sides' mobiles normalized by [`phone::normalize`]; exact and one-to-one
 //!    over the *whole* set: a mobile that two members share, or two host users share, links
-//!    nobody, whether or not the others are linked already.
-//! 3. **Name**: [`name::normalize`] (NFKC + trim), only when the name belongs to exactly one
-//!    unlinked member and exactly one unlinked host user (after the phone links of the same
-//!    pass). Even then the pair is refused when the phones disagree: both mobiles known and
-//!    different, or either side's mobile belonging to someone else on the other side.
-//! 4. Everyone else stays unmatched. **Email is not used**, not even as a tie-breaker: WeCom
-//!    withholds it from apps created after 2022-06-20 just as it withholds mobiles, and
-//!    mailboxes are recycled when people leave, so an equal email is no proof of the same
-//!    person; it could only ever turn an unmatched pair into a wrong one.
-//!
+//!    nobody, whether or not the others are linked already. A member's mobile is the mirror's,
+//!    or, when WeCom withholds it, the one a `user/getuserid` lookup found this member by
+//!    ([`lookup`]); a mirrored mobile always wins over a lookup.
+//! 3. **Email**: only what WeCom said through `user/get_userid_by_email` lookups, never the
+//!    mirror's email field (mailboxes are recycled when people leave, so an equal address is no
+//!    proof of the same person, while the lookup says who holds it now). One-to-one over the
+//!    whole set as for phones, and refused when the phones disagree.
+//! 4. **Name**: [`name::normalize`] (NFKC + trim), only when the name belongs to exactly one
+//!    unlinked member and exactly one unlinked host user (after the phone and email links of
+//!    the same pass). Even then the pair is refused when the phones disagree: both mobiles
+//!    known and different, or either side's mobile belonging to someone else on the other side.
+//! 5. Everyone else stays unmatched.
+
 //! # Held host users
 //!
 //! A host user whose link was removed by `orgsync unlink`, or whose member left WeCom, is
@@ -34,7 +37,8 @@
 //! # Stability
 //!
 //! An automatic link stays as long as its own basis holds: the two mobiles still equal (phone),
-//! the two names still equal and the two mobiles not contradicting (name). What happens to other
+//! the two names still equal and the two mobiles not contradicting (name), the host user's
+//! email still the one WeCom gave this member (email). What happens to other
 //! people never removes it: a newcomer with the same name or mobile does not undo a link made
 //! when the match was unique. The newcomer is then the one left unmatched (there is nobody
 //! unlinked to pair it with, or the mobile is no longer one-to-one), and the report lists the
@@ -48,6 +52,7 @@ pub mod apply;
 pub mod commands;
 pub mod csv;
 pub mod import;
+pub mod lookup;
 pub mod name;
 pub mod phone;
 pub mod report;
@@ -55,17 +60,19 @@ pub mod report;
 use std::collections::HashSet;
 
 pub use crate::hashing::{FastMap, FastSet};
-pub use crate::model::host_user::{HostFacts, HostUser, Link, Method, Reason};
+pub use crate::model::host_user::{email_key, HostFacts, HostUser, Link, Method, Reason};
 
 use serde::Serialize;
 
 /// What matching knows of a member: the userid as WeCom spells it, and the normalized name and
-/// mobile (`None` when unknown or unusable).
+/// mobile (`None` when unknown or unusable). The mobile comes from the mirror or, when WeCom
+/// withholds it, from a lookup that answered with this member; the email only from a lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberFacts {
     pub userid: String,
     pub name: Option<String>,
     pub mobile: Option<String>,
+    pub email: Option<String>,
 }
 
 impl MemberFacts {
@@ -74,6 +81,7 @@ impl MemberFacts {
             userid: userid.to_owned(),
             name: name.and_then(name::normalize),
             mobile: mobile.and_then(phone::normalize),
+            email: None,
         }
     }
 }
@@ -83,12 +91,16 @@ pub fn host_facts(name: Option<&str>, mobile: Option<&str>) -> HostFacts {
     HostFacts {
         name: name.and_then(name::normalize),
         mobile: mobile.and_then(phone::normalize),
+        email: None,
     }
 }
 
-/// [`host_facts`] of a host user as given.
+/// What matching compares of a host user as given.
 pub fn facts_of(user: &HostUser) -> HostFacts {
-    host_facts(user.name.as_deref(), user.mobile.as_deref())
+    HostFacts {
+        email: user.email.as_deref().and_then(email_key),
+        ..host_facts(user.name.as_deref(), user.mobile.as_deref())
+    }
 }
 
 /// Everything matching decides from.
@@ -128,7 +140,7 @@ pub struct Group {
     pub host_users: Vec<String>,
 }
 
-/// A name match refused because the phones disagree.
+/// A name or email match refused because the phones disagree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
     pub host_user_id: String,
@@ -149,6 +161,8 @@ pub struct Assessment {
     /// Mobiles that block phone matching because more than one member or host user has them,
     /// where at least one of them is unlinked; sorted by mobile.
     pub ambiguous_phones: Vec<Group>,
+    /// Emails that block email matching the same way; sorted by email.
+    pub ambiguous_emails: Vec<Group>,
     /// Names of more than one unlinked member or host user, with candidates on both sides;
     /// sorted by name.
     pub ambiguous_names: Vec<Group>,
@@ -301,6 +315,62 @@ pub fn plan(state: &State) -> Plan {
         linked_hosts.insert(host_id);
         linked_members.insert(member_key);
     }
+    let phones_disagree =
+        |host: &HostFacts, member: &MemberFacts| match (&host.mobile, &member.mobile) {
+            (Some(a), Some(b)) => a != b,
+            (Some(a), None) => members_by_phone.contains_key(a.as_str()),
+            (None, Some(b)) => hosts_by_phone.contains_key(b.as_str()),
+            (None, None) => false,
+        };
+    let mut conflicts = Vec::new();
+
+    // Email: whose WeCom said the address is, one-to-one over the whole set as for phones,
+    // phones not disagreeing.
+    let members_by_email = index(
+        state
+            .members
+            .iter()
+            .map(|(key, m)| (key.as_str(), m.email.as_ref())),
+    );
+    let hosts_by_email = index(
+        state
+            .host_users
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.email.as_ref())),
+    );
+    let mut by_email = Vec::new();
+    for (email, hosts) in &hosts_by_email {
+        let (Holders::One(host_id), Some(Holders::One(member_key))) =
+            (hosts, members_by_email.get(email))
+        else {
+            continue;
+        };
+        if linked_hosts.contains(host_id)
+            || held.contains(host_id)
+            || linked_members.contains(member_key)
+        {
+            continue;
+        }
+        let (Some(host), Some(member)) = (
+            state.host_users.get(*host_id),
+            state.members.get(*member_key),
+        ) else {
+            continue;
+        };
+        if phones_disagree(host, member) {
+            conflicts.push(Conflict {
+                host_user_id: (*host_id).to_owned(),
+                userid_key: (*member_key).to_owned(),
+            });
+        } else {
+            by_email.push((*host_id, *member_key, Method::Email));
+        }
+    }
+    for &(host_id, member_key, _) in &by_email {
+        linked_hosts.insert(host_id);
+        linked_members.insert(member_key);
+    }
+    created.extend(by_email);
 
     // Name: unique among the unlinked on both sides, phones not disagreeing.
     let members_by_name = index(
@@ -317,14 +387,6 @@ pub fn plan(state: &State) -> Plan {
             .filter(|(id, _)| !linked_hosts.contains(id.as_str()))
             .map(|(id, h)| (id.as_str(), h.name.as_ref())),
     );
-    let phones_disagree =
-        |host: &HostFacts, member: &MemberFacts| match (&host.mobile, &member.mobile) {
-            (Some(a), Some(b)) => a != b,
-            (Some(a), None) => members_by_phone.contains_key(a.as_str()),
-            (None, Some(b)) => hosts_by_phone.contains_key(b.as_str()),
-            (None, None) => false,
-        };
-    let mut conflicts = Vec::new();
     let mut name_groups = Vec::new();
     for (name, hosts) in &hosts_by_name {
         let Some(members) = members_by_name.get(name) else {
@@ -382,6 +444,20 @@ pub fn plan(state: &State) -> Plan {
         }
     }
 
+    let mut email_groups = Vec::new();
+    for (email, hosts) in &hosts_by_email {
+        let Some(members) = members_by_email.get(email) else {
+            continue;
+        };
+        let (hosts, members) = (hosts.all(), members.all());
+        let shared = hosts.len() > 1 || members.len() > 1;
+        let open = hosts.iter().any(|h| !linked_hosts.contains(h))
+            || members.iter().any(|m| !linked_members.contains(m));
+        if shared && open {
+            email_groups.push(group(email, members, hosts));
+        }
+    }
+
     plan.removed
         .sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
     plan.created
@@ -390,12 +466,13 @@ pub fn plan(state: &State) -> Plan {
     conflicts.sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
     phone_groups.sort_by(|a, b| a.value.cmp(&b.value));
     name_groups.sort_by(|a, b| a.value.cmp(&b.value));
+    email_groups.sort_by(|a, b| a.value.cmp(&b.value));
 
     let mut assessment = Assessment {
         conflicts,
         ..Assessment::default()
     };
-    for group in phone_groups.iter().chain(&name_groups) {
+    for group in phone_groups.iter().chain(&email_groups).chain(&name_groups) {
         for host_id in &group.host_users {
             if !linked_hosts.contains(host_id.as_str()) {
                 assessment.ambiguous_host_users.insert(host_id.clone());
@@ -423,6 +500,7 @@ pub fn plan(state: &State) -> Plan {
         assessment.ambiguous_members.len(),
     );
     assessment.ambiguous_phones = phone_groups;
+    assessment.ambiguous_emails = email_groups;
     assessment.ambiguous_names = name_groups;
     plan.assessment = assessment;
     plan
@@ -446,7 +524,10 @@ fn broken(state: &State, host_id: &str, link: &Link) -> Option<Reason> {
         Method::Name if host.name.is_none() || host.name != member.name => {
             Some(Reason::NameChanged)
         }
-        Method::Name => match (&host.mobile, &member.mobile) {
+        Method::Email if host.email.is_none() || host.email != member.email => {
+            Some(Reason::EmailChanged)
+        }
+        Method::Name | Method::Email => match (&host.mobile, &member.mobile) {
             (Some(a), Some(b)) if a != b => Some(Reason::PhoneConflict),
             _ => None,
         },

@@ -8,18 +8,22 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::apply::load_state;
+use super::lookup::{budget_view, BudgetView, LookupSettings};
 use super::{plan, Group, Method};
 use crate::model::host_user::HostUser;
-use crate::store::{host_users, links, mirror, StoreError};
+use crate::store::{host_users, links, mirror, Store, StoreError};
 
 pub const TEXT_LIST_LIMIT: usize = 20;
 
-/// Said when members exist but none has a mobile.
-pub const MOBILES_WITHHELD: &str = "WeCom withheld members' mobiles: this app was created on or after 2022-06-20, and WeCom no longer sends such apps mobiles, emails or genders, so phone matching cannot work. Options: link by hand with `orgsync link HOST_ID USERID`; rely on matching by unique name (already active); point orgsync at a self-built app created before 2022-06-20, which still receives mobiles; or let each person sign in to your application once through WeCom OAuth, which tells you their userid, and link that with `orgsync link`.";
+/// Said when members exist but none has a mobile, and lookups are on.
+pub const MOBILES_WITHHELD_LOOKING_UP: &str = "WeCom withheld members' mobiles: this app was created on or after 2022-06-20, and WeCom no longer sends such apps mobiles, emails or genders. orgsync asks WeCom whose each unlinked host user's mobile or email is instead (user/getuserid, user/get_userid_by_email), within the daily failure budget shown under lookups.";
+
+/// Said when members exist but none has a mobile, and lookups are off.
+pub const MOBILES_WITHHELD: &str = "WeCom withheld members' mobiles: this app was created on or after 2022-06-20, and WeCom no longer sends such apps mobiles, emails or genders, and `matching.lookups` is off, so phone matching cannot work. Options: turn lookups on; link by hand with `orgsync link HOST_ID USERID`; rely on matching by unique name (already active); point orgsync at a self-built app created before 2022-06-20, which still receives mobiles; or let each person sign in to your application once through WeCom OAuth, which tells you their userid, and link that with `orgsync link`.";
 
 /// Said when host users exist but none has a mobile.
 pub const HOST_MOBILES_MISSING: &str = "None of the host users has a mobile, so phone matching cannot work; include a mobile for each user in `host_users.put` or in the import file.";
@@ -38,6 +42,7 @@ pub struct LinkCounts {
     pub name: usize,
     pub manual: usize,
     pub login: usize,
+    pub email: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,10 +98,13 @@ pub struct Report {
     /// orgsync or by hand.
     pub pending_changes: usize,
     pub mobiles_withheld: bool,
+    /// Today's userid lookups: the failure budget, the cache and the backlog.
+    pub lookups: BudgetView,
     pub notes: Vec<String>,
     pub ambiguous_phones: Vec<GroupView>,
+    pub ambiguous_emails: Vec<GroupView>,
     pub ambiguous_names: Vec<GroupView>,
-    /// Unique names refused because the two sides' mobiles disagree.
+    /// Unique names or emails refused because the two sides' mobiles disagree.
     pub conflicts: Vec<ConflictView>,
     pub held: Vec<HeldView>,
     /// Manual links whose host user is no longer in the host-user set (they stay until
@@ -106,7 +114,13 @@ pub struct Report {
     pub unmatched_members: Vec<MemberView>,
 }
 
-pub fn build(conn: &Connection) -> Result<Report, StoreError> {
+pub fn build(
+    store: &Store,
+    lookup_settings: &LookupSettings,
+    now: DateTime<Utc>,
+) -> Result<Report, StoreError> {
+    let conn = store.conn();
+    let lookups = budget_view(store, lookup_settings, now)?;
     let state = load_state(conn)?;
     let plan = plan(&state);
     let assessment = &plan.assessment;
@@ -155,6 +169,7 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
             Method::Name => links.name += 1,
             Method::Manual => links.manual += 1,
             Method::Login => links.login += 1,
+            Method::Email => links.email += 1,
         }
         if !hosts.contains_key(*host) {
             manual_links_without_host_user.push(member_view(&link.userid_key));
@@ -182,7 +197,11 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
     let mobiles_withheld = !members.is_empty() && members.values().all(|m| blank(&m.mobile));
     let mut notes = Vec::new();
     if mobiles_withheld {
-        notes.push(MOBILES_WITHHELD.to_owned());
+        notes.push(if lookups.enabled {
+            MOBILES_WITHHELD_LOOKING_UP.to_owned()
+        } else {
+            MOBILES_WITHHELD.to_owned()
+        });
     }
     if !hosts.is_empty() && hosts.values().all(|h: &HostUser| blank(&h.mobile)) {
         notes.push(HOST_MOBILES_MISSING.to_owned());
@@ -199,7 +218,9 @@ pub fn build(conn: &Connection) -> Result<Report, StoreError> {
         pending_changes,
         mobiles_withheld,
         notes,
+        lookups,
         ambiguous_phones: assessment.ambiguous_phones.iter().map(group_view).collect(),
+        ambiguous_emails: assessment.ambiguous_emails.iter().map(group_view).collect(),
         ambiguous_names: assessment.ambiguous_names.iter().map(group_view).collect(),
         conflicts: assessment
             .conflicts
@@ -256,9 +277,29 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "links:      {} by phone, {} by name, {} manual, {} by login",
-            self.links.phone, self.links.name, self.links.manual, self.links.login
+            "links:      {} by phone, {} by email, {} by name, {} manual, {} by login",
+            self.links.phone,
+            self.links.email,
+            self.links.name,
+            self.links.manual,
+            self.links.login
         );
+        let l = &self.lookups;
+        if l.enabled {
+            let _ = write!(
+                out,
+                "lookups:    {} failed of {} allowed on {} (China time); {} waiting; cached {} found, {} not found",
+                l.failures, l.budget, l.day, l.pending, l.cached_hits, l.cached_misses
+            );
+            if let Some(at) = &l.blocked_at {
+                let _ = write!(out, "; WeCom refused lookups at {at}, resuming tomorrow");
+            } else if l.failures >= l.budget && l.pending > 0 {
+                let _ = write!(out, "; budget spent, resuming tomorrow");
+            }
+            let _ = writeln!(out);
+        } else {
+            let _ = writeln!(out, "lookups:    off (matching.lookups)");
+        }
         for note in &self.notes {
             let _ = writeln!(out, "\nNote: {note}");
         }
@@ -273,6 +314,14 @@ impl Report {
         );
         section(
             &mut out,
+            "Ambiguous emails (nobody is linked by these)",
+            &self.ambiguous_emails,
+            |out, g| {
+                group_lines(out, g);
+            },
+        );
+        section(
+            &mut out,
             "Ambiguous names (link the right pairs with `orgsync link`)",
             &self.ambiguous_names,
             |out, g| {
@@ -281,7 +330,7 @@ impl Report {
         );
         section(
             &mut out,
-            "Unique names refused because the mobiles disagree",
+            "Unique names or emails refused because the mobiles disagree",
             &self.conflicts,
             |out, c| {
                 let _ = writeln!(

@@ -653,3 +653,95 @@ fn plans_are_ordered_by_host_user_id_whatever_the_hash_order() {
     assert_eq!(ids.len(), 50);
     assert_eq!(ids, sorted);
 }
+
+/// A state in which WeCom withholds mobiles: members have names only; `emails` are what lookups
+/// said (host id's email → member), `hosts` are (id, name, mobile, email).
+fn withheld(
+    members: &[&str],
+    hosts: &[(&str, Option<&str>, Option<&str>)],
+    email_answers: &[(&str, &str)],
+) -> State {
+    let mut state = State {
+        members: members
+            .iter()
+            .map(|&userid| (userid.to_lowercase(), MemberFacts::new(userid, None, None)))
+            .collect(),
+        host_users: hosts
+            .iter()
+            .map(|&(id, mobile, email)| {
+                let user = HostUser {
+                    id: id.into(),
+                    name: None,
+                    mobile: mobile.map(Into::into),
+                    email: email.map(Into::into),
+                };
+                (id.to_owned(), facts_of(&user))
+            })
+            .collect(),
+        ..State::default()
+    };
+    for &(email, userid) in email_answers {
+        if let Some(member) = state.members.get_mut(&userid.to_lowercase()) {
+            member.email = email_key(email);
+        }
+    }
+    state
+}
+
+#[test]
+fn an_email_lookup_links_one_to_one_and_a_shared_email_links_nobody() {
+    let state = withheld(
+        &["alice", "bob"],
+        &[
+            ("h1", None, Some(" Alice@Corp.example ")),
+            ("h2", None, Some("bob@corp.example")),
+            ("h3", None, Some("BOB@corp.example")),
+        ],
+        &[("alice@corp.example", "alice"), ("bob@corp.example", "bob")],
+    );
+    let plan = plan(&state);
+    assert_eq!(
+        created(&plan),
+        [("h1".into(), "alice".into(), Method::Email)]
+    );
+    assert_eq!(plan.assessment.ambiguous_emails.len(), 1);
+    assert_eq!(plan.assessment.ambiguous_emails[0].host_users, ["h2", "h3"]);
+}
+
+#[test]
+fn an_email_link_goes_when_the_host_users_email_changes_and_a_phone_conflict_refuses_it() {
+    let mut state = withheld(
+        &["alice"],
+        &[("h1", None, Some("alice@corp.example"))],
+        &[("alice@corp.example", "alice")],
+    );
+    state.links.insert(
+        "h1".into(),
+        Link {
+            userid_key: "alice".into(),
+            userid: "alice".into(),
+            method: Method::Email,
+        },
+    );
+    assert!(plan(&state).is_empty());
+    if let Some(host) = state.host_users.get_mut("h1") {
+        host.email = email_key("alice.new@corp.example");
+    }
+    assert_eq!(
+        removed(&plan(&state)),
+        [("h1".into(), "alice".into(), Reason::EmailChanged)]
+    );
+
+    // Both mobiles known and different: the email is no proof.
+    let mut state = withheld(
+        &["alice"],
+        &[("h1", Some(A), Some("alice@corp.example"))],
+        &[("alice@corp.example", "alice")],
+    );
+    if let Some(member) = state.members.get_mut("alice") {
+        member.mobile = phone::normalize(B);
+    }
+    let plan = plan(&state);
+    assert!(plan.created.is_empty());
+    assert_eq!(plan.assessment.conflicts.len(), 1);
+}

@@ -30,6 +30,8 @@ pub struct HostUser {
 pub struct HostFacts {
     pub name: Option<String>,
     pub mobile: Option<String>,
+    /// Trimmed and lower-cased; only ever compared with what a WeCom email lookup answered.
+    pub email: Option<String>,
 }
 
 /// One link, as stored under its host user's id.
@@ -51,6 +53,8 @@ pub enum Method {
     /// The host application saw one of its users prove both identities (signed in with its
     /// own password inside WeCom) and recorded it with `link.put`.
     Login,
+    /// WeCom said whose the host user's email is (`user/get_userid_by_email`).
+    Email,
 }
 
 impl Method {
@@ -66,13 +70,44 @@ impl Method {
             Method::Name => "name",
             Method::Manual => "manual",
             Method::Login => "login",
+            Method::Email => "email",
         }
     }
 
     pub fn parse(text: &str) -> Option<Method> {
-        [Method::Phone, Method::Name, Method::Manual, Method::Login]
+        [
+            Method::Phone,
+            Method::Name,
+            Method::Manual,
+            Method::Login,
+            Method::Email,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == text)
+    }
+}
+
+/// What a WeCom userid lookup asks by: `user/getuserid` (a mobile) or
+/// `user/get_userid_by_email`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupKind {
+    Mobile,
+    Email,
+}
+
+impl LookupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupKind::Mobile => "mobile",
+            LookupKind::Email => "email",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LookupKind> {
+        [LookupKind::Mobile, LookupKind::Email]
             .into_iter()
-            .find(|m| m.as_str() == text)
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -88,6 +123,8 @@ pub enum Reason {
     PhoneChanged,
     /// A name link whose two names are no longer equal.
     NameChanged,
+    /// An email link whose host user's email changed, or that WeCom now gives to someone else.
+    EmailChanged,
     /// A name link whose two mobiles became known and differ.
     PhoneConflict,
     /// `orgsync unlink`.
@@ -105,6 +142,7 @@ impl Reason {
             Reason::HostUserRemoved => "host_user_removed",
             Reason::PhoneChanged => "phone_changed",
             Reason::NameChanged => "name_changed",
+            Reason::EmailChanged => "email_changed",
             Reason::PhoneConflict => "phone_conflict",
             Reason::ManualUnlink => "manual_unlink",
             Reason::ReplacedByManual => "replaced_by_manual",
@@ -190,6 +228,14 @@ impl HostUser {
             email: field("email", email)?,
         })
     }
+}
+
+/// An email as lookups compare it: trimmed and lower-cased, or `None` when it is not one.
+pub fn email_key(raw: &str) -> Option<String> {
+    let email = raw.trim();
+    let (local, domain) = email.split_once('@')?;
+    let usable = !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace);
+    usable.then(|| email.to_lowercase())
 }
 
 fn check(field: &'static str, value: &str, max: usize) -> Result<(), HostUserError> {

@@ -8,11 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 use crate::hashing::FastMap;
-use crate::model::host_user::{HostFacts, HostUser};
+use crate::model::host_user::{email_key, HostFacts, HostUser};
 
 /// What matching needs of every host user, by id.
 pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT id, name_norm, mobile_norm FROM host_users")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name_norm, mobile_norm, email FROM host_users")?;
     let mut rows = stmt.query([])?;
     let mut facts = FastMap::default();
     while let Some(row) = rows.next()? {
@@ -21,6 +22,10 @@ pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError
             HostFacts {
                 name: row.get(1)?,
                 mobile: row.get(2)?,
+                email: row
+                    .get::<_, Option<String>>(3)?
+                    .as_deref()
+                    .and_then(email_key),
             },
         );
     }

@@ -10,6 +10,7 @@ pub mod event_log;
 pub mod host_users;
 pub mod link_audit;
 pub mod links;
+pub mod lookups;
 pub mod mirror;
 pub mod runs;
 mod schema;

@@ -137,6 +137,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX link_audit_by_host_user ON link_audit (host_user_id);
     CREATE INDEX link_audit_by_member ON link_audit (userid_key);
     "#,
+    // 6: what WeCom answered to userid lookups (a mobile or an email of a host user), and the
+    // failed lookups of each day, which WeCom punishes with a day's block past a limit. The
+    // index lets the lookup worker see cheaply whether host users changed.
+    r#"
+    CREATE TABLE lookups (
+        kind         TEXT NOT NULL CHECK (kind IN ('mobile', 'email')),
+        value        TEXT NOT NULL,      -- the normalized mobile or email asked for
+        userid       TEXT,               -- as WeCom spells it; NULL when WeCom knew nobody (46004)
+        looked_up_at TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE lookup_days (
+        day        TEXT PRIMARY KEY,     -- YYYY-MM-DD in China time, as WeCom counts days
+        failures   INTEGER NOT NULL,
+        blocked_at TEXT                  -- WeCom refused lookups (45009) for the rest of the day
+    ) WITHOUT ROWID;
+    CREATE INDEX host_users_by_update ON host_users (updated_at);
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

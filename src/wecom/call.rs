@@ -22,10 +22,14 @@ pub enum Call {
     AuthGetUserInfo,
     /// `user/get`: one member.
     UserGet,
+    /// `user/getuserid`: whose a mobile is. The mobile is never part of the name.
+    UserGetUserId,
+    /// `user/get_userid_by_email`: whose an email is.
+    UserGetUserIdByEmail,
 }
 
 impl Call {
-    const COUNT: usize = 5;
+    const COUNT: usize = 7;
 
     /// The path under `/cgi-bin/`.
     pub fn path(self) -> &'static str {
@@ -35,7 +39,14 @@ impl Call {
             Call::UserList { .. } => "user/list",
             Call::AuthGetUserInfo => "auth/getuserinfo",
             Call::UserGet => "user/get",
+            Call::UserGetUserId => "user/getuserid",
+            Call::UserGetUserIdByEmail => "user/get_userid_by_email",
         }
+    }
+
+    /// A userid lookup, which WeCom blocks for the rest of the day past a failure limit.
+    pub fn is_lookup(self) -> bool {
+        matches!(self, Call::UserGetUserId | Call::UserGetUserIdByEmail)
     }
 
     fn index(self) -> usize {
@@ -45,6 +56,8 @@ impl Call {
             Call::UserList { .. } => 2,
             Call::AuthGetUserInfo => 3,
             Call::UserGet => 4,
+            Call::UserGetUserId => 5,
+            Call::UserGetUserIdByEmail => 6,
         }
     }
 
@@ -54,6 +67,8 @@ impl Call {
         Call::UserList { department_id: 0 },
         Call::AuthGetUserInfo,
         Call::UserGet,
+        Call::UserGetUserId,
+        Call::UserGetUserIdByEmail,
     ];
 }
 
@@ -67,7 +82,9 @@ impl fmt::Display for Call {
                 write!(f, "user/list (department {department_id})")
             }
             Call::AuthGetUserInfo => f.write_str("auth/getuserinfo"),
-            Call::UserGet => f.write_str("user/get"),
+            Call::UserGet | Call::UserGetUserId | Call::UserGetUserIdByEmail => {
+                f.write_str(self.path())
+            }
         }
     }
 }

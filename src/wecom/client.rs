@@ -18,7 +18,11 @@ use super::gate::RateGate;
 use super::secret::Secret;
 use super::token::{Token, TokenCache};
 use super::wire::{self, Reply};
+use crate::model::host_user::LookupKind;
 use crate::model::DepartmentId;
+
+/// A userid lookup that found nobody the app can see.
+const NOT_FOUND: i64 = 46004;
 
 /// Everything [`WecomClient::new`] needs. [`ClientSettings::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -289,6 +293,34 @@ impl WecomClient {
         Ok(super::pull::member(user, mirrored))
     }
 
+    /// `user/getuserid` (a mobile, as WeCom stores it) or `user/get_userid_by_email` (a
+    /// business email): whose it is, or `None` when WeCom knows nobody the app can see by it
+    /// (46004). A 45009 (the day's block, or a frequency limit) is returned at once, never
+    /// waited out: see [`Retry::after`]. The value appears in no error or log.
+    pub async fn lookup_userid(
+        &self,
+        kind: LookupKind,
+        value: &str,
+    ) -> Result<Option<String>, WecomError> {
+        let (call, body) = match kind {
+            LookupKind::Mobile => (Call::UserGetUserId, serde_json::json!({"mobile": value})),
+            LookupKind::Email => (
+                Call::UserGetUserIdByEmail,
+                serde_json::json!({"email": value, "email_type": 1}),
+            ),
+        };
+        match self.post::<wire::UserId>(call, &body).await {
+            Ok(reply) => Ok(Some(
+                reply
+                    .userid
+                    .filter(|userid| !userid.is_empty())
+                    .ok_or_else(|| missing(call, "userid"))?,
+            )),
+            Err(WecomError::Api { error, .. }) if error.errcode == NOT_FOUND => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `user/list?department_id=ID`: the members directly in that department.
     pub(crate) async fn user_list(
         &self,
@@ -311,12 +343,26 @@ impl WecomClient {
         call: Call,
         params: &[(&str, &str)],
     ) -> Result<T, WecomError> {
+        self.request(call, params, None).await
+    }
+
+    /// [`WecomClient::call`] as a POST of a JSON body that is not part of the call's name.
+    async fn post<T: Reply>(&self, call: Call, body: &serde_json::Value) -> Result<T, WecomError> {
+        self.request(call, &[], Some(body)).await
+    }
+
+    async fn request<T: Reply>(
+        &self,
+        call: Call,
+        params: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, WecomError> {
         let mut retry = Retry::new(&self.inner, call);
         let mut refreshed = false;
         loop {
             let token = self.inner.tokens.get(|| self.fetch_token()).await?;
             let sent_at = Instant::now();
-            match self.attempt(call, Some(&token), params).await {
+            match self.attempt(call, Some(&token), params, body).await {
                 Ok(reply) => return Ok(reply),
                 Err(Failure::Api(error)) if rejects_token(&error) => {
                     if refreshed {
@@ -343,7 +389,7 @@ impl WecomClient {
         let mut retry = Retry::new(&self.inner, call);
         loop {
             let sent_at = Instant::now();
-            match self.attempt::<wire::GetToken>(call, None, &[]).await {
+            match self.attempt::<wire::GetToken>(call, None, &[], None).await {
                 Ok(reply) => {
                     let token = reply
                         .access_token
@@ -373,11 +419,12 @@ impl WecomClient {
         call: Call,
         token: Option<&Token>,
         params: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
     ) -> Result<T, Failure> {
         self.inner.gate.wait().await;
         self.inner.counters.call(call);
         let started = Instant::now();
-        let result = self.send(call, token, params).await;
+        let result = self.send(call, token, params, body).await;
         debug!(
             endpoint = call.path(),
             ms = started.elapsed().as_millis() as u64,
@@ -393,13 +440,17 @@ impl WecomClient {
         call: Call,
         token: Option<&Token>,
         params: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, Failure> {
         let inner = &*self.inner;
         let url = inner
             .base
             .join(call.path())
             .map_err(|err| Failure::Malformed(err.to_string()))?;
-        let mut request = inner.http.get(url);
+        let mut request = match body {
+            Some(body) => inner.http.post(url).json(body),
+            None => inner.http.get(url),
+        };
         request = match call {
             Call::GetToken => request.query(&[
                 ("corpid", inner.corp_id.as_str()),
@@ -408,7 +459,10 @@ impl WecomClient {
             Call::DepartmentList { id: Some(id) } => request.query(&[("id", id)]),
             Call::DepartmentList { id: None } => request,
             Call::UserList { department_id } => request.query(&[("department_id", department_id)]),
-            Call::AuthGetUserInfo | Call::UserGet => request,
+            Call::AuthGetUserInfo
+            | Call::UserGet
+            | Call::UserGetUserId
+            | Call::UserGetUserIdByEmail => request,
         };
         request = request.query(params);
         if let Some(token) = token {
@@ -568,7 +622,11 @@ impl<'a> Retry<'a> {
                     }
                     ErrcodeClass::RateLimited => {
                         self.inner.counters.rate_limited();
-                        if self.rate_limit_waits >= self.inner.retry.max_rate_limit_waits {
+                        // For a lookup it may be the day's block, which pausing every other
+                        // call for a minute would not lift: the lookup pass stops instead.
+                        if call.is_lookup()
+                            || self.rate_limit_waits >= self.inner.retry.max_rate_limit_waits
+                        {
                             return Err(give_up());
                         }
                         self.rate_limit_waits += 1;

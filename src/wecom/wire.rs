@@ -73,6 +73,15 @@ pub(crate) struct UserInfo {
 }
 reply!(UserInfo);
 
+/// `user/getuserid`, `user/get_userid_by_email`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserId {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    pub userid: Option<String>,
+}
+reply!(UserId);
+
 /// `user/get`: one member's fields beside the errcode, read as two views of the one body
 /// (`#[serde(flatten)]` cannot carry the raw `extattr` text).
 #[derive(Debug)]

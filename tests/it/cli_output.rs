@@ -27,6 +27,7 @@ fn redacting(dir: Option<&Path>) -> insta::Settings {
         "[TIME]",
     );
     settings.add_filter(r"\b\d+(\.\d+)? (s|ms)\b", "[DURATION]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2} \(China time\)", "[DAY] (China time)");
     settings.add_filter(r"\bpid \d+", "pid [PID]");
     settings.add_filter(r"\b(127\.0\.0\.1|localhost):\d+", "$1:[PORT]");
     settings

@@ -20,6 +20,7 @@ mod failure_wecom;
 mod http_api;
 mod login;
 mod matching;
+mod matching_lookups;
 mod newcomer;
 mod pipeline;
 mod pull_dump;

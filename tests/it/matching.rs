@@ -382,7 +382,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     let report1 = report(&env).await;
     assert_eq!(
         report1["links"],
-        json!({"phone": 0, "name": 0, "manual": 1, "login": 0})
+        json!({"phone": 0, "name": 0, "manual": 1, "login": 0, "email": 0})
     );
     assert_eq!(
         pairs(&report1["manual_links_without_host_user"], "userid"),
@@ -393,7 +393,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     let report2 = report(&env).await;
     assert_eq!(
         report2["links"],
-        json!({"phone": 0, "name": 0, "manual": 1, "login": 0})
+        json!({"phone": 0, "name": 0, "manual": 1, "login": 0, "email": 0})
     );
     assert!(link_events(&env.events_since(before).await).is_empty());
 
@@ -464,7 +464,7 @@ async fn an_import_names_bad_rows_by_line_and_is_all_or_nothing_unless_told_to_s
     assert_eq!(report["host_users"]["total"], 3);
     assert_eq!(
         report["links"],
-        json!({"phone": 2, "name": 1, "manual": 0, "login": 0})
+        json!({"phone": 2, "name": 1, "manual": 0, "login": 0, "email": 0})
     );
 
     let jsonl = write(
@@ -508,9 +508,9 @@ async fn the_report_lists_ambiguous_names_with_both_sides_and_says_why_mobiles_a
     let text = stdout(&output);
     for expected in [
         "host users: 3 (1 linked, 1 ambiguous, 1 unmatched)",
-        "links:      0 by phone, 1 by name, 0 manual",
+        "links:      0 by phone, 0 by email, 1 by name, 0 manual",
         "Note: WeCom withheld members' mobiles: this app was created on or after 2022-06-20",
-        "`orgsync link HOST_ID USERID`",
+        "orgsync asks WeCom whose each unlinked host user's mobile or email is instead",
         "Ambiguous names (link the right pairs with `orgsync link`): 1\n  王芳\n    member    wangfang 王芳\n    member    wangfang2 王芳\n    host user 1 王芳 13800138000\n",
         "Unmatched host users: 1\n  3 Zhang\n",
     ] {

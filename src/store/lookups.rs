@@ -1,0 +1,153 @@
+//! What WeCom answered when asked whose a mobile or an email is, and how many of those questions
+//! failed each day.
+//!
+//! A cached answer is kept by the value asked for, not by host user: two host users with one
+//! mobile cost one call, and a host user whose mobile changes is asked about again because the
+//! new value has no answer yet. A hit (a userid) stands until it is rechecked; a miss (WeCom knew
+//! nobody) is asked again once it is older than its time to live.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::hashing::FastMap;
+use crate::model::host_user::LookupKind;
+
+/// One cached answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// As WeCom spells it; `None` when WeCom knew nobody.
+    pub userid: Option<String>,
+    pub looked_up_at: DateTime<Utc>,
+}
+
+/// Every cached answer, by what was asked.
+pub fn load(conn: &Connection) -> Result<FastMap<(LookupKind, String), Answer>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT kind, value, userid, looked_up_at FROM lookups")?;
+    let mut rows = stmt.query([])?;
+    let mut answers = FastMap::default();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(0)?;
+        let at: String = row.get(3)?;
+        // A row this version cannot read is asked about again rather than trusted.
+        let (Some(kind), Ok(at)) = (LookupKind::parse(&kind), DateTime::parse_from_rfc3339(&at))
+        else {
+            continue;
+        };
+        answers.insert(
+            (kind, row.get(1)?),
+            Answer {
+                userid: row.get(2)?,
+                looked_up_at: at.with_timezone(&Utc),
+            },
+        );
+    }
+    Ok(answers)
+}
+
+/// The hits only: (kind, value, userid).
+pub fn hits(conn: &Connection) -> Result<Vec<(LookupKind, String, String)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT kind, value, userid FROM lookups WHERE userid IS NOT NULL")?;
+    let mut rows = stmt.query([])?;
+    let mut hits = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(0)?;
+        if let Some(kind) = LookupKind::parse(&kind) {
+            hits.push((kind, row.get(1)?, row.get(2)?));
+        }
+    }
+    Ok(hits)
+}
+
+pub fn record(
+    conn: &Connection,
+    kind: LookupKind,
+    value: &str,
+    userid: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO lookups (kind, value, userid, looked_up_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![kind.as_str(), value, userid, now.to_rfc3339()])?;
+    Ok(())
+}
+
+/// How many cached answers there are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheCounts {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+pub fn counts(conn: &Connection) -> Result<CacheCounts, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(userid), count(*) - count(userid) FROM lookups",
+        [],
+        |r| {
+            Ok(CacheCounts {
+                hits: count(r.get(0)?),
+                misses: count(r.get(1)?),
+            })
+        },
+    )?)
+}
+
+/// One day's failed lookups (days in China time, as WeCom counts them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Day {
+    pub day: String,
+    pub failures: u64,
+    /// When WeCom refused lookups for the rest of the day, if it did.
+    pub blocked_at: Option<String>,
+}
+
+pub fn day(conn: &Connection, day: &str) -> Result<Day, StoreError> {
+    let found = conn
+        .prepare_cached("SELECT failures, blocked_at FROM lookup_days WHERE day = ?1")?
+        .query_row([day], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (failures, blocked_at) = found.unwrap_or((0, None));
+    Ok(Day {
+        day: day.to_owned(),
+        failures: count(failures),
+        blocked_at,
+    })
+}
+
+/// Counts `failures` more failed lookups on `day`, forgetting earlier days.
+pub fn count_failures(conn: &Connection, day: &str, failures: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM lookup_days WHERE day <> ?1")?
+        .execute([day])?;
+    conn.prepare_cached(
+        "INSERT INTO lookup_days (day, failures) VALUES (?1, ?2)
+         ON CONFLICT (day) DO UPDATE SET failures = failures + excluded.failures",
+    )?
+    .execute(params![day, i64::try_from(failures).unwrap_or(i64::MAX)])?;
+    Ok(())
+}
+
+/// Records that WeCom refused lookups on `day`: none are made again until the next day.
+pub fn block(conn: &Connection, day: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    count_failures(conn, day, 0)?;
+    conn.prepare_cached("UPDATE lookup_days SET blocked_at = ?2 WHERE day = ?1")?
+        .execute(params![day, now.to_rfc3339()])?;
+    Ok(())
+}
+
+/// Changes whenever a host user is added, changed or removed: the lookup worker compares it
+/// to decide whether there may be someone new to look up, without loading the set.
+pub fn host_users_fingerprint(conn: &Connection) -> Result<(i64, Option<String>), StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*), max(updated_at) FROM host_users",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+/// SQLite counts are never negative.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}

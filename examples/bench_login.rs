@@ -18,6 +18,8 @@
 //! linked to them or `null`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
+#[path = "support/sim.rs"]
+mod sim;
 #[path = "support/tenant.rs"]
 mod tenant;
 
@@ -30,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
+use sim::Sim;
 use tenant::Tenant;
 
 #[derive(Parser)]
@@ -327,59 +330,7 @@ impl Connection {
     }
 }
 
-/// The standalone simulator's control endpoints, `/_sim/`.
-struct Sim {
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    base: String,
-}
-
 impl Sim {
-    fn new(base: &str) -> Sim {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Sim {
-            runtime,
-            http: reqwest::Client::new(),
-            base: base.to_owned(),
-        }
-    }
-
-    /// `GET /_sim/directory`.
-    fn directory(&self) -> Value {
-        self.runtime.block_on(async {
-            let response = self
-                .http
-                .get(format!("{}/_sim/directory", self.base))
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
-            response.json().await.unwrap()
-        })
-    }
-
-    /// Sets the simulator's `latency_ms` with `PUT /_sim/directory`.
-    fn set_latency(&self, latency_ms: u64) {
-        let mut directory = self.directory();
-        if directory["latency_ms"].as_u64().unwrap_or(0) == latency_ms {
-            return;
-        }
-        directory["latency_ms"] = json!(latency_ms);
-        self.runtime.block_on(async {
-            let response = self
-                .http
-                .put(format!("{}/_sim/directory", self.base))
-                .json(&directory)
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
-        });
-    }
-
     /// `POST /_sim/login_code` for each person.
     fn login_codes(&self, people: Vec<Person>) -> Vec<Login> {
         let url = format!("{}/_sim/login_code", self.base);

@@ -50,11 +50,22 @@ impl Tenant {
     /// Serves a generated company of `members`, writes a config (with `extra` appended) and the
     /// files it names (`(name, content)`), and syncs it once.
     pub fn synced(members: usize, extra: &str, files: &[(&str, &str)]) -> Tenant {
+        Tenant::synced_with(members, &[], extra, files)
+    }
+
+    /// [`Tenant::synced`] with more `orgsync simulator` arguments.
+    pub fn synced_with(
+        members: usize,
+        simulator_args: &[&str],
+        extra: &str,
+        files: &[(&str, &str)],
+    ) -> Tenant {
         let dir = tempfile::tempdir().unwrap();
         let mut simulator = Reaped(
             orgsync_command()
                 .args(["simulator", "--listen", "127.0.0.1:0", "--members"])
                 .arg(members.to_string())
+                .args(simulator_args)
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("the release binary: run `cargo build --release --bin orgsync` first"),

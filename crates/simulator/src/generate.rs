@@ -45,6 +45,8 @@ impl Directory {
         );
         let mut directory = Directory::new(format!("ww{:016x}", rng.next_u64()), secret(&mut rng));
         directory.contact_sync_secret = Some(secret(&mut rng));
+        // A corp's headcount limit is never below its headcount.
+        directory.headcount_limit = directory.headcount_limit.max(members as u64);
         directory.departments[0].name = company;
         directory.departments[0].name_en = Some("Example Corp".into());
         directory.departments[0].order = 100_000_000;

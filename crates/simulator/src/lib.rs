@@ -8,6 +8,8 @@
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
 //! (errcodes, HTTP errors, bad or hand-written bodies, closed or reset connections, delays,
 //! hangs) can be scripted per endpoint, and every call is counted and logged with its query.
+//! [`CallbackEncryptor`], [`ContactEvent`] and [`envelope_xml`] build contact-change callbacks
+//! encrypted and signed as WeCom sends them.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -21,6 +23,8 @@
 //! ```
 
 mod api;
+mod callback_crypto;
+mod callback_xml;
 mod control;
 mod directory;
 mod endpoint;
@@ -48,6 +52,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use callback_crypto::{CallbackEncryptor, CallbackKeyError, SealedCallback};
+pub use callback_xml::{envelope_xml, ContactEvent, Payload};
 pub use directory::{
     Directory, DirectoryError, ExtAttr, ExtAttrItem, ExtText, ExtWeb, Gender, SimDepartment,
     SimUser,

@@ -1,7 +1,6 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
-pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod daemon;

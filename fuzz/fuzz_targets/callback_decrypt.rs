@@ -12,7 +12,7 @@ use aes::cipher::{Array, BlockModeEncrypt, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use orgsync::callback::{CallbackCrypto, CryptoError, Signed};
+use orgsync::wecom::callback::{CallbackCrypto, CryptoError, Signed};
 
 const TOKEN: &str = "QDG6eK";
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orgsync::callback::{parse_envelope, parse_event, ContactChange, EventKind};
+use orgsync::wecom::callback::{parse_envelope, parse_event, ContactChange, EventKind};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(envelope) = parse_envelope(data) {

@@ -2,9 +2,11 @@
 //!
 //! [`WecomClient`] owns the HTTP connection pool, the access token and the retry policy;
 //! [`pull`] reads the department subtree and every member in it into a
-//! [`Snapshot`](crate::model::Snapshot), all or nothing.
+//! [`Snapshot`](crate::model::Snapshot), all or nothing. [`callback`] reads what WeCom pushes:
+//! contact-change callbacks, signed and encrypted.
 
 mod call;
+pub mod callback;
 mod client;
 mod errcode;
 mod error;

@@ -5,12 +5,12 @@
 //! unknown is a change from `null`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Department, DepartmentId, Member, Snapshot};
+use crate::model::{userid_key, Department, DepartmentId, Member, Snapshot};
 
 /// One attribute's old and new value, as it appears under `changes` in an event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,8 +46,22 @@ pub struct Changeset {
     pub members_updated: Vec<MemberUpdate>,
     /// The last known state of each member who left.
     pub members_left: Vec<Member>,
+    /// Keys of the members in `members_left` whom WeCom confirmed deleted (`user/get` answered
+    /// that the userid does not exist); the others left for a reason not asked.
+    pub confirmed_deleted: BTreeSet<String>,
+    /// Members who kept their place under a new userid (a callback announced the rename).
+    pub members_renamed: Vec<MemberRename>,
     /// Children before parents; the last known state of each.
     pub departments_deleted: Vec<Department>,
+}
+
+/// A member under a new userid.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberRename {
+    /// As WeCom spelled it before.
+    pub previous_userid: String,
+    /// As it is now, under the new userid.
+    pub member: Member,
 }
 
 impl Changeset {
@@ -57,7 +71,28 @@ impl Changeset {
             && self.members_joined.is_empty()
             && self.members_updated.is_empty()
             && self.members_left.is_empty()
+            && self.members_renamed.is_empty()
             && self.departments_deleted.is_empty()
+    }
+
+    /// Turns each announced rename (old userid, new userid) whose old member left and whose
+    /// new member joined into one renamed member: the person kept their place.
+    pub fn pair_renames<'a>(&mut self, renames: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (old, new) in renames {
+            let (old, new) = (userid_key(old), userid_key(new));
+            let left = self.members_left.iter().position(|m| m.key() == old);
+            let joined = self.members_joined.iter().position(|m| m.key() == new);
+            let (Some(left), Some(joined)) = (left, joined) else {
+                continue;
+            };
+            let previous = self.members_left.remove(left);
+            self.confirmed_deleted.remove(&old);
+            let member = self.members_joined.remove(joined);
+            self.members_renamed.push(MemberRename {
+                previous_userid: previous.userid,
+                member,
+            });
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub enum EventType {
     MemberJoined,
     MemberUpdated,
     MemberLeft,
+    MemberRenamed,
     LinkCreated,
     LinkRemoved,
     SyncCompleted,
@@ -32,13 +33,14 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 12] = [
         EventType::DepartmentCreated,
         EventType::DepartmentUpdated,
         EventType::DepartmentDeleted,
         EventType::MemberJoined,
         EventType::MemberUpdated,
         EventType::MemberLeft,
+        EventType::MemberRenamed,
         EventType::LinkCreated,
         EventType::LinkRemoved,
         EventType::SyncCompleted,
@@ -54,6 +56,7 @@ impl EventType {
             EventType::MemberJoined => "orgsync.member.joined",
             EventType::MemberUpdated => "orgsync.member.updated",
             EventType::MemberLeft => "orgsync.member.left",
+            EventType::MemberRenamed => "orgsync.member.renamed",
             EventType::LinkCreated => "orgsync.link.created",
             EventType::LinkRemoved => "orgsync.link.removed",
             EventType::SyncCompleted => "orgsync.sync.completed",
@@ -143,6 +146,18 @@ pub enum ChangeData<'a> {
         member: &'a Member,
         changes: &'a FieldChanges,
     },
+    MemberRenamed {
+        userid: &'a str,
+        previous_userid: &'a str,
+        member: &'a Member,
+    },
+    MemberLeft {
+        userid: &'a str,
+        member: &'a Member,
+        /// `deleted` (WeCom said the userid does not exist), `out_of_scope` (outside the app's
+        /// visible range) or `unknown` (gone from a full pull, not asked).
+        reason: &'static str,
+    },
 }
 
 /// The `data` of `orgsync.sync.completed`.
@@ -187,6 +202,7 @@ pub struct ChangeCounts {
     pub members_joined: usize,
     pub members_updated: usize,
     pub members_left: usize,
+    pub members_renamed: usize,
 }
 
 impl ChangeCounts {
@@ -198,6 +214,7 @@ impl ChangeCounts {
             members_joined: changes.members_joined.len(),
             members_updated: changes.members_updated.len(),
             members_left: changes.members_left.len(),
+            members_renamed: changes.members_renamed.len(),
         }
     }
 }
@@ -307,13 +324,30 @@ pub fn changeset_drafts(
             },
         )
     });
+    let renamed = changes.members_renamed.iter().map(move |rename| {
+        member(
+            EventType::MemberRenamed,
+            &rename.member,
+            ChangeData::MemberRenamed {
+                userid: &rename.member.userid,
+                previous_userid: &rename.previous_userid,
+                member: &rename.member,
+            },
+        )
+    });
     let left = changes.members_left.iter().map(move |m| {
+        let reason = if changes.confirmed_deleted.contains(&m.key()) {
+            "deleted"
+        } else {
+            "unknown"
+        };
         member(
             EventType::MemberLeft,
             m,
-            ChangeData::Member {
+            ChangeData::MemberLeft {
                 userid: &m.userid,
                 member: m,
+                reason,
             },
         )
     });
@@ -327,6 +361,7 @@ pub fn changeset_drafts(
     created
         .chain(updated)
         .chain(joined)
+        .chain(renamed)
         .chain(members_updated)
         .chain(left)
         .chain(deleted)

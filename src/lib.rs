@@ -1,6 +1,7 @@
 //! orgsync mirrors a WeCom contact directory into SQLite and publishes every change as a
 //! CloudEvents JSON line on a Unix socket.
 
+pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -26,4 +27,5 @@ pub mod status;
 pub mod store;
 pub mod strict_json;
 pub mod sync;
+pub mod targeted;
 pub mod wecom;

@@ -3,7 +3,8 @@
 //! the scheduler queue them, so both live here, below all of them.
 //!
 //! Requests coalesce: however many arrive while a run is in progress, exactly one follow-up
-//! run is queued, carrying the trigger of the first of them.
+//! run is queued, carrying the trigger of the first of them, except that a request for a full
+//! run replaces a queued callback run: the full run covers the callbacks too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,6 +22,8 @@ pub enum Trigger {
     Socket,
     Cli,
     Startup,
+    /// WeCom contact-change callbacks: a targeted run over what they name.
+    Callback,
 }
 
 impl Trigger {
@@ -31,7 +34,13 @@ impl Trigger {
             Trigger::Socket => "socket",
             Trigger::Cli => "cli",
             Trigger::Startup => "startup",
+            Trigger::Callback => "callback",
         }
+    }
+
+    /// A full pull; the other kind, [`Trigger::Callback`], re-reads only what callbacks named.
+    pub fn is_full(self) -> bool {
+        self != Trigger::Callback
     }
 }
 
@@ -50,6 +59,7 @@ impl FromStr for Trigger {
             Trigger::Socket,
             Trigger::Cli,
             Trigger::Startup,
+            Trigger::Callback,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
@@ -67,7 +77,10 @@ impl SyncQueue {
     /// Asks for a run. Returns false when one was already queued (this request merged into it).
     pub fn request(&self, trigger: Trigger) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let queued = pending.is_none();
+        let queued = match *pending {
+            None => true,
+            Some(queued) => !queued.is_full() && trigger.is_full(),
+        };
         if queued {
             *pending = Some(trigger);
         }
@@ -116,5 +129,15 @@ mod tests {
         assert!(!queue.request(Trigger::Schedule));
         assert_eq!(queue.next().await, Trigger::Socket);
         assert!(!queue.is_pending());
+    }
+
+    #[tokio::test]
+    async fn a_full_run_replaces_a_queued_callback_run_and_not_the_other_way() {
+        let queue = SyncQueue::default();
+        assert!(queue.request(Trigger::Callback));
+        assert!(!queue.request(Trigger::Callback));
+        assert!(queue.request(Trigger::Schedule));
+        assert!(!queue.request(Trigger::Callback));
+        assert_eq!(queue.next().await, Trigger::Schedule);
     }
 }

@@ -27,12 +27,15 @@ use crate::guard::{self, Hold, Limits};
 use crate::matching;
 use crate::matching::apply::LinkChanges;
 use crate::memory;
+use std::collections::BTreeSet;
+
 use crate::model::{Department, DepartmentId, Snapshot};
 use crate::pull_dump;
 use crate::queue::Trigger;
 use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
-use crate::store::{event_log, mirror, Store, StoreError};
+use crate::store::{callbacks, event_log, mirror, Store, StoreError};
+use crate::targeted::{self, Scope};
 use crate::wecom::{self, ApiError, Progress, PullError, WecomClient, WecomError, REFUSAL_HOLD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,26 +261,37 @@ impl Syncer {
         mode: Mode,
         stop: impl Future<Output = ()>,
     ) -> Result<RunReport, SyncError> {
-        let (run, refusal) = match mode {
+        let (run, refusal, pending) = match mode {
             Mode::DryRun => (
                 None,
                 self.reading(|store| token_refusal::last(store.conn()))
                     .await?,
+                Vec::new(),
             ),
             Mode::Apply | Mode::Force => {
                 let corp_id = self.source.corp_id().to_owned();
-                let (run, refusal) = self
+                let (run, refusal, pending) = self
                     .blocking(move |store| {
                         store.bind_corp(&corp_id)?;
                         event_log::check(store.conn())?;
                         runs::mark_interrupted(store.conn())?;
                         let refusal = token_refusal::last(store.conn())?;
-                        Ok((runs::begin(store.conn(), trigger)?, refusal))
+                        let pending = callbacks::pending(store.conn())?;
+                        Ok((runs::begin(store.conn(), trigger)?, refusal, pending))
                     })
                     .await?;
-                (Some(run), refusal)
+                (Some(run), refusal, pending)
             }
         };
+        // Every callback that arrived before this run's pull is covered by it: a full pull reads
+        // everything, a callback run what they name.
+        let covered = pending.last().map(|callback| callback.id);
+        let scope = match trigger {
+            Trigger::Callback => targeted::scope(&pending),
+            _ => Scope::Full,
+        };
+        let renames = targeted::renames(&pending);
+        drop(pending);
         self.hold_refusal(refusal).await;
         match run {
             Some(run) => tracing::info!(run, %trigger, "sync started"),
@@ -285,13 +299,18 @@ impl Syncer {
         }
 
         let started = Instant::now();
+        let calls_before = self.client.stats();
         let pulled = tokio::select! {
-            pulled = wecom::pull(&self.client, self.root_department, self.concurrency, log_progress()) => pulled.map_err(SyncError::Pull),
+            pulled = self.fetch(scope) => pulled,
             () = stop => Err(SyncError::Shutdown),
         };
         let pull_ms = millis(started.elapsed());
-        let pull = match pulled {
-            Ok(pull) => pull,
+        let Fetched {
+            snapshot,
+            ignored,
+            deleted,
+        } = match pulled {
+            Ok(pulled) => pulled,
             Err(error) => {
                 return match run {
                     None => Err(error),
@@ -299,12 +318,7 @@ impl Syncer {
                 };
             }
         };
-        let api_calls = pull.stats.calls.total_calls();
-        let ignored = Ignored {
-            ignored_departments: pull.stats.ignored_departments,
-            ignored_memberships: pull.stats.ignored_memberships,
-        };
-        let snapshot = pull.snapshot;
+        let api_calls = self.client.stats().since(&calls_before).total_calls();
         let limits = self.limits;
         let source = self.source.clone();
 
@@ -336,7 +350,13 @@ impl Syncer {
         };
 
         let force = mode == Mode::Force;
-        let pulled = Pulled { snapshot, ignored };
+        let pulled = Pulled {
+            snapshot,
+            ignored,
+            covered,
+            renames,
+            deleted,
+        };
         let outcome = self
             .blocking(move |store| apply(store, &source, run, trigger, pulled, limits, force))
             .await;
@@ -352,6 +372,49 @@ impl Syncer {
             Ok(Applied::Held { hold, pending }) => Ok(RunReport::Held { run, hold, pending }),
             Err(error) => self.record_failure(run, trigger, error).await,
         }
+    }
+
+    /// What the run compares the mirror with: a full pull, or the mirror with the members the
+    /// callbacks named read again ([`targeted`]).
+    async fn fetch(&self, scope: Scope) -> Result<Fetched, SyncError> {
+        let userids = match scope {
+            Scope::Full => {
+                let pull = wecom::pull(
+                    &self.client,
+                    self.root_department,
+                    self.concurrency,
+                    log_progress(),
+                )
+                .await
+                .map_err(SyncError::Pull)?;
+                let ignored = Ignored {
+                    ignored_departments: pull.stats.ignored_departments,
+                    ignored_memberships: pull.stats.ignored_memberships,
+                };
+                return Ok(Fetched {
+                    snapshot: pull.snapshot,
+                    ignored,
+                    deleted: BTreeSet::new(),
+                });
+            }
+            Scope::Members(userids) => userids,
+            Scope::Nothing => Default::default(),
+        };
+        let mirror = self.blocking(|store| mirror::load(store.conn())).await?;
+        let (snapshot, reread) = targeted::reread(&self.client, mirror, &userids, self.concurrency)
+            .await
+            .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
+        tracing::info!(
+            members_read = reread.members_read,
+            deleted = reread.deleted.len(),
+            out_of_range = reread.out_of_range,
+            "read the members named by callbacks"
+        );
+        Ok(Fetched {
+            snapshot,
+            ignored: Ignored::default(),
+            deleted: reread.deleted,
+        })
     }
 
     /// Makes the client hold a `gettoken` refusal that an earlier process recorded for the same
@@ -479,10 +542,24 @@ enum Applied {
     },
 }
 
-/// A pull as a run applies it.
-struct Pulled {
+/// What a run compares the mirror with.
+struct Fetched {
     snapshot: Snapshot,
     ignored: Ignored,
+    /// Keys of members WeCom confirmed deleted.
+    deleted: BTreeSet<String>,
+}
+
+/// A pull as a run applies it.
+struct Pulled {
+    /// Keys of members WeCom confirmed deleted.
+    deleted: BTreeSet<String>,
+    snapshot: Snapshot,
+    ignored: Ignored,
+    /// The newest callback the run covers, marked applied with its commit.
+    covered: Option<i64>,
+    /// Renames announced by the callbacks the run covers.
+    renames: Vec<targeted::Rename>,
 }
 
 /// The write transaction of a run: diff against the mirror as it is now, then either apply
@@ -500,6 +577,9 @@ fn apply(
     let Pulled {
         snapshot: pulled,
         ignored,
+        covered,
+        renames,
+        deleted,
     } = pulled;
     let mut lap = Lap::start();
     let mut applied = store.write(|tx| {
@@ -512,7 +592,9 @@ fn apply(
         let (comparison, mirrored_departments) = compare(tx, pulled)?;
         stats.load_ms = lap.next();
         let mirrored = comparison.mirrored_members();
-        let changes = comparison.finish(&mirrored_departments);
+        let mut changes = comparison.finish(&mirrored_departments);
+        changes.confirmed_deleted = deleted;
+        changes.pair_renames(renames.iter().map(|r| (r.old.as_str(), r.new.as_str())));
         let pending = ChangeCounts::of(&changes);
         let now = Utc::now();
         let hold = guard::check(limits, mirrored, members, &changes);
@@ -567,6 +649,9 @@ fn apply(
             forced: force && hold.is_some(),
         };
         runs::finish(tx, run, Outcome::Completed, &detail)?;
+        if let Some(covered) = covered {
+            callbacks::applied(tx, covered, run, now)?;
+        }
         stats.events_ms += lap.next();
         Ok(Applied::Completed { counts, stats })
     })?;

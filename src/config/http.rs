@@ -239,7 +239,7 @@ impl HttpConfig {
     }
 }
 
-fn read_token(path: &Path) -> Result<Secret, String> {
+pub(super) fn read_token(path: &Path) -> Result<Secret, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.take(MAX_TOKEN_FILE_BYTES + 1)

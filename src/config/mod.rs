@@ -9,6 +9,7 @@
 //! Loading collects [`ConfigWarning`]s instead of logging them, because logging is set up from
 //! the `[log]` section of the very config being loaded: log them once it is.
 
+mod callback;
 mod error;
 mod http;
 mod secret;
@@ -21,6 +22,7 @@ use std::fs;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 use figment::providers::{Env, Format, Toml};
@@ -30,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::DepartmentId;
 use crate::schedule::{Schedule, ScheduleError};
+use crate::wecom::callback::CallbackCrypto;
+pub use callback::CallbackConfig;
 pub use error::{ConfigError, Origin, SecretFileProblem};
 pub use http::{HttpConfig, HttpToken, HttpTokenConfig, TokenScope, MIN_TOKEN_CHARS};
 use secret::Secret;
@@ -54,12 +58,17 @@ pub struct Config {
     pub events: EventsConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
+    pub callback: CallbackConfig,
     /// `None` only when loaded by [`Config::load_without_secret`].
     #[serde(skip)]
     secret: Option<(Secret, SecretSource)>,
     /// The HTTP API's bearer tokens; empty when loaded without secrets.
     #[serde(skip)]
     http_tokens: Vec<HttpToken>,
+    /// The callbacks' token and key, checked; `None` when callbacks are off or the config was
+    /// loaded without secrets.
+    #[serde(skip)]
+    callback_crypto: Option<Arc<CallbackCrypto>>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -319,6 +328,7 @@ struct FileConfig {
     events: EventsConfig,
     log: LogConfig,
     http: HttpConfig,
+    callback: CallbackConfig,
 }
 
 impl Config {
@@ -390,10 +400,14 @@ impl Config {
             .extract()
             .map_err(|error| error::from_figment(error, at))?;
         let file = file.validate(base_dir, at)?;
-        let http_tokens = if read_secret {
-            file.http.read_tokens(credentials_dir, at)?
+        let (http_tokens, callback_crypto) = if read_secret {
+            (
+                file.http.read_tokens(credentials_dir, at)?,
+                file.callback
+                    .read_crypto(&file.wecom.corp_id, credentials_dir, at)?,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let (secret, warnings) = if read_secret {
             let resolved = secret::resolve(
@@ -415,8 +429,10 @@ impl Config {
             events: file.events,
             log: file.log,
             http: file.http,
+            callback: file.callback,
             secret,
             http_tokens,
+            callback_crypto,
             warnings,
         })
     }
@@ -434,6 +450,12 @@ impl Config {
     /// The HTTP API's bearer tokens (none when loaded without secrets). Never log them.
     pub fn http_tokens(&self) -> &[HttpToken] {
         &self.http_tokens
+    }
+
+    /// What verifies and decrypts callbacks, when `callback.listen` is set (and the config was
+    /// loaded with its secrets).
+    pub fn callback_crypto(&self) -> Option<&Arc<CallbackCrypto>> {
+        self.callback_crypto.as_ref()
     }
 
     pub fn warnings(&self) -> &[ConfigWarning] {
@@ -604,6 +626,7 @@ impl FileConfig {
         check_log_level(&self.log.level).map_err(|reason| invalid("log.level", reason))?;
 
         self.http.validate(base_dir, at)?;
+        self.callback.validate(base_dir, at)?;
 
         Ok(self)
     }

@@ -7,6 +7,8 @@
 //! - the HTTP API ([`crate::http`]), when `http.listen` is set, serves the same over HTTP;
 //! - [`head_watcher`] publishes new events committed by other processes;
 //! - [`pruner`] drops events past `events.retention_days`;
+//! - the callback receiver ([`crate::callback`]), when `callback.listen` is set, records WeCom's
+//!   contact-change callbacks, and its debounce queues callback runs;
 //! - [`lookups`] asks WeCom whose unlinked host users' mobiles and emails are, for matching;
 //! - [`signals`] turns signals into requests and keeps systemd informed ([`notify`]).
 //!
@@ -29,6 +31,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::callback;
 use crate::config::{Config, ConfigError};
 use crate::events::EventSource;
 use crate::http::{self, HttpContext, HttpError, TlsReloader, Tokens};
@@ -36,7 +39,7 @@ use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::{Schedule, ScheduleError, Scheduler};
 use crate::service::login::Login;
 use crate::socket::{self, ServerContext, SocketError};
-use crate::store::{event_log, mirror, runs, Store, StoreError};
+use crate::store::{callbacks, event_log, mirror, runs, Store, StoreError};
 use crate::sync::{SyncError, Syncer};
 use crate::wecom::WecomError;
 use shared::{local_time, read, write, Live, Shared};
@@ -71,6 +74,9 @@ pub enum DaemonError {
 
 /// A running daemon, for `orgsync run` and for `orgsync demo` and the tests, which drive it
 /// in-process.
+/// How long a callback client (WeCom, through the reverse proxy) may take for its headers.
+const CALLBACK_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Daemon {
     shared: Arc<Shared>,
     config_path: Option<PathBuf>,
@@ -92,6 +98,8 @@ struct StoreState {
     /// The last run was stopped by a shutdown or a crash.
     cut_short: bool,
     last_completed: Option<chrono::DateTime<Utc>>,
+    /// Callbacks recorded and not yet applied.
+    pending_callbacks: u64,
 }
 
 impl Daemon {
@@ -126,6 +134,12 @@ impl Daemon {
             .as_ref()
             .zip(http_settings.as_ref())
             .and_then(|(listener, settings)| listener.tls_reloader(settings));
+        let callback_listener = match (config.callback.listen_addr(), config.callback_crypto()) {
+            (Some(addr), Some(_)) => {
+                Some(http::bind_plain(addr, "callback.listen", "callback").await?)
+            }
+            _ => None,
+        };
         let (http_tokens, http_tokens_rx) =
             watch::channel(Arc::new(Tokens::new(config.http_api_tokens())));
         let queue = Arc::new(SyncQueue::default());
@@ -141,6 +155,10 @@ impl Daemon {
             (Some(last), Some(period)) => now - last > period,
             (Some(_), None) => false,
         };
+        if store.pending_callbacks > 0 {
+            // Recorded before the last stop and not yet applied; a start-up sync covers them too.
+            queue.request(Trigger::Callback);
+        }
         let activity = if store.empty || stale || store.cut_short {
             tracing::info!(
                 empty = store.empty,
@@ -164,6 +182,9 @@ impl Daemon {
             activity: watch::Sender::new(activity),
             identity,
             lookups_wanted: tokio::sync::Notify::new(),
+            callback_counters: callback_listener
+                .as_ref()
+                .map(|_| Arc::new(callback::Counters::default())),
             fatal: watch::Sender::new(None),
         });
         let status_shared = shared.clone();
@@ -205,6 +226,35 @@ impl Daemon {
             tasks.push(tokio::spawn(http::serve(
                 listener,
                 context,
+                shutdown_rx.clone(),
+            )));
+        }
+        if let (Some(listener), Some(crypto), Some(counters)) = (
+            callback_listener,
+            config.callback_crypto(),
+            shared.callback_counters.clone(),
+        ) {
+            let debounce = Arc::new(callback::debounce::Debounce::default());
+            let context = Arc::new(callback::CallbackContext {
+                store_path: config.store.path.clone(),
+                crypto: crypto.clone(),
+                counters,
+                debounce: debounce.clone(),
+            });
+            let limits = http::Limits {
+                max_connections: config.callback.max_connections,
+                header_timeout: CALLBACK_HEADER_TIMEOUT,
+            };
+            tasks.push(tokio::spawn(http::serve_router(
+                listener,
+                callback::router(&config.callback.path, context),
+                limits,
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(callback::debounce::run(
+                debounce,
+                queue.clone(),
+                callback::debounce::DEBOUNCE,
                 shutdown_rx.clone(),
             )));
         }
@@ -307,6 +357,12 @@ impl Daemon {
                         .to_owned(),
                 );
             }
+            if old.callback != config.callback {
+                restart_needed.push(
+                    "the [callback] settings changed in the file; the callback receiver keeps                      the ones in use (and its token and key) until a restart"
+                        .to_owned(),
+                );
+            }
             if old.http != config.http {
                 let mut listening = old.http.clone();
                 listening.tokens.clone_from(&config.http.tokens);
@@ -392,6 +448,7 @@ async fn read_store_state(path: PathBuf) -> Result<StoreState, DaemonError> {
                 empty: mirror::counts(conn)?.members == 0,
                 cut_short: runs::last_was_cut_short(conn)?,
                 last_completed: runs::last_completed_at(conn)?,
+                pending_callbacks: callbacks::pending_count(conn)?,
             })
         });
         state.map_err(|e| store.explain(e))

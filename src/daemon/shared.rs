@@ -2,6 +2,7 @@
 //! on SIGHUP), the sync queue, the event head, and what the daemon is doing right now.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::queue::{SyncQueue, Trigger};
 use crate::schedule::Schedule;
 use crate::status;
-use crate::store::{Store, BUSY_TIMEOUT};
+use crate::store::{callbacks, Store, BUSY_TIMEOUT};
 use crate::sync::Syncer;
 
 /// What the daemon is doing right now, for status replies.
@@ -41,6 +42,8 @@ pub struct Shared {
     pub identity: Identity,
     /// Wakes the userid lookups (after a completed run).
     pub lookups_wanted: tokio::sync::Notify,
+    /// What the callback receiver has seen, when it runs.
+    pub callback_counters: Option<std::sync::Arc<crate::callback::Counters>>,
     /// Set when the daemon cannot go on (its store was replaced): it then stops with an error.
     pub fatal: watch::Sender<Option<String>>,
 }
@@ -99,6 +102,13 @@ impl Shared {
             "retry": live.retry.map(|(attempt, at)| json!({"attempt": attempt, "at": at.to_rfc3339()})),
             "reload_rejected": live.reload_rejected.as_ref().map(|(at, error)| json!({"at": at.to_rfc3339(), "error": error})),
             "restart_needed": live.restart_needed,
+            "callbacks": self.callback_counters.as_ref().map(|counters| json!({
+                "recorded": counters.recorded.load(Ordering::Relaxed),
+                "duplicates": counters.duplicates.load(Ordering::Relaxed),
+                "ignored": counters.ignored.load(Ordering::Relaxed),
+                "refused": counters.refused.load(Ordering::Relaxed),
+                "pending": callbacks::pending_count(store.conn()).ok(),
+            })),
         }));
         serde_json::to_value(report).map_err(|e| e.to_string())
     }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::queue::SyncQueue;
 
 pub use auth::Tokens;
-pub use server::{bind, serve, HttpError, Listener, TlsReloader};
+pub use server::{bind, bind_plain, serve, serve_router, HttpError, Limits, Listener, TlsReloader};
 
 /// What a token may do: `read` everything but admin operations; `admin` everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -28,9 +28,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("cannot listen on {addr} (http.listen): {error}")]
+    #[error("cannot listen on {addr} ({key}): {error}")]
     Bind {
         addr: SocketAddr,
+        key: &'static str,
         error: std::io::Error,
     },
     #[error("cannot use {} ({key}) for TLS: {problem}", path.display())]
@@ -83,21 +84,46 @@ pub async fn bind(settings: &HttpSettings) -> Result<Listener, HttpError> {
         Some(files) => Some(acceptor(files)?),
         None => None,
     };
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|error| HttpError::Bind {
-            addr: settings.listen,
-            error,
-        })?;
-    let addr = listener.local_addr().map_err(|error| HttpError::Bind {
-        addr: settings.listen,
-        error,
-    })?;
+    let listener = bind_tcp(settings.listen, "http.listen").await?;
+    let addr = local_addr(&listener, settings.listen, "http.listen")?;
     tracing::info!(%addr, tls = tls.is_some(), "http listening");
     Ok(Listener {
         listener,
         tls: tls.map(watch::Sender::new),
     })
+}
+
+/// A plain-HTTP listener on `addr` for another endpoint than the API (the callback receiver),
+/// served by [`serve_router`]; `key` names the setting in errors. Logs `NAME listening
+/// addr=...` with the address bound.
+pub async fn bind_plain(
+    addr: SocketAddr,
+    key: &'static str,
+    name: &'static str,
+) -> Result<Listener, HttpError> {
+    let listener = bind_tcp(addr, key).await?;
+    let bound = local_addr(&listener, addr, key)?;
+    tracing::info!(addr = %bound, "{name} listening");
+    Ok(Listener {
+        listener,
+        tls: None,
+    })
+}
+
+async fn bind_tcp(addr: SocketAddr, key: &'static str) -> Result<TcpListener, HttpError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| HttpError::Bind { addr, key, error })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    addr: SocketAddr,
+    key: &'static str,
+) -> Result<SocketAddr, HttpError> {
+    listener
+        .local_addr()
+        .map_err(|error| HttpError::Bind { addr, key, error })
 }
 
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
@@ -131,10 +157,32 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves until `shutdown` turns true, then closes every connection.
-pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, mut shutdown: watch::Receiver<bool>) {
+/// Serves the API until `shutdown` turns true, then closes every connection.
+pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, shutdown: watch::Receiver<bool>) {
     let router = routes::router(Arc::clone(&ctx));
-    let slots = Arc::new(Semaphore::new(ctx.settings.max_connections));
+    let limits = Limits {
+        max_connections: ctx.settings.max_connections,
+        header_timeout: ctx.settings.header_timeout,
+    };
+    serve_router(listener, router, limits, shutdown).await;
+}
+
+/// How many connections a server takes at once, and how long a client may take for its TLS
+/// handshake and request headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// Serves `router` until `shutdown` turns true, then closes every connection.
+pub async fn serve_router(
+    listener: Listener,
+    router: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -149,13 +197,13 @@ pub async fn serve(listener: Listener, ctx: Arc<HttpContext>, mut shutdown: watc
             accepted = listener.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, max = ctx.settings.max_connections, "http connection refused: too many connections");
+                        tracing::warn!(%peer, max = limits.max_connections, "http connection refused: too many connections");
                         refuse(stream, listener.tls.is_some());
                         continue;
                     };
                     let router = router.clone();
                     let tls = listener.tls.as_ref().map(|tls| tls.borrow().clone());
-                    let timeout = ctx.settings.header_timeout;
+                    let timeout = limits.header_timeout;
                     connections.spawn(async move {
                         serve_connection(stream, tls, router, timeout).await;
                         drop(slot);

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, Row};
 
 use super::{decode, encode, StoreError};
 use crate::diff::Changeset;
-use crate::model::{Department, DepartmentId, JsonText, Member, Membership, Snapshot};
+use crate::model::{userid_key, Department, DepartmentId, JsonText, Member, Membership, Snapshot};
 
 /// The columns [`member_row`] reads, in its order.
 const MEMBER_COLUMNS: &str = "userid_key, userid, name, alias, position, mobile, email, biz_mail,
@@ -193,10 +193,43 @@ pub fn apply(conn: &Connection, changes: &Changeset) -> Result<(), StoreError> {
     for member in &changes.members_left {
         delete_member.execute([member.key()])?;
     }
+    for rename in &changes.members_renamed {
+        rename_member(conn, &rename.previous_userid, &rename.member)?;
+    }
     let mut delete_department = conn.prepare_cached("DELETE FROM departments WHERE id = ?1")?;
     for department in &changes.departments_deleted {
         delete_department.execute([department.id])?;
     }
+    Ok(())
+}
+
+/// Moves a member to a new userid: the row and memberships, the leaders' references to it in
+/// departments and in other members, and its host-user link, hold and lookup answers. The
+/// person keeps their place, so nothing that pointed at them is lost.
+fn rename_member(conn: &Connection, previous: &str, member: &Member) -> Result<(), StoreError> {
+    let (old_key, new_key) = (userid_key(previous), member.key());
+    conn.prepare_cached("DELETE FROM members WHERE userid_key = ?1")?
+        .execute([&old_key])?;
+    upsert_member(conn, member)?;
+    // Leaders are JSON arrays of userids; an element equal to the old userid (compared
+    // case-insensitively) becomes the new one.
+    for (table, column) in [("departments", "leaders"), ("members", "direct_leaders")] {
+        conn.execute(
+            &format!(
+                "UPDATE {table} SET {column} = (
+                     SELECT json_group_array(CASE WHEN lower(value) = ?1 THEN ?2 ELSE value END)
+                     FROM json_each({table}.{column}))
+                 WHERE EXISTS (SELECT 1 FROM json_each({table}.{column}) WHERE lower(value) = ?1)"
+            ),
+            params![old_key, member.userid],
+        )?;
+    }
+    conn.prepare_cached("UPDATE links SET userid_key = ?2, userid = ?3 WHERE userid_key = ?1")?
+        .execute(params![old_key, new_key, member.userid])?;
+    conn.prepare_cached("UPDATE match_holds SET userid = ?2 WHERE lower(userid) = ?1")?
+        .execute(params![old_key, member.userid])?;
+    conn.prepare_cached("UPDATE lookups SET userid = ?2 WHERE lower(userid) = ?1")?
+        .execute(params![old_key, member.userid])?;
     Ok(())
 }
 

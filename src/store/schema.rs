@@ -155,6 +155,21 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX host_users_by_update ON host_users (updated_at);
     "#,
+    // 7: WeCom contact-change callbacks, recorded before they are answered and applied by a
+    // later run; a redelivery has the same payload, so its hash is refused as a duplicate.
+    r#"
+    CREATE TABLE callbacks (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash          TEXT NOT NULL UNIQUE,   -- SHA-256 of the decrypted payload
+        received_at   TEXT NOT NULL,
+        change_type   TEXT NOT NULL,          -- create_user, update_user, ..., or another event
+        userid        TEXT,
+        new_userid    TEXT,                   -- update_user that renamed the member
+        department_id INTEGER,
+        applied_run   INTEGER                 -- the run that covered it; NULL while pending
+    );
+    CREATE INDEX callbacks_pending ON callbacks (applied_run) WHERE applied_run IS NULL;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

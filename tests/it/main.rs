@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod callbacks;
 mod cli_output;
 mod department_anomalies;
 mod diff_golden;

@@ -24,6 +24,7 @@
 
 mod api;
 mod callback_crypto;
+mod callback_sender;
 mod callback_xml;
 mod control;
 mod directory;
@@ -53,6 +54,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use callback_crypto::{CallbackEncryptor, CallbackKeyError, SealedCallback};
+pub use callback_sender::{CallbackFaults, CallbackTarget, Sent};
 pub use callback_xml::{envelope_xml, ContactEvent, Payload};
 pub use directory::{
     Directory, DirectoryError, ExtAttr, ExtAttrItem, ExtText, ExtWeb, Gender, SimDepartment,
@@ -103,9 +105,58 @@ impl Simulator {
     }
 
     /// Changes the directory or the app settings, e.g. between two syncs. Every edit makes
-    /// outstanding `list_id` cursors stale. Do not call the simulator from inside `f`.
+    /// outstanding `list_id` cursors stale. Do not call the simulator from inside `f`. With a
+    /// callback target set ([`Simulator::send_callbacks`]), every change is sent there.
     pub fn edit<R>(&self, f: impl FnOnce(&mut Directory) -> R) -> R {
         self.shared.edit(f)
+    }
+
+    /// From now on, sends contact-change callbacks for every change to `target`, as WeCom
+    /// does once a callback URL is saved in the console; `None` stops them. Call it inside a
+    /// Tokio runtime: deliveries run on it.
+    pub fn send_callbacks(&self, target: Option<CallbackTarget>) -> Result<(), CallbackKeyError> {
+        let corp_id = self.directory().corp_id;
+        let sender = target
+            .map(|target| {
+                callback_sender::Sender::start(target, &corp_id, self.shared.callbacks_sent.clone())
+            })
+            .transpose()?;
+        *lock(&self.shared.callbacks) = sender;
+        Ok(())
+    }
+
+    /// What the callbacks still to be sent suffer (duplicates, losses, reordering).
+    pub fn callback_faults(&self, faults: CallbackFaults) {
+        if let Some(sender) = lock(&self.shared.callbacks).as_mut() {
+            sender.set_faults(faults);
+        }
+    }
+
+    /// How many callbacks were delivered, lost on purpose, or never answered `200`.
+    pub fn callbacks_sent(&self) -> &Sent {
+        &self.shared.callbacks_sent
+    }
+
+    /// Gives the member `old` the userid `new`, and sends the one `update_user` callback with
+    /// `NewUserID` that WeCom sends for it. `false` when there is no such member.
+    pub fn rename_user(&self, old: &str, new: &str) -> bool {
+        let renamed = self.shared.edit_quietly(|directory| {
+            let user = directory.users.iter_mut().find(|u| u.userid == old)?;
+            user.userid = new.to_owned();
+            Some(user.clone())
+        });
+        let Some(user) = renamed else {
+            return false;
+        };
+        let directory = self.directory();
+        if let Some(sender) = lock(&self.shared.callbacks).as_mut() {
+            let event = ContactEvent::UpdateUser {
+                user: &user,
+                old_userid: Some(old),
+            };
+            sender.send(&directory, &[event], &self.shared.callbacks_sent);
+        }
+        true
     }
 
     /// A copy of the directory as it is now.

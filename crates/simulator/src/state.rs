@@ -1,10 +1,13 @@
 //! What the server's tasks and the test's `Simulator` handle share.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use super::directory::Directory;
+use super::callback_sender::{Sender, Sent};
+use super::callback_xml::ContactEvent;
+use super::directory::{Directory, SimDepartment, SimUser};
 use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
 use super::limits::Limits;
@@ -29,6 +32,9 @@ pub(crate) struct Shared {
     /// Per API: whether its calls wait at the door (`Simulator::hold`). A watch so the waiting
     /// calls wake up when the test releases them.
     pub(crate) held: watch::Sender<[bool; Endpoint::ALL.len()]>,
+    /// Where contact-change callbacks go, when set.
+    pub(crate) callbacks: Mutex<Option<Sender>>,
+    pub(crate) callbacks_sent: Arc<Sent>,
 }
 
 impl Shared {
@@ -43,21 +49,92 @@ impl Shared {
             calls: watch::Sender::new(CallCounts::default()),
             requests: Mutex::new(RequestLog::new(KEPT)),
             held: watch::Sender::new([false; Endpoint::ALL.len()]),
+            callbacks: Mutex::new(None),
+            callbacks_sent: Arc::new(Sent::default()),
         }
     }
 
     /// Runs `f` on the directory and reindexes afterwards, also when `f` panics, so a test that
     /// failed inside an edit leaves a consistent simulator behind for the next call.
+    ///
+    /// With a callback target set, every change `f` makes is sent there as WeCom would send it.
     pub(crate) fn edit<R>(&self, f: impl FnOnce(&mut Directory) -> R) -> R {
+        self.edit_announcing(f, true)
+    }
+
+    /// [`Shared::edit`] without callbacks, for a change announced otherwise (a rename).
+    pub(crate) fn edit_quietly<R>(&self, f: impl FnOnce(&mut Directory) -> R) -> R {
+        self.edit_announcing(f, false)
+    }
+
+    fn edit_announcing<R>(&self, f: impl FnOnce(&mut Directory) -> R, announce: bool) -> R {
         struct Reindex<'a>(RwLockWriteGuard<'a, Tenant>);
         impl Drop for Reindex<'_> {
             fn drop(&mut self) {
                 self.0.reindex();
             }
         }
+        let mut sender = lock(&self.callbacks);
+        let before = (announce && sender.is_some()).then(|| read(&self.tenant).directory.clone());
         let mut tenant = Reindex(write(&self.tenant));
-        f(&mut tenant.0.directory)
+        let result = f(&mut tenant.0.directory);
+        if let (Some(sender), Some(before)) = (sender.as_mut(), before) {
+            let after = &tenant.0.directory;
+            sender.send(after, &changes(&before, after), &self.callbacks_sent);
+        }
+        result
     }
+}
+
+/// The callbacks WeCom sends for the change from `before` to `after`: departments created,
+/// members created, updated and deleted, departments updated and deleted.
+fn changes<'a>(before: &'a Directory, after: &'a Directory) -> Vec<ContactEvent<'a>> {
+    let old_users: HashMap<&str, &SimUser> = before
+        .users
+        .iter()
+        .map(|u| (u.userid.as_str(), u))
+        .collect();
+    let new_users: HashMap<&str, &SimUser> =
+        after.users.iter().map(|u| (u.userid.as_str(), u)).collect();
+    let old_departments: HashMap<u32, &SimDepartment> =
+        before.departments.iter().map(|d| (d.id, d)).collect();
+    let new_departments: HashMap<u32, &SimDepartment> =
+        after.departments.iter().map(|d| (d.id, d)).collect();
+    let mut events = Vec::new();
+    for department in &after.departments {
+        if !old_departments.contains_key(&department.id) {
+            events.push(ContactEvent::CreateParty(department));
+        }
+    }
+    for user in &after.users {
+        match old_users.get(user.userid.as_str()) {
+            None => events.push(ContactEvent::CreateUser(user)),
+            Some(old) if *old != user => events.push(ContactEvent::UpdateUser {
+                user,
+                old_userid: None,
+            }),
+            Some(_) => {}
+        }
+    }
+    for user in &before.users {
+        if !new_users.contains_key(user.userid.as_str()) {
+            events.push(ContactEvent::DeleteUser(&user.userid));
+        }
+    }
+    for department in &after.departments {
+        if old_departments
+            .get(&department.id)
+            .is_some_and(|old| *old != department)
+        {
+            events.push(ContactEvent::UpdateParty(department));
+        }
+    }
+    for department in before.departments.iter().rev() {
+        if !new_departments.contains_key(&department.id) {
+            events.push(ContactEvent::DeleteParty(department.id));
+        }
+    }
+    events
 }
 
 impl Shared {

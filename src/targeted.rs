@@ -1,0 +1,221 @@
+//! The pull of a run started by WeCom contact-change callbacks: the mirror as it is, with the
+//! members the callbacks named read again with `user/get`.
+//!
+//! A callback's attributes are never taken as the new state: it may be ID-only (sync-tool URLs
+//! configured after 2022-08-15), partial (an `update_user` carries only what changed), late or
+//! out of order. It only says whom to read again. The patched snapshot then goes through the
+//! same diff, guard, apply and events as a full pull, so a callback run obeys every rule a run
+//! does. Department and tag changes, and bursts larger than [`MAX_MEMBERS`], make a full pull
+//! instead: a department move can touch thousands of members, which `user/list` per department
+//! reads in far fewer calls.
+
+use std::collections::{BTreeSet, HashSet};
+
+use tokio::task::JoinSet;
+
+use crate::model::{userid_key, DepartmentId, Snapshot};
+use crate::store::callbacks::Callback;
+use crate::wecom::{WecomClient, WecomError};
+
+/// More members than this in one callback run are read with a full pull.
+pub const MAX_MEMBERS: usize = 500;
+
+/// `user/get`: no such userid (the member was deleted, or renamed away from it).
+const USERID_NOT_FOUND: i64 = 60111;
+/// `user/get`: the member exists but the app may not see them (outside its visible range).
+const NO_PRIVILEGE: i64 = 60011;
+
+/// What a callback run has to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Nothing pending: every callback was covered by an earlier run.
+    Nothing,
+    /// These userids, as the callbacks spelled them (a rename names the old and the new).
+    Members(BTreeSet<String>),
+    /// A full pull: a department or tag changed, an event orgsync cannot target, or too many
+    /// members.
+    Full,
+}
+
+/// A renamed member, as a callback announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub old: String,
+    pub new: String,
+}
+
+pub fn scope(pending: &[Callback]) -> Scope {
+    if pending.is_empty() {
+        return Scope::Nothing;
+    }
+    let mut members = BTreeSet::new();
+    for callback in pending {
+        match callback.change_type.as_str() {
+            "create_user" | "update_user" | "delete_user" => {
+                members.extend(callback.userid.iter().cloned());
+                members.extend(callback.new_userid.iter().cloned());
+            }
+            _ => return Scope::Full,
+        }
+    }
+    if members.len() > MAX_MEMBERS {
+        return Scope::Full;
+    }
+    Scope::Members(members)
+}
+
+/// The renames the callbacks announced, oldest first, a chain (`a` to `b`, then `b` to `c`)
+/// folded into one (`a` to `c`).
+pub fn renames(pending: &[Callback]) -> Vec<Rename> {
+    let mut renames: Vec<Rename> = Vec::new();
+    for callback in pending.iter().filter(|c| c.change_type == "update_user") {
+        let (Some(old), Some(new)) = (&callback.userid, &callback.new_userid) else {
+            continue;
+        };
+        if userid_key(old) == userid_key(new) {
+            continue;
+        }
+        match renames
+            .iter_mut()
+            .find(|r| userid_key(&r.new) == userid_key(old))
+        {
+            Some(chain) => chain.new.clone_from(new),
+            None => renames.push(Rename {
+                old: old.clone(),
+                new: new.clone(),
+            }),
+        }
+    }
+    renames
+}
+
+/// How a callback run's reads went, beside the patched snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reread {
+    pub members_read: usize,
+    /// Keys of the members WeCom no longer has (60111): they leave, confirmed deleted.
+    pub deleted: BTreeSet<String>,
+    /// Members outside the app's visible range (60011): left as they are for the next full pull
+    /// to decide.
+    pub out_of_range: usize,
+}
+
+/// `mirror` with every member in `userids` read again: replaced by what `user/get` answers,
+/// removed when WeCom has no such userid or the member is no longer in a mirrored department,
+/// kept as it is when the app may not see them. Any other failure fails the run, and the
+/// callbacks stay pending.
+pub async fn reread(
+    client: &WecomClient,
+    mut mirror: Snapshot,
+    userids: &BTreeSet<String>,
+    concurrency: usize,
+) -> Result<(Snapshot, Reread), WecomError> {
+    let mirrored: HashSet<DepartmentId> = mirror.departments.keys().copied().collect();
+    let mirrored = std::sync::Arc::new(mirrored);
+    let mut report = Reread::default();
+    let mut queue = userids.iter().cloned();
+    let mut in_flight = JoinSet::new();
+    loop {
+        while in_flight.len() < concurrency.max(1) {
+            let Some(userid) = queue.next() else { break };
+            let (client, mirrored) = (client.clone(), mirrored.clone());
+            in_flight.spawn(async move {
+                let answer = client.member(&userid, &mirrored).await;
+                (userid, answer)
+            });
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let (userid, answer) = joined.map_err(|e| WecomError::Settings(e.to_string()))?;
+        let key = userid_key(&userid);
+        match answer {
+            Ok((member, outside)) => {
+                report.members_read += 1;
+                let gone = member.departments.as_ref().is_some_and(Vec::is_empty) && outside > 0;
+                if gone {
+                    mirror.members.remove(&key);
+                } else {
+                    mirror.insert_member(member);
+                }
+            }
+            Err(WecomError::Api { error, .. }) if error.errcode == USERID_NOT_FOUND => {
+                if mirror.members.remove(&key).is_some() {
+                    report.deleted.insert(key);
+                }
+            }
+            Err(WecomError::Api { error, .. }) if error.errcode == NO_PRIVILEGE => {
+                report.out_of_range += 1;
+            }
+            Err(error) => {
+                in_flight.abort_all();
+                return Err(error);
+            }
+        }
+    }
+    Ok((mirror, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callback(change_type: &str, userid: Option<&str>, new_userid: Option<&str>) -> Callback {
+        Callback {
+            id: 1,
+            change_type: change_type.into(),
+            userid: userid.map(Into::into),
+            new_userid: new_userid.map(Into::into),
+            department_id: None,
+        }
+    }
+
+    #[test]
+    fn member_callbacks_are_targeted_and_anything_else_is_a_full_pull() {
+        assert_eq!(scope(&[]), Scope::Nothing);
+        let pending = [
+            callback("create_user", Some("a"), None),
+            callback("update_user", Some("b"), Some("c")),
+            callback("delete_user", Some("a"), None),
+        ];
+        assert_eq!(
+            scope(&pending),
+            Scope::Members(["a", "b", "c"].map(String::from).into())
+        );
+        assert_eq!(
+            renames(&pending),
+            [Rename {
+                old: "b".into(),
+                new: "c".into()
+            }]
+        );
+        let mut with_party = pending.to_vec();
+        with_party.push(callback("update_party", None, None));
+        assert_eq!(scope(&with_party), Scope::Full);
+        let burst: Vec<Callback> = (0..=MAX_MEMBERS)
+            .map(|n| callback("update_user", Some(&format!("u{n}")), None))
+            .collect();
+        assert_eq!(scope(&burst), Scope::Full);
+    }
+
+    #[test]
+    fn a_chain_of_renames_is_one() {
+        let pending = [
+            callback("update_user", Some("a"), Some("b")),
+            callback("update_user", Some("B"), Some("c")),
+        ];
+        assert_eq!(
+            renames(&pending),
+            [Rename {
+                old: "a".into(),
+                new: "c".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_new_userid_that_differs_only_in_case_is_no_rename() {
+        let pending = [callback("update_user", Some("Ann"), Some("ann"))];
+        assert!(renames(&pending).is_empty());
+    }
+}

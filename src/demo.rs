@@ -1,7 +1,8 @@
 //! `orgsync demo`: the whole pipeline on a fresh machine with no credentials. Starts the
 //! simulated WeCom tenant on loopback and a daemon against it in a temporary directory,
-//! subscribes to the socket as a host application would, changes the simulated directory,
-//! asks for a resync, and prints every event received.
+//! subscribes to the socket as a host application would, has the tenant send a contact-change
+//! callback for a new hire, changes the simulated directory, asks for a resync, and prints
+//! every event received.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -16,7 +17,7 @@ use tokio::net::UnixStream;
 use crate::config::{Config, ConfigError};
 use crate::daemon::{Daemon, DaemonError};
 use crate::socket;
-use orgsync_simulator::{Directory, SimDepartment, SimUser, Simulator};
+use orgsync_simulator::{CallbackTarget, Directory, Payload, SimDepartment, SimUser, Simulator};
 
 /// How long the demo waits for a sync before giving up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,11 +43,14 @@ pub async fn run(json_output: bool) -> Result<(), DemoError> {
     let simulator = Simulator::start(Directory::sample()).await?;
     let workdir = tempfile::tempdir()?;
     let directory = simulator.directory();
-    let config = simulated_tenant_config(
+    let config = with_callbacks(
         workdir.path(),
-        &directory.corp_id,
-        &directory.corp_secret,
-        &simulator.api_base(),
+        simulated_tenant_config(
+            workdir.path(),
+            &directory.corp_id,
+            &directory.corp_secret,
+            &simulator.api_base(),
+        )?,
     )?;
     out.say(&format!(
         "Simulated WeCom tenant {} at {} ({} departments, {} members).",
@@ -62,7 +66,10 @@ pub async fn run(json_output: bool) -> Result<(), DemoError> {
     ));
 
     let daemon = Daemon::start(config.clone(), None).await?;
-    let result = host_application(&mut out, &config, &simulator).await;
+    let callback_url = daemon
+        .callback_addr()
+        .map(|addr| format!("http://{addr}{}", config.callback.path));
+    let result = host_application(&mut out, &config, &simulator, callback_url).await;
     daemon.shutdown().await;
     simulator.shutdown().await;
     result
@@ -74,6 +81,7 @@ async fn host_application(
     out: &mut Output,
     config: &Config,
     simulator: &Simulator,
+    callback_url: Option<String>,
 ) -> Result<(), DemoError> {
     let stream = UnixStream::connect(&config.socket.path).await?;
     let (read, mut write) = stream.into_split();
@@ -87,6 +95,35 @@ async fn host_application(
 
     out.say("\n== First sync (at start-up, because the mirror is empty) ==");
     let last = read_run(out, &mut lines).await?;
+
+    let url = callback_url
+        .ok_or_else(|| DemoError::Protocol("the callback receiver is not running".into()))?;
+    simulator
+        .send_callbacks(Some(CallbackTarget {
+            url,
+            token: CALLBACK_TOKEN.into(),
+            encoding_aes_key: CALLBACK_KEY.into(),
+            payload: Payload::Full,
+        }))
+        .map_err(|e| DemoError::Protocol(e.to_string()))?;
+    let hired = std::time::Instant::now();
+    simulator.edit(|directory| {
+        let mut hire = SimUser::new("zhouxin", "周新", &[4]);
+        hire.position = "前端实习生".into();
+        directory.users.push(hire);
+    });
+    out.say(
+        "\n== A new hire in WeCom: 周新 joins 前端组; WeCom sends a contact-change callback ==",
+    );
+    let last = read_run(out, &mut lines).await?.max(last);
+    out.say(&format!(
+        "  on the socket {:.1} s after the change, without a resync",
+        hired.elapsed().as_secs_f64()
+    ));
+    // The rest of the demo shows a resync: the changes below are not sent as callbacks.
+    simulator
+        .send_callbacks(None)
+        .map_err(|e| DemoError::Protocol(e.to_string()))?;
 
     let described = change_directory(simulator);
     out.say("\n== Changes made in the simulated WeCom ==");
@@ -170,6 +207,44 @@ path = "orgsync.db"
 [socket]
 path = "orgsync.sock"
 "#
+    );
+    Ok(Config::from_toml_str(&toml, dir)?)
+}
+
+/// The callback Token and EncodingAESKey the demo's simulated console and daemon share.
+const CALLBACK_TOKEN: &str = "demotoken";
+const CALLBACK_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+
+/// `config` with the callback receiver on a port the kernel picks, its Token and
+/// EncodingAESKey in files in `dir`.
+fn with_callbacks(dir: &Path, config: Config) -> Result<Config, DemoError> {
+    for (name, value) in [
+        ("callback.token", CALLBACK_TOKEN),
+        ("callback.key", CALLBACK_KEY),
+    ] {
+        let mut file = std::fs::File::create(dir.join(name))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(value.as_bytes())?;
+    }
+    let toml = format!(
+        r#"
+[wecom]
+corp_id = "{}"
+corp_secret_file = "corp_secret"
+api_base = "{}"
+
+[store]
+path = "orgsync.db"
+
+[socket]
+path = "orgsync.sock"
+
+[callback]
+listen = "127.0.0.1:0"
+token_file = "callback.token"
+encoding_aes_key_file = "callback.key"
+"#,
+        config.wecom.corp_id, config.wecom.api_base
     );
     Ok(Config::from_toml_str(&toml, dir)?)
 }

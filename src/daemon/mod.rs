@@ -88,6 +88,8 @@ pub struct Daemon {
     /// needs no restart.
     http_tls: Option<TlsReloader>,
     tasks: Vec<JoinHandle<()>>,
+    /// Where the callback receiver listens, when it does.
+    callback_addr: Option<std::net::SocketAddr>,
     _lock: StoreLock,
 }
 
@@ -140,6 +142,9 @@ impl Daemon {
             }
             _ => None,
         };
+        let callback_addr = callback_listener
+            .as_ref()
+            .and_then(http::Listener::local_addr);
         let (http_tokens, http_tokens_rx) =
             watch::channel(Arc::new(Tokens::new(config.http_api_tokens())));
         let queue = Arc::new(SyncQueue::default());
@@ -273,12 +278,18 @@ impl Daemon {
             http_tokens,
             http_tls,
             tasks,
+            callback_addr,
             _lock: lock,
         })
     }
 
     pub fn request_sync(&self, trigger: Trigger) {
         self.shared.queue.request(trigger);
+    }
+
+    /// The callback receiver's address (the port chosen, for port 0), when it runs.
+    pub fn callback_addr(&self) -> Option<std::net::SocketAddr> {
+        self.callback_addr
     }
 
     /// Why the daemon cannot go on, once it cannot.

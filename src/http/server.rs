@@ -49,6 +49,11 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The address bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
     /// What re-reads the certificate and key on a reload, when TLS is on.
     pub fn tls_reloader(&self, settings: &HttpSettings) -> Option<TlsReloader> {
         Some(TlsReloader {

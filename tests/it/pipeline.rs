@@ -269,6 +269,11 @@ async fn demo_exits_zero_and_prints_the_events_of_its_changes() {
     ] {
         assert!(stdout.contains(kind), "demo output lacks {kind}:\n{stdout}");
     }
+    // A new hire reaches the socket through a contact-change callback, without a resync.
+    assert!(
+        stdout.contains("member/zhouxin") && stdout.contains("without a resync"),
+        "{stdout}"
+    );
     // It ends with a member opening the host application inside WeCom.
     assert!(
         stdout.contains("the login code resolves to member xuhao and host account 42"),

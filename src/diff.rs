@@ -49,6 +49,9 @@ pub struct Changeset {
     /// Keys of the members in `members_left` whom WeCom confirmed deleted (`user/get` answered
     /// that the userid does not exist); the others left for a reason not asked.
     pub confirmed_deleted: BTreeSet<String>,
+    /// Keys of the members in `members_left` that still exist in WeCom but are outside the
+    /// app's visible range.
+    pub out_of_scope: BTreeSet<String>,
     /// Members who kept their place under a new userid (a callback announced the rename).
     pub members_renamed: Vec<MemberRename>,
     /// Children before parents; the last known state of each.

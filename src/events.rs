@@ -203,6 +203,8 @@ pub struct ChangeCounts {
     pub members_updated: usize,
     pub members_left: usize,
     pub members_renamed: usize,
+    /// Of `members_left`: still in WeCom, outside the app's visible range.
+    pub members_out_of_scope: usize,
 }
 
 impl ChangeCounts {
@@ -215,6 +217,7 @@ impl ChangeCounts {
             members_updated: changes.members_updated.len(),
             members_left: changes.members_left.len(),
             members_renamed: changes.members_renamed.len(),
+            members_out_of_scope: changes.out_of_scope.len(),
         }
     }
 }
@@ -336,8 +339,11 @@ pub fn changeset_drafts(
         )
     });
     let left = changes.members_left.iter().map(move |m| {
-        let reason = if changes.confirmed_deleted.contains(&m.key()) {
+        let key = m.key();
+        let reason = if changes.confirmed_deleted.contains(&key) {
             "deleted"
+        } else if changes.out_of_scope.contains(&key) {
+            "out_of_scope"
         } else {
             "unknown"
         };

@@ -12,6 +12,19 @@ use crate::diff::Changeset;
 pub struct Limits {
     pub max_deletes: u64,
     pub max_delete_ratio: f64,
+    pub out_of_scope: OutOfScope,
+}
+
+/// What a run does with members that fell out of the app's visible range but still exist in
+/// WeCom (`safety.out_of_scope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfScope {
+    /// The run is held: a narrowed visible range is far more often a mistake than a decision.
+    #[default]
+    Hold,
+    /// They leave, with `"reason":"out_of_scope"`.
+    Leave,
 }
 
 /// Why a run was held.
@@ -30,6 +43,10 @@ pub enum Hold {
         leaving: u64,
         mirrored: u64,
         max_delete_ratio: f64,
+    },
+    /// Members fell out of the app's visible range but still exist in WeCom.
+    OutOfScope {
+        members: u64,
     },
 }
 
@@ -52,6 +69,9 @@ impl Hold {
             } => format!(
                 "{leaving} of {mirrored} members would leave, more than safety.max_delete_ratio = {max_delete_ratio}; review with `orgsync sync --dry-run`, then run `orgsync sync --force` to apply"
             ),
+            Hold::OutOfScope { members } => format!(
+                "{members} members are no longer in the app's visible range but still exist in WeCom; widen the visible range in the WeCom console if that was a mistake, or set safety.out_of_scope = \"leave\" (or run `orgsync sync --force`) to let them leave"
+            ),
         }
     }
 }
@@ -62,6 +82,12 @@ pub fn check(limits: Limits, mirrored: usize, pulled: usize, changes: &Changeset
     let leaving = changes.members_left.len() as u64;
     if pulled == 0 && mirrored > 0 {
         return Some(Hold::EmptyPull { mirrored });
+    }
+    let out_of_scope = changes.out_of_scope.len() as u64;
+    if out_of_scope > 0 && limits.out_of_scope == OutOfScope::Hold {
+        return Some(Hold::OutOfScope {
+            members: out_of_scope,
+        });
     }
     if leaving > limits.max_deletes {
         return Some(Hold::TooManyDeletes {
@@ -94,6 +120,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_deletes: 500,
         max_delete_ratio: 0.2,
+        out_of_scope: OutOfScope::Hold,
     };
 
     #[test]
@@ -115,11 +142,27 @@ mod tests {
         let limits = Limits {
             max_deletes: 1000,
             max_delete_ratio: 1.0,
+            out_of_scope: OutOfScope::Hold,
         };
         assert_eq!(
             check(limits, 1, 0, &leaving(1)),
             Some(Hold::EmptyPull { mirrored: 1 })
         );
         assert_eq!(check(limits, 0, 0, &leaving(0)), None);
+    }
+
+    #[test]
+    fn members_out_of_scope_hold_the_run_unless_told_to_let_them_leave() {
+        let mut changes = leaving(2);
+        changes.out_of_scope.insert("u1".into());
+        assert_eq!(
+            check(LIMITS, 100, 98, &changes),
+            Some(Hold::OutOfScope { members: 1 })
+        );
+        let leave = Limits {
+            out_of_scope: OutOfScope::Leave,
+            ..LIMITS
+        };
+        assert_eq!(check(leave, 100, 98, &changes), None);
     }
 }

@@ -290,6 +290,7 @@ impl Syncer {
             Trigger::Callback => targeted::scope(&pending),
             _ => Scope::Full,
         };
+        let full = scope == Scope::Full;
         let renames = targeted::renames(&pending);
         drop(pending);
         self.hold_refusal(refusal).await;
@@ -317,6 +318,12 @@ impl Syncer {
                     Some(run) => self.record_failure(run, trigger, error).await,
                 };
             }
+        };
+        // A member missing from a full pull is asked about before anything is announced: gone
+        // from WeCom, or only out of the app's visible range.
+        let (snapshot, deleted, out_of_scope) = match (full, run) {
+            (true, Some(_)) => self.ask_about_missing(snapshot).await?,
+            _ => (snapshot, deleted, BTreeSet::new()),
         };
         let api_calls = self.client.stats().since(&calls_before).total_calls();
         let limits = self.limits;
@@ -356,6 +363,7 @@ impl Syncer {
             covered,
             renames,
             deleted,
+            out_of_scope,
         };
         let outcome = self
             .blocking(move |store| apply(store, &source, run, trigger, pulled, limits, force))
@@ -407,7 +415,7 @@ impl Syncer {
         tracing::info!(
             members_read = reread.members_read,
             deleted = reread.deleted.len(),
-            out_of_range = reread.out_of_range,
+            out_of_range = reread.out_of_range.len(),
             "read the members named by callbacks"
         );
         Ok(Fetched {
@@ -415,6 +423,49 @@ impl Syncer {
             ignored: Ignored::default(),
             deleted: reread.deleted,
         })
+    }
+
+    /// Asks WeCom (`user/get`) about each mirrored member a full pull no longer has: the userid
+    /// no longer exists (deleted), the app may not see them (out of its visible range), or WeCom
+    /// still shows them in a mirrored department (the pull missed them: they stay). At most
+    /// [`MAX_ASKED`] are asked, and none when more are missing than the deletion guard lets
+    /// leave (the run is held anyway); the others leave for a reason not asked.
+    async fn ask_about_missing(
+        &self,
+        mut snapshot: Snapshot,
+    ) -> Result<(Snapshot, BTreeSet<String>, BTreeSet<String>), SyncError> {
+        let identities = self
+            .blocking(|store| mirror::identities(store.conn()))
+            .await?;
+        let missing: BTreeSet<String> = identities
+            .into_iter()
+            .filter(|identity| !snapshot.members.contains_key(&identity.userid_key))
+            .map(|identity| identity.userid)
+            .collect();
+        let bound = MAX_ASKED.min(usize::try_from(self.limits.max_deletes).unwrap_or(MAX_ASKED));
+        if missing.is_empty() || missing.len() > bound {
+            return Ok((snapshot, BTreeSet::new(), BTreeSet::new()));
+        }
+        // Read the way a callback run reads: from an empty set of members, so that only those
+        // WeCom still shows in a mirrored department come back.
+        let asking = Snapshot {
+            departments: snapshot.departments.clone(),
+            members: Default::default(),
+        };
+        let (found, report) = targeted::reread(&self.client, asking, &missing, self.concurrency)
+            .await
+            .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
+        for (key, member) in found.members {
+            tracing::warn!(userid = %member.userid, "a member missing from the pull is still in a mirrored department in WeCom; keeping them");
+            snapshot.members.insert(key, member);
+        }
+        tracing::info!(
+            asked = missing.len(),
+            deleted = report.deleted.len(),
+            out_of_scope = report.out_of_range.len(),
+            "asked WeCom about the members missing from the pull"
+        );
+        Ok((snapshot, report.deleted, report.out_of_range))
     }
 
     /// Makes the client hold a `gettoken` refusal that an earlier process recorded for the same
@@ -542,6 +593,9 @@ enum Applied {
     },
 }
 
+/// The most members a full run asks WeCom about when they are missing from its pull.
+const MAX_ASKED: usize = 1_000;
+
 /// What a run compares the mirror with.
 struct Fetched {
     snapshot: Snapshot,
@@ -552,6 +606,8 @@ struct Fetched {
 
 /// A pull as a run applies it.
 struct Pulled {
+    /// Keys of members WeCom still has, outside the app's visible range.
+    out_of_scope: BTreeSet<String>,
     /// Keys of members WeCom confirmed deleted.
     deleted: BTreeSet<String>,
     snapshot: Snapshot,
@@ -580,6 +636,7 @@ fn apply(
         covered,
         renames,
         deleted,
+        out_of_scope,
     } = pulled;
     let mut lap = Lap::start();
     let mut applied = store.write(|tx| {
@@ -594,6 +651,7 @@ fn apply(
         let mirrored = comparison.mirrored_members();
         let mut changes = comparison.finish(&mirrored_departments);
         changes.confirmed_deleted = deleted;
+        changes.out_of_scope = out_of_scope;
         changes.pair_renames(renames.iter().map(|r| (r.old.as_str(), r.new.as_str())));
         let pending = ChangeCounts::of(&changes);
         let now = Utc::now();

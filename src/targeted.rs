@@ -93,11 +93,11 @@ pub fn renames(pending: &[Callback]) -> Vec<Rename> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reread {
     pub members_read: usize,
-    /// Keys of the members WeCom no longer has (60111): they leave, confirmed deleted.
+    /// Keys of the userids WeCom does not have (60111): confirmed deleted.
     pub deleted: BTreeSet<String>,
-    /// Members outside the app's visible range (60011): left as they are for the next full pull
-    /// to decide.
-    pub out_of_range: usize,
+    /// Keys of the members outside the app's visible range (60011): kept as they are; a full
+    /// pull decides (`safety.out_of_scope`).
+    pub out_of_range: BTreeSet<String>,
 }
 
 /// `mirror` with every member in `userids` read again: replaced by what `user/get` answers,
@@ -140,12 +140,11 @@ pub async fn reread(
                 }
             }
             Err(WecomError::Api { error, .. }) if error.errcode == USERID_NOT_FOUND => {
-                if mirror.members.remove(&key).is_some() {
-                    report.deleted.insert(key);
-                }
+                mirror.members.remove(&key);
+                report.deleted.insert(key);
             }
             Err(WecomError::Api { error, .. }) if error.errcode == NO_PRIVILEGE => {
-                report.out_of_range += 1;
+                report.out_of_range.insert(key);
             }
             Err(error) => {
                 in_flight.abort_all();

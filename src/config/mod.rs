@@ -30,6 +30,7 @@ use figment::{Figment, Metadata, Provider};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
+use crate::guard::OutOfScope;
 use crate::model::DepartmentId;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::wecom::callback::CallbackCrypto;
@@ -201,6 +202,7 @@ pub struct SafetyConfig {
     pub max_deletes: usize,
     /// A fraction of the mirrored members, within 0..=1.
     pub max_delete_ratio: f64,
+    pub out_of_scope: OutOfScope,
 }
 
 impl Default for SafetyConfig {
@@ -208,6 +210,7 @@ impl Default for SafetyConfig {
         Self {
             max_deletes: 500,
             max_delete_ratio: 0.2,
+            out_of_scope: OutOfScope::Hold,
         }
     }
 }

@@ -107,6 +107,7 @@ impl Config {
         Limits {
             max_deletes: self.safety.max_deletes as u64,
             max_delete_ratio: self.safety.max_delete_ratio,
+            out_of_scope: self.safety.out_of_scope,
         }
     }
 }

@@ -163,13 +163,15 @@ async fn a_narrowed_visible_range_is_held_and_rerooting_into_it_is_held_too() {
     let before = env.state();
 
     // The admin narrows the app's visible range to the R&D subtree. Everything visible is
-    // mirrored, so the six members outside it look as if they left: the guard holds the run,
-    // and nobody leaves.
+    // mirrored, so the six members outside it look as if they left; asked about, WeCom says
+    // they exist but are out of the app's range: the run is held, and nobody leaves.
     env.sim.edit(|d| d.visible_departments = vec![2]);
     let output = env.run(&["sync"]).await;
     let held = assert_held(&before, &env, &output);
     assert_eq!(held["pending"]["members_left"], 6);
+    assert_eq!(held["pending"]["members_out_of_scope"], 6);
     assert_eq!(held["pending"]["departments_deleted"], 3);
+    assert_eq!(held["hold"], json!({"code": "out_of_scope", "members": 6}));
 
     // Mirroring department 2 alone on purpose is the same change, held the same way.
     env.write_config("root_department = 2\n", "");
@@ -181,10 +183,34 @@ async fn a_narrowed_visible_range_is_held_and_rerooting_into_it_is_held_too() {
     let (code, text, _) = env.status().await;
     assert_eq!(code, Some(3));
     assert!(
-        text.contains("HELD:       6 of 15 members would leave"),
+        text.contains("HELD:       6 members are no longer in the app's visible range"),
         "{text}"
     );
     assert_eq!(env.state().mirror.members.len(), 15);
+
+    // Told to let them go, they leave with their reason.
+    env.write_config(
+        "root_department = 2
+",
+        "[safety]
+out_of_scope = \"leave\"
+max_delete_ratio = 1.0
+",
+    );
+    let output = env.run(&["sync"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let left: Vec<Value> = env
+        .state()
+        .events
+        .iter()
+        .filter(|(_, kind, _)| kind == "orgsync.member.left")
+        .map(|(_, _, body)| serde_json::from_str(body).unwrap())
+        .collect();
+    assert_eq!(left.len(), 6);
+    assert!(
+        left.iter().all(|e| e["data"]["reason"] == "out_of_scope"),
+        "{left:?}"
+    );
 }
 
 /// A run that fails after a held one does not hide the hold: its changes still wait for an

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 use sim::Sim;
-use tenant::Tenant;
+use tenant::{cpu, Tenant};
 
 #[derive(Parser)]
 #[command(about = "login.resolve over the socket: latency percentiles, sequential and concurrent")]
@@ -383,24 +383,6 @@ impl Summary {
             mean: ms(total) / times.len() as f64,
         })
     }
-}
-
-/// A process's user plus system CPU time so far, in seconds, from /proc.
-fn cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf only reads a constant of the system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ticks as f64 / per_second.max(1) as f64
 }
 
 /// xorshift64*: the choice of members, the same for the same seed.

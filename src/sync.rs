@@ -29,7 +29,7 @@ use crate::matching::apply::LinkChanges;
 use crate::memory;
 use std::collections::BTreeSet;
 
-use crate::model::{Department, DepartmentId, Snapshot};
+use crate::model::{userid_key, Department, DepartmentId, Snapshot};
 use crate::pull_dump;
 use crate::queue::Trigger;
 use crate::store::runs::{self, Outcome};
@@ -308,6 +308,7 @@ impl Syncer {
         let pull_ms = millis(started.elapsed());
         let Fetched {
             snapshot,
+            touched,
             ignored,
             deleted,
         } = match pulled {
@@ -359,6 +360,7 @@ impl Syncer {
         let force = mode == Mode::Force;
         let pulled = Pulled {
             snapshot,
+            touched,
             ignored,
             covered,
             renames,
@@ -401,6 +403,7 @@ impl Syncer {
                 };
                 return Ok(Fetched {
                     snapshot: pull.snapshot,
+                    touched: None,
                     ignored,
                     deleted: BTreeSet::new(),
                 });
@@ -408,8 +411,14 @@ impl Syncer {
             Scope::Members(userids) => userids,
             Scope::Nothing => Default::default(),
         };
-        let mirror = self.blocking(|store| mirror::load(store.conn())).await?;
-        let (snapshot, reread) = targeted::reread(&self.client, mirror, &userids, self.concurrency)
+        let departments = self
+            .blocking(|store| mirror::load_departments(store.conn()))
+            .await?;
+        let base = Snapshot {
+            departments,
+            members: Default::default(),
+        };
+        let (snapshot, reread) = targeted::reread(&self.client, base, &userids, self.concurrency)
             .await
             .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
         tracing::info!(
@@ -418,8 +427,15 @@ impl Syncer {
             out_of_range = reread.out_of_range.len(),
             "read the members named by callbacks"
         );
+        // A member the app may no longer see is left as it is: the next full run asks.
+        let touched = userids
+            .iter()
+            .map(|userid| userid_key(userid))
+            .filter(|key| !reread.out_of_range.contains(key))
+            .collect();
         Ok(Fetched {
             snapshot,
+            touched: Some(touched),
             ignored: Ignored::default(),
             deleted: reread.deleted,
         })
@@ -598,7 +614,11 @@ const MAX_ASKED: usize = 1_000;
 
 /// What a run compares the mirror with.
 struct Fetched {
+    /// A full pull, or, for a callback run, the mirror's departments and the members read again.
     snapshot: Snapshot,
+    /// For a callback run: the keys of the members it compares; the rest of the mirror is left
+    /// as it is.
+    touched: Option<BTreeSet<String>>,
     ignored: Ignored,
     /// Keys of members WeCom confirmed deleted.
     deleted: BTreeSet<String>,
@@ -606,6 +626,8 @@ struct Fetched {
 
 /// A pull as a run applies it.
 struct Pulled {
+    /// For a callback run, the keys it compares ([`Fetched::touched`]).
+    touched: Option<BTreeSet<String>>,
     /// Keys of members WeCom still has, outside the app's visible range.
     out_of_scope: BTreeSet<String>,
     /// Keys of members WeCom confirmed deleted.
@@ -632,6 +654,7 @@ fn apply(
 ) -> Result<Applied, StoreError> {
     let Pulled {
         snapshot: pulled,
+        touched,
         ignored,
         covered,
         renames,
@@ -643,17 +666,32 @@ fn apply(
         // Waiting for another process's write lock is not a phase of this run.
         lap = Lap::start();
         let mut stats = RunStats::default();
-        let (departments, members) = (pulled.departments.len(), pulled.members.len());
+        let (mut departments, mut members) = (pulled.departments.len(), pulled.members.len());
         // The pull is consumed: its unchanged members are freed as they are compared, and the
         // new ones move into the changes, which hold all the rest of the run needs.
-        let (comparison, mirrored_departments) = compare(tx, pulled)?;
+        let (comparison, mirrored_departments) = match &touched {
+            None => compare(tx, pulled)?,
+            Some(keys) => compare_touched(tx, pulled, keys)?,
+        };
         stats.load_ms = lap.next();
-        let mirrored = comparison.mirrored_members();
+        let mut mirrored = comparison.mirrored_members();
+        if touched.is_some() {
+            // The guard weighs the run against the whole mirror, which it leaves as it is but
+            // for the members it touched.
+            let counts = mirror::counts(tx)?;
+            mirrored = usize::try_from(counts.members).unwrap_or_default();
+            departments = usize::try_from(counts.departments).unwrap_or_default();
+        }
         let mut changes = comparison.finish(&mirrored_departments);
         changes.confirmed_deleted = deleted;
         changes.out_of_scope = out_of_scope;
         changes.pair_renames(renames.iter().map(|r| (r.old.as_str(), r.new.as_str())));
         let pending = ChangeCounts::of(&changes);
+        if touched.is_some() {
+            // The mirror's size after the run, as a full pull would have counted it.
+            members = (mirrored + changes.members_joined.len())
+                .saturating_sub(changes.members_left.len());
+        }
         let now = Utc::now();
         let hold = guard::check(limits, mirrored, members, &changes);
         stats.diff_ms = lap.next();
@@ -730,6 +768,23 @@ fn compare(
     mirror::for_each_member(conn, |key, member| {
         comparison.mirrored(&key, Cow::Owned(member));
     })?;
+    Ok((comparison, departments))
+}
+
+/// [`compare`] for a callback run: only the mirrored members it touched are compared, and
+/// those of them missing from `pulled` leave.
+fn compare_touched(
+    conn: &Connection,
+    pulled: Snapshot,
+    touched: &BTreeSet<String>,
+) -> Result<(Comparison, BTreeMap<DepartmentId, Department>), StoreError> {
+    let departments = mirror::load_departments(conn)?;
+    let mut comparison = Comparison::new(pulled);
+    for key in touched {
+        if let Some(member) = mirror::member(conn, key)? {
+            comparison.mirrored(key, Cow::Owned(member));
+        }
+    }
     Ok((comparison, departments))
 }
 

@@ -294,3 +294,41 @@ async fn requests_that_fail_verification_are_refused_and_change_nothing() {
     assert_eq!(callbacks["pending"], 0, "{status:#}");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_standalone_simulator_sends_callbacks_when_told_over_its_control_api() {
+    let env = callback_env(Directory::sample()).await;
+    let (daemon, mut subscriber) = env.start_synced_daemon().await;
+    let url = callback_url(&daemon);
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let control = |path: &str| format!("{}/_sim/{path}", env.sim.api_base());
+    let put = client
+        .put(control("callback"))
+        .json(&json!({"url": url, "token": TOKEN, "encoding_aes_key": KEY, "payload": "ids_only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::NO_CONTENT);
+    let renamed = client
+        .post(control("rename"))
+        .json(&json!({"old": "lina", "new": "li.na"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), StatusCode::NO_CONTENT);
+    let (events, _) = next_run(&mut subscriber).await;
+    assert_eq!(types(&events), ["orgsync.member.renamed"], "{events:?}");
+    assert_eq!(events[0]["data"]["previous_userid"], "lina");
+    // The references to lina moved with her: a full sync finds nothing to change.
+    env.run(&["resync", "--wait"]).await;
+    let (events, _) = next_run(&mut subscriber).await;
+    assert_eq!(types(&events), Vec::<&str>::new(), "{events:?}");
+    let missing = client
+        .post(control("rename"))
+        .json(&json!({"old": "nobody", "new": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    daemon.stop().await;
+}

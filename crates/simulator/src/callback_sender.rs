@@ -19,17 +19,24 @@ use super::directory::Directory;
 
 /// Where callbacks go, and with which secrets: the URL, token and EncodingAESKey an admin
 /// enters in the WeCom console.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallbackTarget {
     /// `http://HOST:PORT/PATH`.
     pub url: String,
     pub token: String,
     pub encoding_aes_key: String,
+    #[serde(default = "full")]
     pub payload: Payload,
 }
 
+fn full() -> Payload {
+    Payload::Full
+}
+
 /// What WeCom does to a receiver now and then.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CallbackFaults {
     /// Deliver every callback twice.
     pub duplicate: bool,

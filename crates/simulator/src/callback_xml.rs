@@ -20,7 +20,8 @@ pub fn envelope_xml(to_user_name: &str, encrypt: &str, agent_id: &str) -> String
 /// How much an event says: everything (callback URLs set up before 2022-08-15), or only the ids
 /// (contact-sync URLs set up since: members carry `UserID`/`Department`, departments
 /// `Id`/`ParentId`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Payload {
     Full,
     IdsOnly,

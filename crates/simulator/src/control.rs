@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::callback_sender::{CallbackFaults, CallbackTarget};
 use super::directory::Directory;
 use super::endpoint::CallCounts;
 use super::fault::{Fault, FaultRule};
@@ -105,4 +106,57 @@ fn refuse(reason: String) -> Response {
         Json(serde_json::json!({ "error": reason })),
     )
         .into_response()
+}
+
+/// `PUT /_sim/callback` with `{"url","token","encoding_aes_key","payload":"full"|"ids_only"}`:
+/// from now on every change is sent there as a contact-change callback. `DELETE` stops them.
+pub(crate) async fn set_callback(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let target: CallbackTarget = match serde_json::from_slice(&body) {
+        Ok(target) => target,
+        Err(error) => return refuse(format!("not a callback target: {error}")),
+    };
+    match shared.send_callbacks(Some(target)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => refuse(error.to_string()),
+    }
+}
+
+/// `DELETE /_sim/callback`.
+pub(crate) async fn stop_callback(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.send_callbacks(None) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => refuse(error.to_string()),
+    }
+}
+
+/// `PUT /_sim/callback/faults` with `{"duplicate":true,"drop_next":1,"reverse":false}`.
+pub(crate) async fn callback_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<CallbackFaults>(&body) {
+        Ok(faults) => {
+            shared.callback_faults(faults);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => refuse(format!("not callback faults: {error}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    old: String,
+    new: String,
+}
+
+/// `POST /_sim/rename` with `{"old","new"}`: the member gets a new userid, and the one
+/// `update_user` callback with `NewUserID` goes out.
+pub(crate) async fn rename(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let rename: Rename = match serde_json::from_slice(&body) {
+        Ok(rename) => rename,
+        Err(error) => return refuse(format!("not a rename: {error}")),
+    };
+    if shared.rename_user(&rename.old, &rename.new) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("no member {:?}", rename.old)).into_response()
+    }
 }

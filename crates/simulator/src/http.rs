@@ -38,6 +38,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/login_code", post(control::login_code))
         .route("/_sim/login_code/expire", post(control::expire_login_codes))
         .route("/_sim/new_day", post(control::new_day))
+        .route(
+            "/_sim/callback",
+            axum::routing::put(control::set_callback).delete(control::stop_callback),
+        )
+        .route(
+            "/_sim/callback/faults",
+            axum::routing::put(control::callback_faults),
+        )
+        .route("/_sim/rename", post(control::rename))
         .with_state(shared)
 }
 

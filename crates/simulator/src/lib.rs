@@ -115,21 +115,12 @@ impl Simulator {
     /// does once a callback URL is saved in the console; `None` stops them. Call it inside a
     /// Tokio runtime: deliveries run on it.
     pub fn send_callbacks(&self, target: Option<CallbackTarget>) -> Result<(), CallbackKeyError> {
-        let corp_id = self.directory().corp_id;
-        let sender = target
-            .map(|target| {
-                callback_sender::Sender::start(target, &corp_id, self.shared.callbacks_sent.clone())
-            })
-            .transpose()?;
-        *lock(&self.shared.callbacks) = sender;
-        Ok(())
+        self.shared.send_callbacks(target)
     }
 
     /// What the callbacks still to be sent suffer (duplicates, losses, reordering).
     pub fn callback_faults(&self, faults: CallbackFaults) {
-        if let Some(sender) = lock(&self.shared.callbacks).as_mut() {
-            sender.set_faults(faults);
-        }
+        self.shared.callback_faults(faults);
     }
 
     /// How many callbacks were delivered, lost on purpose, or never answered `200`.
@@ -140,23 +131,7 @@ impl Simulator {
     /// Gives the member `old` the userid `new`, and sends the one `update_user` callback with
     /// `NewUserID` that WeCom sends for it. `false` when there is no such member.
     pub fn rename_user(&self, old: &str, new: &str) -> bool {
-        let renamed = self.shared.edit_quietly(|directory| {
-            let user = directory.users.iter_mut().find(|u| u.userid == old)?;
-            user.userid = new.to_owned();
-            Some(user.clone())
-        });
-        let Some(user) = renamed else {
-            return false;
-        };
-        let directory = self.directory();
-        if let Some(sender) = lock(&self.shared.callbacks).as_mut() {
-            let event = ContactEvent::UpdateUser {
-                user: &user,
-                old_userid: Some(old),
-            };
-            sender.send(&directory, &[event], &self.shared.callbacks_sent);
-        }
-        true
+        self.shared.rename_user(old, new)
     }
 
     /// A copy of the directory as it is now.

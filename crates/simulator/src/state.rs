@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use tokio::sync::watch;
 
-use super::callback_sender::{Sender, Sent};
+use super::callback_crypto::CallbackKeyError;
+use super::callback_sender::{CallbackFaults, CallbackTarget, Sender, Sent};
 use super::callback_xml::ContactEvent;
 use super::directory::{Directory, SimDepartment, SimUser};
 use super::endpoint::{CallCounts, Endpoint};
@@ -138,6 +139,64 @@ fn changes<'a>(before: &'a Directory, after: &'a Directory) -> Vec<ContactEvent<
 }
 
 impl Shared {
+    /// See `Simulator::send_callbacks`.
+    pub(crate) fn send_callbacks(
+        &self,
+        target: Option<CallbackTarget>,
+    ) -> Result<(), CallbackKeyError> {
+        let corp_id = read(&self.tenant).directory.corp_id.clone();
+        let sender = target
+            .map(|target| Sender::start(target, &corp_id, self.callbacks_sent.clone()))
+            .transpose()?;
+        *lock(&self.callbacks) = sender;
+        Ok(())
+    }
+
+    /// See `Simulator::callback_faults`.
+    pub(crate) fn callback_faults(&self, faults: CallbackFaults) {
+        if let Some(sender) = lock(&self.callbacks).as_mut() {
+            sender.set_faults(faults);
+        }
+    }
+
+    /// See `Simulator::rename_user`.
+    pub(crate) fn rename_user(&self, old: &str, new: &str) -> bool {
+        let renamed = self.edit_quietly(|directory| {
+            let user = directory.users.iter_mut().find(|u| u.userid == old)?;
+            user.userid = new.to_owned();
+            let user = user.clone();
+            // WeCom moves every reference to the member with them.
+            let references = directory
+                .users
+                .iter_mut()
+                .flat_map(|u| u.direct_leader.iter_mut())
+                .chain(
+                    directory
+                        .departments
+                        .iter_mut()
+                        .flat_map(|d| d.department_leader.iter_mut()),
+                );
+            for reference in references.filter(|r| r.as_str() == old) {
+                new.clone_into(reference);
+            }
+            Some(user)
+        });
+        let Some(user) = renamed else {
+            return false;
+        };
+        // The callbacks' lock before the tenant's, in the order `edit` takes them.
+        let mut callbacks = lock(&self.callbacks);
+        let tenant = read(&self.tenant);
+        if let Some(sender) = callbacks.as_mut() {
+            let event = ContactEvent::UpdateUser {
+                user: &user,
+                old_userid: Some(old),
+            };
+            sender.send(&tenant.directory, &[event], &self.callbacks_sent);
+        }
+        true
+    }
+
     /// A login code for the member `userid` (looked up case-insensitively, kept as the directory
     /// spells it), or `None` when the directory has no such member.
     pub(crate) fn member_login_code(&self, userid: &str) -> Option<String> {

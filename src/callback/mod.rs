@@ -31,6 +31,7 @@ use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::http::EndpointKeys;
 use crate::store::callbacks::{self, Callback};
 use crate::store::{Store, BUSY_TIMEOUT};
 use crate::wecom::callback::{
@@ -38,6 +39,14 @@ use crate::wecom::callback::{
     MAX_CALLBACK_BYTES,
 };
 use debounce::Debounce;
+
+/// The `[callback]` settings of the receiver's listener.
+pub const LISTENER_KEYS: EndpointKeys = EndpointKeys {
+    name: "callback",
+    listen: "callback.listen",
+    tls_cert_file: "callback.tls_cert_file",
+    tls_key_file: "callback.tls_key_file",
+};
 
 /// A callback whose timestamp is further than this from now is refused as a replay (WeCom
 /// redelivers within seconds, with a fresh signature each time).

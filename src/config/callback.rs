@@ -28,6 +28,10 @@ pub struct CallbackConfig {
     pub token_file: Option<PathBuf>,
     /// Without it, the systemd credential `callback_encoding_aes_key` is read.
     pub encoding_aes_key_file: Option<PathBuf>,
+    /// PEM certificate chain and key: the receiver serves HTTPS itself (rustls), and may then
+    /// listen on an address WeCom reaches directly.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Connections served at once; one more is refused.
     pub max_connections: usize,
 }
@@ -39,6 +43,8 @@ impl Default for CallbackConfig {
             path: "/wecom/callback".to_owned(),
             token_file: None,
             encoding_aes_key_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             max_connections: 16,
         }
     }
@@ -57,6 +63,8 @@ impl CallbackConfig {
                 "callback.encoding_aes_key_file",
                 &mut self.encoding_aes_key_file,
             ),
+            ("callback.tls_cert_file", &mut self.tls_cert_file),
+            ("callback.tls_key_file", &mut self.tls_key_file),
         ] {
             if let Some(file) = file {
                 resolve_path(file, base_dir).map_err(|reason| invalid(key, reason))?;
@@ -84,17 +92,34 @@ impl CallbackConfig {
                 "must be at least 1".into(),
             ));
         }
+        let tls = match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "callback.tls_key_file",
+                    "is missing: callback.tls_cert_file is set, and TLS needs both".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "callback.tls_cert_file",
+                    "is missing: callback.tls_key_file is set, and TLS needs both".into(),
+                ))
+            }
+        };
         if let Some(listen) = &self.listen {
             let addr = self
                 .addr(listen)
                 .map_err(|reason| invalid("callback.listen", reason))?;
-            if !addr.ip().is_loopback() {
+            if !tls && !addr.ip().is_loopback() {
                 return Err(invalid(
                     "callback.listen",
                     format!(
-                        "`{listen}` is not a loopback address; orgsync serves callbacks in plain \
-                         HTTP, so listen on 127.0.0.1 or [::1] behind the HTTPS reverse proxy \
-                         that WeCom reaches (WeCom requires https on the app's trusted domain)"
+                        "`{listen}` is not a loopback address, and plain HTTP would be open to \
+                         anyone; listen on 127.0.0.1 or [::1] behind the HTTPS reverse proxy \
+                         that WeCom reaches, or set callback.tls_cert_file and \
+                         callback.tls_key_file"
                     ),
                 ));
             }

@@ -87,6 +87,17 @@ impl Config {
             .collect()
     }
 
+    /// The callback receiver's certificate and key, when it serves TLS itself.
+    pub fn callback_tls(&self) -> Option<TlsFiles> {
+        match (&self.callback.tls_cert_file, &self.callback.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Userid lookups for matching.
     pub fn lookup_settings(&self) -> LookupSettings {
         let matching = &self.matching;

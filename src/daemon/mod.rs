@@ -137,9 +137,14 @@ impl Daemon {
             .zip(http_settings.as_ref())
             .and_then(|(listener, settings)| listener.tls_reloader(settings));
         let callback_listener = match (config.callback.listen_addr(), config.callback_crypto()) {
-            (Some(addr), Some(_)) => {
-                Some(http::bind_plain(addr, "callback.listen", "callback").await?)
-            }
+            (Some(addr), Some(_)) => Some(
+                http::bind_endpoint(
+                    addr,
+                    config.callback_tls().as_ref(),
+                    callback::LISTENER_KEYS,
+                )
+                .await?,
+            ),
             _ => None,
         };
         let callback_addr = callback_listener

@@ -28,7 +28,10 @@ use tokio::sync::watch;
 use crate::queue::SyncQueue;
 
 pub use auth::Tokens;
-pub use server::{bind, bind_plain, serve, serve_router, HttpError, Limits, Listener, TlsReloader};
+pub use server::{
+    bind, bind_endpoint, serve, serve_router, EndpointKeys, HttpError, Limits, Listener,
+    TlsReloader,
+};
 
 /// What a token may do: `read` everything but admin operations; `admin` everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -98,20 +98,38 @@ pub async fn bind(settings: &HttpSettings) -> Result<Listener, HttpError> {
     })
 }
 
-/// A plain-HTTP listener on `addr` for another endpoint than the API (the callback receiver),
-/// served by [`serve_router`]; `key` names the setting in errors. Logs `NAME listening
-/// addr=...` with the address bound.
-pub async fn bind_plain(
+/// The settings that configure an endpoint's listener, named in its errors and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointKeys {
+    /// What the log line calls it: `NAME listening addr=...`.
+    pub name: &'static str,
+    pub listen: &'static str,
+    pub tls_cert_file: &'static str,
+    pub tls_key_file: &'static str,
+}
+
+/// A listener for another endpoint than the API (the callback receiver), served by
+/// [`serve_router`]: TLS with `tls`, plain HTTP without. Logs `NAME listening addr=...` with the
+/// address bound.
+pub async fn bind_endpoint(
     addr: SocketAddr,
-    key: &'static str,
-    name: &'static str,
+    tls: Option<&TlsFiles>,
+    keys: EndpointKeys,
 ) -> Result<Listener, HttpError> {
-    let listener = bind_tcp(addr, key).await?;
-    let bound = local_addr(&listener, addr, key)?;
-    tracing::info!(addr = %bound, "{name} listening");
+    let tls = match tls {
+        Some(files) => Some(acceptor_named(
+            files,
+            keys.tls_cert_file,
+            keys.tls_key_file,
+        )?),
+        None => None,
+    };
+    let listener = bind_tcp(addr, keys.listen).await?;
+    let bound = local_addr(&listener, addr, keys.listen)?;
+    tracing::info!(addr = %bound, tls = tls.is_some(), "{} listening", keys.name);
     Ok(Listener {
         listener,
-        tls: None,
+        tls: tls.map(watch::Sender::new),
     })
 }
 
@@ -132,6 +150,15 @@ fn local_addr(
 }
 
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
+    acceptor_named(files, "http.tls_cert_file", "http.tls_key_file")
+}
+
+/// Reads the certificate chain and key; errors name the settings `cert_key` and `key_key`.
+fn acceptor_named(
+    files: &TlsFiles,
+    cert_key: &'static str,
+    key_key: &'static str,
+) -> Result<TlsAcceptor, HttpError> {
     let tls_error = |key: &'static str, path: &Path, problem: String| HttpError::Tls {
         key,
         path: path.to_owned(),
@@ -139,25 +166,25 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
     };
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| tls_error("http.tls_cert_file", &files.cert, e.to_string()))?;
+        .map_err(|e| tls_error(cert_key, &files.cert, e.to_string()))?;
     if certs.is_empty() {
         return Err(tls_error(
-            "http.tls_cert_file",
+            cert_key,
             &files.cert,
             "it holds no PEM certificate".into(),
         ));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;
+        .map_err(|e| tls_error(key_key, &files.key, e.to_string()))?;
     // The provider is named rather than taken from the process default, which rustls cannot
     // pick when more than one provider is compiled in.
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("http.tls_cert_file", &files.cert, e.to_string()))?
+        .map_err(|e| tls_error(cert_key, &files.cert, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| tls_error("http.tls_key_file", &files.key, e.to_string()))?;
+        .map_err(|e| tls_error(key_key, &files.key, e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -10,7 +10,7 @@ use orgsync_simulator::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{Client, Daemon, Env, WAIT};
+use crate::harness::{describe, self_signed, trusting, Client, Daemon, Env, WAIT};
 
 const TOKEN: &str = "QDG6eK";
 /// A 43-character EncodingAESKey (what the WeCom console generates).
@@ -331,4 +331,56 @@ async fn a_standalone_simulator_sends_callbacks_when_told_over_its_control_api()
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_receiver_serves_https_itself_when_given_a_certificate() {
+    let env = Env::with_config(
+        Directory::sample(),
+        "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
+         encoding_aes_key_file = \"callback.key\"\ntls_cert_file = \"cert.pem\"\n\
+         tls_key_file = \"key.pem\"\n",
+    )
+    .await;
+    std::fs::write(env.path("callback.token"), TOKEN).unwrap();
+    std::fs::write(env.path("callback.key"), KEY).unwrap();
+    self_signed(env.dir.path());
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let url = callback_url(&daemon).replace("http://", "https://");
+    let corp_id = env.sim.directory().corp_id;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let echo = CallbackEncryptor::new(TOKEN, KEY, &corp_id)
+        .unwrap()
+        .seal(b"4711", &now, "n1");
+    let answer = trusting(env.dir.path())
+        .get(format!(
+            "{url}?msg_signature={}&timestamp={}&nonce={}&echostr={}",
+            echo.msg_signature,
+            echo.timestamp,
+            echo.nonce,
+            echo.encrypt
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "4711");
+    daemon.stop().await;
+
+    // Without TLS, only a loopback address.
+    env.write_config(
+        "",
+        "[callback]\nlisten = \"0.0.0.0:8788\"\ntoken_file = \"callback.token\"\n\
+         encoding_aes_key_file = \"callback.key\"\n",
+    );
+    let output = env.run(&["check-config"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("callback.listen"),
+        "{}",
+        describe(&output)
+    );
 }

@@ -9,7 +9,9 @@ use orgsync_simulator::{Directory, Endpoint, Fault};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{describe, error_line, Client, Daemon, Env, Python, WAIT};
+use crate::harness::{
+    describe, error_line, self_signed, trusting, Client, Daemon, Env, Python, WAIT,
+};
 
 const READ_TOKEN: &str = "read-token-0123456789abcdef";
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -503,43 +505,6 @@ async fn healthz_is_200_then_503_after_a_failed_run() {
         "{metrics}"
     );
     daemon.stop().await;
-}
-
-fn self_signed(dir: &Path) {
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("openssl is needed to make the TLS test's certificate");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-}
-
-/// A client that trusts only the certificate in `cert.pem` under `dir`.
-fn trusting(dir: &Path) -> reqwest::Client {
-    let cert =
-        reqwest::Certificate::from_pem(&std::fs::read(dir.join("cert.pem")).unwrap()).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([cert])
-        .timeout(WAIT)
-        .build()
-        .unwrap()
 }
 
 async fn status_over_tls(client: &reqwest::Client, addr: &str) -> Result<StatusCode, String> {

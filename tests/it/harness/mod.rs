@@ -23,6 +23,7 @@ mod python;
 mod server;
 mod sim_client;
 mod store;
+mod tls;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub use python::Python;
 pub use server::{current_uid, error_code, Server};
 pub use sim_client::{errcode, ids, userids, SimClient};
 pub use store::{commit_dated, integrity, read_only, replay_onto, StoreState};
+pub use tls::{self_signed, trusting};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_orgsync");

@@ -290,7 +290,6 @@ impl Syncer {
             Trigger::Callback => targeted::scope(&pending),
             _ => Scope::Full,
         };
-        let full = scope == Scope::Full;
         let renames = targeted::renames(&pending);
         drop(pending);
         self.hold_refusal(refusal).await;
@@ -322,7 +321,7 @@ impl Syncer {
         };
         // A member missing from a full pull is asked about before anything is announced: gone
         // from WeCom, or only out of the app's visible range.
-        let (snapshot, deleted, out_of_scope) = match (full, run) {
+        let (snapshot, deleted, out_of_scope) = match (touched.is_none(), run) {
             (true, Some(_)) => self.ask_about_missing(snapshot).await?,
             _ => (snapshot, deleted, BTreeSet::new()),
         };
@@ -387,33 +386,33 @@ impl Syncer {
     /// What the run compares the mirror with: a full pull, or the mirror with the members the
     /// callbacks named read again ([`targeted`]).
     async fn fetch(&self, scope: Scope) -> Result<Fetched, SyncError> {
-        let userids = match scope {
-            Scope::Full => {
-                let pull = wecom::pull(
-                    &self.client,
-                    self.root_department,
-                    self.concurrency,
-                    log_progress(),
-                )
-                .await
-                .map_err(SyncError::Pull)?;
-                let ignored = Ignored {
-                    ignored_departments: pull.stats.ignored_departments,
-                    ignored_memberships: pull.stats.ignored_memberships,
-                };
-                return Ok(Fetched {
-                    snapshot: pull.snapshot,
-                    touched: None,
-                    ignored,
-                    deleted: BTreeSet::new(),
-                });
-            }
-            Scope::Members(userids) => userids,
-            Scope::Nothing => Default::default(),
+        let (userids, departments_changed) = match scope {
+            Scope::Full => return self.full_pull().await,
+            Scope::Targeted {
+                userids,
+                departments,
+            } => (userids, departments),
+            Scope::Nothing => (BTreeSet::new(), false),
         };
-        let departments = self
+        let mirrored = self
             .blocking(|store| mirror::load_departments(store.conn()))
             .await?;
+        let departments = if departments_changed {
+            let (tree, _) = wecom::departments(&self.client, self.root_department)
+                .await
+                .map_err(SyncError::Pull)?;
+            // A mirrored department gone from the tree may take members with it (a move out of
+            // the mirrored subtree): only a full pull reads them all.
+            if mirrored.keys().any(|id| !tree.contains_key(id)) {
+                tracing::info!(
+                    "a department left the mirrored tree; the callback run pulls everything"
+                );
+                return self.full_pull().await;
+            }
+            tree
+        } else {
+            mirrored
+        };
         let base = Snapshot {
             departments,
             members: Default::default(),
@@ -438,6 +437,27 @@ impl Syncer {
             touched: Some(touched),
             ignored: Ignored::default(),
             deleted: reread.deleted,
+        })
+    }
+
+    async fn full_pull(&self) -> Result<Fetched, SyncError> {
+        let pull = wecom::pull(
+            &self.client,
+            self.root_department,
+            self.concurrency,
+            log_progress(),
+        )
+        .await
+        .map_err(SyncError::Pull)?;
+        let ignored = Ignored {
+            ignored_departments: pull.stats.ignored_departments,
+            ignored_memberships: pull.stats.ignored_memberships,
+        };
+        Ok(Fetched {
+            snapshot: pull.snapshot,
+            touched: None,
+            ignored,
+            deleted: BTreeSet::new(),
         })
     }
 

@@ -5,9 +5,10 @@
 //! configured after 2022-08-15), partial (an `update_user` carries only what changed), late or
 //! out of order. It only says whom to read again. The patched snapshot then goes through the
 //! same diff, guard, apply and events as a full pull, so a callback run obeys every rule a run
-//! does. Department and tag changes, and bursts larger than [`MAX_MEMBERS`], make a full pull
-//! instead: a department move can touch thousands of members, which `user/list` per department
-//! reads in far fewer calls.
+//! does. A department change re-reads the department tree (`department/list`, one call); if a
+//! mirrored department is gone from it, or a change type is unknown, or the burst names more
+//! than [`MAX_MEMBERS`] members, the run is a full pull instead: a department move can touch
+//! thousands of members, which `user/list` per department reads in far fewer calls.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -30,8 +31,12 @@ const NO_PRIVILEGE: i64 = 60011;
 pub enum Scope {
     /// Nothing pending: every callback was covered by an earlier run.
     Nothing,
-    /// These userids, as the callbacks spelled them (a rename names the old and the new).
-    Members(BTreeSet<String>),
+    /// These userids, as the callbacks spelled them (a rename names the old and the new), and
+    /// whether a department changed (the department tree is read again).
+    Targeted {
+        userids: BTreeSet<String>,
+        departments: bool,
+    },
     /// A full pull: a department or tag changed, an event orgsync cannot target, or too many
     /// members.
     Full,
@@ -48,20 +53,25 @@ pub fn scope(pending: &[Callback]) -> Scope {
     if pending.is_empty() {
         return Scope::Nothing;
     }
-    let mut members = BTreeSet::new();
+    let mut userids = BTreeSet::new();
+    let mut departments = false;
     for callback in pending {
         match callback.change_type.as_str() {
             "create_user" | "update_user" | "delete_user" => {
-                members.extend(callback.userid.iter().cloned());
-                members.extend(callback.new_userid.iter().cloned());
+                userids.extend(callback.userid.iter().cloned());
+                userids.extend(callback.new_userid.iter().cloned());
             }
+            "create_party" | "update_party" | "delete_party" => departments = true,
             _ => return Scope::Full,
         }
     }
-    if members.len() > MAX_MEMBERS {
+    if userids.len() > MAX_MEMBERS {
         return Scope::Full;
     }
-    Scope::Members(members)
+    Scope::Targeted {
+        userids,
+        departments,
+    }
 }
 
 /// The renames the callbacks announced, oldest first, a chain (`a` to `b`, then `b` to `c`)
@@ -170,16 +180,20 @@ mod tests {
     }
 
     #[test]
-    fn member_callbacks_are_targeted_and_anything_else_is_a_full_pull() {
+    fn member_and_department_callbacks_are_targeted_and_unknown_ones_a_full_pull() {
         assert_eq!(scope(&[]), Scope::Nothing);
         let pending = [
             callback("create_user", Some("a"), None),
             callback("update_user", Some("b"), Some("c")),
             callback("delete_user", Some("a"), None),
         ];
+        let userids: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
         assert_eq!(
             scope(&pending),
-            Scope::Members(["a", "b", "c"].map(String::from).into())
+            Scope::Targeted {
+                userids: userids.clone(),
+                departments: false
+            }
         );
         assert_eq!(
             renames(&pending),
@@ -190,6 +204,14 @@ mod tests {
         );
         let mut with_party = pending.to_vec();
         with_party.push(callback("update_party", None, None));
+        assert_eq!(
+            scope(&with_party),
+            Scope::Targeted {
+                userids,
+                departments: true
+            }
+        );
+        with_party.push(callback("a_new_kind_of_change", None, None));
         assert_eq!(scope(&with_party), Scope::Full);
         let burst: Vec<Callback> = (0..=MAX_MEMBERS)
             .map(|n| callback("update_user", Some(&format!("u{n}")), None))

@@ -24,7 +24,7 @@ pub use call::{Call, ClientStats};
 pub use client::{ClientSettings, LoginIdentity, RetryPolicy, WecomClient};
 pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
 pub use error::WecomError;
-pub use pull::{pull, Progress, Pull, PullError, PullStats};
+pub use pull::{departments, pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
 pub use token::REFUSAL_HOLD;
 pub use tree::{Inconsistency, ALL_VISIBLE};

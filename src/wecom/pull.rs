@@ -104,24 +104,7 @@ pub async fn pull(
     let started = Instant::now();
     let before = client.stats();
 
-    // Everything visible is asked for without an id: an app whose visible range is several
-    // departments may not see department 1 itself.
-    let listed = client
-        .department_list((root != ALL_VISIBLE).then_some(root))
-        .await?;
-    if listed.is_empty() {
-        return Err(PullError::NoDepartments { root });
-    }
-    let tree = select(root, listed)?.ok_or(PullError::RootNotVisible { root })?;
-    if tree.ignored > 0 {
-        warn!(
-            root,
-            ignored = tree.ignored,
-            "department/list returned departments outside the root's subtree; they are not mirrored"
-        );
-    }
-    let ignored_departments = tree.ignored;
-    let departments = tree.departments;
+    let (departments, ignored_departments) = listed_departments(client, root).await?;
     let department_list_time = started.elapsed();
     let ids: Vec<DepartmentId> = departments.iter().map(|d| d.id).collect();
     let mirrored: Arc<HashSet<DepartmentId>> = Arc::new(ids.iter().copied().collect());
@@ -138,10 +121,7 @@ pub async fn pull(
     let user_list_time = users_started.elapsed();
 
     let snapshot = Snapshot {
-        departments: departments
-            .into_iter()
-            .map(|d| (d.id, department(d)))
-            .collect(),
+        departments: departments.into_iter().map(department).collect(),
         members,
     };
     let members_with_unknown_departments = snapshot
@@ -178,15 +158,51 @@ pub async fn pull(
     Ok(Pull { snapshot, stats })
 }
 
-fn department(d: wire::Department) -> Department {
-    Department {
-        id: d.id,
-        name: d.name,
-        name_en: d.name_en,
-        parent_id: d.parentid,
-        order: d.order,
-        leaders: d.department_leader,
+/// The departments under `root` as the app sees them now (`department/list`), checked as a pull
+/// checks them, with how many outside the subtree were left out.
+pub async fn departments(
+    client: &WecomClient,
+    root: DepartmentId,
+) -> Result<(BTreeMap<DepartmentId, Department>, usize), PullError> {
+    let (departments, ignored) = listed_departments(client, root).await?;
+    Ok((departments.into_iter().map(department).collect(), ignored))
+}
+
+async fn listed_departments(
+    client: &WecomClient,
+    root: DepartmentId,
+) -> Result<(Vec<wire::Department>, usize), PullError> {
+    // Everything visible is asked for without an id: an app whose visible range is several
+    // departments may not see department 1 itself.
+    let listed = client
+        .department_list((root != ALL_VISIBLE).then_some(root))
+        .await?;
+    if listed.is_empty() {
+        return Err(PullError::NoDepartments { root });
     }
+    let tree = select(root, listed)?.ok_or(PullError::RootNotVisible { root })?;
+    if tree.ignored > 0 {
+        warn!(
+            root,
+            ignored = tree.ignored,
+            "department/list returned departments outside the root's subtree; they are not mirrored"
+        );
+    }
+    Ok((tree.departments, tree.ignored))
+}
+
+fn department(d: wire::Department) -> (DepartmentId, Department) {
+    (
+        d.id,
+        Department {
+            id: d.id,
+            name: d.name,
+            name_en: d.name_en,
+            parent_id: d.parentid,
+            order: d.order,
+            leaders: d.department_leader,
+        },
+    )
 }
 
 /// What `user/list` over every department gave.

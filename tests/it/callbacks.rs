@@ -384,3 +384,35 @@ async fn the_receiver_serves_https_itself_when_given_a_certificate() {
         describe(&output)
     );
 }
+
+#[tokio::test]
+async fn department_changes_out_of_order_arrive_with_their_members() {
+    let env = callback_env(Directory::sample()).await;
+    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
+    env.sim.callback_faults(CallbackFaults {
+        reverse: true,
+        ..CallbackFaults::default()
+    });
+    // One change: a new team with its first member, and a renamed department. Reversed, the
+    // member's callback comes before its department's.
+    env.sim.edit(|d| {
+        d.departments
+            .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
+        d.users.push(SimUser::new("tester", "测试员", &[9]));
+        let hr = d.departments.iter_mut().find(|dep| dep.id == 6).unwrap();
+        hr.name = "人力资源部".into();
+    });
+    let (events, completed) = next_run(&mut subscriber).await;
+    assert_eq!(completed["data"]["trigger"], "callback");
+    assert_eq!(
+        types(&events),
+        [
+            "orgsync.department.created",
+            "orgsync.department.updated",
+            "orgsync.member.joined"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[2]["data"]["member"]["departments"][0]["id"], 9);
+    daemon.stop().await;
+}

@@ -90,6 +90,10 @@ impl Sender {
         })
     }
 
+    pub(crate) fn payload(&self) -> Payload {
+        self.payload
+    }
+
     pub(crate) fn set_faults(&mut self, faults: CallbackFaults) {
         self.faults = faults;
     }

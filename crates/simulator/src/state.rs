@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::callback_crypto::CallbackKeyError;
 use super::callback_sender::{CallbackFaults, CallbackTarget, Sender, Sent};
-use super::callback_xml::ContactEvent;
+use super::callback_xml::{ContactEvent, Payload};
 use super::directory::{Directory, SimDepartment, SimUser};
 use super::endpoint::{CallCounts, Endpoint};
 use super::fault::FaultQueue;
@@ -81,15 +81,21 @@ impl Shared {
         let result = f(&mut tenant.0.directory);
         if let (Some(sender), Some(before)) = (sender.as_mut(), before) {
             let after = &tenant.0.directory;
-            sender.send(after, &changes(&before, after), &self.callbacks_sent);
+            let events = changes(&before, after, sender.payload());
+            sender.send(after, &events, &self.callbacks_sent);
         }
         result
     }
 }
 
 /// The callbacks WeCom sends for the change from `before` to `after`: departments created,
-/// members created, updated and deleted, departments updated and deleted.
-fn changes<'a>(before: &'a Directory, after: &'a Directory) -> Vec<ContactEvent<'a>> {
+/// members created, updated and deleted, departments updated and deleted. With ID-only
+/// payloads `update_party` fires only when the parent changed, as WeCom does.
+fn changes<'a>(
+    before: &'a Directory,
+    after: &'a Directory,
+    payload: Payload,
+) -> Vec<ContactEvent<'a>> {
     let old_users: HashMap<&str, &SimUser> = before
         .users
         .iter()
@@ -123,10 +129,13 @@ fn changes<'a>(before: &'a Directory, after: &'a Directory) -> Vec<ContactEvent<
         }
     }
     for department in &after.departments {
-        if old_departments
+        let changed = old_departments
             .get(&department.id)
-            .is_some_and(|old| *old != department)
-        {
+            .is_some_and(|old| match payload {
+                Payload::Full => *old != department,
+                Payload::IdsOnly => old.parentid != department.parentid,
+            });
+        if changed {
             events.push(ContactEvent::UpdateParty(department));
         }
     }

@@ -43,14 +43,11 @@ pub async fn run(json_output: bool) -> Result<(), DemoError> {
     let simulator = Simulator::start(Directory::sample()).await?;
     let workdir = tempfile::tempdir()?;
     let directory = simulator.directory();
-    let config = with_callbacks(
+    let config = demo_config(
         workdir.path(),
-        simulated_tenant_config(
-            workdir.path(),
-            &directory.corp_id,
-            &directory.corp_secret,
-            &simulator.api_base(),
-        )?,
+        &directory.corp_id,
+        &directory.corp_secret,
+        &simulator.api_base(),
     )?;
     out.say(&format!(
         "Simulated WeCom tenant {} at {} ({} departments, {} members).",
@@ -191,9 +188,18 @@ pub fn simulated_tenant_config(
     corp_secret: &str,
     api_base: &str,
 ) -> Result<Config, DemoError> {
-    let mut file = std::fs::File::create(dir.join("corp_secret"))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(corp_secret.as_bytes())?;
+    tenant_config(dir, corp_id, corp_secret, api_base, "")
+}
+
+/// [`simulated_tenant_config`] with `extra` sections.
+fn tenant_config(
+    dir: &Path,
+    corp_id: &str,
+    corp_secret: &str,
+    api_base: &str,
+    extra: &str,
+) -> Result<Config, DemoError> {
+    private_file(&dir.join("corp_secret"), corp_secret)?;
     let toml = format!(
         r#"
 [wecom]
@@ -206,7 +212,7 @@ path = "orgsync.db"
 
 [socket]
 path = "orgsync.sock"
-"#
+{extra}"#
     );
     Ok(Config::from_toml_str(&toml, dir)?)
 }
@@ -215,38 +221,36 @@ path = "orgsync.sock"
 const CALLBACK_TOKEN: &str = "demotoken";
 const CALLBACK_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 
-/// `config` with the callback receiver on a port the kernel picks, its Token and
-/// EncodingAESKey in files in `dir`.
-fn with_callbacks(dir: &Path, config: Config) -> Result<Config, DemoError> {
+/// The demo's config: [`simulated_tenant_config`] with the callback receiver on a port the
+/// kernel picks, its Token and EncodingAESKey in files in `dir`.
+fn demo_config(
+    dir: &Path,
+    corp_id: &str,
+    corp_secret: &str,
+    api_base: &str,
+) -> Result<Config, DemoError> {
     for (name, value) in [
         ("callback.token", CALLBACK_TOKEN),
         ("callback.key", CALLBACK_KEY),
     ] {
-        let mut file = std::fs::File::create(dir.join(name))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(value.as_bytes())?;
+        private_file(&dir.join(name), value)?;
     }
-    let toml = format!(
-        r#"
-[wecom]
-corp_id = "{}"
-corp_secret_file = "corp_secret"
-api_base = "{}"
+    tenant_config(
+        dir,
+        corp_id,
+        corp_secret,
+        api_base,
+        "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
+         encoding_aes_key_file = \"callback.key\"\n",
+    )
+}
 
-[store]
-path = "orgsync.db"
-
-[socket]
-path = "orgsync.sock"
-
-[callback]
-listen = "127.0.0.1:0"
-token_file = "callback.token"
-encoding_aes_key_file = "callback.key"
-"#,
-        config.wecom.corp_id, config.wecom.api_base
-    );
-    Ok(Config::from_toml_str(&toml, dir)?)
+/// Writes `content` to a new file only its owner may read.
+fn private_file(path: &Path, content: &str) -> Result<(), DemoError> {
+    let mut file = std::fs::File::create(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(content.as_bytes())?;
+    Ok(())
 }
 
 /// A promotion, a move, a departure, a new hire, a new team and a renamed department.

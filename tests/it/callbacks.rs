@@ -140,6 +140,14 @@ async fn a_hire_a_move_a_rename_and_a_departure_arrive_without_a_resync() {
     daemon.stop().await;
 }
 
+/// Base64 as WeCom puts it in a query: `+`, `/` and `=` percent-encoded.
+fn percent_encoded(base64: &str) -> String {
+    base64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
 /// The next `orgsync.link.*` event.
 async fn next_link(subscriber: &mut Client) -> Value {
     loop {
@@ -253,10 +261,7 @@ async fn requests_that_fail_verification_are_refused_and_change_nothing() {
         .get(format!(
             "{url}?{}&echostr={}",
             query(&echo),
-            echo.encrypt
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D")
+            percent_encoded(&echo.encrypt)
         ))
         .send()
         .await
@@ -358,10 +363,7 @@ async fn the_receiver_serves_https_itself_when_given_a_certificate() {
             echo.msg_signature,
             echo.timestamp,
             echo.nonce,
-            echo.encrypt
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D")
+            percent_encoded(&echo.encrypt)
         ))
         .send()
         .await

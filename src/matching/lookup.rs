@@ -41,6 +41,7 @@ use crate::events::EventSource;
 use crate::hashing::{FastMap, FastSet};
 use crate::model::host_user::LookupKind;
 use crate::shutdown::stopped;
+use crate::store::host_users;
 use crate::store::lookups::{self, Answer};
 use crate::store::{Store, StoreError};
 use crate::wecom::{WecomClient, WecomError};
@@ -331,6 +332,10 @@ fn next_batch(
 ) -> Result<(Vec<(LookupKind, String)>, Allowed), StoreError> {
     let store = Store::open_existing(path, crate::store::BUSY_TIMEOUT)?;
     let conn = store.conn();
+    if host_users::is_empty(conn)? {
+        // Nothing to look up: a corp without host users pays nothing for lookups.
+        return Ok((Vec::new(), Allowed::Failures(0)));
+    }
     let today = lookups::day(conn, &china_day(now))?;
     if today.blocked_at.is_some() {
         return Ok((Vec::new(), Allowed::Blocked));

@@ -143,7 +143,9 @@ impl From<AckError> for ApiError {
         let message = error.to_string();
         match error {
             AckError::AboveHead { .. } => ApiError::bad_request(message),
-            AckError::Consumer(ClaimError::Owned { .. }) => ApiError::forbidden(message),
+            AckError::Consumer(ClaimError::Owned { .. } | ClaimError::Reserved { .. }) => {
+                ApiError::forbidden(message)
+            }
             AckError::Consumer(_) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::TooManyConsumers,

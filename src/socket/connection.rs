@@ -113,7 +113,8 @@ impl RequestError {
             RequestError::Subscribed(_)
             | RequestError::AckAboveHead { .. }
             | RequestError::AlreadySubscribed => error_reply(ErrorCode::BadRequest, &message),
-            RequestError::Forbidden(_) | RequestError::Consumer(ClaimError::Owned { .. }) => {
+            RequestError::Forbidden(_)
+            | RequestError::Consumer(ClaimError::Owned { .. } | ClaimError::Reserved { .. }) => {
                 error_reply(ErrorCode::Forbidden, &message)
             }
             RequestError::Consumer(_) => error_reply(ErrorCode::TooManyConsumers, &message),

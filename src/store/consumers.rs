@@ -16,6 +16,17 @@ use super::StoreError;
 pub const MAX_PER_OWNER: usize = 32;
 pub const MAX_TOTAL: usize = 1024;
 
+/// The owner of every sink's consumer: the daemon's own push delivery (`[[sinks.*]]`).
+pub const SINK_OWNER: &str = "sink";
+
+/// A sink's consumer is named `sink:NAME`; no socket or HTTP peer may take such a name.
+pub const SINK_PREFIX: &str = "sink:";
+
+/// The consumer name of the sink `name`.
+pub fn sink_consumer(name: &str) -> String {
+    format!("{SINK_PREFIX}{name}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Consumer {
     pub name: String,
@@ -33,6 +44,8 @@ pub enum ClaimError {
     TooManyForOwner { owner: String },
     #[error("there are already {MAX_TOTAL} consumers; an admin can list and remove stale ones with `orgsync consumers`")]
     TooMany,
+    #[error("consumer names starting with `sink:` belong to the daemon's sinks; use another name (an admin moves a sink's cursor with `orgsync sinks replay`)")]
+    Reserved { name: String },
 }
 
 /// Checks that `owner` may use consumer `name`, creating nothing. An admin may use any;
@@ -43,6 +56,11 @@ pub fn check_owner(
     owner: &str,
     admin: bool,
 ) -> Result<Result<(), ClaimError>, StoreError> {
+    if name.starts_with(SINK_PREFIX) && owner != SINK_OWNER {
+        return Ok(Err(ClaimError::Reserved {
+            name: name.to_owned(),
+        }));
+    }
     let stored: Option<Option<String>> = conn
         .query_row("SELECT owner FROM consumers WHERE name = ?1", [name], |r| {
             r.get(0)
@@ -77,7 +95,36 @@ pub fn check_owner(
 
 /// Removes a consumer; false when there was none of that name.
 pub fn remove(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    if let Some(sink) = name.strip_prefix(SINK_PREFIX) {
+        conn.execute("DELETE FROM sinks WHERE name = ?1", [sink])?;
+    }
     Ok(conn.execute("DELETE FROM consumers WHERE name = ?1", [name])? > 0)
+}
+
+/// Moves a consumer's cursor from `expected` to `seq`, forwards or backwards, creating it
+/// (owned by `owner`) when `expected` is `None` and there is none. False, changing nothing,
+/// when the cursor is not at `expected` any more (an admin moved it meanwhile): the caller
+/// reads it again rather than overwrite the admin's move.
+pub fn move_cursor(
+    conn: &Connection,
+    name: &str,
+    expected: Option<i64>,
+    seq: i64,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    let now = Utc::now().to_rfc3339();
+    let changed = match expected {
+        Some(expected) => conn.execute(
+            "UPDATE consumers SET acked_seq = ?2, updated_at = ?3 WHERE name = ?1 AND acked_seq = ?4",
+            params![name, seq, now, expected],
+        )?,
+        None => conn.execute(
+            "INSERT INTO consumers (name, acked_seq, updated_at, owner) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, seq, now, owner],
+        )?,
+    };
+    Ok(changed > 0)
 }
 
 pub fn cursor(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
@@ -119,15 +166,19 @@ pub fn list(conn: &Connection) -> Result<Vec<Consumer>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The lowest cursor among the consumers that acked at or after `since`: retention must keep
-/// every event after it. A consumer that has not acked since then no longer holds events back.
+/// The lowest cursor among the consumers that acked at or after `since`, and among all sinks:
+/// retention must keep every event after it. A consumer that has not acked since then no
+/// longer holds events back; a sink always does, however long it has been failing (it is
+/// reported loudly instead), until it is removed with `orgsync consumers remove sink:NAME`.
 /// A timestamp that does not parse (edited by hand) counts as recent, so that a doubt keeps
 /// events rather than dropping them.
 pub fn active_floor(conn: &Connection, since: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
     Ok(list(conn)?
         .into_iter()
         .filter(|consumer| {
-            DateTime::parse_from_rfc3339(&consumer.updated_at).map_or(true, |acked| acked >= since)
+            consumer.owner.as_deref() == Some(SINK_OWNER)
+                || DateTime::parse_from_rfc3339(&consumer.updated_at)
+                    .map_or(true, |acked| acked >= since)
         })
         .map(|consumer| consumer.acked_seq)
         .min())

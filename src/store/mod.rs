@@ -15,6 +15,7 @@ pub mod lookups;
 pub mod mirror;
 pub mod runs;
 mod schema;
+pub mod sinks;
 pub mod token_refusal;
 
 use std::path::{Path, PathBuf};

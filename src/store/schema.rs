@@ -170,6 +170,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX callbacks_pending ON callbacks (applied_run) WHERE applied_run IS NULL;
     "#,
+    // 8: push delivery sinks (issue #17). A sink's cursor is the consumer `sink:NAME` (owner
+    // `sink`); this row is its delivery state, kept here so that `orgsync status` and
+    // `orgsync sinks` show it with or without a daemon, and so that `orgsync sinks resume`
+    // reaches a running daemon through the store.
+    r#"
+    CREATE TABLE sinks (
+        name          TEXT PRIMARY KEY,   -- the name in the config, without `sink:`
+        kind          TEXT NOT NULL,      -- webhook or nats
+        alert_after   INTEGER NOT NULL DEFAULT 3600,   -- seconds of failing before status alerts
+        paused_at     TEXT,               -- set by a 410 Gone; cleared by `orgsync sinks resume`
+        paused_reason TEXT,
+        failing_since TEXT,               -- the first failed attempt of the current streak
+        attempts      INTEGER NOT NULL DEFAULT 0,   -- failed attempts in that streak
+        last_error    TEXT,
+        next_attempt  TEXT,
+        delivered_at  TEXT                -- the last confirmed delivery
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

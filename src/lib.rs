@@ -5,6 +5,7 @@ pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod demo;
 pub mod diff;
 pub mod dry_run;

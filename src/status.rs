@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::schedule::Schedule;
-use crate::store::consumers;
 use crate::store::mirror::{self, MirrorCounts};
 use crate::store::runs::{self, Outcome, RunRecord};
+use crate::store::{consumers, sinks};
 use crate::store::{event_log, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct Status {
     pub mirror: MirrorCounts,
     pub events: EventCounts,
     pub consumers: Vec<ConsumerLag>,
+    /// The push sinks (`[[sinks.webhook]]`) and how their delivery goes.
+    #[serde(default)]
+    pub sinks: Vec<SinkStatus>,
     /// Set when the report comes from the running daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<Value>,
@@ -45,6 +48,112 @@ pub struct ConsumerLag {
     pub acked_seq: i64,
     pub lag: i64,
     pub updated_at: String,
+}
+
+/// A sink's delivery, from its cursor and its row in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub kind: String,
+    /// The last seq the target confirmed; `None` before the sink first ran.
+    pub cursor: Option<i64>,
+    pub lag: i64,
+    /// `delivering`, `idle` (nothing to send), `failing` (retrying) or `paused` (410 Gone).
+    pub state: String,
+    /// Failing for longer than its `alert_after_secs`.
+    pub alert: bool,
+    pub failing_since: Option<String>,
+    /// Failed attempts of the delivery under way.
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt: Option<String>,
+    pub paused_at: Option<String>,
+    pub paused_reason: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// Every sink's status, as of `now`, with the event head `head`.
+pub fn sink_statuses(
+    conn: &Connection,
+    head: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<SinkStatus>, StoreError> {
+    sinks::list(conn)?
+        .into_iter()
+        .map(|row| {
+            let cursor = consumers::cursor(conn, &consumers::sink_consumer(&row.name))?;
+            let lag = cursor.map_or(head, |cursor| head - cursor);
+            let alert = row
+                .failing_since
+                .as_deref()
+                .and_then(|since| DateTime::parse_from_rfc3339(since).ok())
+                .is_some_and(|since| {
+                    (now - since.with_timezone(&Utc)).num_seconds() >= row.alert_after
+                });
+            let state = if row.paused_at.is_some() {
+                "paused"
+            } else if row.failing_since.is_some() {
+                "failing"
+            } else if lag > 0 {
+                "delivering"
+            } else {
+                "idle"
+            };
+            Ok(SinkStatus {
+                name: row.name,
+                kind: row.kind,
+                cursor,
+                lag,
+                state: state.to_owned(),
+                alert,
+                failing_since: row.failing_since,
+                attempts: row.attempts,
+                last_error: row.last_error,
+                next_attempt: row.next_attempt,
+                paused_at: row.paused_at,
+                paused_reason: row.paused_reason,
+                delivered_at: row.delivered_at,
+            })
+        })
+        .collect()
+}
+
+impl SinkStatus {
+    /// The human form: one line, and a second with the error while it fails or is paused.
+    pub fn render(&self, local: &dyn Fn(&str) -> String) -> String {
+        let at = self
+            .cursor
+            .map_or_else(|| "-".to_owned(), |cursor| cursor.to_string());
+        let mut text = format!(
+            "{} ({}) at {at}, lag {}, {}",
+            self.name, self.kind, self.lag, self.state
+        );
+        if let Some(delivered) = &self.delivered_at {
+            text.push_str(&format!(", last delivery {}", local(delivered)));
+        }
+        if let (Some(paused), Some(reason)) = (&self.paused_at, &self.paused_reason) {
+            text.push_str(&format!(
+                "\n            PAUSED since {}: {reason}",
+                local(paused)
+            ));
+        } else if let Some(since) = &self.failing_since {
+            text.push_str(&format!(
+                "\n            {} since {}, {} attempts, next {}: {}",
+                if self.alert {
+                    "ALERT: FAILING"
+                } else {
+                    "failing"
+                },
+                local(since),
+                self.attempts,
+                self.next_attempt
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), local),
+                self.last_error.as_deref().unwrap_or("?")
+            ));
+        }
+        text
+    }
 }
 
 pub fn collect(
@@ -80,6 +189,7 @@ pub fn collect(
                 updated_at: c.updated_at,
             })
             .collect(),
+        sinks: sink_statuses(conn, head, now)?,
         daemon: None,
     })
 }
@@ -184,6 +294,21 @@ impl Status {
                 consumer.lag,
                 local(&consumer.updated_at)
             ));
+        }
+        for sink in &self.sinks {
+            if sink.alert {
+                line(format!(
+                    "SINK ALERT: {} has been failing since {}: {}",
+                    sink.name,
+                    sink.failing_since
+                        .as_deref()
+                        .map_or_else(|| "?".to_owned(), local),
+                    sink.last_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        for sink in &self.sinks {
+            line(format!("sink:       {}", sink.render(&local)));
         }
         out
     }

@@ -14,6 +14,7 @@ mod error;
 mod http;
 mod secret;
 mod settings;
+mod sinks;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ pub use error::{ConfigError, Origin, SecretFileProblem};
 pub use http::{HttpConfig, HttpToken, HttpTokenConfig, TokenScope, MIN_TOKEN_CHARS};
 use secret::Secret;
 pub use secret::SecretSource;
+pub use sinks::{decode_secret, SigningKeys, SinkStart, SinksConfig, WebhookSinkConfig};
 
 const ENV_PREFIX: &str = "ORGSYNC_";
 const ENV_SEPARATOR: &str = "__";
@@ -60,6 +62,7 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub callback: CallbackConfig,
+    pub sinks: SinksConfig,
     /// `None` only when loaded by [`Config::load_without_secret`].
     #[serde(skip)]
     secret: Option<(Secret, SecretSource)>,
@@ -70,6 +73,10 @@ pub struct Config {
     /// loaded without secrets.
     #[serde(skip)]
     callback_crypto: Option<Arc<CallbackCrypto>>,
+    /// Each webhook sink's signing keys, in the order of `sinks.webhook`; empty when loaded
+    /// without secrets.
+    #[serde(skip)]
+    sink_keys: Vec<SigningKeys>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -332,6 +339,7 @@ struct FileConfig {
     log: LogConfig,
     http: HttpConfig,
     callback: CallbackConfig,
+    sinks: SinksConfig,
 }
 
 impl Config {
@@ -412,6 +420,11 @@ impl Config {
         } else {
             (Vec::new(), None)
         };
+        let sink_keys = if read_secret {
+            file.sinks.read_secrets(credentials_dir, at)?
+        } else {
+            Vec::new()
+        };
         let (secret, warnings) = if read_secret {
             let resolved = secret::resolve(
                 file.wecom.corp_secret.as_ref(),
@@ -436,6 +449,8 @@ impl Config {
             secret,
             http_tokens,
             callback_crypto,
+            sinks: file.sinks,
+            sink_keys,
             warnings,
         })
     }
@@ -630,6 +645,7 @@ impl FileConfig {
 
         self.http.validate(base_dir, at)?;
         self.callback.validate(base_dir, at)?;
+        self.sinks.validate(base_dir, at)?;
 
         Ok(self)
     }

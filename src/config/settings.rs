@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use super::{Config, ScheduleConfig, StoreConfig, TokenScope, WecomConfig};
+use crate::delivery::webhook::WebhookSettings;
+use crate::delivery::{SinkSettings, Target};
 use crate::guard::Limits;
 use crate::http::{HttpSettings, Scope, TlsFiles, Token};
 use crate::matching::lookup::LookupSettings;
@@ -96,6 +98,32 @@ impl Config {
             }),
             _ => None,
         }
+    }
+
+    /// Every sink's settings; empty when the config was loaded without secrets (the sinks
+    /// need their signing keys).
+    pub fn sink_settings(&self) -> Vec<SinkSettings> {
+        self.sinks
+            .webhook
+            .iter()
+            .zip(&self.sink_keys)
+            .filter_map(|(sink, keys)| {
+                Some(SinkSettings {
+                    name: sink.name.clone(),
+                    target: Target::Webhook(WebhookSettings {
+                        url: super::sinks::parse_url(&sink.url)?,
+                        keys: keys.clone(),
+                        timeout: Duration::from_secs(sink.timeout_secs),
+                    }),
+                    types: sink.type_filter().ok()?,
+                    batch_size: sink.batch_size,
+                    start: sink.start,
+                    retry_first_delay: Duration::from_millis(sink.retry_first_delay_ms),
+                    retry_max_delay: Duration::from_secs(sink.retry_max_delay_secs),
+                    alert_after: Duration::from_secs(sink.alert_after_secs),
+                })
+            })
+            .collect()
     }
 
     /// Userid lookups for matching.

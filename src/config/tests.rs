@@ -264,7 +264,7 @@ fn an_unknown_section_lists_the_known_ones() {
     assert_eq!(
         error.to_string(),
         "unknown key `database`; the keys allowed there are `wecom`, `schedule`, `store`, \
-         `socket`, `safety`, `matching`, `events`, `log`, `http`, `callback`"
+         `socket`, `safety`, `matching`, `events`, `log`, `http`, `callback`, `sinks`"
     );
 }
 

@@ -10,7 +10,8 @@
 //! - the callback receiver ([`crate::callback`]), when `callback.listen` is set, records WeCom's
 //!   contact-change callbacks, and its debounce queues callback runs;
 //! - [`lookups`] asks WeCom whose unlinked host users' mobiles and emails are, for matching;
-//! - [`signals`] turns signals into requests and keeps systemd informed ([`notify`]).
+//! - [`signals`] turns signals into requests and keeps systemd informed ([`notify`]);
+//! - the sinks ([`crate::delivery`]) push every event to the configured webhooks.
 //!
 //! [`Daemon`] starts them, reloads the config on SIGHUP and stops them in order. A new
 //! component is a file here and a line in [`Daemon::start`].
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::callback;
 use crate::config::{Config, ConfigError};
+use crate::delivery::Sinks;
 use crate::events::EventSource;
 use crate::http::{self, HttpContext, HttpError, TlsReloader, Tokens};
 use crate::queue::{SyncQueue, Trigger};
@@ -87,6 +89,8 @@ pub struct Daemon {
     /// Re-reads the HTTP API's certificate and key on a reload, so that a renewed certificate
     /// needs no restart.
     http_tls: Option<TlsReloader>,
+    /// The push sinks ([`crate::delivery`]), restarted when a reload changes them.
+    sinks: tokio::sync::Mutex<Sinks>,
     tasks: Vec<JoinHandle<()>>,
     /// Where the callback receiver listens, when it does.
     callback_addr: Option<std::net::SocketAddr>,
@@ -219,6 +223,11 @@ impl Daemon {
         if let Some(next) = schedule.next_after(now) {
             tracing::info!(next = %next.with_timezone(&schedule.timezone()).to_rfc3339(), "next scheduled sync");
         }
+        let sinks = Sinks::start(
+            config.sink_settings(),
+            config.store.path.clone(),
+            shared.head.subscribe(),
+        );
         let mut tasks = Vec::new();
         if let (Some(listener), Some(settings)) = (http_listener, http_settings) {
             let context = Arc::new(HttpContext {
@@ -282,6 +291,7 @@ impl Daemon {
             scheduler: tokio::sync::Mutex::new(Some(scheduler)),
             http_tokens,
             http_tls,
+            sinks: tokio::sync::Mutex::new(sinks),
             tasks,
             callback_addr,
             _lock: lock,
@@ -422,6 +432,12 @@ impl Daemon {
         if let Some((reloader, tls)) = self.http_tls.as_ref().zip(tls) {
             reloader.put(tls);
         }
+        // Secrets and targets take effect at once; a changed sink resumes from its cursor.
+        self.sinks
+            .lock()
+            .await
+            .reconfigure(config.sink_settings())
+            .await;
         *write(&self.shared.config) = config;
         tracing::info!("config reloaded");
         Ok(())
@@ -433,6 +449,7 @@ impl Daemon {
         if let Some(scheduler) = self.scheduler.lock().await.take() {
             scheduler.stop().await;
         }
+        self.sinks.into_inner().stop().await;
         for task in self.tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a daemon task failed");

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::status::Status;
+use crate::status::{SinkStatus, Status};
 use crate::store::{runs, StoreError};
 
 /// What the status report does not carry.
@@ -168,6 +168,33 @@ pub fn render(status: &Status, report: &Value, healthy: bool, store: &StoreFigur
             &[("consumer", &consumer.name)],
             consumer.lag as f64,
         );
+    }
+    for (name, help, value) in [
+        (
+            "sink_lag",
+            "Events committed after each sink's confirmed cursor.",
+            &(|sink: &SinkStatus| sink.lag as f64) as &dyn Fn(&SinkStatus) -> f64,
+        ),
+        (
+            "sink_failing_attempts",
+            "Failed attempts of each sink's current delivery (0 while it delivers).",
+            &|sink: &SinkStatus| sink.attempts as f64,
+        ),
+        (
+            "sink_paused",
+            "1 while a sink is paused (its target answered 410 Gone).",
+            &|sink: &SinkStatus| f64::from(u8::from(sink.paused_at.is_some())),
+        ),
+        (
+            "sink_alert",
+            "1 while a sink has been failing for longer than its alert_after_secs.",
+            &|sink: &SinkStatus| f64::from(u8::from(sink.alert)),
+        ),
+    ] {
+        out.family(name, "gauge", help);
+        for sink in &status.sinks {
+            out.sample(name, &[("sink", &sink.name)], value(sink));
+        }
     }
     out.gauge(
         "guard_held",

@@ -1,0 +1,324 @@
+//! `[[sinks.webhook]]`: push delivery of the event log to HTTPS endpoints (docs/sinks.md).
+//! Everything about a sink is checked here, at start-up and on every reload, so that a bad
+//! sink is a config error that names its key rather than a delivery that fails later.
+//!
+//! A webhook's signing secrets (Standard Webhooks, `whsec_` + base64) come from `secret_file`
+//! or the systemd credential `sink_secret_NAME`; one per line, two during a rotation (both
+//! sign every delivery). They are kept in [`SigningKeys`], which never prints them.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use super::{is_loopback, resolve_path, ConfigError, Locator};
+use crate::events::TypeFilter;
+
+/// A secret file near this size is a wrong file.
+const MAX_SECRET_FILE_BYTES: u64 = 4096;
+
+/// Standard Webhooks: a signing key is 24 to 64 bytes.
+const KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// At most this many events in one batched POST.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinksConfig {
+    pub webhook: Vec<WebhookSinkConfig>,
+}
+
+/// Where a sink seen for the first time starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkStart {
+    /// From the oldest event kept.
+    #[default]
+    Beginning,
+    /// From the events committed after it first starts.
+    Now,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    /// 1 to 64 letters, digits, `_` or `-`; its cursor is the consumer `sink:NAME`.
+    pub name: String,
+    /// https, or plain http to a loopback host.
+    pub url: String,
+    /// Without it, the systemd credential `sink_secret_NAME` is read.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Event types or `prefix.*` patterns; empty: every event.
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Events per POST; 1 (the default) sends each event on its own.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub start: SinkStart,
+    /// The delay before the first retry of a failed delivery; it doubles, with jitter.
+    #[serde(default = "default_retry_first_delay_ms")]
+    pub retry_first_delay_ms: u64,
+    /// The longest delay between two attempts.
+    #[serde(default = "default_retry_max_delay_secs")]
+    pub retry_max_delay_secs: u64,
+    /// A sink failing for longer than this is reported loudly in status and logs.
+    #[serde(default = "default_alert_after_secs")]
+    pub alert_after_secs: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+fn default_batch_size() -> usize {
+    1
+}
+fn default_retry_first_delay_ms() -> u64 {
+    1000
+}
+fn default_retry_max_delay_secs() -> u64 {
+    300
+}
+fn default_alert_after_secs() -> u64 {
+    3600
+}
+
+/// A webhook's signing keys: the base64-decoded part after `whsec_` of each secret. Neither
+/// `Debug` nor serialization shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeys(Vec<Vec<u8>>);
+
+impl SigningKeys {
+    /// Builds keys from raw bytes (tests, benchmarks).
+    pub fn from_keys(keys: Vec<Vec<u8>>) -> SigningKeys {
+        SigningKeys(keys)
+    }
+
+    /// The keys themselves. Never log them.
+    pub fn expose(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} redacted keys>", self.0.len())
+    }
+}
+
+impl SinksConfig {
+    pub(super) fn validate(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
+        let key = "sinks.webhook";
+        let invalid = |reason: String| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            origin: at.origin(key),
+            reason,
+        };
+        let mut names = HashSet::new();
+        for (index, sink) in self.webhook.iter_mut().enumerate() {
+            let at_sink =
+                |field: &str, reason: String| invalid(format!("webhook[{index}].{field} {reason}"));
+            if sink.name.is_empty()
+                || sink.name.len() > 64
+                || !sink
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(at_sink(
+                    "name",
+                    format!(
+                        "{:?} must be 1 to 64 letters, digits, `_` or `-` (it names the sink's \
+                         cursor, `sink:NAME`, and its credential, `sink_secret_NAME`)",
+                        sink.name.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+            if !names.insert(sink.name.clone()) {
+                return Err(invalid(format!(
+                    "two sinks are named {:?}; give each sink its own name (each has its own \
+                     cursor)",
+                    sink.name
+                )));
+            }
+            check_url(&sink.url).map_err(|reason| at_sink("url", reason))?;
+            if let Some(file) = &mut sink.secret_file {
+                resolve_path(file, base_dir).map_err(|reason| at_sink("secret_file", reason))?;
+            }
+            sink.type_filter()
+                .map_err(|reason| at_sink("types", reason))?;
+            if !(1..=600).contains(&sink.timeout_secs) {
+                return Err(at_sink(
+                    "timeout_secs",
+                    format!("{} is not within 1..=600", sink.timeout_secs),
+                ));
+            }
+            if !(1..=MAX_BATCH).contains(&sink.batch_size) {
+                return Err(at_sink(
+                    "batch_size",
+                    format!(
+                        "{} is not within 1..={MAX_BATCH} (1 sends each event on its own)",
+                        sink.batch_size
+                    ),
+                ));
+            }
+            if !(1..=600_000).contains(&sink.retry_first_delay_ms) {
+                return Err(at_sink(
+                    "retry_first_delay_ms",
+                    format!("{} is not within 1..=600000", sink.retry_first_delay_ms),
+                ));
+            }
+            if !(1..=86_400).contains(&sink.retry_max_delay_secs) {
+                return Err(at_sink(
+                    "retry_max_delay_secs",
+                    format!("{} is not within 1..=86400", sink.retry_max_delay_secs),
+                ));
+            }
+            if sink.alert_after_secs == 0 {
+                return Err(at_sink("alert_after_secs", "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every webhook's signing secrets, in the order of the sinks.
+    pub(super) fn read_secrets(
+        &self,
+        credentials_dir: Option<&Path>,
+        at: &Locator,
+    ) -> Result<Vec<SigningKeys>, ConfigError> {
+        let invalid = |reason: String| ConfigError::InvalidValue {
+            key: "sinks.webhook".to_owned(),
+            origin: at.origin("sinks.webhook"),
+            reason,
+        };
+        self.webhook
+            .iter()
+            .map(|sink| {
+                let credential = format!("sink_secret_{}", sink.name);
+                let path = match (&sink.secret_file, credentials_dir) {
+                    (Some(file), _) => file.clone(),
+                    (None, Some(dir)) if dir.join(&credential).exists() => dir.join(&credential),
+                    (None, _) => {
+                        return Err(invalid(format!(
+                            "sink {:?} has no secret_file, and there is no systemd credential \
+                             {credential} (LoadCredential={credential}:/path/to/secret)",
+                            sink.name
+                        )))
+                    }
+                };
+                read_keys(&path).map_err(|problem| {
+                    invalid(format!(
+                        "sink {:?}: cannot use the secret in {}: {problem}",
+                        sink.name,
+                        path.display()
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+impl WebhookSinkConfig {
+    /// The sink's type filter; `None` for every event.
+    pub fn type_filter(&self) -> Result<Option<TypeFilter>, String> {
+        if self.types.is_empty() {
+            return Ok(None);
+        }
+        let mut filter = TypeFilter::default();
+        for pattern in &self.types {
+            filter.add(pattern).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(filter))
+    }
+}
+
+/// https anywhere; plain http only to a loopback host, since the events carry the directory.
+fn check_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|error| format!("`{raw}` is not a URL ({error})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(format!(
+                "`{raw}` uses plain http to a host that is not loopback; use https (plain http \
+                 is allowed only to 127.0.0.0/8, ::1 and localhost, because every event carries \
+                 directory data)"
+            ))
+        }
+        other => return Err(format!("`{raw}`: the scheme must be https, not `{other}`")),
+    }
+    if url.host_str().unwrap_or_default().is_empty() {
+        return Err(format!("`{raw}` has no host"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("`{raw}` must not have a fragment"));
+    }
+    Ok(url)
+}
+
+/// The URL as validated (validation has already refused a bad one).
+pub(super) fn parse_url(raw: &str) -> Option<Url> {
+    check_url(raw).ok()
+}
+
+/// One or two `whsec_` secrets, one per line.
+fn read_keys(path: &Path) -> Result<SigningKeys, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "it is larger than {MAX_SECRET_FILE_BYTES} bytes; the file must hold only the \
+             secrets, one per line"
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| "it is not UTF-8 text; the file must hold only `whsec_` secrets".to_owned())?;
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(index, line)| decode_secret(line).map_err(|e| format!("line {}: {e}", index + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    match keys.len() {
+        0 => Err("it is empty; write a `whsec_` secret into it".into()),
+        1 | 2 => Ok(SigningKeys(keys)),
+        n => Err(format!(
+            "it holds {n} secrets; give one, or two while rotating (both sign each delivery)"
+        )),
+    }
+}
+
+/// `whsec_` + base64 of 24 to 64 random bytes.
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret.strip_prefix("whsec_").ok_or_else(|| {
+        "a secret must start with `whsec_` (Standard Webhooks; make one with \
+         `echo whsec_$(openssl rand -base64 32)`)"
+            .to_owned()
+    })?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| "the part after `whsec_` is not base64".to_owned())?;
+    if !KEY_BYTES.contains(&key.len()) {
+        return Err(format!(
+            "the key is {} bytes; Standard Webhooks keys are 24 to 64 random bytes \
+             (`echo whsec_$(openssl rand -base64 32)`)",
+            key.len()
+        ));
+    }
+    Ok(key)
+}

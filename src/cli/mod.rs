@@ -2,6 +2,7 @@
 
 mod directory;
 mod login_url;
+mod sinks;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -66,7 +67,9 @@ struct ConfigArg {
         long,
         value_name = "FILE",
         env = "ORGSYNC_CONFIG",
-        default_value = "/etc/orgsync/orgsync.toml"
+        default_value = "/etc/orgsync/orgsync.toml",
+        // Also after a subcommand's own subcommand: `orgsync sinks resume crm --config F`.
+        global = true
     )]
     config: PathBuf,
 }
@@ -235,6 +238,39 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         action: Option<ConsumersCommand>,
+    },
+    /// The push sinks (docs/sinks.md): list them with their lag and state, resume a paused
+    /// one, or replay events to one.
+    Sinks {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: Option<SinksCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SinksCommand {
+    /// Every sink: its cursor, lag behind the head, state and last error (the default).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a sink paused by its target's 410 Gone, and retry a failing one at once. Needs
+    /// write access to the store (the daemon's user or root).
+    Resume {
+        /// The sink's name (`name` in its config table).
+        name: String,
+    },
+    /// Deliver again every event from SEQ on: moves the sink's cursor back (admin). Needs
+    /// write access to the store.
+    Replay {
+        /// The sink's name.
+        name: String,
+        /// The first seq to deliver again; at least the oldest event kept.
+        #[arg(long, value_name = "SEQ")]
+        from: i64,
     },
 }
 
@@ -413,6 +449,14 @@ fn dispatch(command: Command) -> Result<u8, CliError> {
             match action.unwrap_or(ConsumersCommand::List) {
                 ConsumersCommand::List => list_consumers(&config),
                 ConsumersCommand::Remove { name } => remove_consumer(&config.store.path, &name),
+            }
+        }
+        Command::Sinks { config, action } => {
+            let config = load_without_secret(&config.config)?;
+            match action.unwrap_or(SinksCommand::List { json: false }) {
+                SinksCommand::List { json } => sinks::list(&config, json),
+                SinksCommand::Resume { name } => sinks::resume(&config, &name),
+                SinksCommand::Replay { name, from } => sinks::replay(&config, &name, from),
             }
         }
         Command::Backup { config, file } => {
@@ -786,8 +830,9 @@ fn list_consumers(config: &Config) -> Result<u8, CliError> {
         "NAME", "OWNER", "ACKED", "LAG", "LAST ACK"
     );
     for consumer in list {
-        let holds = chrono::DateTime::parse_from_rfc3339(&consumer.updated_at)
-            .map_or(true, |acked| acked >= retained_since);
+        let holds = consumer.owner.as_deref() == Some(consumers::SINK_OWNER)
+            || chrono::DateTime::parse_from_rfc3339(&consumer.updated_at)
+                .map_or(true, |acked| acked >= retained_since);
         println!(
             "{:<24} {:<12} {:>10} {:>8}  {:<25} {}",
             consumer.name,

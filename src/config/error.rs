@@ -111,12 +111,26 @@ pub(super) fn from_figment(error: figment::Error, at: &Locator) -> ConfigError {
     let key = error.path.join(".");
     match error.kind {
         Kind::UnknownField(field, known) => {
+            // In an array of tables the path has the index (`sinks.webhook.0.retries`): it is
+            // named as written, `sinks.webhook[0].retries`, and found where its array is.
+            let origin = nearest_origin(&key, at);
+            let key = error.path.iter().fold(String::new(), |mut shown, part| {
+                if part.parse::<usize>().is_ok() {
+                    shown.push_str(&format!("[{part}]"));
+                } else {
+                    if !shown.is_empty() {
+                        shown.push('.');
+                    }
+                    shown.push_str(part);
+                }
+                shown
+            });
             let suggestion = closest(&field, known).map(|near| match key.rsplit_once('.') {
                 Some((parent, _)) => format!("{parent}.{near}"),
                 None => near.to_owned(),
             });
             ConfigError::UnknownKey {
-                origin: at.origin(&key),
+                origin,
                 key,
                 suggestion,
                 known,
@@ -144,6 +158,17 @@ pub(super) fn from_figment(error: figment::Error, at: &Locator) -> ConfigError {
                 origin,
                 reason,
             }
+        }
+    }
+}
+
+/// Where `key` or, when it has no origin of its own, its nearest parent was set.
+fn nearest_origin(key: &str, at: &Locator) -> Origin {
+    let mut key = key;
+    loop {
+        match (at.origin(key), key.rsplit_once('.')) {
+            (Origin::Default, Some((parent, _))) => key = parent,
+            (origin, _) => return origin,
         }
     }
 }

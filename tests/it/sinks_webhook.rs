@@ -1,0 +1,802 @@
+//! Webhook sinks through the real daemon, delivering to a real HTTP receiver in the test
+//! process: order and signatures, retries of 500s and timeouts, a receiver down and back, 410
+//! pausing until `orgsync sinks resume`, replay, restarts (SIGKILL too) resuming at the
+//! confirmed cursor, a refused TLS certificate, the Python verifier, and the config rules.
+//! Every wait is for the receiver getting requests or the daemon reporting a state.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use orgsync::store::{consumers, Store};
+use orgsync_simulator::{Directory, SimUser};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::harness::{describe, Env, Python, WAIT};
+
+/// Two secrets, as during a rotation: both sign every delivery.
+const SECRET_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SECRET_NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// Answers 200 only after this long: longer than the sink's timeout.
+    Hang(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    headers: HeaderMap,
+    body: String,
+    status: u16,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The events of the request (one, or a batch).
+    fn events(&self) -> Vec<Value> {
+        let value: Value = serde_json::from_str(&self.body).unwrap();
+        match value {
+            Value::Array(events) => events,
+            event => vec![event],
+        }
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    /// Replies for the next requests, in order.
+    next: VecDeque<Reply>,
+    /// The reply once `next` is empty; 200 when unset.
+    otherwise: Option<Reply>,
+}
+
+struct ReceiverState {
+    script: Mutex<Script>,
+    received: Mutex<Vec<Received>>,
+    /// Bumped on every request, to wait on.
+    count: watch::Sender<usize>,
+}
+
+/// An HTTP receiver on 127.0.0.1 (TLS with a given acceptor), whose replies a test scripts.
+/// [`Receiver::down`] closes the listener and every connection; [`Receiver::up`] listens on
+/// the same port again.
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<ReceiverState>,
+    tls: Option<TlsAcceptor>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> Receiver {
+        let mut receiver = Receiver {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            state: Arc::new(ReceiverState {
+                script: Mutex::new(Script::default()),
+                received: Mutex::new(Vec::new()),
+                count: watch::Sender::new(0),
+            }),
+            tls,
+            server: None,
+        };
+        receiver.up();
+        receiver
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/hook", self.addr.port())
+    }
+
+    fn up(&mut self) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        self.addr = socket.local_addr().unwrap();
+        let listener = socket.listen(64).unwrap();
+        let router = Router::new()
+            .route("/hook", post(receive))
+            .with_state(self.state.clone());
+        let tls = self.tls.clone();
+        self.server = Some(tokio::spawn(async move {
+            // Dropped with the task: every connection closes when the receiver goes down.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = TowerToHyperService::new(router.clone());
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+
+    /// Replies for the next requests, then `otherwise` (200 when `None`).
+    fn script(&self, next: &[Reply], otherwise: Option<Reply>) {
+        let mut script = self.state.script.lock().unwrap();
+        script.next = next.iter().copied().collect();
+        script.otherwise = otherwise;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// The requests it answered with a 2xx.
+    fn accepted(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    /// The seqs of the events it accepted, in the order they came.
+    fn accepted_seqs(&self) -> Vec<i64> {
+        self.accepted()
+            .iter()
+            .flat_map(Received::events)
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    }
+
+    /// Waits until `done` holds for what it received.
+    async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) {
+        let mut count = self.state.count.subscribe();
+        let waited = tokio::time::timeout(WAIT, async {
+            loop {
+                if done(&self.received()) {
+                    return;
+                }
+                count.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "{what} did not happen; received {} requests: {:?}",
+            self.received().len(),
+            self.received()
+                .iter()
+                .map(|r| (r.status, r.body.chars().take(80).collect::<String>()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Waits until it accepted the event `seq`.
+    async fn wait_accepted(&self, seq: i64) {
+        self.wait_until(&format!("event {seq} accepted"), |received| {
+            received
+                .iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .flat_map(Received::events)
+                .any(|e| e["seq"] == seq)
+        })
+        .await;
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let reply = {
+        let mut script = state.script.lock().unwrap();
+        script
+            .next
+            .pop_front()
+            .or(script.otherwise)
+            .unwrap_or(Reply::Status(200))
+    };
+    let status = match reply {
+        Reply::Status(status) => status,
+        Reply::Hang(_) => 200,
+    };
+    state.received.lock().unwrap().push(Received {
+        at: Instant::now(),
+        headers,
+        body,
+        status: if matches!(reply, Reply::Hang(_)) {
+            // The sink gave up waiting: it was not accepted.
+            0
+        } else {
+            status
+        },
+    });
+    state.count.send_modify(|n| *n += 1);
+    if let Reply::Hang(time) = reply {
+        tokio::time::sleep(time).await;
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// A `[[sinks.webhook]]` named `crm` to `url`, with fast retries and `extra` keys.
+fn sink_config(url: &str, extra: &str) -> String {
+    format!(
+        "[[sinks.webhook]]\nname = \"crm\"\nurl = \"{url}\"\nsecret_file = \"crm.whsec\"\n\
+         timeout_secs = 1\nretry_first_delay_ms = 10\nretry_max_delay_secs = 1\n{extra}\n"
+    )
+}
+
+async fn sink_env(url: &str, extra: &str) -> Env {
+    let env = Env::with_config(Directory::sample(), &sink_config(url, extra)).await;
+    std::fs::write(
+        env.path("crm.whsec"),
+        format!("{SECRET_OLD}\n{SECRET_NEW}\n"),
+    )
+    .unwrap();
+    env
+}
+
+fn key(secret: &str) -> Vec<u8> {
+    STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap()
+}
+
+/// Checks the request's Standard Webhooks headers: one `v1,` signature per secret, each the
+/// HMAC-SHA256 of `id.timestamp.body`.
+fn assert_signed(request: &Received) {
+    let id = request.header("webhook-id");
+    let timestamp = request.header("webhook-timestamp");
+    let sent: i64 = timestamp.parse().unwrap();
+    assert!(
+        (chrono::Utc::now().timestamp() - sent).abs() < 60,
+        "{timestamp}"
+    );
+    let signatures: Vec<&str> = request.header("webhook-signature").split(' ').collect();
+    let expected: Vec<String> = [SECRET_OLD, SECRET_NEW]
+        .iter()
+        .map(|secret| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key(secret)).unwrap();
+            mac.update(format!("{id}.{timestamp}.{}", request.body).as_bytes());
+            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        })
+        .collect();
+    assert_eq!(signatures, expected);
+}
+
+/// The sink `crm` in the daemon's status, once `found` finds something in it.
+async fn sink_status_when<T>(env: &Env, what: &str, found: impl Fn(&Value) -> Option<T>) -> T {
+    env.status_when(what, |status| {
+        status["sinks"]
+            .as_array()?
+            .iter()
+            .find(|sink| sink["name"] == "crm")
+            .and_then(&found)
+    })
+    .await
+}
+
+fn hire(env: &Env, userid: &str) {
+    env.sim
+        .edit(|directory| directory.users.push(SimUser::new(userid, "新同事", &[1])));
+}
+
+/// Asks the running daemon to sync (SIGUSR1) and waits for the run's completion event.
+async fn resync(env: &Env) -> i64 {
+    let mut watcher = env
+        .subscribe(serde_json::json!({"op": "subscribe", "types": ["orgsync.sync.completed"]}))
+        .await;
+    assert_eq!(watcher.reply["ok"], true, "{}", watcher.reply);
+    let output = env.run(&["resync"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    watcher.next().await["seq"].as_i64().unwrap()
+}
+
+fn cursor(env: &Env) -> Option<i64> {
+    let store = Store::open(&env.store_path()).unwrap();
+    consumers::cursor(store.conn(), "sink:crm").unwrap()
+}
+
+#[tokio::test]
+async fn events_arrive_in_seq_order_signed_with_both_secrets() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    assert!(head > 5, "the start-up sync made events");
+    receiver.wait_accepted(head).await;
+
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    let stored = env.events_since(0).await;
+    for (request, event) in receiver.accepted().iter().zip(&stored) {
+        assert_eq!(
+            request.header("content-type"),
+            "application/cloudevents+json"
+        );
+        assert_eq!(request.header("webhook-id"), event["id"].as_str().unwrap());
+        // The body is the stored line itself.
+        assert_eq!(
+            serde_json::from_str::<Value>(&request.body).unwrap(),
+            *event
+        );
+        assert_signed(request);
+    }
+    assert_eq!(cursor(&env), Some(head));
+
+    let sink = sink_status_when(&env, "the sink idle", |sink| {
+        (sink["state"] == "idle").then(|| sink.clone())
+    })
+    .await;
+    assert_eq!(sink["lag"], 0, "{sink}");
+    assert_eq!(sink["cursor"], head, "{sink}");
+    assert_eq!(sink["kind"], "webhook", "{sink}");
+
+    // Live events follow.
+    hire(&env, "xinren1");
+    let completed = resync(&env).await;
+    receiver.wait_accepted(completed).await;
+    assert_eq!(
+        receiver.accepted_seqs(),
+        (1..=completed).collect::<Vec<_>>()
+    );
+
+    let listed = env.run(&["sinks"]).await;
+    assert!(listed.status.success(), "{}", describe(&listed));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("crm ") && l.contains("idle")),
+        "{text}"
+    );
+    // The sink's cursor is a consumer like the others: listed, and holding retention.
+    let consumers = env.run(&["consumers"]).await;
+    let text = String::from_utf8_lossy(&consumers.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sink:crm") && l.contains("holds events back")),
+        "{text}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn batches_carry_arrays_of_events_in_order() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "batch_size = 4").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    for request in receiver.accepted() {
+        assert_eq!(
+            request.header("content-type"),
+            "application/cloudevents-batch+json"
+        );
+        let events = request.events();
+        assert!((1..=4).contains(&events.len()));
+        let last = events.last().unwrap()["seq"].as_i64().unwrap();
+        assert_eq!(
+            request.header("webhook-id"),
+            format!("{}-{last}", events[0]["id"].as_str().unwrap())
+        );
+        assert_signed(&request);
+    }
+    assert!(receiver.accepted().len() < head as usize);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn errors_and_timeouts_are_retried_with_backoff_and_nothing_is_skipped() {
+    let receiver = Receiver::start().await;
+    // Every request fails until the test says otherwise.
+    receiver.script(&[], Some(Reply::Status(500)));
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+
+    let sink = sink_status_when(&env, "the sink failing", |sink| {
+        (sink["state"] == "failing" && sink["attempts"].as_i64()? >= 3).then(|| sink.clone())
+    })
+    .await;
+    assert!(
+        sink["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{sink}"
+    );
+    assert!(sink["next_attempt"].is_string(), "{sink}");
+    assert_eq!(sink["lag"], head, "{sink}");
+    assert_eq!(cursor(&env), Some(0));
+
+    // Each attempt is the first event again, never a later one; the delays grow.
+    receiver
+        .wait_until("six attempts", |received| received.len() >= 6)
+        .await;
+    let attempts = receiver.received();
+    assert!(attempts.iter().all(|r| r.events()[0]["seq"] == 1));
+    assert!(
+        attempts[5].at - attempts[0].at >= Duration::from_millis(10 + 20 + 40 + 80 + 160),
+        "exponential backoff from 10 ms"
+    );
+
+    // A receiver too slow to answer in timeout_secs, then a 503, then all is well.
+    receiver.script(
+        &[Reply::Hang(Duration::from_secs(3)), Reply::Status(503)],
+        None,
+    );
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    let sink = sink_status_when(&env, "the sink idle", |sink| {
+        (sink["state"] == "idle").then(|| sink.clone())
+    })
+    .await;
+    assert_eq!(sink["attempts"], 0, "{sink}");
+    let log = daemon.output();
+    assert!(log.contains("no answer within 1 s"), "{log}");
+    assert!(!log.contains(SECRET_OLD) && !log.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_back_gets_everything_in_order() {
+    let mut receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let first = env.state().head();
+    receiver.wait_accepted(first).await;
+
+    receiver.down();
+    hire(&env, "xinren1");
+    resync(&env).await;
+    hire(&env, "xinren2");
+    let head = resync(&env).await;
+    let sink = sink_status_when(&env, "the sink failing to connect", |sink| {
+        (sink["state"] == "failing").then(|| sink.clone())
+    })
+    .await;
+    assert_eq!(sink["cursor"], first, "{sink}");
+
+    receiver.up();
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn gone_pauses_the_sink_until_an_admin_resumes_it() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[Reply::Status(410)], None);
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+
+    let sink = sink_status_when(&env, "the sink paused", |sink| {
+        (sink["state"] == "paused").then(|| sink.clone())
+    })
+    .await;
+    assert!(
+        sink["paused_reason"].as_str().unwrap().contains("410"),
+        "{sink}"
+    );
+    assert_eq!(receiver.received().len(), 1, "nothing after the 410");
+    let (_, text, _) = env.status().await;
+    assert!(
+        text.contains("PAUSED") && text.contains("orgsync sinks resume crm"),
+        "{text}"
+    );
+
+    let resumed = env.run(&["sinks", "resume", "crm"]).await;
+    assert!(resumed.status.success(), "{}", describe(&resumed));
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    assert_eq!(receiver.received().len() as i64, head + 1);
+
+    let unknown = env.run(&["sinks", "resume", "nosuch"]).await;
+    assert_eq!(unknown.status.code(), Some(1), "{}", describe(&unknown));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn replay_moves_the_cursor_back_and_delivers_again() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    receiver.wait_accepted(head).await;
+
+    let replayed = env.run(&["sinks", "replay", "crm", "--from", "3"]).await;
+    assert!(replayed.status.success(), "{}", describe(&replayed));
+    receiver
+        .wait_until("the replay", |received| {
+            received.len() as i64 == head + head - 2
+        })
+        .await;
+    let mut expected: Vec<i64> = (1..=head).collect();
+    expected.extend(3..=head);
+    assert_eq!(receiver.accepted_seqs(), expected);
+
+    let outside = env
+        .run(&["sinks", "replay", "crm", "--from", &(head + 2).to_string()])
+        .await;
+    assert_eq!(outside.status.code(), Some(2), "{}", describe(&outside));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_at_the_confirmed_cursor_with_nothing_lost() {
+    let receiver = Receiver::start().await;
+    // Three deliveries, then failures.
+    receiver.script(
+        &[Reply::Status(200), Reply::Status(204), Reply::Status(202)],
+        Some(Reply::Status(500)),
+    );
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    receiver
+        .wait_until("a failure after three", |received| received.len() >= 4)
+        .await;
+    assert_eq!(receiver.accepted_seqs(), vec![1, 2, 3]);
+    // Killed outright: nothing is written on the way out.
+    daemon.signal(libc::SIGKILL);
+    let _ = daemon.wait().await;
+    assert_eq!(cursor(&env), Some(3));
+
+    // Events committed while it is down are delivered after the restart, in order.
+    hire(&env, "xinren1");
+    env.sync().await;
+    let head = env.state().head();
+    receiver.script(&[], None);
+    let daemon = env.start_daemon().await;
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+
+    // Stopped mid-stream with SIGTERM and restarted: again nothing lost, nothing out of order.
+    daemon.stop().await;
+    let daemon = env.start_daemon().await;
+    hire(&env, "xinren2");
+    let head = resync(&env).await;
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_sink_started_now_skips_what_came_before() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "start = \"now\"").await;
+    env.sync().await;
+    let before = env.state().head();
+    let daemon = env.start_daemon().await;
+    sink_status_when(&env, "the sink registered", |sink| {
+        (sink["cursor"] == before).then_some(())
+    })
+    .await;
+    hire(&env, "xinren1");
+    let head = resync(&env).await;
+    receiver.wait_accepted(head).await;
+    assert_eq!(
+        receiver.accepted_seqs(),
+        ((before + 1)..=head).collect::<Vec<_>>()
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn types_filter_what_a_sink_gets() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "types = [\"orgsync.sync.*\"]").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    sink_status_when(&env, "the sink caught up", |sink| {
+        (sink["cursor"] == head).then_some(())
+    })
+    .await;
+    let types: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .flat_map(Received::events)
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["orgsync.sync.completed"]);
+    daemon.stop().await;
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`, and a TLS acceptor serving it.
+fn self_signed_acceptor(dir: &Path) -> TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl is needed to make the TLS test's certificate");
+    assert!(made.status.success(), "{made:?}");
+    let certs = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn a_certificate_no_one_vouches_for_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_with(Some(self_signed_acceptor(dir.path()))).await;
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let sink = sink_status_when(&env, "the sink failing on TLS", |sink| {
+        (sink["state"] == "failing").then(|| sink.clone())
+    })
+    .await;
+    let error = sink["last_error"].as_str().unwrap();
+    assert!(error.contains("certificate"), "{sink}");
+    assert!(receiver.received().is_empty(), "no request got through");
+    assert_eq!(cursor(&env), Some(0));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_example_verifies_real_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("crm.whsec");
+    std::fs::write(&secrets, format!("{SECRET_OLD}\n{SECRET_NEW}\n")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/webhook_verify.py");
+    let mut verifier = Python::spawn(
+        &script,
+        [std::ffi::OsStr::new("--secret-file"), secrets.as_os_str()],
+    );
+    let listening = verifier.line().await;
+    let port = listening.strip_prefix("listening on ").unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+
+    // A forged delivery is refused.
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("webhook-id", "x")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,AAAA")
+        .body("{\"id\":\"x\",\"seq\":1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // Only the new secret in orgsync's file: the verifier, which knows both, accepts.
+    let env = Env::with_config(Directory::sample(), &sink_config(&url, "")).await;
+    std::fs::write(env.path("crm.whsec"), format!("{SECRET_NEW}\n")).unwrap();
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    let mut seqs = Vec::new();
+    while seqs.len() < head as usize {
+        let event: Value = serde_json::from_str(&verifier.line().await).unwrap();
+        seqs.push(event["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    sink_status_when(&env, "the sink caught up", |sink| {
+        (sink["cursor"] == head).then_some(())
+    })
+    .await;
+    daemon.stop().await;
+    verifier.kill().await;
+}
+
+#[tokio::test]
+async fn bad_sinks_are_config_errors_that_name_the_key() {
+    let env = Env::new(Directory::sample()).await;
+    std::fs::write(env.path("good.whsec"), SECRET_OLD).unwrap();
+    std::fs::write(env.path("bad.whsec"), "not-a-secret\n").unwrap();
+    std::fs::write(
+        env.path("three.whsec"),
+        format!("{SECRET_OLD}\n{SECRET_NEW}\n{SECRET_OLD}\n"),
+    )
+    .unwrap();
+    for (sink, says) in [
+        (
+            "name = \"crm\"\nurl = \"http://crm.example.com/hook\"\nsecret_file = \"good.whsec\"",
+            "plain http to a host that is not loopback",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"bad.whsec\"",
+            "must start with `whsec_`",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"three.whsec\"",
+            "holds 3 secrets",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"",
+            "no secret_file, and there is no systemd credential sink_secret_crm",
+        ),
+        (
+            "name = \"c r m\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"good.whsec\"",
+            "webhook[0].name",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"good.whsec\"\nbatch_size = 0",
+            "webhook[0].batch_size",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"good.whsec\"\ntypes = [\"orgsync.nothing\"]",
+            "matches no event type",
+        ),
+        (
+            "name = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"good.whsec\"\nretries = 3",
+            "unknown key `sinks.webhook[0].retries` in ",
+        ),
+    ] {
+        env.write_config("", &format!("[[sinks.webhook]]\n{sink}\n"));
+        let output = env.run(&["check-config"]).await;
+        crate::harness::assert_fails(&output, 2, says);
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    }
+    // A bad sink in a reload is refused and the old config stays in force.
+    env.write_config(
+        "",
+        "[[sinks.webhook]]\nname = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"good.whsec\"\n",
+    );
+    let daemon = env.start_daemon().await;
+    env.write_config(
+        "",
+        "[[sinks.webhook]]\nname = \"crm\"\nurl = \"https://crm.example.com/hook\"\nsecret_file = \"bad.whsec\"\n",
+    );
+    daemon.signal(libc::SIGHUP);
+    let rejected = env.reload_rejected().await;
+    assert!(rejected.contains("sinks.webhook"), "{rejected}");
+    daemon.stop().await;
+}

@@ -427,4 +427,60 @@ mod tests {
         assert_eq!(pruned.deleted, count as u64);
         assert_eq!(pruned.oldest, Some(count as i64 + 1));
     }
+
+    #[test]
+    fn a_sink_holds_back_the_events_after_its_cursor_however_long_it_fails() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        append_at(&mut store, 10, now - days(90));
+        store
+            .write(|tx| {
+                consumers::move_cursor(
+                    tx,
+                    &consumers::sink_consumer("crm"),
+                    None,
+                    6,
+                    consumers::SINK_OWNER,
+                )
+            })
+            .expect("place the sink's cursor");
+        // Its cursor last moved long ago: a socket consumer's would no longer count.
+        store
+            .conn()
+            .execute(
+                "UPDATE consumers SET updated_at = ?1",
+                [(now - days(80)).to_rfc3339()],
+            )
+            .expect("age the cursor");
+        let pruned = prune(&mut store, now, 30).expect("prune");
+        assert_eq!(pruned.oldest, Some(7));
+        assert_eq!(kept(&store), vec![7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn sink_cursors_are_reserved_and_move_only_from_where_they_were_seen() {
+        let (_dir, mut store) = open();
+        append_at(&mut store, 5, Utc::now());
+        let name = consumers::sink_consumer("crm");
+        let claim = consumers::check_owner(store.conn(), &name, "uid:1000", false).expect("check");
+        assert!(matches!(claim, Err(consumers::ClaimError::Reserved { .. })));
+        let claim = consumers::check_owner(store.conn(), &name, "uid:0", true).expect("check");
+        assert!(matches!(claim, Err(consumers::ClaimError::Reserved { .. })));
+        let owner = consumers::SINK_OWNER;
+        let moved = |store: &mut Store, from, to| {
+            store
+                .write(|tx| consumers::move_cursor(tx, &name, from, to, owner))
+                .expect("move")
+        };
+        assert!(moved(&mut store, None, 2));
+        assert!(!moved(&mut store, None, 4), "placed once");
+        assert!(moved(&mut store, Some(2), 5));
+        // An admin replayed to 1 meanwhile: a delivery confirmed from 5 must not undo it.
+        assert!(moved(&mut store, Some(5), 1));
+        assert!(!moved(&mut store, Some(5), 5));
+        assert_eq!(
+            consumers::cursor(store.conn(), &name).expect("cursor"),
+            Some(1)
+        );
+    }
 }

@@ -389,6 +389,14 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
             .any(|l| l.starts_with("crm ") && l.contains("idle")),
         "{text}"
     );
+    // No peer may move a sink's cursor, not even an admin: the name is reserved.
+    let mut peer = crate::harness::Client::connect(&env.socket_path()).await;
+    let refused = peer
+        .request(serde_json::json!({"op": "ack", "consumer": "sink:crm", "seq": 1}))
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    assert_eq!(cursor(&env), Some(completed));
+
     // The sink's cursor is a consumer like the others: listed, and holding retention.
     let consumers = env.run(&["consumers"]).await;
     let text = String::from_utf8_lossy(&consumers.stdout);
@@ -682,7 +690,7 @@ async fn a_certificate_no_one_vouches_for_is_refused_with_a_clear_error() {
     })
     .await;
     let error = sink["last_error"].as_str().unwrap();
-    assert!(error.contains("certificate"), "{sink}");
+    assert!(error.contains("invalid peer certificate"), "{sink}");
     assert!(receiver.received().is_empty(), "no request got through");
     assert_eq!(cursor(&env), Some(0));
     daemon.stop().await;

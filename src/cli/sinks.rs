@@ -21,6 +21,13 @@ pub fn list(config: &Config, json: bool) -> Result<u8, CliError> {
         .webhook
         .iter()
         .map(|sink| (sink.name.as_str(), "webhook"))
+        .chain(
+            config
+                .sinks
+                .nats
+                .iter()
+                .map(|sink| (sink.name.as_str(), "nats")),
+        )
         .collect();
     if json {
         let listed: Vec<serde_json::Value> = statuses

@@ -40,7 +40,10 @@ pub use error::{ConfigError, Origin, SecretFileProblem};
 pub use http::{HttpConfig, HttpToken, HttpTokenConfig, TokenScope, MIN_TOKEN_CHARS};
 use secret::Secret;
 pub use secret::SecretSource;
-pub use sinks::{decode_secret, SigningKeys, SinkStart, SinksConfig, WebhookSinkConfig};
+pub use sinks::{
+    decode_secret, NatsCredentials, NatsSinkConfig, SigningKeys, SinkStart, SinksConfig,
+    WebhookSinkConfig,
+};
 
 const ENV_PREFIX: &str = "ORGSYNC_";
 const ENV_SEPARATOR: &str = "__";
@@ -77,6 +80,10 @@ pub struct Config {
     /// without secrets.
     #[serde(skip)]
     sink_keys: Vec<SigningKeys>,
+    /// Each NATS sink's credentials, in the order of `sinks.nats`; empty when loaded without
+    /// secrets.
+    #[serde(skip)]
+    nats_credentials: Vec<Option<NatsCredentials>>,
     #[serde(skip)]
     warnings: Vec<ConfigWarning>,
 }
@@ -420,10 +427,13 @@ impl Config {
         } else {
             (Vec::new(), None)
         };
-        let sink_keys = if read_secret {
-            file.sinks.read_secrets(credentials_dir, at)?
+        let (sink_keys, nats_credentials) = if read_secret {
+            (
+                file.sinks.read_secrets(credentials_dir, at)?,
+                file.sinks.read_nats_credentials(at)?,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let (secret, warnings) = if read_secret {
             let resolved = secret::resolve(
@@ -451,6 +461,7 @@ impl Config {
             callback_crypto,
             sinks: file.sinks,
             sink_keys,
+            nats_credentials,
             warnings,
         })
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Config, ScheduleConfig, StoreConfig, TokenScope, WecomConfig};
+use crate::delivery::nats::NatsSettings;
 use crate::delivery::webhook::WebhookSettings;
 use crate::delivery::{SinkSettings, Target};
 use crate::guard::Limits;
@@ -123,6 +124,38 @@ impl Config {
                     alert_after: Duration::from_secs(sink.alert_after_secs),
                 })
             })
+            .chain(
+                self.sinks
+                    .nats
+                    .iter()
+                    .zip(&self.nats_credentials)
+                    .filter_map(|(sink, credentials)| {
+                        Some(SinkSettings {
+                            name: sink.name.clone(),
+                            target: Target::Nats(NatsSettings {
+                                servers: sink.servers.clone(),
+                                corp_id: self.wecom.corp_id.clone(),
+                                subject_prefix: sink.subject_prefix.clone(),
+                                stream: sink.stream.clone(),
+                                create_stream: sink.create_stream,
+                                credentials: credentials.clone(),
+                                tls_ca_file: sink.tls_ca_file.clone(),
+                                tls_client: sink
+                                    .tls_cert_file
+                                    .clone()
+                                    .zip(sink.tls_key_file.clone()),
+                                tls_required: sink.tls_required,
+                                timeout: Duration::from_secs(sink.timeout_secs),
+                            }),
+                            types: sink.type_filter().ok()?,
+                            batch_size: sink.max_in_flight,
+                            start: sink.start,
+                            retry_first_delay: Duration::from_millis(sink.retry_first_delay_ms),
+                            retry_max_delay: Duration::from_secs(sink.retry_max_delay_secs),
+                            alert_after: Duration::from_secs(sink.alert_after_secs),
+                        })
+                    }),
+            )
             .collect()
     }
 

@@ -33,6 +33,7 @@ pub const MAX_BATCH: usize = 1000;
 #[serde(default, deny_unknown_fields)]
 pub struct SinksConfig {
     pub webhook: Vec<WebhookSinkConfig>,
+    pub nats: Vec<NatsSinkConfig>,
 }
 
 /// Where a sink seen for the first time starts.
@@ -77,6 +78,61 @@ pub struct WebhookSinkConfig {
     pub alert_after_secs: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// 1 to 64 letters, digits, `_` or `-`, unique among all sinks.
+    pub name: String,
+    /// `nats://HOST:PORT` or `tls://HOST:PORT`; plain `nats://` only to a loopback host unless
+    /// `tls_required`.
+    pub servers: Vec<String>,
+    /// Subjects are `<prefix>.<corp_id>.<type without "orgsync.">`.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// The JetStream stream that must take the messages (`Nats-Expected-Stream`); unset, any.
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// Create `stream` (file storage, subjects `<prefix>.<corp_id>.>`) when it is missing.
+    #[serde(default)]
+    pub create_stream: bool,
+    /// A NATS `.creds` file (a user JWT and its nkey seed).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Trusted CA certificates (PEM) besides the system's, for the servers' certificates.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require TLS whatever the URLs say.
+    #[serde(default)]
+    pub tls_required: bool,
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// How long one publish waits for its PubAck (and a connection for the server).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Messages published before their PubAcks are awaited, in order.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default)]
+    pub start: SinkStart,
+    #[serde(default = "default_retry_first_delay_ms")]
+    pub retry_first_delay_ms: u64,
+    #[serde(default = "default_retry_max_delay_secs")]
+    pub retry_max_delay_secs: u64,
+    #[serde(default = "default_alert_after_secs")]
+    pub alert_after_secs: u64,
+}
+
+fn default_subject_prefix() -> String {
+    "orgsync".to_owned()
+}
+fn default_max_in_flight() -> usize {
+    256
+}
 fn default_timeout_secs() -> u64 {
     10
 }
@@ -118,6 +174,117 @@ impl fmt::Debug for SigningKeys {
 
 impl SinksConfig {
     pub(super) fn validate(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
+        self.validate_webhooks(base_dir, at)?;
+        self.validate_nats(base_dir, at)
+    }
+
+    fn validate_nats(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
+        let key = "sinks.nats";
+        let invalid = |reason: String| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            origin: at.origin(key),
+            reason,
+        };
+        let mut names: HashSet<String> = self.webhook.iter().map(|s| s.name.clone()).collect();
+        for (index, sink) in self.nats.iter_mut().enumerate() {
+            let at_sink =
+                |field: &str, reason: String| invalid(format!("nats[{index}].{field} {reason}"));
+            check_name(&sink.name).map_err(|reason| at_sink("name", reason))?;
+            if !names.insert(sink.name.clone()) {
+                return Err(invalid(format!(
+                    "two sinks are named {:?}; give each sink its own name (each has its own \
+                     cursor)",
+                    sink.name
+                )));
+            }
+            if sink.servers.is_empty() {
+                return Err(at_sink(
+                    "servers",
+                    "is empty; list the NATS servers, e.g. [\"tls://nats.example.com:4222\"]"
+                        .into(),
+                ));
+            }
+            for server in &sink.servers {
+                check_nats_server(server, sink.tls_required)
+                    .map_err(|reason| at_sink("servers", reason))?;
+            }
+            if sink.subject_prefix.is_empty()
+                || sink.subject_prefix.split('.').any(|token| {
+                    token.is_empty()
+                        || token
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
+                })
+            {
+                return Err(at_sink(
+                    "subject_prefix",
+                    format!(
+                        "{:?} is not a subject prefix: dot-separated tokens without spaces, `*` \
+                         or `>` (the default is \"orgsync\")",
+                        sink.subject_prefix
+                    ),
+                ));
+            }
+            if let Some(stream) = &sink.stream {
+                if stream.is_empty()
+                    || stream.chars().any(|c| {
+                        c.is_whitespace()
+                            || c.is_control()
+                            || matches!(c, '.' | '*' | '>' | '/' | '\\')
+                    })
+                {
+                    return Err(at_sink(
+                        "stream",
+                        format!("{stream:?} is not a stream name: no spaces, `.`, `*`, `>`, `/` or `\\`"),
+                    ));
+                }
+            } else if sink.create_stream {
+                return Err(at_sink(
+                    "create_stream",
+                    "needs `stream`, the name of the stream to create".into(),
+                ));
+            }
+            for (field, file) in [
+                ("credentials_file", &mut sink.credentials_file),
+                ("tls_ca_file", &mut sink.tls_ca_file),
+                ("tls_cert_file", &mut sink.tls_cert_file),
+                ("tls_key_file", &mut sink.tls_key_file),
+            ] {
+                if let Some(file) = file {
+                    resolve_path(file, base_dir).map_err(|reason| at_sink(field, reason))?;
+                }
+            }
+            if sink.tls_cert_file.is_some() != sink.tls_key_file.is_some() {
+                return Err(at_sink(
+                    "tls_cert_file",
+                    "and tls_key_file go together: a client certificate needs its key".into(),
+                ));
+            }
+            sink.type_filter()
+                .map_err(|reason| at_sink("types", reason))?;
+            if !(1..=600).contains(&sink.timeout_secs) {
+                return Err(at_sink(
+                    "timeout_secs",
+                    format!("{} is not within 1..=600", sink.timeout_secs),
+                ));
+            }
+            if !(1..=MAX_BATCH).contains(&sink.max_in_flight) {
+                return Err(at_sink(
+                    "max_in_flight",
+                    format!("{} is not within 1..={MAX_BATCH}", sink.max_in_flight),
+                ));
+            }
+            check_retry(
+                sink.retry_first_delay_ms,
+                sink.retry_max_delay_secs,
+                sink.alert_after_secs,
+            )
+            .map_err(|(field, reason)| at_sink(field, reason))?;
+        }
+        Ok(())
+    }
+
+    fn validate_webhooks(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
         let key = "sinks.webhook";
         let invalid = |reason: String| ConfigError::InvalidValue {
             key: key.to_owned(),
@@ -191,6 +358,38 @@ impl SinksConfig {
         Ok(())
     }
 
+    /// Reads every NATS sink's credentials file, in the order of the sinks; `None` for a sink
+    /// without one.
+    pub(super) fn read_nats_credentials(
+        &self,
+        at: &Locator,
+    ) -> Result<Vec<Option<NatsCredentials>>, ConfigError> {
+        self.nats
+            .iter()
+            .map(|sink| {
+                let Some(path) = &sink.credentials_file else {
+                    return Ok(None);
+                };
+                let invalid = |problem: String| ConfigError::InvalidValue {
+                    key: "sinks.nats".to_owned(),
+                    origin: at.origin("sinks.nats"),
+                    reason: format!(
+                        "sink {:?}: cannot use the credentials in {}: {problem}",
+                        sink.name,
+                        path.display()
+                    ),
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+                async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
+                    invalid(format!(
+                        "{e}; it must be a NATS .creds file (a user JWT and its nkey seed)"
+                    ))
+                })?;
+                Ok(Some(NatsCredentials(text)))
+            })
+            .collect()
+    }
+
     /// Reads every webhook's signing secrets, in the order of the sinks.
     pub(super) fn read_secrets(
         &self,
@@ -227,6 +426,107 @@ impl SinksConfig {
             })
             .collect()
     }
+}
+
+/// A NATS `.creds` file's text; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsCredentials(String);
+
+impl NatsCredentials {
+    /// The credentials themselves. Never log them.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted credentials>")
+    }
+}
+
+impl NatsSinkConfig {
+    /// The sink's type filter; `None` for every event.
+    pub fn type_filter(&self) -> Result<Option<TypeFilter>, String> {
+        type_filter(&self.types)
+    }
+}
+
+fn type_filter(types: &[String]) -> Result<Option<TypeFilter>, String> {
+    if types.is_empty() {
+        return Ok(None);
+    }
+    let mut filter = TypeFilter::default();
+    for pattern in types {
+        filter.add(pattern).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(filter))
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{:?} must be 1 to 64 letters, digits, `_` or `-` (it names the sink's cursor, \
+             `sink:NAME`)",
+            name.chars().take(64).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+fn check_retry(
+    first_delay_ms: u64,
+    max_delay_secs: u64,
+    alert_after_secs: u64,
+) -> Result<(), (&'static str, String)> {
+    if !(1..=600_000).contains(&first_delay_ms) {
+        return Err((
+            "retry_first_delay_ms",
+            format!("{first_delay_ms} is not within 1..=600000"),
+        ));
+    }
+    if !(1..=86_400).contains(&max_delay_secs) {
+        return Err((
+            "retry_max_delay_secs",
+            format!("{max_delay_secs} is not within 1..=86400"),
+        ));
+    }
+    if alert_after_secs == 0 {
+        return Err(("alert_after_secs", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// A NATS server URL: `nats://` only to a loopback host (unless TLS is required), `tls://`
+/// anywhere.
+fn check_nats_server(raw: &str, tls_required: bool) -> Result<(), String> {
+    let url = Url::parse(raw).map_err(|error| {
+        format!("`{raw}` is not a URL ({error}); write e.g. \"tls://nats.example.com:4222\"")
+    })?;
+    match url.scheme() {
+        "tls" => {}
+        "nats" if tls_required || is_loopback(&url) => {}
+        "nats" => {
+            return Err(format!(
+                "`{raw}` is plain nats:// to a host that is not loopback; use tls:// (or set \
+                 tls_required = true), because every event carries directory data"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "`{raw}`: the scheme must be nats:// or tls://, not `{other}`"
+            ))
+        }
+    }
+    if url.host_str().unwrap_or_default().is_empty() {
+        return Err(format!("`{raw}` has no host"));
+    }
+    Ok(())
 }
 
 impl WebhookSinkConfig {

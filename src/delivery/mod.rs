@@ -1,10 +1,10 @@
-//! Push delivery: each configured sink (`[[sinks.webhook]]`) is a durable consumer of the
-//! event log, `sink:NAME` in the consumers table, that the daemon itself drives.
+//! Push delivery: each configured sink (`[[sinks.webhook]]`, `[[sinks.nats]]`) is a durable
+//! consumer of the event log, `sink:NAME` in the consumers table, that the daemon itself drives.
 //!
 //! A sink reads the log through [`crate::event_reader`], the same batch reader a socket
 //! subscription uses, and delivers strictly in `seq` order: an event that fails is retried
 //! (exponential backoff with jitter, for ever) before anything after it is sent, and the cursor
-//! moves only once the target confirmed (a 2xx). Its state (failing since, attempts, last
+//! moves only once the target confirmed (a 2xx; every JetStream PubAck of a batch). Its state (failing since, attempts, last
 //! error, next attempt, paused) is written to the store's `sinks` table, so `orgsync status`
 //! and `orgsync sinks` show it with or without a daemon, and `orgsync sinks resume` and
 //! `replay` reach a running daemon through the store: each runner looks at its row and cursor
@@ -13,6 +13,7 @@
 //! Every sink is a task of its own with its own store connection: a failing or slow sink never
 //! holds back a sync, another sink or a socket consumer.
 
+pub mod nats;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::shutdown::stopped;
 use crate::store::consumers::{self, sink_consumer, SINK_OWNER};
 use crate::store::event_log::{self, StoredEvent};
 use crate::store::{sinks, Store, StoreError, BUSY_TIMEOUT};
+use nats::{Nats, NatsSettings};
 use webhook::{Webhook, WebhookSettings};
 
 /// How often a runner looks at its row and cursor while it waits (for new events, or for the
@@ -57,14 +59,43 @@ pub struct SinkSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Webhook(WebhookSettings),
+    Nats(NatsSettings),
 }
 
 impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Webhook(_) => "webhook",
+            Target::Nats(_) => "nats",
         }
     }
+}
+
+/// A target ready to deliver to.
+enum Deliverer {
+    Webhook(Webhook),
+    Nats(Box<Nats>),
+}
+
+impl Deliverer {
+    /// Delivers `events` (one, or a batch) at once.
+    async fn send(&self, events: &[StoredEvent], batch: bool) -> Attempt {
+        match self {
+            Deliverer::Webhook(webhook) => webhook.post(events, batch).await,
+            Deliverer::Nats(nats) => nats.publish(events).await,
+        }
+    }
+}
+
+/// The `id` of an event's stored line.
+pub(crate) fn event_id(event: &StoredEvent) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(&event.body)
+        .map(|line| line.id)
+        .map_err(|e| format!("event {} has no readable id ({e})", event.seq))
 }
 
 /// What one attempt came to.
@@ -219,7 +250,8 @@ impl Runner {
                     events,
                     last_seq,
                 } => {
-                    let batch = self.sink.batch_size > 1;
+                    let batch =
+                        self.sink.batch_size > 1 && matches!(self.sink.target, Target::Webhook(_));
                     let mut interrupted = false;
                     for chunk in events.chunks(self.sink.batch_size.max(1)) {
                         match self
@@ -261,10 +293,11 @@ impl Runner {
         }
     }
 
-    fn target(&self) -> Result<Webhook, String> {
-        match &self.sink.target {
-            Target::Webhook(settings) => Webhook::new(settings.clone()),
-        }
+    fn target(&self) -> Result<Deliverer, String> {
+        Ok(match &self.sink.target {
+            Target::Webhook(settings) => Deliverer::Webhook(Webhook::new(settings.clone())?),
+            Target::Nats(settings) => Deliverer::Nats(Box::new(Nats::new(settings.clone()))),
+        })
     }
 
     fn backoff(&self) -> backon::ExponentialBackoff {
@@ -368,7 +401,7 @@ impl Runner {
     /// pauses the sink, or the runner is stopped or its cursor moved.
     async fn deliver(
         &self,
-        target: &Webhook,
+        target: &Deliverer,
         events: &[StoredEvent],
         batch: bool,
         cursor: i64,
@@ -380,7 +413,7 @@ impl Runner {
         loop {
             let attempt = tokio::select! {
                 () = stopped(stop) => return Delivery::Interrupted,
-                attempt = target.post(events, batch) => attempt,
+                attempt = target.send(events, batch) => attempt,
             };
             match attempt {
                 Attempt::Delivered => {

@@ -13,10 +13,9 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 use sha2::Sha256;
 
-use super::Attempt;
+use super::{event_id, Attempt};
 use crate::config::SigningKeys;
 use crate::store::event_log::StoredEvent;
 
@@ -146,17 +145,6 @@ impl Webhook {
             format!("HTTP {status}: {body}")
         })
     }
-}
-
-/// The `id` of an event's stored line.
-fn event_id(event: &StoredEvent) -> Result<String, String> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    serde_json::from_str::<Id>(&event.body)
-        .map(|line| line.id)
-        .map_err(|e| format!("event {} has no readable id ({e})", event.seq))
 }
 
 /// `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` for each key,

@@ -34,6 +34,7 @@ mod simulator_api;
 mod simulator_cli;
 mod simulator_faults;
 mod simulator_login;
+mod sinks_nats;
 mod sinks_webhook;
 mod socket_bind;
 mod socket_daemon;

@@ -2,7 +2,9 @@
 //! `<prefix>.<corp_id>.<type without "orgsync.">`, its payload the event's stored line, with
 //! `Nats-Msg-Id` = the event id so that the broker drops a message sent again within its
 //! duplicate window. Up to the sink's `max_in_flight` messages are published before their
-//! PubAcks are awaited, in order; the runner moves the cursor only once all of them are acked.
+//! PubAcks are awaited, in order, each naming the one before it so that the broker never stores
+//! them out of order (see [`Nats::publish`]); the runner moves the cursor only once all of them
+//! are acked.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub struct Nats {
     settings: NatsSettings,
     /// Connected on first use; the client reconnects by itself after that.
     context: Mutex<Option<jetstream::Context>>,
+    /// The id of the last message the broker confirmed, while the attempts succeed; `None` at
+    /// first and after a failure (see [`Nats::publish`]).
+    last_published: Mutex<Option<String>>,
 }
 
 impl Nats {
@@ -68,6 +73,7 @@ impl Nats {
         Nats {
             settings,
             context: Mutex::new(None),
+            last_published: Mutex::new(None),
         }
     }
 
@@ -129,11 +135,24 @@ impl Nats {
     }
 
     /// Publishes `events` in order and waits for every PubAck.
+    ///
+    /// The client queues publishes while it reconnects and sends them once it is back, while
+    /// those it had buffered on the broken connection are lost: messages of a failed attempt
+    /// can reach the broker after the ones before them were lost, and after the retry began.
+    /// So that they can never be stored out of order, every message of a pipelined attempt
+    /// names the one before it (`Nats-Expected-Last-Msg-Id`): the broker stores it only right
+    /// after that one, and drops a repeat by its `Nats-Msg-Id` before that check. The first
+    /// attempt, and every attempt after a failure, publishes one message at a time instead,
+    /// each awaited before the next and naming none, which also recovers when another
+    /// publisher wrote to the stream in between.
     pub async fn publish(&self, events: &[StoredEvent]) -> Attempt {
         let context = match self.context().await {
             Ok(context) => context,
             Err(error) => return Attempt::Failed(error),
         };
+        // Taken: it stays unknown unless this attempt succeeds.
+        let mut previous = self.last_published.lock().await.take();
+        let pipelined = previous.is_some();
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let id = match event_id(event) {
@@ -144,20 +163,30 @@ impl Nats {
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(event.body.clone()))
                 .header("content-type", "application/cloudevents+json")
-                .message_id(id);
+                .message_id(&id);
             if let Some(stream) = &self.settings.stream {
                 message = message.expected_stream(stream);
             }
-            match context.send_publish(subject.clone(), message).await {
-                Ok(ack) => acks.push((event.seq, subject, ack)),
-                Err(error) => return Attempt::Failed(self.describe(event.seq, &subject, &error)),
+            if let (true, Some(previous)) = (pipelined, &previous) {
+                message = message.expected_last_message_id(previous);
             }
+            let ack = match context.send_publish(subject.clone(), message).await {
+                Ok(ack) => ack,
+                Err(error) => return Attempt::Failed(self.describe(event.seq, &subject, &error)),
+            };
+            if pipelined {
+                acks.push((event.seq, subject, ack));
+            } else if let Err(error) = ack.await {
+                return Attempt::Failed(self.describe(event.seq, &subject, &error));
+            }
+            previous = Some(id);
         }
         for (seq, subject, ack) in acks {
             if let Err(error) = ack.await {
                 return Attempt::Failed(self.describe(seq, &subject, &error));
             }
         }
+        *self.last_published.lock().await = previous;
         Attempt::Delivered
     }
 

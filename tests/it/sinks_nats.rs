@@ -1,20 +1,22 @@
 //! NATS JetStream sinks through the real daemon against a real `nats-server -js` (the Debian
 //! package `nats-server`; `.ci/run` installs it), started by each test on a free loopback port
 //! in a temporary directory and stopped by its pid: every event arrives in `seq` order with
-//! `Nats-Msg-Id` = its id, through a broker killed and restarted mid-stream and through the
-//! daemon killed with SIGKILL mid-stream.
+//! `Nats-Msg-Id` = its id, 100,000 of them through a broker killed and restarted mid-stream
+//! and the daemon killed with SIGKILL mid-stream.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
+use orgsync::events::{EventSource, EventType};
+use orgsync::store::Store;
 use orgsync_simulator::Directory;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::harness::{Env, WAIT};
+use crate::harness::{commit_dated, Env, WAIT};
 
 /// A `nats-server -js` on 127.0.0.1, its JetStream data under `dir`.
 struct NatsServer {
@@ -219,24 +221,34 @@ async fn a_stream_that_does_not_exist_is_a_clear_error_until_it_does() {
     daemon.stop().await;
 }
 
+/// How many events the chaos test pushes through.
+const MANY: usize = 100_000;
+
 #[tokio::test]
-async fn a_broker_killed_mid_stream_and_the_daemon_killed_mid_stream_lose_nothing() {
+async fn a_hundred_thousand_events_survive_the_broker_and_the_daemon_killed_mid_stream() {
     let dir = tempfile::tempdir().unwrap();
     let mut nats = NatsServer::start(dir.path()).await;
-    // One message in flight at a time: thousands of events take long enough to be cut.
-    let env = Env::with_config(
-        Directory::generate(2026, 40, 3000),
-        &nats_config(&nats.url(), "max_in_flight = 1"),
-    )
-    .await;
+    let env = Env::with_config(Directory::sample(), &nats_config(&nats.url(), "")).await;
     env.sync().await;
+    // The events of a large first sync, committed in one transaction as a run commits them.
+    {
+        let mut store = Store::open(&env.store_path()).unwrap();
+        let source = EventSource::new(&env.sim.directory().corp_id);
+        commit_dated(
+            &mut store,
+            &source,
+            (EventType::MemberJoined, "member/zhangsan"),
+            MANY,
+            chrono::Utc::now(),
+        );
+    }
     let head = env.state().head();
-    assert!(head > 3000, "{head}");
+    assert!(head > MANY as i64, "{head}");
     let daemon = env.start_daemon().await;
 
-    // The broker dies mid-stream and comes back on the same port and data.
+    // The broker dies mid-stream (SIGKILL) and comes back on the same port and data.
     let at = sink_when(&env, "deliveries under way", |sink| {
-        sink["cursor"].as_i64().filter(|cursor| *cursor >= 100)
+        sink["cursor"].as_i64().filter(|cursor| *cursor >= 20_000)
     })
     .await;
     nats.kill().await;
@@ -249,7 +261,9 @@ async fn a_broker_killed_mid_stream_and_the_daemon_killed_mid_stream_lose_nothin
 
     // Then the daemon dies mid-stream (SIGKILL) and starts again.
     let at = sink_when(&env, "deliveries under way again", |sink| {
-        sink["cursor"].as_i64().filter(|cursor| *cursor >= at + 100)
+        sink["cursor"]
+            .as_i64()
+            .filter(|cursor| *cursor >= at + 20_000)
     })
     .await;
     daemon.signal(libc::SIGKILL);

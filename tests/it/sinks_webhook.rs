@@ -808,3 +808,41 @@ async fn bad_sinks_are_config_errors_that_name_the_key() {
     assert!(rejected.contains("sinks.webhook"), "{rejected}");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_puts_a_rotated_secret_in_force_and_resumes_at_the_cursor() {
+    let receiver = Receiver::start().await;
+    let env = sink_env(&receiver.url(), "").await;
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let first = env.state().head();
+    receiver.wait_accepted(first).await;
+
+    // Rotation done: only the new secret is left in the file.
+    std::fs::write(env.path("crm.whsec"), format!("{SECRET_NEW}\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    // SIGHUP also syncs: wait for that run's events, then one more.
+    env.status_when("the reload's run", |status| {
+        (status["events"]["head"].as_i64()? > first).then_some(())
+    })
+    .await;
+    hire(&env, "xinren1");
+    let head = resync(&env).await;
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    let last = receiver.accepted().pop().unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key(SECRET_NEW)).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.{}",
+            last.header("webhook-id"),
+            last.header("webhook-timestamp"),
+            last.body
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        last.header("webhook-signature"),
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    );
+    daemon.stop().await;
+}

@@ -134,6 +134,7 @@ impl Sinks {
                     sink: sink.clone(),
                     store: Arc::new(Mutex::new(None)),
                     store_path: store_path.clone(),
+                    recorded: Mutex::new(None),
                 };
                 tokio::spawn(runner.run(head.clone(), stop.subscribe()))
             })
@@ -180,6 +181,9 @@ struct Runner {
     store_path: PathBuf,
     /// The runner's own connection, opened on first use (and again after an error).
     store: Arc<Mutex<Option<Store>>>,
+    /// When the sink's row last recorded a delivery, while no attempt has failed since: the
+    /// row is then written at most once a second, the cursor after every delivery.
+    recorded: Mutex<Option<std::time::Instant>>,
 }
 
 /// What the runner found in the store.
@@ -439,6 +443,7 @@ impl Runner {
                     return Delivery::Interrupted;
                 }
                 Attempt::Failed(error) => {
+                    self.forget_recorded();
                     let delay = failures.next().unwrap_or(self.sink.retry_max_delay);
                     let now = Utc::now();
                     let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
@@ -539,6 +544,7 @@ impl Runner {
         error: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
+        self.forget_recorded();
         let delay = self.sink.retry_max_delay.min(Duration::from_secs(5));
         let name = self.sink.name.clone();
         let error = error.to_owned();
@@ -562,18 +568,36 @@ impl Runner {
     async fn confirm(&self, from: i64, to: i64) -> Result<bool, String> {
         let name = self.sink.name.clone();
         let consumer = self.consumer.clone();
-        self.with_store(move |store| {
-            store
-                .write(|tx| {
-                    if !consumers::move_cursor(tx, &consumer, Some(from), to, SINK_OWNER)? {
-                        return Ok(false);
-                    }
-                    sinks::record_delivery(tx, &name, Utc::now())?;
-                    Ok(true)
-                })
-                .map_err(|e: StoreError| e.to_string())
-        })
-        .await
+        let record = self
+            .recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        let moved = self
+            .with_store(move |store| {
+                store
+                    .write(|tx| {
+                        if !consumers::move_cursor(tx, &consumer, Some(from), to, SINK_OWNER)? {
+                            return Ok(false);
+                        }
+                        if record {
+                            sinks::record_delivery(tx, &name, Utc::now())?;
+                        }
+                        Ok(true)
+                    })
+                    .map_err(|e: StoreError| e.to_string())
+            })
+            .await;
+        if record && moved == Ok(true) {
+            *self.recorded.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
+        moved
+    }
+
+    /// A failure: the next delivery records the end of the streak in the sink's row.
+    fn forget_recorded(&self) {
+        *self.recorded.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

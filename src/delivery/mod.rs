@@ -156,11 +156,14 @@ impl Sinks {
             return;
         }
         tracing::info!(sinks = settings.len(), "sinks reconfigured");
-        let old = std::mem::replace(
-            self,
-            Sinks::start(settings, self.store_path.clone(), self.head.clone()),
-        );
-        old.stop().await;
+        // The old runners stop before the new ones start: a sink never has two at once.
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a sink task failed");
+            }
+        }
+        *self = Sinks::start(settings, self.store_path.clone(), self.head.clone());
     }
 
     /// Stops every runner and waits for them.

@@ -214,3 +214,66 @@ pub fn render(status: &Status, report: &Value, healthy: bool, store: &StoreFigur
     );
     out.0
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::{EventDraft, EventSource, EventType};
+    use crate::schedule::Schedule;
+    use crate::status;
+    use crate::store::{consumers, event_log, sinks, Store};
+
+    #[test]
+    fn each_sink_has_its_lag_attempts_pause_and_alert() {
+        let mut store = Store::in_memory().expect("store");
+        let drafts = vec![
+            EventDraft {
+                kind: EventType::MemberUpdated,
+                subject: "member/zhangsan".into(),
+                data: json!({}),
+            };
+            7
+        ];
+        let now = Utc::now();
+        store
+            .write(|tx| {
+                event_log::append(tx, &EventSource::new("wwtest"), None, &drafts, now)?;
+                sinks::register(tx, "crm", "webhook", 60)?;
+                consumers::move_cursor(tx, "sink:crm", None, 3, consumers::SINK_OWNER)?;
+                sinks::record_failure(
+                    tx,
+                    "crm",
+                    "HTTP 500",
+                    now - chrono::TimeDelta::seconds(120),
+                    now,
+                )?;
+                sinks::register(tx, "bus", "nats", 60)?;
+                consumers::move_cursor(tx, "sink:bus", None, 7, consumers::SINK_OWNER)?;
+                sinks::pause(tx, "bus", "410", now)
+            })
+            .expect("write");
+        let schedule = Schedule::new("0 0 2 * * *", chrono_tz::Asia::Shanghai).expect("schedule");
+        let report = status::collect(store.conn(), "wwtest", &schedule, now).expect("status");
+        let figures = StoreFigures::read(store.conn()).expect("figures");
+        let text = render(&report, &json!({}), true, &figures);
+        for line in [
+            "orgsync_sink_lag{sink=\"crm\"} 4",
+            "orgsync_sink_lag{sink=\"bus\"} 0",
+            "orgsync_sink_failing_attempts{sink=\"crm\"} 1",
+            "orgsync_sink_paused{sink=\"bus\"} 1",
+            "orgsync_sink_paused{sink=\"crm\"} 0",
+            "orgsync_sink_alert{sink=\"crm\"} 1",
+            "orgsync_sink_alert{sink=\"bus\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let crm = report.sinks.iter().find(|s| s.name == "crm").expect("crm");
+        assert_eq!((crm.state.as_str(), crm.alert), ("failing", true));
+        assert!(report
+            .render()
+            .contains("SINK ALERT: crm has been failing since"));
+    }
+}

@@ -356,7 +356,9 @@ impl Runner {
                 sinks::get(store.conn(), &name).map_err(|e| e.to_string())?,
                 consumers::cursor(store.conn(), &consumer).map_err(|e| e.to_string())?,
             ) {
-                (Some(row), Some(cursor)) if row.alert_after == alert_after as i64 => {
+                (Some(row), Some(cursor))
+                    if row.alert_after == i64::try_from(alert_after).unwrap_or(i64::MAX) =>
+                {
                     if row.paused_at.is_some() {
                         return Ok(Next::Paused);
                     }

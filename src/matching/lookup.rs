@@ -467,21 +467,12 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::{facts_of, MemberFacts};
-    use crate::model::host_user::{HostUser, Link, Method};
+    use crate::matching::{facts_of, HostFacts, MemberFacts};
+    use crate::model::host_user::tests::user;
+    use crate::model::host_user::{Link, Method};
 
-    fn host(
-        id: &str,
-        mobile: Option<&str>,
-        email: Option<&str>,
-    ) -> (String, super::super::HostFacts) {
-        let user = HostUser {
-            id: id.into(),
-            name: None,
-            mobile: mobile.map(Into::into),
-            email: email.map(Into::into),
-        };
-        (id.to_owned(), facts_of(&user))
+    fn host(id: &str, mobile: Option<&str>, email: Option<&str>) -> (String, HostFacts) {
+        (id.to_owned(), facts_of(&user(id, None, mobile, email)))
     }
 
     fn answer(userid: Option<&str>, hours_ago: i64, now: DateTime<Utc>) -> Answer {

@@ -669,12 +669,7 @@ fn withheld(
         host_users: hosts
             .iter()
             .map(|&(id, mobile, email)| {
-                let user = HostUser {
-                    id: id.into(),
-                    name: None,
-                    mobile: mobile.map(Into::into),
-                    email: email.map(Into::into),
-                };
+                let user = crate::model::host_user::tests::user(id, None, mobile, email);
                 (id.to_owned(), facts_of(&user))
             })
             .collect(),

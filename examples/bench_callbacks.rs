@@ -76,16 +76,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let synced = orgsync_command()
-        .args(["sync", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        synced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
+    tenant::sync(&config);
     let daemon = Reaped(
         orgsync_command()
             .args(["run", "--config"])

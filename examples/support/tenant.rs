@@ -26,6 +26,20 @@ pub fn orgsync_command() -> Command {
     command
 }
 
+/// `orgsync sync --config CONFIG`, which must succeed.
+pub fn sync(config: &std::path::Path) {
+    let synced = orgsync_command()
+        .args(["sync", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+}
+
 /// Kills a child when the benchmark ends, however it ends.
 pub struct Reaped(pub Child);
 
@@ -91,16 +105,7 @@ impl Tenant {
             ),
         )
         .unwrap();
-        let synced = orgsync_command()
-            .args(["sync", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            synced.status.success(),
-            "{}",
-            String::from_utf8_lossy(&synced.stderr)
-        );
+        sync(&config);
         Tenant {
             socket: dir.path().join("orgsync.sock"),
             dir,

@@ -426,6 +426,19 @@ impl Syncer {
             out_of_range = reread.out_of_range.len(),
             "read the members named by callbacks"
         );
+        // A member in a department the run does not know may be in a new one whose callback is
+        // late or lost: if the tree has changed, only a full pull reads them all rightly.
+        if reread.unknown_departments > 0 && !departments_changed {
+            let (tree, _) = wecom::departments(&self.client, self.root_department)
+                .await
+                .map_err(SyncError::Pull)?;
+            if !tree.keys().eq(snapshot.departments.keys()) {
+                tracing::info!(
+                    "members are in departments the mirror does not have yet; the callback run pulls everything"
+                );
+                return self.full_pull().await;
+            }
+        }
         // A member the app may no longer see is left as it is: the next full run asks.
         let touched = userids
             .iter()
@@ -465,7 +478,8 @@ impl Syncer {
     /// no longer exists (deleted), the app may not see them (out of its visible range), or WeCom
     /// still shows them in a mirrored department (the pull missed them: they stay). At most
     /// [`MAX_ASKED`] are asked, and none when more are missing than the deletion guard lets
-    /// leave (the run is held anyway); the others leave for a reason not asked.
+    /// leave (the run is held anyway); the others leave for a reason not asked, or are held with
+    /// them.
     async fn ask_about_missing(
         &self,
         mut snapshot: Snapshot,
@@ -478,10 +492,14 @@ impl Syncer {
             .filter(|identity| !snapshot.members.contains_key(&identity.userid_key))
             .map(|identity| identity.userid)
             .collect();
-        let bound = MAX_ASKED.min(usize::try_from(self.limits.max_deletes).unwrap_or(MAX_ASKED));
-        if missing.is_empty() || missing.len() > bound {
+        let guard_holds =
+            u64::try_from(missing.len()).unwrap_or(u64::MAX) > self.limits.max_deletes;
+        if missing.is_empty() || guard_holds {
             return Ok((snapshot, BTreeSet::new(), BTreeSet::new()));
         }
+        // More than that: the first ones stand for the rest. One out of range among them is
+        // enough to hold the run (`safety.out_of_scope`).
+        let missing: BTreeSet<String> = missing.into_iter().take(MAX_ASKED).collect();
         // Read the way a callback run reads: from an empty set of members, so that only those
         // WeCom still shows in a mirrored department come back.
         let asking = Snapshot {

@@ -108,6 +108,9 @@ pub struct Reread {
     /// Keys of the members outside the app's visible range (60011): kept as they are; a full
     /// pull decides (`safety.out_of_scope`).
     pub out_of_range: BTreeSet<String>,
+    /// Members read with memberships in departments the run does not know: outside the
+    /// mirrored subtree, or new ones whose callback has not come (or was lost).
+    pub unknown_departments: usize,
 }
 
 /// `mirror` with every member in `userids` read again: replaced by what `user/get` answers,
@@ -142,6 +145,7 @@ pub async fn reread(
         match answer {
             Ok((member, outside)) => {
                 report.members_read += 1;
+                report.unknown_departments += usize::from(outside > 0);
                 let gone = member.departments.as_ref().is_some_and(Vec::is_empty) && outside > 0;
                 if gone {
                     mirror.members.remove(&key);

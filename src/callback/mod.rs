@@ -32,7 +32,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::http::EndpointKeys;
-use crate::store::callbacks::{self, Callback};
+use crate::store::callbacks::{self, Callback, Recorded};
 use crate::store::{Store, BUSY_TIMEOUT};
 use crate::wecom::callback::{
     parse_envelope, parse_event, CallbackCrypto, ContactChange, EventKind, Signed,
@@ -50,7 +50,7 @@ pub const LISTENER_KEYS: EndpointKeys = EndpointKeys {
 
 /// A callback whose timestamp is further than this from now is refused as a replay (WeCom
 /// redelivers within seconds, with a fresh signature each time).
-const TIMESTAMP_WINDOW_SECS: i64 = 300;
+const TIMESTAMP_WINDOW_SECS: u64 = 300;
 /// How long a client may take to send the body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -154,7 +154,7 @@ impl Query {
         let at: i64 = timestamp
             .parse()
             .map_err(|_| Refusal::BadRequest("timestamp is not a number"))?;
-        if (Utc::now().timestamp() - at).abs() > TIMESTAMP_WINDOW_SECS {
+        if Utc::now().timestamp().abs_diff(at) > TIMESTAMP_WINDOW_SECS {
             return Err(Refusal::Forbidden(
                 "timestamp is outside the replay window; check the server's clock",
             ));
@@ -224,12 +224,17 @@ async fn receive(
     })
     .await;
     match recorded {
-        Ok(Ok(true)) => {
+        Ok(Ok(Recorded::New)) => {
             Counters::bump(&ctx.counters.recorded);
             ctx.debounce.arm();
             Ok(StatusCode::OK)
         }
-        Ok(Ok(false)) => {
+        Ok(Ok(Recorded::Again)) => {
+            Counters::bump(&ctx.counters.duplicates);
+            ctx.debounce.arm();
+            Ok(StatusCode::OK)
+        }
+        Ok(Ok(Recorded::Duplicate)) => {
             Counters::bump(&ctx.counters.duplicates);
             Ok(StatusCode::OK)
         }
@@ -319,4 +324,31 @@ fn party(change_type: &str, id: i64) -> Callback {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_far_from_now_is_refused_without_overflowing() {
+        for timestamp in ["-9223372036854775808", "9223372036854775807", "1600000000"] {
+            let query = Query::parse(Some(&format!(
+                "msg_signature=s&timestamp={timestamp}&nonce=n"
+            )));
+            assert!(
+                matches!(query.signed(), Err(Refusal::Forbidden(_))),
+                "{timestamp}"
+            );
+        }
+        let now = Utc::now().timestamp();
+        let query = Query::parse(Some(&format!("msg_signature=s&timestamp={now}&nonce=n")));
+        assert!(query.signed().is_ok());
+    }
+
+    #[test]
+    fn a_plus_in_the_query_stays_a_plus() {
+        let query = Query::parse(Some("echostr=a+b%2Bc%3D"));
+        assert_eq!(query.get("echostr").ok(), Some("a+b+c="));
+    }
 }

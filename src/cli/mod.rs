@@ -690,7 +690,8 @@ fn look_up(
                 lookup::Ended::Done => "done".to_owned(),
                 lookup::Ended::Budget =>
                     "today's failure budget is spent; the rest tomorrow".to_owned(),
-                lookup::Ended::Blocked => "WeCom refused lookups for today".to_owned(),
+                lookup::Ended::Blocked =>
+                    "WeCom refused lookups (45009); they pause for an hour".to_owned(),
                 lookup::Ended::Failed(why) => format!("stopped: {why}"),
                 lookup::Ended::Stopped => "interrupted".to_owned(),
                 lookup::Ended::Disabled => "off".to_owned(),

@@ -508,6 +508,14 @@ fn check_nats_server(raw: &str, tls_required: bool) -> Result<(), String> {
     let url = Url::parse(raw).map_err(|error| {
         format!("`{raw}` is not a URL ({error}); write e.g. \"tls://nats.example.com:4222\"")
     })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // Echoing the URL would show the password; name the host only.
+        return Err(format!(
+            "the server URL for {} carries a user or password, which would end up in logs and \
+             status; put the credentials in credentials_file instead",
+            url.host_str().unwrap_or("the host")
+        ));
+    }
     match url.scheme() {
         "tls" => {}
         "nats" if tls_required || is_loopback(&url) => {}
@@ -621,4 +629,18 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nats_url_with_a_password_is_refused_without_repeating_it() {
+        let error = check_nats_server("nats://bus:s3cret@127.0.0.1:4222", false).unwrap_err();
+        assert!(error.contains("credentials_file"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(check_nats_server("nats://127.0.0.1:4222", false).is_ok());
+        assert!(check_nats_server("nats://nats.example.com:4222", false).is_err());
+    }
 }

@@ -137,7 +137,7 @@ impl Webhook {
                  set the sink's url to the final address"
             ));
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = error_body(response).await;
         let body = printable(body.trim(), ERROR_BODY_CHARS);
         Attempt::Failed(if body.is_empty() {
             format!("HTTP {status}")
@@ -145,6 +145,19 @@ impl Webhook {
             format!("HTTP {status}: {body}")
         })
     }
+}
+
+/// The start of an error reply's body: read a chunk at a time and no further than what is
+/// shown, so a receiver cannot make the sink hold an endless body.
+async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_CHARS * 4 {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` for each key,

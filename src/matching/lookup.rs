@@ -21,8 +21,9 @@
 //! WeCom blocks both lookups for the rest of the day once a corp's failed lookups (46004) of
 //! the day exceed 20% of its headcount limit. The pass keeps its own count of the day's failures
 //! in the store, stops at a budget well under that (by default 5% of the mirrored members), and
-//! resumes the next day (days in China time, as WeCom counts them). A 45009 from a lookup is
-//! taken as WeCom's block: nothing more is asked that day.
+//! resumes the next day (days in China time, as WeCom counts them). A 45009 from a lookup may
+//! be that block or an ordinary frequency limit: lookups pause for an hour
+//! ([`PAUSE_AFTER_REFUSAL`]) and no other call waits for it.
 //!
 //! Results are committed in batches as they arrive, each batch re-matched with its link events,
 //! so a link found in the first second does not wait for ten thousand more lookups.
@@ -93,7 +94,7 @@ pub enum Ended {
     Done,
     /// The day's failure budget is spent; lookups resume the next day.
     Budget,
-    /// WeCom refused lookups (45009); they resume the next day.
+    /// WeCom refused lookups (45009); they pause for an hour.
     Blocked,
     /// A lookup failed for another reason (WeCom unreachable, the token refused); the next pass
     /// tries again.
@@ -130,13 +131,29 @@ pub struct BudgetView {
     pub day: String,
     pub failures: u64,
     pub budget: u64,
-    /// When WeCom refused lookups today, if it did.
+    /// When WeCom last refused lookups today, if it did; they pause for an hour after it.
     pub blocked_at: Option<String>,
     /// Host-user values waiting to be asked.
     pub pending: usize,
     pub cached_hits: u64,
     pub cached_misses: u64,
     pub enabled: bool,
+}
+
+/// How long lookups pause after WeCom refused one (45009). The refusal may be the day's block
+/// or an ordinary frequency limit; asking once an hour costs one refused call if it was the
+/// former, and loses at most an hour if it was the latter.
+pub const PAUSE_AFTER_REFUSAL: Duration = Duration::from_secs(3600);
+
+/// Whether a refusal recorded at `blocked_at` (RFC 3339) still pauses lookups at `now`.
+fn is_paused(blocked_at: Option<&str>, now: DateTime<Utc>) -> bool {
+    blocked_at
+        .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+        .is_some_and(|at| {
+            (now - at.with_timezone(&Utc))
+                .to_std()
+                .is_ok_and(|age| age < PAUSE_AFTER_REFUSAL)
+        })
 }
 
 /// Today's number, as WeCom counts days.
@@ -337,7 +354,7 @@ fn next_batch(
         return Ok((Vec::new(), Allowed::Failures(0)));
     }
     let today = lookups::day(conn, &china_day(now))?;
-    if today.blocked_at.is_some() {
+    if is_paused(today.blocked_at.as_deref(), now) {
         return Ok((Vec::new(), Allowed::Blocked));
     }
     let state = load_state(conn)?;
@@ -552,6 +569,15 @@ mod tests {
             ..settings
         };
         assert_eq!(fixed.budget(100_000), 7);
+    }
+
+    #[test]
+    fn a_refusal_pauses_lookups_for_an_hour() {
+        let at = Utc::now();
+        let stamp = at.to_rfc3339();
+        assert!(is_paused(Some(&stamp), at + chrono::Duration::minutes(59)));
+        assert!(!is_paused(Some(&stamp), at + chrono::Duration::minutes(61)));
+        assert!(!is_paused(None, at));
     }
 
     #[test]

@@ -292,7 +292,10 @@ impl Report {
                 l.failures, l.budget, l.day, l.pending, l.cached_hits, l.cached_misses
             );
             if let Some(at) = &l.blocked_at {
-                let _ = write!(out, "; WeCom refused lookups at {at}, resuming tomorrow");
+                let _ = write!(
+                    out,
+                    "; WeCom last refused lookups at {at} (45009), pausing them for an hour"
+                );
             } else if l.failures >= l.budget && l.pending > 0 {
                 let _ = write!(out, "; budget spent, resuming tomorrow");
             }

@@ -19,14 +19,27 @@ pub struct Callback {
     pub department_id: Option<i64>,
 }
 
-/// Records a callback; `false` when one with the same payload hash was recorded already (WeCom
-/// redelivers, sometimes twice within a second).
+/// What recording a callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A callback not seen before.
+    New,
+    /// The same payload as one still pending: a redelivery (WeCom redelivers, sometimes twice
+    /// within a second).
+    Duplicate,
+    /// The same payload as one a run already covered: a redelivery, or a second real change
+    /// whose ID-only payload reads the same within one second. It is pending again, so that
+    /// one more run reads it (reading again is harmless; missing a change is not).
+    Again,
+}
+
+/// Records a callback, detecting repeats by the hash of its decrypted payload.
 pub fn record(
     conn: &Connection,
     hash: &str,
     callback: &Callback,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Recorded, StoreError> {
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO callbacks
@@ -41,7 +54,22 @@ pub fn record(
             callback.new_userid,
             callback.department_id
         ])?;
-    Ok(inserted == 1)
+    if inserted == 1 {
+        return Ok(Recorded::New);
+    }
+    // Pending again, and newest: a run that began before this is not taken to cover it.
+    let reopened = conn
+        .prepare_cached(
+            "UPDATE callbacks SET applied_run = NULL, received_at = ?2,
+                 id = (SELECT max(id) + 1 FROM callbacks)
+             WHERE hash = ?1 AND applied_run IS NOT NULL",
+        )?
+        .execute(params![hash, now.to_rfc3339()])?;
+    Ok(if reopened == 1 {
+        Recorded::Again
+    } else {
+        Recorded::Duplicate
+    })
 }
 
 /// The callbacks no run has covered yet, oldest first.
@@ -109,18 +137,34 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_is_refused_and_a_run_covers_what_came_before_it() {
+    fn a_duplicate_is_recognized_and_a_repeat_after_a_run_is_pending_again() {
         let store = Store::in_memory().unwrap();
         let conn = store.conn();
         let now = Utc::now();
-        assert!(record(conn, "h1", &callback("a"), now).unwrap());
-        assert!(!record(conn, "h1", &callback("a"), now).unwrap());
-        assert!(record(conn, "h2", &callback("b"), now).unwrap());
+        assert_eq!(
+            record(conn, "h1", &callback("a"), now).unwrap(),
+            Recorded::New
+        );
+        assert_eq!(
+            record(conn, "h1", &callback("a"), now).unwrap(),
+            Recorded::Duplicate
+        );
+        assert_eq!(
+            record(conn, "h2", &callback("b"), now).unwrap(),
+            Recorded::New
+        );
         let pending = pending(conn).unwrap();
         assert_eq!(pending.len(), 2);
         applied(conn, pending[0].id, 7, now).unwrap();
         assert_eq!(pending_count(conn).unwrap(), 1);
-        // A redelivery of a covered callback is still a duplicate.
-        assert!(!record(conn, "h1", &callback("a"), now).unwrap());
+        // The same payload after a run covered it is pending again, after the other one: a
+        // second change that reads the same is never lost.
+        assert_eq!(
+            record(conn, "h1", &callback("a"), now).unwrap(),
+            Recorded::Again
+        );
+        let pending = super::pending(conn).unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[1].userid.as_deref(), Some("a"));
     }
 }

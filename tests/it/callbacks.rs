@@ -418,3 +418,28 @@ async fn department_changes_out_of_order_arrive_with_their_members() {
     assert_eq!(events[2]["data"]["member"]["departments"][0]["id"], 9);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_in_a_department_whose_callback_was_lost_is_not_dropped() {
+    let env = callback_env(Directory::sample()).await;
+    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
+    // The department's callback comes first and is lost; the member's arrives.
+    env.sim.callback_faults(CallbackFaults {
+        drop_next: 1,
+        ..CallbackFaults::default()
+    });
+    env.sim.edit(|d| {
+        d.departments
+            .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
+        d.users.push(SimUser::new("tester", "测试员", &[9]));
+    });
+    let (events, completed) = next_run(&mut subscriber).await;
+    assert_eq!(completed["data"]["trigger"], "callback");
+    assert_eq!(
+        types(&events),
+        ["orgsync.department.created", "orgsync.member.joined"],
+        "{events:?}"
+    );
+    assert_eq!(events[1]["data"]["member"]["departments"][0]["id"], 9);
+    daemon.stop().await;
+}

@@ -161,7 +161,7 @@ async fn a_sync_stops_looking_up_at_the_days_failure_budget() {
 }
 
 #[tokio::test]
-async fn wecoms_daily_block_stops_the_lookups_for_the_day() {
+async fn wecoms_daily_block_pauses_the_lookups() {
     let mut directory = withheld();
     // WeCom blocks lookups once the day's failures exceed 20% of this (2): from the fourth.
     directory.headcount_limit = 10;
@@ -179,7 +179,7 @@ async fn wecoms_daily_block_stops_the_lookups_for_the_day() {
     let output = env.run(&["sync"]).await;
     assert!(output.status.success(), "{}", describe(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("WeCom refused lookups for today"), "{text}");
+    assert!(text.contains("WeCom refused lookups (45009)"), "{text}");
     // Three failures, then the call that WeCom refused; none after it.
     assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 4);
     let report = report(&env).await;

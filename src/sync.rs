@@ -398,9 +398,7 @@ impl Syncer {
             .blocking(|store| mirror::load_departments(store.conn()))
             .await?;
         let departments = if departments_changed {
-            let (tree, _) = wecom::departments(&self.client, self.root_department)
-                .await
-                .map_err(SyncError::Pull)?;
+            let tree = self.department_tree().await?;
             // A mirrored department gone from the tree may take members with it (a move out of
             // the mirrored subtree): only a full pull reads them all.
             if mirrored.keys().any(|id| !tree.contains_key(id)) {
@@ -429,9 +427,7 @@ impl Syncer {
         // A member in a department the run does not know may be in a new one whose callback is
         // late or lost: if the tree has changed, only a full pull reads them all rightly.
         if reread.unknown_departments > 0 && !departments_changed {
-            let (tree, _) = wecom::departments(&self.client, self.root_department)
-                .await
-                .map_err(SyncError::Pull)?;
+            let tree = self.department_tree().await?;
             if !tree.keys().eq(snapshot.departments.keys()) {
                 tracing::info!(
                     "members are in departments the mirror does not have yet; the callback run pulls everything"
@@ -451,6 +447,14 @@ impl Syncer {
             ignored: Ignored::default(),
             deleted: reread.deleted,
         })
+    }
+
+    /// The mirrored subtree's departments as WeCom has them now (one `department/list`).
+    async fn department_tree(&self) -> Result<BTreeMap<DepartmentId, Department>, SyncError> {
+        let (tree, _) = wecom::departments(&self.client, self.root_department)
+            .await
+            .map_err(SyncError::Pull)?;
+        Ok(tree)
     }
 
     async fn full_pull(&self) -> Result<Fetched, SyncError> {

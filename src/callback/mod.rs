@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::http::EndpointKeys;
@@ -55,7 +54,7 @@ const TIMESTAMP_WINDOW_SECS: u64 = 300;
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the receiver has seen since the daemon started, for status.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Counters {
     /// Recorded for a run.
     pub recorded: AtomicU64,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::http::read_token;
+use super::secret::file_or_credential;
 use super::{resolve_path, ConfigError, Locator};
 use crate::wecom::callback::CallbackCrypto;
 
@@ -154,15 +155,12 @@ impl CallbackConfig {
                 origin: at.origin(key),
                 reason,
             };
-            let path = match (file, credentials_dir) {
-                (Some(file), _) => file.clone(),
-                (None, Some(dir)) if dir.join(credential).exists() => dir.join(credential),
-                (None, _) => {
-                    return Err(invalid(format!(
-                        "is not set, and there is no systemd credential {credential} \
-                         (LoadCredential={credential}:/path/to/file); callback.listen is set"
-                    )))
-                }
+            let Some(path) = file_or_credential(file.as_deref(), credentials_dir, credential)
+            else {
+                return Err(invalid(format!(
+                    "is not set, and there is no systemd credential {credential} \
+                     (LoadCredential={credential}:/path/to/file); callback.listen is set"
+                )));
             };
             read_token(&path)
                 .map_err(|problem| invalid(format!("cannot use {}: {problem}", path.display())))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::secret::Secret;
+use super::secret::{file_or_credential, Secret};
 use super::{resolve_path, ConfigError, Locator};
 
 /// A token shorter than this is refused: a bearer token is a password that no one types.
@@ -196,16 +196,14 @@ impl HttpConfig {
         let mut tokens: Vec<HttpToken> = Vec::with_capacity(self.tokens.len());
         for token in &self.tokens {
             let credential = format!("http_token_{}", token.name);
-            let path = match (&token.token_file, credentials_dir) {
-                (Some(file), _) => file.clone(),
-                (None, Some(dir)) if dir.join(&credential).exists() => dir.join(&credential),
-                (None, _) => {
-                    return Err(invalid(format!(
-                        "token {:?} has no token_file, and there is no systemd credential \
-                         {credential} (LoadCredential={credential}:/path/to/token)",
-                        token.name
-                    )))
-                }
+            let Some(path) =
+                file_or_credential(token.token_file.as_deref(), credentials_dir, &credential)
+            else {
+                return Err(invalid(format!(
+                    "token {:?} has no token_file, and there is no systemd credential \
+                     {credential} (LoadCredential={credential}:/path/to/token)",
+                    token.name
+                )));
             };
             let secret = read_token(&path).map_err(|problem| {
                 invalid(format!(

@@ -725,24 +725,30 @@ fn resolve_path(path: &mut PathBuf, base_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `url` is https, or plain http to a loopback host; `allowed` says in the error why no more.
+pub(super) fn https_unless_loopback(url: &Url, raw: &str, allowed: &str) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!(
+            "`{raw}` uses plain http to a host that is not loopback; use https ({allowed})"
+        )),
+        other => Err(format!("`{raw}`: the scheme must be https, not `{other}`")),
+    }
+}
+
 /// The access token travels in the query string, so plain http is only safe where the traffic
 /// never leaves the machine: the simulator in tests and `orgsync demo`.
 fn normalize_api_base(raw: &str) -> Result<String, String> {
     let url = Url::parse(raw).map_err(|error| {
         format!("`{raw}` is not a URL ({error}); the default is https://qyapi.weixin.qq.com")
     })?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "`{raw}` uses plain http to a host that is not loopback; use https (http is \
-                 allowed only to 127.0.0.0/8, ::1 and localhost, because the access token \
-                 travels in the query string)"
-            ))
-        }
-        other => return Err(format!("`{raw}`: the scheme must be https, not `{other}`")),
-    }
+    https_unless_loopback(
+        &url,
+        raw,
+        "http is allowed only to 127.0.0.0/8, ::1 and localhost, because the access token \
+         travels in the query string",
+    )?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{raw}` must not have a query or fragment"));
     }

@@ -17,6 +17,20 @@ pub(super) const CREDENTIAL_NAME: &str = "corp_secret";
 /// A WeCom app secret is 43 characters; anything near this size is a wrong file.
 const MAX_SECRET_FILE_BYTES: u64 = 4096;
 
+/// Where a secret named by a config key is read: the file the key gives, or else the systemd
+/// credential `credential` in `$CREDENTIALS_DIRECTORY` when it exists. `None`: neither.
+pub(super) fn file_or_credential(
+    file: Option<&Path>,
+    credentials_dir: Option<&Path>,
+    credential: &str,
+) -> Option<PathBuf> {
+    match (file, credentials_dir) {
+        (Some(file), _) => Some(file.to_owned()),
+        (None, Some(dir)) => Some(dir.join(credential)).filter(|path| path.exists()),
+        (None, None) => None,
+    }
+}
+
 /// Holds the corp secret. It has no `Display`, its `Debug` prints `"<redacted>"`, and it
 /// serializes as `"<redacted>"`, so neither a log line nor a printed config can leak it.
 #[derive(Clone)]

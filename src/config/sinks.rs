@@ -17,7 +17,8 @@ use base64::Engine;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use super::{is_loopback, resolve_path, ConfigError, Locator};
+use super::secret::file_or_credential;
+use super::{https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
 use crate::events::TypeFilter;
 
 /// A secret file near this size is a wrong file.
@@ -405,16 +406,14 @@ impl SinksConfig {
             .iter()
             .map(|sink| {
                 let credential = format!("sink_secret_{}", sink.name);
-                let path = match (&sink.secret_file, credentials_dir) {
-                    (Some(file), _) => file.clone(),
-                    (None, Some(dir)) if dir.join(&credential).exists() => dir.join(&credential),
-                    (None, _) => {
-                        return Err(invalid(format!(
-                            "sink {:?} has no secret_file, and there is no systemd credential \
-                             {credential} (LoadCredential={credential}:/path/to/secret)",
-                            sink.name
-                        )))
-                    }
+                let Some(path) =
+                    file_or_credential(sink.secret_file.as_deref(), credentials_dir, &credential)
+                else {
+                    return Err(invalid(format!(
+                        "sink {:?} has no secret_file, and there is no systemd credential \
+                         {credential} (LoadCredential={credential}:/path/to/secret)",
+                        sink.name
+                    )));
                 };
                 read_keys(&path).map_err(|problem| {
                     invalid(format!(
@@ -554,18 +553,12 @@ impl WebhookSinkConfig {
 /// https anywhere; plain http only to a loopback host, since the events carry the directory.
 fn check_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|error| format!("`{raw}` is not a URL ({error})"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "`{raw}` uses plain http to a host that is not loopback; use https (plain http \
-                 is allowed only to 127.0.0.0/8, ::1 and localhost, because every event carries \
-                 directory data)"
-            ))
-        }
-        other => return Err(format!("`{raw}`: the scheme must be https, not `{other}`")),
-    }
+    https_unless_loopback(
+        &url,
+        raw,
+        "plain http is allowed only to 127.0.0.0/8, ::1 and localhost, because every event \
+         carries directory data",
+    )?;
     if url.host_str().unwrap_or_default().is_empty() {
         return Err(format!("`{raw}` has no host"));
     }

@@ -233,19 +233,19 @@ pub fn wanted(
     fresh
 }
 
-/// The budget, cache and backlog as the store holds them.
+/// The budget, cache and backlog as the store holds them, for matching's `state` as loaded from
+/// the same store.
 pub fn budget_view(
-    store: &Store,
+    conn: &rusqlite::Connection,
+    state: &State,
     settings: &LookupSettings,
     now: DateTime<Utc>,
 ) -> Result<BudgetView, StoreError> {
-    let conn = store.conn();
-    let state = load_state(conn)?;
     let answers = lookups::load(conn)?;
     let today = lookups::day(conn, &china_day(now))?;
     let cache = lookups::counts(conn)?;
     let pending = if settings.enabled {
-        wanted(&state, &answers, settings, now).len()
+        wanted(state, &answers, settings, now).len()
     } else {
         0
     };

@@ -430,33 +430,18 @@ pub fn plan(state: &State) -> Plan {
         });
     }
 
-    let mut phone_groups = Vec::new();
-    for (mobile, hosts) in &hosts_by_phone {
-        let Some(members) = members_by_phone.get(mobile) else {
-            continue;
-        };
-        let (hosts, members) = (hosts.all(), members.all());
-        let shared = hosts.len() > 1 || members.len() > 1;
-        let open = hosts.iter().any(|h| !linked_hosts.contains(h))
-            || members.iter().any(|m| !linked_members.contains(m));
-        if shared && open {
-            phone_groups.push(group(mobile, members, hosts));
-        }
-    }
-
-    let mut email_groups = Vec::new();
-    for (email, hosts) in &hosts_by_email {
-        let Some(members) = members_by_email.get(email) else {
-            continue;
-        };
-        let (hosts, members) = (hosts.all(), members.all());
-        let shared = hosts.len() > 1 || members.len() > 1;
-        let open = hosts.iter().any(|h| !linked_hosts.contains(h))
-            || members.iter().any(|m| !linked_members.contains(m));
-        if shared && open {
-            email_groups.push(group(email, members, hosts));
-        }
-    }
+    let phone_groups = shared_groups(
+        &hosts_by_phone,
+        &members_by_phone,
+        &linked_hosts,
+        &linked_members,
+    );
+    let email_groups = shared_groups(
+        &hosts_by_email,
+        &members_by_email,
+        &linked_hosts,
+        &linked_members,
+    );
 
     plan.removed
         .sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
@@ -464,9 +449,7 @@ pub fn plan(state: &State) -> Plan {
         .sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
     plan.respelled.sort();
     conflicts.sort_by(|a, b| a.host_user_id.cmp(&b.host_user_id));
-    phone_groups.sort_by(|a, b| a.value.cmp(&b.value));
     name_groups.sort_by(|a, b| a.value.cmp(&b.value));
-    email_groups.sort_by(|a, b| a.value.cmp(&b.value));
 
     let mut assessment = Assessment {
         conflicts,
@@ -504,6 +487,31 @@ pub fn plan(state: &State) -> Plan {
     assessment.ambiguous_names = name_groups;
     plan.assessment = assessment;
     plan
+}
+
+/// The values (mobiles, emails) that more than one member or more than one host user has, where
+/// at least one of them is unlinked: they block matching by that value. Sorted by value.
+fn shared_groups(
+    hosts_by: &Index<'_>,
+    members_by: &Index<'_>,
+    linked_hosts: &FastSet<&str>,
+    linked_members: &FastSet<&str>,
+) -> Vec<Group> {
+    let mut groups = Vec::new();
+    for (value, hosts) in hosts_by {
+        let Some(members) = members_by.get(value) else {
+            continue;
+        };
+        let (hosts, members) = (hosts.all(), members.all());
+        let shared = hosts.len() > 1 || members.len() > 1;
+        let open = hosts.iter().any(|h| !linked_hosts.contains(h))
+            || members.iter().any(|m| !linked_members.contains(m));
+        if shared && open {
+            groups.push(group(value, members, hosts));
+        }
+    }
+    groups.sort_by(|a, b| a.value.cmp(&b.value));
+    groups
 }
 
 /// Why an existing link no longer holds, if it does not. Only the link's own two ends count.

@@ -120,8 +120,8 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> Result<Report, StoreError> {
     let conn = store.conn();
-    let lookups = budget_view(store, lookup_settings, now)?;
     let state = load_state(conn)?;
+    let lookups = budget_view(conn, &state, lookup_settings, now)?;
     let plan = plan(&state);
     let assessment = &plan.assessment;
     let members: HashMap<String, mirror::Identity> = mirror::identities(conn)?

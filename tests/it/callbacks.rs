@@ -17,10 +17,17 @@ const TOKEN: &str = "QDG6eK";
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 
 async fn callback_env(directory: Directory) -> Env {
+    callback_env_with(directory, "").await
+}
+
+/// [`callback_env`] with more `[callback]` lines.
+async fn callback_env_with(directory: Directory, callback: &str) -> Env {
     let env = Env::with_config(
         directory,
-        "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
-         encoding_aes_key_file = \"callback.key\"\n",
+        &format!(
+            "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
+             encoding_aes_key_file = \"callback.key\"\n{callback}"
+        ),
     )
     .await;
     std::fs::write(env.path("callback.token"), TOKEN).unwrap();
@@ -340,15 +347,11 @@ async fn a_standalone_simulator_sends_callbacks_when_told_over_its_control_api()
 
 #[tokio::test]
 async fn the_receiver_serves_https_itself_when_given_a_certificate() {
-    let env = Env::with_config(
+    let env = callback_env_with(
         Directory::sample(),
-        "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
-         encoding_aes_key_file = \"callback.key\"\ntls_cert_file = \"cert.pem\"\n\
-         tls_key_file = \"key.pem\"\n",
+        "tls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n",
     )
     .await;
-    std::fs::write(env.path("callback.token"), TOKEN).unwrap();
-    std::fs::write(env.path("callback.key"), KEY).unwrap();
     self_signed(env.dir.path());
     let (daemon, _subscriber) = env.start_synced_daemon().await;
     let url = callback_url(&daemon).replace("http://", "https://");

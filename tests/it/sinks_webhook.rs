@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{describe, Env, Python, WAIT};
+use crate::harness::{describe, self_signed, Env, Python, WAIT};
 
 /// Two secrets, as during a rotation: both sign every delivery.
 const SECRET_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -652,18 +652,7 @@ async fn types_filter_what_a_sink_gets() {
 fn self_signed_acceptor(dir: &Path) -> TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("openssl is needed to make the TLS test's certificate");
-    assert!(made.status.success(), "{made:?}");
+    self_signed(dir);
     let certs = CertificateDer::pem_file_iter(dir.join("cert.pem"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()

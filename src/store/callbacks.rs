@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{params, Connection};
 
+use super::rows::{self, from_row};
 use super::StoreError;
 
 /// One callback, as the targeted run needs it.
@@ -18,6 +19,13 @@ pub struct Callback {
     pub new_userid: Option<String>,
     pub department_id: Option<i64>,
 }
+from_row!(Callback {
+    id,
+    change_type,
+    userid,
+    new_userid,
+    department_id
+});
 
 /// What recording a callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,20 +82,12 @@ pub fn record(
 
 /// The callbacks no run has covered yet, oldest first.
 pub fn pending(conn: &Connection) -> Result<Vec<Callback>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    rows::all(
+        conn,
         "SELECT id, change_type, userid, new_userid, department_id FROM callbacks
          WHERE applied_run IS NULL ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Callback {
-            id: r.get(0)?,
-            change_type: r.get(1)?,
-            userid: r.get(2)?,
-            new_userid: r.get(3)?,
-            department_id: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [],
+    )
 }
 
 /// How many callbacks are pending.

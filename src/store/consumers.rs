@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::rows::{self, from_row};
 use super::StoreError;
 
 /// How many consumers one owner may create, and how many there may be in all: each holds back
@@ -34,6 +35,12 @@ pub struct Consumer {
     pub updated_at: String,
     pub owner: Option<String>,
 }
+from_row!(Consumer {
+    name,
+    acked_seq,
+    updated_at,
+    owner
+});
 
 /// Why a peer may not use a consumer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,17 +160,11 @@ pub fn ack(conn: &Connection, name: &str, seq: i64, owner: &str) -> Result<(), S
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Consumer>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, acked_seq, updated_at, owner FROM consumers ORDER BY name")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Consumer {
-            name: r.get(0)?,
-            acked_seq: r.get(1)?,
-            updated_at: r.get(2)?,
-            owner: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows::all(
+        conn,
+        "SELECT name, acked_seq, updated_at, owner FROM consumers ORDER BY name",
+        [],
+    )
 }
 
 /// The lowest cursor among the consumers that acked at or after `since`, and among all sinks:

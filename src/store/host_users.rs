@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::rows::{self, from_row};
 use super::StoreError;
 use crate::hashing::FastMap;
 use crate::model::host_user::{email_key, HostFacts, HostUser};
@@ -32,23 +33,21 @@ pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError
     Ok(facts)
 }
 
+from_row!(HostUser {
+    id,
+    name,
+    mobile,
+    email
+});
+
 /// Every host user as given, by id.
 pub fn load(conn: &Connection) -> Result<FastMap<String, HostUser>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT id, name, mobile, email FROM host_users")?;
-    let rows = stmt.query_map([], |row| {
-        Ok(HostUser {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            mobile: row.get(2)?,
-            email: row.get(3)?,
-        })
-    })?;
-    let mut users = FastMap::default();
-    for user in rows {
-        let user = user?;
-        users.insert(user.id.clone(), user);
-    }
-    Ok(users)
+    let users: Vec<HostUser> =
+        rows::all(conn, "SELECT id, name, mobile, email FROM host_users", [])?;
+    Ok(users
+        .into_iter()
+        .map(|user| (user.id.clone(), user))
+        .collect())
 }
 
 pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {

@@ -5,6 +5,7 @@
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::rows::{self, from_row};
 use super::StoreError;
 use crate::model::userid_key;
 
@@ -23,6 +24,16 @@ pub struct Entry {
     /// For a created link, the links the same change removed from its host user or member.
     pub replaced: Option<String>,
 }
+from_row!(Entry {
+    at,
+    action,
+    host_user_id,
+    userid,
+    method,
+    reason,
+    by,
+    replaced
+});
 
 pub fn record(conn: &Connection, entry: &Entry) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -45,21 +56,10 @@ pub fn record(conn: &Connection, entry: &Entry) -> Result<(), StoreError> {
 
 /// Every entry of a host user id or a member's userid (case-insensitive), oldest first.
 pub fn history(conn: &Connection, id: &str) -> Result<Vec<Entry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    rows::all(
+        conn,
         "SELECT at, action, host_user_id, userid, method, reason, by, replaced FROM link_audit
          WHERE host_user_id = ?1 OR userid_key = ?2 ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![id, userid_key(id)], |r| {
-        Ok(Entry {
-            at: r.get(0)?,
-            action: r.get(1)?,
-            host_user_id: r.get(2)?,
-            userid: r.get(3)?,
-            method: r.get(4)?,
-            reason: r.get(5)?,
-            by: r.get(6)?,
-            replaced: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![id, userid_key(id)],
+    )
 }

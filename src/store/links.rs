@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::rows::{self, from_row, FromRow};
 use super::StoreError;
 use crate::hashing::FastMap;
 use crate::model::host_user::{Link, Method, Reason};
@@ -37,6 +38,11 @@ pub struct LinkView {
     pub userid: String,
     pub method: String,
 }
+from_row!(LinkView {
+    host_user_id,
+    userid,
+    method
+});
 
 /// Every link, by host user id, for reading.
 pub fn for_each(conn: &Connection, mut each: impl FnMut(LinkView)) -> Result<(), StoreError> {
@@ -44,11 +50,7 @@ pub fn for_each(conn: &Connection, mut each: impl FnMut(LinkView)) -> Result<(),
         .prepare_cached("SELECT host_user_id, userid, method FROM links ORDER BY host_user_id")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        each(LinkView {
-            host_user_id: row.get(0)?,
-            userid: row.get(1)?,
-            method: row.get(2)?,
-        });
+        each(LinkView::from_row(row)?);
     }
     Ok(())
 }
@@ -65,16 +67,7 @@ pub fn find(conn: &Connection, by: LinkKey<'_>) -> Result<Option<LinkView>, Stor
             key,
         ),
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query([key])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(LinkView {
-            host_user_id: row.get(0)?,
-            userid: row.get(1)?,
-            method: row.get(2)?,
-        })),
-        None => Ok(None),
-    }
+    rows::first(conn, sql, [key])
 }
 
 /// How [`find`] looks a link up.
@@ -135,21 +128,20 @@ pub struct Hold {
     pub userid: String,
     pub since: String,
 }
+from_row!(Hold {
+    host_user_id,
+    reason,
+    userid,
+    since
+});
 
 /// Every hold, by host user id.
 pub fn holds(conn: &Connection) -> Result<Vec<Hold>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    rows::all(
+        conn,
         "SELECT host_user_id, reason, userid, since FROM match_holds ORDER BY host_user_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Hold {
-            host_user_id: r.get(0)?,
-            reason: r.get(1)?,
-            userid: r.get(2)?,
-            since: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [],
+    )
 }
 
 /// Holds a host user; a newer hold replaces an older one.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, Row};
 
+use super::rows::{self, from_row};
 use super::{decode, encode, StoreError};
 use crate::diff::Changeset;
 use crate::model::{userid_key, Department, DepartmentId, JsonText, Member, Membership, Snapshot};
@@ -316,17 +317,18 @@ pub struct Identity {
     pub name: Option<String>,
     pub mobile: Option<String>,
 }
+from_row!(Identity {
+    userid_key,
+    userid,
+    name,
+    mobile
+});
 
 /// The identity of every member; cheaper than [`load`] when only these fields are needed.
 pub fn identities(conn: &Connection) -> Result<Vec<Identity>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT userid_key, userid, name, mobile FROM members")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Identity {
-            userid_key: r.get(0)?,
-            userid: r.get(1)?,
-            name: r.get(2)?,
-            mobile: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows::all(
+        conn,
+        "SELECT userid_key, userid, name, mobile FROM members",
+        [],
+    )
 }

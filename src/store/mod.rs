@@ -13,6 +13,7 @@ pub mod link_audit;
 pub mod links;
 pub mod lookups;
 pub mod mirror;
+mod rows;
 pub mod runs;
 mod schema;
 pub mod sinks;

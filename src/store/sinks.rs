@@ -4,9 +4,10 @@
 //! and retention treat it like every other consumer's.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::rows::{self, from_row};
 use super::StoreError;
 
 /// A sink's row.
@@ -28,24 +29,18 @@ pub struct SinkRow {
     pub delivered_at: Option<String>,
 }
 
-const COLUMNS: &str =
-    "name, kind, alert_after, paused_at, paused_reason, failing_since, attempts, last_error, \
-                       next_attempt, delivered_at";
-
-fn row(r: &Row<'_>) -> rusqlite::Result<SinkRow> {
-    Ok(SinkRow {
-        name: r.get(0)?,
-        kind: r.get(1)?,
-        alert_after: r.get(2)?,
-        paused_at: r.get(3)?,
-        paused_reason: r.get(4)?,
-        failing_since: r.get(5)?,
-        attempts: r.get(6)?,
-        last_error: r.get(7)?,
-        next_attempt: r.get(8)?,
-        delivered_at: r.get(9)?,
-    })
-}
+from_row!(SinkRow {
+    name,
+    kind,
+    alert_after,
+    paused_at,
+    paused_reason,
+    failing_since,
+    attempts,
+    last_error,
+    next_attempt,
+    delivered_at,
+});
 
 /// Records that the sink `name` of `kind` exists (a sink seen for the first time), keeping its
 /// state if it has one.
@@ -68,19 +63,11 @@ pub fn register(
 }
 
 pub fn get(conn: &Connection, name: &str) -> Result<Option<SinkRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM sinks WHERE name = ?1"),
-            [name],
-            row,
-        )
-        .optional()?)
+    rows::first(conn, "SELECT * FROM sinks WHERE name = ?1", [name])
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<SinkRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sinks ORDER BY name"))?;
-    let rows = stmt.query_map([], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows::all(conn, "SELECT * FROM sinks ORDER BY name", [])
 }
 
 /// One more failed attempt: its error and when the next one is due. Returns when the streak

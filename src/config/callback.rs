@@ -53,11 +53,7 @@ impl Default for CallbackConfig {
 
 impl CallbackConfig {
     pub(super) fn validate(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: at.origin(key),
-            reason,
-        };
+        let invalid = |key: &str, reason: String| at.invalid(key, reason);
         for (key, file) in [
             ("callback.token_file", &mut self.token_file),
             (
@@ -150,11 +146,7 @@ impl CallbackConfig {
             return Ok(None);
         }
         let read = |key: &'static str, file: &Option<PathBuf>, credential: &str| {
-            let invalid = |reason: String| ConfigError::InvalidValue {
-                key: key.to_owned(),
-                origin: at.origin(key),
-                reason,
-            };
+            let invalid = |reason: String| at.invalid(key, reason);
             let Some(path) = file_or_credential(file.as_deref(), credentials_dir, credential)
             else {
                 return Err(invalid(format!(
@@ -173,13 +165,14 @@ impl CallbackConfig {
         )?;
         CallbackCrypto::new(token.expose(), key.expose(), corp_id)
             .map(|crypto| Some(Arc::new(crypto)))
-            .map_err(|problem| ConfigError::InvalidValue {
-                key: "callback.encoding_aes_key_file".to_owned(),
-                origin: at.origin("callback.encoding_aes_key_file"),
-                reason: format!(
+            .map_err(|problem| {
+                at.invalid(
+                    "callback.encoding_aes_key_file",
+                    format!(
                     "{problem}; copy the EncodingAESKey from the app's callback settings in the \
                      WeCom console"
-                ),
+                    ),
+                )
             })
     }
 }

@@ -77,11 +77,7 @@ impl HttpToken {
 
 impl HttpConfig {
     pub(super) fn validate(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: at.origin(key),
-            reason,
-        };
+        let invalid = |key: &str, reason: String| at.invalid(key, reason);
         let mut names = HashSet::new();
         for (index, token) in self.tokens.iter_mut().enumerate() {
             let key = "http.tokens";
@@ -177,11 +173,7 @@ impl HttpConfig {
         credentials_dir: Option<&Path>,
         at: &Locator,
     ) -> Result<Vec<HttpToken>, ConfigError> {
-        let invalid = |reason: String| ConfigError::InvalidValue {
-            key: "http.tokens".to_owned(),
-            origin: at.origin("http.tokens"),
-            reason,
-        };
+        let invalid = |reason: String| at.invalid("http.tokens", reason);
         if self.listen.is_none() {
             // The API is off: its tokens are not needed, and their files may not exist yet.
             return Ok(Vec::new());

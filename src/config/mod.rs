@@ -505,11 +505,7 @@ impl Config {
 
 impl FileConfig {
     fn validate(mut self, base_dir: &Path, at: &Locator) -> Result<FileConfig, ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: at.origin(key),
-            reason,
-        };
+        let invalid = |key: &str, reason: String| at.invalid(key, reason);
 
         let wecom = &mut self.wecom;
         if wecom.corp_id.is_empty() {
@@ -698,6 +694,15 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// `key`'s value is invalid for `reason`; the error names where the value came from.
+    fn invalid(&self, key: &str, reason: String) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: key.to_owned(),
+            origin: self.origin(key),
+            reason,
+        }
+    }
+
     fn origin(&self, key: &str) -> Origin {
         match self.figment.find_metadata(key) {
             Some(metadata) if Some(metadata) == self.env.as_ref() => Origin::Env(env_var(key)),

@@ -181,11 +181,7 @@ impl SinksConfig {
 
     fn validate_nats(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
         let key = "sinks.nats";
-        let invalid = |reason: String| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: at.origin(key),
-            reason,
-        };
+        let invalid = |reason: String| at.invalid(key, reason);
         let mut names: HashSet<String> = self.webhook.iter().map(|s| s.name.clone()).collect();
         for (index, sink) in self.nats.iter_mut().enumerate() {
             let at_sink =
@@ -287,11 +283,7 @@ impl SinksConfig {
 
     fn validate_webhooks(&mut self, base_dir: &Path, at: &Locator) -> Result<(), ConfigError> {
         let key = "sinks.webhook";
-        let invalid = |reason: String| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: at.origin(key),
-            reason,
-        };
+        let invalid = |reason: String| at.invalid(key, reason);
         let mut names = HashSet::new();
         for (index, sink) in self.webhook.iter_mut().enumerate() {
             let at_sink =
@@ -371,14 +363,15 @@ impl SinksConfig {
                 let Some(path) = &sink.credentials_file else {
                     return Ok(None);
                 };
-                let invalid = |problem: String| ConfigError::InvalidValue {
-                    key: "sinks.nats".to_owned(),
-                    origin: at.origin("sinks.nats"),
-                    reason: format!(
-                        "sink {:?}: cannot use the credentials in {}: {problem}",
-                        sink.name,
-                        path.display()
-                    ),
+                let invalid = |problem: String| {
+                    at.invalid(
+                        "sinks.nats",
+                        format!(
+                            "sink {:?}: cannot use the credentials in {}: {problem}",
+                            sink.name,
+                            path.display()
+                        ),
+                    )
                 };
                 let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
                 async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
@@ -397,11 +390,7 @@ impl SinksConfig {
         credentials_dir: Option<&Path>,
         at: &Locator,
     ) -> Result<Vec<SigningKeys>, ConfigError> {
-        let invalid = |reason: String| ConfigError::InvalidValue {
-            key: "sinks.webhook".to_owned(),
-            origin: at.origin("sinks.webhook"),
-            reason,
-        };
+        let invalid = |reason: String| at.invalid("sinks.webhook", reason);
         self.webhook
             .iter()
             .map(|sink| {

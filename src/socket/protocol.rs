@@ -291,16 +291,11 @@ fn optional_seq(
     fields: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, ProtocolError> {
-    match optional(fields, name) {
-        None => Ok(None),
-        Some(value) => match value.as_i64() {
-            Some(seq) if seq >= 0 => Ok(Some(seq)),
-            _ => Err(ProtocolError::field(
-                name,
-                "must be a non-negative integer (an event seq)",
-            )),
-        },
-    }
+    optional_non_negative(
+        fields,
+        name,
+        "must be a non-negative integer (an event seq)",
+    )
 }
 
 /// A string field, at most 256 characters.
@@ -321,16 +316,23 @@ fn optional_department(
     fields: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<DepartmentId>, ProtocolError> {
-    match optional(fields, name) {
-        None => Ok(None),
-        Some(value) => match value.as_i64() {
-            Some(id) if id >= 0 => Ok(Some(id)),
-            _ => Err(ProtocolError::field(
-                name,
-                "must be a department id (an integer)",
-            )),
-        },
-    }
+    optional_non_negative(fields, name, "must be a department id (an integer)")
+}
+
+/// A non-negative integer field; `expected` says what it must be otherwise.
+fn optional_non_negative(
+    fields: &Map<String, Value>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<i64>, ProtocolError> {
+    optional(fields, name)
+        .map(|value| {
+            value
+                .as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ProtocolError::field(name, expected))
+        })
+        .transpose()
 }
 
 fn optional_consumer(fields: &Map<String, Value>) -> Result<Option<ConsumerName>, ProtocolError> {

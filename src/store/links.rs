@@ -3,7 +3,7 @@
 //! that caused the write.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::rows::{self, from_row, FromRow};
@@ -67,7 +67,10 @@ pub fn find(conn: &Connection, by: LinkKey<'_>) -> Result<Option<LinkView>, Stor
             key,
         ),
     };
-    rows::first(conn, sql, [key])
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([key], LinkView::from_row)
+        .optional()?)
 }
 
 /// How [`find`] looks a link up.

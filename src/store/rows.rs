@@ -35,17 +35,6 @@ pub fn all<T: FromRow>(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The first row `sql` selects, if any.
-pub fn first<T: FromRow>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-) -> Result<Option<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    Ok(rows.next()?.map(T::from_row).transpose()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,9 +57,6 @@ mod tests {
                 right: Some("r".into())
             }]
         );
-        let none: Option<Pair> =
-            first(&conn, "SELECT 1 AS left, NULL AS right WHERE 0", []).unwrap();
-        assert_eq!(none, None);
         let missing: Result<Vec<Pair>, _> = all(&conn, "SELECT 1 AS left", []);
         assert!(
             missing.is_err(),

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::rows::{self, from_row};
+use super::rows::{self, from_row, FromRow};
 use super::StoreError;
 
 /// A sink's row.
@@ -63,7 +63,13 @@ pub fn register(
 }
 
 pub fn get(conn: &Connection, name: &str) -> Result<Option<SinkRow>, StoreError> {
-    rows::first(conn, "SELECT * FROM sinks WHERE name = ?1", [name])
+    Ok(conn
+        .query_row(
+            "SELECT * FROM sinks WHERE name = ?1",
+            [name],
+            SinkRow::from_row,
+        )
+        .optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<SinkRow>, StoreError> {

@@ -45,26 +45,18 @@ impl LinkChanges {
     /// a consumer never holds two links for one member or one host user at once. Drafted as
     /// they are appended, borrowing from the changes: a first import creates one per host user.
     pub fn drafts(&self) -> impl Iterator<Item = EventDraft<LinkData<'_>>> + '_ {
-        let removed = self.removed.iter().map(|r| EventDraft {
-            kind: EventType::LinkRemoved,
-            subject: format!("member/{}", r.link.userid),
-            data: LinkData {
-                userid: &r.link.userid,
-                host_user_id: &r.host_user_id,
-                reason: Some(r.reason.as_str()),
-                method: r.link.method.as_str(),
-            },
+        let removed = self.removed.iter().map(|r| {
+            link_draft(
+                EventType::LinkRemoved,
+                &r.host_user_id,
+                &r.link,
+                Some(r.reason.as_str()),
+            )
         });
-        let created = self.created.iter().map(|c| EventDraft {
-            kind: EventType::LinkCreated,
-            subject: format!("member/{}", c.link.userid),
-            data: LinkData {
-                userid: &c.link.userid,
-                host_user_id: &c.host_user_id,
-                reason: None,
-                method: c.link.method.as_str(),
-            },
-        });
+        let created = self
+            .created
+            .iter()
+            .map(|c| link_draft(EventType::LinkCreated, &c.host_user_id, &c.link, None));
         removed.chain(created)
     }
 
@@ -451,4 +443,23 @@ pub fn unlink(
     };
     changes.announce(conn, source, by, now)?;
     Ok(Some(changes))
+}
+
+/// The event of a link created or removed (with its reason).
+fn link_draft<'a>(
+    kind: EventType,
+    host_user_id: &'a str,
+    link: &'a Link,
+    reason: Option<&'static str>,
+) -> EventDraft<LinkData<'a>> {
+    EventDraft {
+        kind,
+        subject: format!("member/{}", link.userid),
+        data: LinkData {
+            userid: &link.userid,
+            host_user_id,
+            reason,
+            method: link.method.as_str(),
+        },
+    }
 }

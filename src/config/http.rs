@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::secret::{file_or_credential, Secret};
-use super::{resolve_path, ConfigError, Locator};
+use super::{check_name, resolve_path, ConfigError, Locator};
 
 /// A token shorter than this is refused: a bearer token is a password that no one types.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -81,23 +81,12 @@ impl HttpConfig {
         let mut names = HashSet::new();
         for (index, token) in self.tokens.iter_mut().enumerate() {
             let key = "http.tokens";
-            if token.name.is_empty()
-                || token.name.len() > 64
-                || !token
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "tokens[{index}].name {:?} must be 1 to 64 letters, digits, `_` or `-` \
-                         (it names the token's consumers, `token:NAME`, and its credential, \
-                         `http_token_NAME`)",
-                        token.name.chars().take(64).collect::<String>()
-                    ),
-                ));
-            }
+            check_name(
+                &token.name,
+                "it names the token's consumers, `token:NAME`, and its credential, \
+                 `http_token_NAME`",
+            )
+            .map_err(|reason| invalid(key, format!("tokens[{index}].name {reason}")))?;
             if !names.insert(token.name.clone()) {
                 return Err(invalid(
                     key,

@@ -720,6 +720,22 @@ fn env_var(key: &str) -> String {
     )
 }
 
+/// The name of a sink or a token: 1 to 64 letters, digits, `_` or `-`, since it becomes part of
+/// a consumer name and of a credential's file name. `names` says what it names.
+fn check_name(name: &str, names: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        return Ok(());
+    }
+    Err(format!(
+        "{:?} must be 1 to 64 letters, digits, `_` or `-` ({names})",
+        name.chars().take(64).collect::<String>()
+    ))
+}
+
 fn resolve_path(path: &mut PathBuf, base_dir: &Path) -> Result<(), String> {
     if path.as_os_str().is_empty() {
         return Err("is empty".to_owned());

@@ -18,7 +18,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::secret::file_or_credential;
-use super::{https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
+use super::{check_name, https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
 use crate::events::TypeFilter;
 
 /// A secret file near this size is a wrong file.
@@ -186,7 +186,8 @@ impl SinksConfig {
         for (index, sink) in self.nats.iter_mut().enumerate() {
             let at_sink =
                 |field: &str, reason: String| invalid(format!("nats[{index}].{field} {reason}"));
-            check_name(&sink.name).map_err(|reason| at_sink("name", reason))?;
+            check_name(&sink.name, "it names the sink's cursor, `sink:NAME`")
+                .map_err(|reason| at_sink("name", reason))?;
             if !names.insert(sink.name.clone()) {
                 return Err(invalid(format!(
                     "two sinks are named {:?}; give each sink its own name (each has its own \
@@ -288,22 +289,11 @@ impl SinksConfig {
         for (index, sink) in self.webhook.iter_mut().enumerate() {
             let at_sink =
                 |field: &str, reason: String| invalid(format!("webhook[{index}].{field} {reason}"));
-            if sink.name.is_empty()
-                || sink.name.len() > 64
-                || !sink
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(at_sink(
-                    "name",
-                    format!(
-                        "{:?} must be 1 to 64 letters, digits, `_` or `-` (it names the sink's \
-                         cursor, `sink:NAME`, and its credential, `sink_secret_NAME`)",
-                        sink.name.chars().take(64).collect::<String>()
-                    ),
-                ));
-            }
+            check_name(
+                &sink.name,
+                "it names the sink's cursor, `sink:NAME`, and its credential, `sink_secret_NAME`",
+            )
+            .map_err(|reason| at_sink("name", reason))?;
             if !names.insert(sink.name.clone()) {
                 return Err(invalid(format!(
                     "two sinks are named {:?}; give each sink its own name (each has its own \
@@ -332,21 +322,12 @@ impl SinksConfig {
                     ),
                 ));
             }
-            if !(1..=600_000).contains(&sink.retry_first_delay_ms) {
-                return Err(at_sink(
-                    "retry_first_delay_ms",
-                    format!("{} is not within 1..=600000", sink.retry_first_delay_ms),
-                ));
-            }
-            if !(1..=86_400).contains(&sink.retry_max_delay_secs) {
-                return Err(at_sink(
-                    "retry_max_delay_secs",
-                    format!("{} is not within 1..=86400", sink.retry_max_delay_secs),
-                ));
-            }
-            if sink.alert_after_secs == 0 {
-                return Err(at_sink("alert_after_secs", "must be at least 1".into()));
-            }
+            check_retry(
+                sink.retry_first_delay_ms,
+                sink.retry_max_delay_secs,
+                sink.alert_after_secs,
+            )
+            .map_err(|(field, reason)| at_sink(field, reason))?;
         }
         Ok(())
     }
@@ -449,22 +430,6 @@ fn type_filter(types: &[String]) -> Result<Option<TypeFilter>, String> {
         filter.add(pattern).map_err(|e| e.to_string())?;
     }
     Ok(Some(filter))
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(format!(
-            "{:?} must be 1 to 64 letters, digits, `_` or `-` (it names the sink's cursor, \
-             `sink:NAME`)",
-            name.chars().take(64).collect::<String>()
-        ));
-    }
-    Ok(())
 }
 
 fn check_retry(

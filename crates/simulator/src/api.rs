@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::directory::{SimDepartment, SimUser};
@@ -31,7 +32,6 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
             ok(DepartmentList {
                 department: departments
                     .into_iter()
-                    .filter_map(|id| tenant.department(id))
                     .map(|d| DepartmentView::new(tenant, scope, d))
                     .collect(),
             })
@@ -39,11 +39,7 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
         Endpoint::DepartmentSimpleList => with_token(shared, call, |tenant, scope| {
             let departments = departments_under(tenant, scope, params)?;
             ok(DepartmentIdList {
-                department_id: departments
-                    .into_iter()
-                    .filter_map(|id| tenant.department(id))
-                    .map(DepartmentIdView::new)
-                    .collect(),
+                department_id: departments.into_iter().map(DepartmentIdView::new).collect(),
             })
         }),
         Endpoint::DepartmentGet => with_token(shared, call, |tenant, scope| {
@@ -54,20 +50,10 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
             })
         }),
         Endpoint::UserList => with_token(shared, call, |tenant, scope| {
-            ok(UserList {
-                userlist: listed_members(tenant, scope, params)?
-                    .into_iter()
-                    .map(|user| UserView::new(tenant, scope, user))
-                    .collect(),
-            })
+            user_list(tenant, scope, params, UserView::new)
         }),
         Endpoint::UserSimpleList => with_token(shared, call, |tenant, scope| {
-            ok(UserList {
-                userlist: listed_members(tenant, scope, params)?
-                    .into_iter()
-                    .map(|user| SimpleUserView::new(tenant, scope, user))
-                    .collect(),
-            })
+            user_list(tenant, scope, params, SimpleUserView::new)
         }),
         Endpoint::UserGet => with_token(shared, call, |tenant, scope| {
             let userid = param(params, "userid").ok_or_else(|| ApiError::new(41009))?;
@@ -82,8 +68,7 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
         }
         Endpoint::UserGetUserId => with_token(shared, call, |tenant, scope| {
             lookup_userid(shared, tenant, scope, call, |request| {
-                let request: MobileLookup =
-                    serde_json::from_slice(request).map_err(|_| ApiError::wrong_json())?;
+                let request: MobileLookup = json_body(request)?;
                 if !(5..=32).contains(&request.mobile.len()) {
                     return Err(ApiError::invalid_param("mobile"));
                 }
@@ -94,8 +79,7 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
         }),
         Endpoint::UserGetUserIdByEmail => with_token(shared, call, |tenant, scope| {
             lookup_userid(shared, tenant, scope, call, |request| {
-                let request: EmailLookup =
-                    serde_json::from_slice(request).map_err(|_| ApiError::wrong_json())?;
+                let request: EmailLookup = json_body(request)?;
                 if request.email.is_empty() {
                     return Err(ApiError::invalid_param("email"));
                 }
@@ -115,7 +99,7 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
             })
         }),
         Endpoint::AuthGetUserInfo => with_token(shared, call, |tenant, scope| {
-            app_only(scope)?;
+            only_for(scope, Scope::App)?;
             let code = param(params, "code").ok_or_else(|| ApiError::new(41008))?;
             let person = lock(&shared.login).redeem(code)?;
             match person {
@@ -147,10 +131,8 @@ fn lookup_userid(
     call: &Call<'_>,
     parse: impl FnOnce(&[u8]) -> Result<Matcher, ApiError>,
 ) -> Answer {
-    app_only(scope)?;
-    if !call.is_post {
-        return Err(ApiError::invalid_param("method"));
-    }
+    only_for(scope, Scope::App)?;
+    post_only(call)?;
     let day = super::lookup::today();
     let mut failures = lock(&shared.lookups);
     if failures.blocked(day, tenant.directory.headcount_limit) {
@@ -191,12 +173,28 @@ fn business_email() -> u8 {
     1
 }
 
-/// Messaging and OAuth belong to the app: the contact-sync token is only for syncing contacts.
-fn app_only(scope: Scope) -> Result<(), ApiError> {
-    match scope {
-        Scope::App => Ok(()),
-        Scope::ContactSync => Err(ApiError::new(48002)),
+/// 48002 for an API the other secret's token may not call: messaging and OAuth belong to the
+/// app, `list_id` to the contact-sync tool.
+fn only_for(scope: Scope, needed: Scope) -> Result<(), ApiError> {
+    if scope == needed {
+        Ok(())
+    } else {
+        Err(ApiError::new(48002))
     }
+}
+
+/// The POST-only APIs answer any other method with 40058 naming the method.
+fn post_only(call: &Call<'_>) -> Result<(), ApiError> {
+    if call.is_post {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param("method"))
+    }
+}
+
+/// A POST body that does not parse as the API's request is WeCom's "wrong json format".
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::wrong_json())
 }
 
 /// Checks the call's token, then answers from the directory as that token may see it.
@@ -266,12 +264,12 @@ fn visible_department(tenant: &Tenant, scope: Scope, id: u32) -> Result<&SimDepa
 }
 
 /// `department/list` and `simplelist`: the whole visible tree, or `id` and everything under it.
-fn departments_under(
-    tenant: &Tenant,
+fn departments_under<'t>(
+    tenant: &'t Tenant,
     scope: Scope,
     params: &HashMap<String, String>,
-) -> Result<Vec<u32>, ApiError> {
-    Ok(match department_id(params, "id")? {
+) -> Result<Vec<&'t SimDepartment>, ApiError> {
+    let ids = match department_id(params, "id")? {
         Some(id) => {
             visible_department(tenant, scope, id)?;
             tenant.subtree(id)
@@ -283,7 +281,25 @@ fn departments_under(
             .map(|d| d.id)
             .filter(|&id| tenant.can_see_department(scope, id))
             .collect(),
-    })
+    };
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| tenant.department(id))
+        .collect())
+}
+
+/// `user/list` and `user/simplelist`: the same members, each shown as the endpoint shows them.
+fn user_list<'t, V: Serialize>(
+    tenant: &'t Tenant,
+    scope: Scope,
+    params: &HashMap<String, String>,
+    view: fn(&'t Tenant, Scope, &'t SimUser) -> V,
+) -> Answer {
+    let userlist = listed_members(tenant, scope, params)?
+        .into_iter()
+        .map(|user| view(tenant, scope, user))
+        .collect();
+    ok(UserList { userlist })
 }
 
 /// The members `user/list` and `user/simplelist` return: those directly in the department, or
@@ -329,19 +345,15 @@ fn max_limit() -> usize {
 /// `user/list_id`: one `{userid, department}` pair per membership, paged by an opaque cursor
 /// that goes stale when the directory changes.
 fn list_id(tenant: &Tenant, scope: Scope, call: &Call<'_>) -> Answer {
-    if scope == Scope::App {
-        return Err(ApiError::new(48002));
-    }
-    if !call.is_post {
-        return Err(ApiError::invalid_param("method"));
-    }
+    only_for(scope, Scope::ContactSync)?;
+    post_only(call)?;
     let request: ListIdRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
         ListIdRequest {
             cursor: String::new(),
             limit: MAX_LIST_ID_LIMIT,
         }
     } else {
-        serde_json::from_slice(call.body).map_err(|_| ApiError::wrong_json())?
+        json_body(call.body)?
     };
     if !(1..=MAX_LIST_ID_LIMIT).contains(&request.limit) {
         return Err(ApiError::invalid_param("limit"));

@@ -15,7 +15,7 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
-use crate::rng::Rng;
+use crate::rng::{Rng, ALNUM};
 
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 
@@ -87,7 +87,6 @@ impl CallbackEncryptor {
 
     /// Encrypts `msg` behind 16 letters and digits, as the official encoder picks them.
     pub fn encrypt(&self, msg: &[u8]) -> String {
-        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = Rng::new(self.sealed.fetch_add(1, Ordering::Relaxed));
         let random = std::array::from_fn(|_| *rng.pick(ALNUM));
         self.encrypt_with_random(random, msg)

@@ -10,7 +10,7 @@ use super::names::{
     DIVISIONS, ENGLISH_NAMES, GIVEN_EITHER, GIVEN_FEMALE, GIVEN_MALE, POSITIONS, SITES, STREETS,
     SURNAMES, TEAMS,
 };
-use super::rng::Rng;
+use super::rng::{Rng, ALNUM};
 
 const MAX_DEPTH: usize = 6;
 const ROOT: u32 = 1;
@@ -337,8 +337,7 @@ fn set_at<T>(values: &mut [T], at: usize, value: T) {
 
 /// A 43-character secret, like the ones the admin console shows.
 fn secret(rng: &mut Rng) -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..43).map(|_| char::from(*rng.pick(CHARS))).collect()
+    rng.string(ALNUM, 43)
 }
 
 /// Gives most departments a head and most members a direct leader, consistently on both sides

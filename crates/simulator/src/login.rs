@@ -10,15 +10,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::errcode::ApiError;
-use super::rng::Rng;
+use super::rng::{clock_seed, Rng, ALNUM, URL_SAFE};
 
 /// How long a code can be exchanged after it was issued.
 pub(crate) const CODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// WeCom promises codes of at most 512 bytes; real ones are far shorter.
 pub(crate) const MAX_CODE_LEN: usize = 512;
 const CODE_LEN: usize = 64;
-const CODE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Who opened the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,13 +43,10 @@ pub(crate) struct LoginCodes {
 
 impl LoginCodes {
     pub(crate) fn new() -> LoginCodes {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        // Not the tokens' stream, should both be seeded in the same nanosecond.
         LoginCodes {
             issued: HashMap::new(),
-            rng: Rng::new(seed ^ 0x6C6F_6769_6E63_6F64),
+            // Not the tokens' stream, should both be seeded in the same nanosecond.
+            rng: Rng::new(clock_seed() ^ 0x6C6F_6769_6E63_6F64),
         }
     }
 
@@ -60,7 +55,7 @@ impl LoginCodes {
         let now = Instant::now();
         self.issued.retain(|_, issued| issued.expires_at > now);
         let code = loop {
-            let code = self.random(CODE_CHARS, CODE_LEN);
+            let code = self.rng.string(URL_SAFE, CODE_LEN);
             if !self.issued.contains_key(&code) {
                 break code;
             }
@@ -78,8 +73,8 @@ impl LoginCodes {
     /// A new outsider: an `openid` and an `external_userid` of the shapes WeCom uses.
     pub(crate) fn outsider(&mut self) -> Person {
         Person::Outsider {
-            openid: format!("o{}", self.random(ID_CHARS, 27)),
-            external_userid: format!("wm{}", self.random(ID_CHARS, 30)),
+            openid: format!("o{}", self.rng.string(ALNUM, 27)),
+            external_userid: format!("wm{}", self.rng.string(ALNUM, 30)),
         }
     }
 
@@ -112,12 +107,6 @@ impl LoginCodes {
         for issued in self.issued.values_mut() {
             issued.expires_at = issued.expires_at.min(now);
         }
-    }
-
-    fn random(&mut self, chars: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(*self.rng.pick(chars)))
-            .collect()
     }
 }
 

@@ -6,6 +6,20 @@
 
 pub(crate) struct Rng(u64);
 
+/// Letters and digits: secrets, openids, the random prefix of a callback message.
+pub(crate) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Letters, digits, `-` and `_`: the alphabet of WeCom's access tokens and login codes.
+pub(crate) const URL_SAFE: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A seed from the wall clock, for values that must differ from run to run (tokens, login
+/// codes) rather than repeat.
+pub(crate) fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
@@ -37,6 +51,11 @@ impl Rng {
     /// One of `items`, which must not be empty (the callers pass word lists or check first).
     pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
+    }
+
+    /// `len` characters picked from `chars`.
+    pub(crate) fn string(&mut self, chars: &[u8], len: usize) -> String {
+        (0..len).map(|_| char::from(*self.pick(chars))).collect()
     }
 }
 

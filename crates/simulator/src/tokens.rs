@@ -8,12 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::errcode::ApiError;
-use super::rng::Rng;
+use super::rng::{clock_seed, Rng, URL_SAFE};
 use super::tenant::Scope;
 
 /// Real tokens are a couple of hundred characters; clients must keep 512 bytes for them.
 const TOKEN_LEN: usize = 214;
-const TOKEN_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 struct Issued {
     scope: Scope,
@@ -36,13 +35,10 @@ pub(crate) struct Grant {
 
 impl Tokens {
     pub(crate) fn new() -> Tokens {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Tokens {
             issued: HashMap::new(),
             current: HashMap::new(),
-            rng: Rng::new(seed),
+            rng: Rng::new(clock_seed()),
         }
     }
 
@@ -116,9 +112,7 @@ impl Tokens {
 
     fn fresh_token(&mut self) -> String {
         loop {
-            let token: String = (0..TOKEN_LEN)
-                .map(|_| char::from(*self.rng.pick(TOKEN_CHARS)))
-                .collect();
+            let token = self.rng.string(URL_SAFE, TOKEN_LEN);
             if !self.issued.contains_key(&token) {
                 return token;
             }

@@ -44,12 +44,7 @@ impl<'a> DepartmentView<'a> {
             id: department.id,
             name: &department.name,
             name_en: department.name_en.as_deref(),
-            department_leader: department
-                .department_leader
-                .iter()
-                .filter(|userid| tenant.can_see_userid(scope, userid))
-                .map(String::as_str)
-                .collect(),
+            department_leader: visible_userids(tenant, scope, &department.department_leader),
             parentid: department.parentid,
             order: department.order,
         }
@@ -126,12 +121,7 @@ impl<'a> UserView<'a> {
             email: shown(&user.email),
             biz_mail: shown(&user.biz_mail),
             is_leader_in_dept: memberships.parallel(&user.is_leader_in_dept),
-            direct_leader: user
-                .direct_leader
-                .iter()
-                .filter(|userid| tenant.can_see_userid(scope, userid))
-                .map(String::as_str)
-                .collect(),
+            direct_leader: visible_userids(tenant, scope, &user.direct_leader),
             avatar: shown(&user.avatar),
             thumb_avatar: thumb.then_some(user.thumb_avatar.as_str()),
             telephone: &user.telephone,
@@ -145,6 +135,15 @@ impl<'a> UserView<'a> {
             external_position: &user.external_position,
         }
     }
+}
+
+/// The leaders in `userids` the token can see: one outside the visible range is left out.
+fn visible_userids<'a>(tenant: &Tenant, scope: Scope, userids: &'a [String]) -> Vec<&'a str> {
+    userids
+        .iter()
+        .filter(|userid| tenant.can_see_userid(scope, userid))
+        .map(String::as_str)
+        .collect()
 }
 
 /// `user/simplelist` entries.

@@ -141,28 +141,52 @@ mod tests {
         );
     }
 
+    /// A published vector: the ciphertext of `plaintext` behind a fixed random prefix, and its
+    /// signature for `timestamp` and `nonce`.
+    struct Vector {
+        random: [u8; 16],
+        plaintext: &'static str,
+        timestamp: &'static str,
+        nonce: &'static str,
+        encrypt: &'static str,
+        signature: &'static str,
+    }
+
+    impl Vector {
+        fn reproduce(&self, encryptor: &CallbackEncryptor) {
+            let encrypt = encryptor.encrypt_with_random(self.random, self.plaintext.as_bytes());
+            assert_eq!(encrypt, self.encrypt);
+            assert_eq!(
+                encryptor.sign(self.timestamp, self.nonce, &encrypt),
+                self.signature
+            );
+        }
+    }
+
     #[test]
     fn vector_a1_echostr_is_reproduced() {
-        let echostr = a().encrypt_with_random(*b"c41b64491c2468d0", b"1616140317555161061");
-        assert_eq!(
-            echostr,
-            "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
-        );
-        assert_eq!(
-            a().sign("1409659589", "263014780", &echostr),
-            "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3"
-        );
+        Vector {
+            random: *b"c41b64491c2468d0",
+            plaintext: "1616140317555161061",
+            timestamp: "1409659589",
+            nonce: "263014780",
+            encrypt: "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ==",
+            signature: "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
+        }
+        .reproduce(&a());
     }
 
     #[test]
     fn vector_a2_message_is_reproduced() {
-        let plaintext = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<CreateTime>1409659813</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n<MsgId>4561255354251345929</MsgId>\n<AgentID>218</AgentID>\n</xml>";
-        let encrypt = a().encrypt_with_random(*b"0960688932c47ef1", plaintext.as_bytes());
-        assert_eq!(encrypt, "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAVe0lXdQ2YoyyH2uyPIGHBZZIs2pDBS8R07+qN+E7Q==");
-        assert_eq!(
-            a().sign("1409659813", "1372623149", &encrypt),
-            "477715d11cdb4164915debcba66cb864d751f3e6"
-        );
+        Vector {
+            random: *b"0960688932c47ef1",
+            plaintext: "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<CreateTime>1409659813</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n<MsgId>4561255354251345929</MsgId>\n<AgentID>218</AgentID>\n</xml>",
+            timestamp: "1409659813",
+            nonce: "1372623149",
+            encrypt: "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAVe0lXdQ2YoyyH2uyPIGHBZZIs2pDBS8R07+qN+E7Q==",
+            signature: "477715d11cdb4164915debcba66cb864d751f3e6",
+        }
+        .reproduce(&a());
     }
 
     #[test]
@@ -174,13 +198,15 @@ mod tests {
             "wx49f0ab532d5d035a",
         )
         .unwrap();
-        let plaintext = "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n<CreateTime>1411525903</CreateTime>\n</xml>";
-        let encrypt = c.encrypt_with_random(*b"1234567890123456", plaintext.as_bytes());
-        assert_eq!(encrypt, "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3");
-        assert_eq!(
-            c.sign("1411525903", "461056294", &encrypt),
-            "407518b7649e86ef23978113f92d27afa9296533"
-        );
+        Vector {
+            random: *b"1234567890123456",
+            plaintext: "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n<CreateTime>1411525903</CreateTime>\n</xml>",
+            timestamp: "1411525903",
+            nonce: "461056294",
+            encrypt: "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3",
+            signature: "407518b7649e86ef23978113f92d27afa9296533",
+        }
+        .reproduce(&c);
     }
 
     #[test]
@@ -191,28 +217,31 @@ mod tests {
             "ww6a112864f8022910",
         )
         .unwrap();
-        let random = [
-            0x21, 0xe3, 0x30, 0x70, 0xc5, 0x6d, 0x1c, 0xa4, 0xe4, 0xfa, 0x84, 0xac, 0xe7, 0x13,
-            0x34, 0xf6,
-        ];
-        let plaintext = "<xml><ToUserName><![CDATA[ww6a112864f8022910]]></ToUserName><FromUserName><![CDATA[foobar]]></FromUserName><CreateTime>1583995625</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[x123]]></Content><MsgId>2018405441</MsgId><AgentID>1000002</AgentID></xml>";
-        let encrypt = d.encrypt_with_random(random, plaintext.as_bytes());
-        assert_eq!(encrypt, "EUCt7xMcNiyASzZj0Hjc5yDjFQrCum6AfQ3ntHiUzjGQ51xieKmbvtrZ40/EcB2W/W8yH0n4Lqx48gJl/T9HD/R309I0P/r5pIZucK3lyEn48FYMr4YdE0QdL2jIJ3xkcXUr6uzefzCxG6lMvwpAJaOyVCzN7sRRw47njfxy5EIqU6R9ZBhlTzfdnhhOhK/nTwzrZX3SoGlXFA9OBeZ6ru1NWpXFk76x9DUMe0lcxPPiUqK8ctnQcYXSGUHVqC6DfG7E7mab0OmruNN8cBZY5d3dYOBA4OgaH55Q0AJmUpdT8vNiXpXx+6TxT3TIjySXpDrHVyrsb772aYywgg/Nu4kUmGkALwFZlzhjNegR7wDwb9lr4ERXsSSS8JZ8lbBmaQ3F2Tq584xoPj5rIhXAF734ynm4no1g+SdHiNqR328=");
-        assert_eq!(
-            d.sign("1583995625", "1584392382", &encrypt),
-            "f265ae551b1932727204c3d707628d01376a6940"
-        );
+        Vector {
+            random: [
+                0x21, 0xe3, 0x30, 0x70, 0xc5, 0x6d, 0x1c, 0xa4, 0xe4, 0xfa, 0x84, 0xac, 0xe7,
+                0x13, 0x34, 0xf6,
+            ],
+            plaintext: "<xml><ToUserName><![CDATA[ww6a112864f8022910]]></ToUserName><FromUserName><![CDATA[foobar]]></FromUserName><CreateTime>1583995625</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[x123]]></Content><MsgId>2018405441</MsgId><AgentID>1000002</AgentID></xml>",
+            timestamp: "1583995625",
+            nonce: "1584392382",
+            encrypt: "EUCt7xMcNiyASzZj0Hjc5yDjFQrCum6AfQ3ntHiUzjGQ51xieKmbvtrZ40/EcB2W/W8yH0n4Lqx48gJl/T9HD/R309I0P/r5pIZucK3lyEn48FYMr4YdE0QdL2jIJ3xkcXUr6uzefzCxG6lMvwpAJaOyVCzN7sRRw47njfxy5EIqU6R9ZBhlTzfdnhhOhK/nTwzrZX3SoGlXFA9OBeZ6ru1NWpXFk76x9DUMe0lcxPPiUqK8ctnQcYXSGUHVqC6DfG7E7mab0OmruNN8cBZY5d3dYOBA4OgaH55Q0AJmUpdT8vNiXpXx+6TxT3TIjySXpDrHVyrsb772aYywgg/Nu4kUmGkALwFZlzhjNegR7wDwb9lr4ERXsSSS8JZ8lbBmaQ3F2Tq584xoPj5rIhXAF734ynm4no1g+SdHiNqR328=",
+            signature: "f265ae551b1932727204c3d707628d01376a6940",
+        }
+        .reproduce(&d);
     }
 
     #[test]
     fn vector_e_change_contact_is_reproduced() {
-        let plaintext = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event><ChangeType>update_user</ChangeType><UserID><![CDATA[zhangsan]]></UserID><NewUserID><![CDATA[zhangsan2]]></NewUserID><Department><![CDATA[1,2]]></Department><MainDepartment>1</MainDepartment></xml>";
-        let encrypt = a().encrypt_with_random(*b"0123456789abcdef", plaintext.as_bytes());
-        assert_eq!(encrypt, "sKqRbbiSUnDhFHOvPjtUMYdqMO6GllkxSGHm+RQAY4DPiRYQcLTWylF5SrFmX/489dn+IA2OpdboVzGe6xum/GH+n1FY3i9LecDMl12jag8VdCZp8lmkGJZl+gGT4XKVF+lzkAhYsTaxvI8lF/npCjasI5RRwqb9lY55J+d+2oj2DRpwkHvipZBHmnHKieL4P7MSR3xIfPE3c9NaMsVyo/QIyU4P0xRiGSaqq/YHc4afTzdOKQjxvzN4g00W23yL7sBdeMdPJMsn5/SWk1jLe98stvSo3/f2KtTfwf3JVG+p690+Q1OWvHL9btu8iBK1g9iNXUHC+JXCSY3LId4+ol/Qxc11nge5uYdsTRtgMZqK4JzUuwVsqTe/R0C1WBCfHRstGrpgsdBtqFatovd2EoyeODgiGFYqrB468wNXjxySpDonSuZ5KmG+5KFeMmgE2DfQfeeD92kMJRN2fsU7sPWpD34pkakrQacmOOEoybu2JZXzYM0ZfA8P8tSN3FgLGlFLmUYXDVlleJ1SGPjBscDaSQ/nsyQCiC25AcZ7JM/izW7+E1hTzx4vw6vzHFnkBkenig0jaE9Qz/X4stm5FeWYfu1E1maInGi7YiFb3hc4M6KKTUOf8tocXeBSKABX");
-        assert_eq!(
-            a().sign("1700000000", "1234567890", &encrypt),
-            "22eb179b930f844e24e8d0c4cbb97714c9e5f316"
-        );
+        Vector {
+            random: *b"0123456789abcdef",
+            plaintext: "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event><ChangeType>update_user</ChangeType><UserID><![CDATA[zhangsan]]></UserID><NewUserID><![CDATA[zhangsan2]]></NewUserID><Department><![CDATA[1,2]]></Department><MainDepartment>1</MainDepartment></xml>",
+            timestamp: "1700000000",
+            nonce: "1234567890",
+            encrypt: "sKqRbbiSUnDhFHOvPjtUMYdqMO6GllkxSGHm+RQAY4DPiRYQcLTWylF5SrFmX/489dn+IA2OpdboVzGe6xum/GH+n1FY3i9LecDMl12jag8VdCZp8lmkGJZl+gGT4XKVF+lzkAhYsTaxvI8lF/npCjasI5RRwqb9lY55J+d+2oj2DRpwkHvipZBHmnHKieL4P7MSR3xIfPE3c9NaMsVyo/QIyU4P0xRiGSaqq/YHc4afTzdOKQjxvzN4g00W23yL7sBdeMdPJMsn5/SWk1jLe98stvSo3/f2KtTfwf3JVG+p690+Q1OWvHL9btu8iBK1g9iNXUHC+JXCSY3LId4+ol/Qxc11nge5uYdsTRtgMZqK4JzUuwVsqTe/R0C1WBCfHRstGrpgsdBtqFatovd2EoyeODgiGFYqrB468wNXjxySpDonSuZ5KmG+5KFeMmgE2DfQfeeD92kMJRN2fsU7sPWpD34pkakrQacmOOEoybu2JZXzYM0ZfA8P8tSN3FgLGlFLmUYXDVlleJ1SGPjBscDaSQ/nsyQCiC25AcZ7JM/izW7+E1hTzx4vw6vzHFnkBkenig0jaE9Qz/X4stm5FeWYfu1E1maInGi7YiFb3hc4M6KKTUOf8tocXeBSKABX",
+            signature: "22eb179b930f844e24e8d0c4cbb97714c9e5f316",
+        }
+        .reproduce(&a());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::callback_sender::{CallbackFaults, CallbackTarget};
@@ -22,32 +23,32 @@ pub(crate) async fn directory(State(shared): State<Arc<Shared>>) -> Json<Directo
 }
 
 /// `PUT /_sim/directory`: replaces the whole tenant, settings included. Issued tokens stay valid.
-pub(crate) async fn replace_directory(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let directory: Directory = match serde_json::from_slice(&body) {
-        Ok(directory) => directory,
-        Err(error) => return refuse(format!("not a directory: {error}")),
-    };
-    if let Err(error) = directory.validate() {
-        return refuse(error.to_string());
-    }
+pub(crate) async fn replace_directory(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<StatusCode, BadRequest> {
+    let directory: Directory = parse(&body, "a directory")?;
+    directory
+        .validate()
+        .map_err(|error| BadRequest(error.to_string()))?;
     shared.edit(|current| *current = directory);
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /_sim/faults` with one rule, e.g.
 /// `{"endpoint":"/cgi-bin/user/list","department_id":3,"times":2,"fault":{"errcode":45033}}`.
-pub(crate) async fn inject(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let rule: FaultRule = match serde_json::from_slice(&body) {
-        Ok(rule) => rule,
-        Err(error) => return refuse(format!("not a fault rule: {error}")),
-    };
+pub(crate) async fn inject(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<StatusCode, BadRequest> {
+    let rule: FaultRule = parse(&body, "a fault rule")?;
     if let Fault::HttpStatus(status) | Fault::Raw { status, .. } = rule.fault {
         if StatusCode::from_u16(status).is_err() {
-            return refuse(format!("{status} is not an HTTP status"));
+            return Err(BadRequest(format!("{status} is not an HTTP status")));
         }
     }
     lock(&shared.faults).push(rule);
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /_sim/calls`: `{"/cgi-bin/gettoken": 1, …}`.
@@ -66,26 +67,26 @@ struct LoginCodeRequest {
 
 /// `POST /_sim/login_code` with `{"userid":"..."}` (a member opens the app) or
 /// `{"outsider":true}`: `{"code":"..."}` for `auth/getuserinfo`.
-pub(crate) async fn login_code(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let request: LoginCodeRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => return refuse(format!("not a login code request: {error}")),
-    };
+pub(crate) async fn login_code(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Response, BadRequest> {
+    let request: LoginCodeRequest = parse(&body, "a login code request")?;
     let code = match (request.userid, request.outsider) {
         (Some(userid), false) => match shared.member_login_code(&userid) {
             Some(code) => code,
             None => {
-                return (
+                return Ok((
                     StatusCode::NOT_FOUND,
                     Json(serde_json::json!({ "error": format!("no member {userid:?} in the directory") })),
                 )
-                    .into_response()
+                    .into_response())
             }
         },
         (None, true) => shared.outsider_login_code(),
-        _ => return refuse("give either \"userid\" or \"outsider\": true".to_owned()),
+        _ => return Err(BadRequest("give either \"userid\" or \"outsider\": true".to_owned())),
     };
-    Json(serde_json::json!({ "code": code })).into_response()
+    Ok(Json(serde_json::json!({ "code": code })).into_response())
 }
 
 /// `POST /_sim/login_code/expire`: every login code issued so far gets 40029 from now on.
@@ -100,44 +101,59 @@ pub(crate) async fn new_day(State(shared): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-fn refuse(reason: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": reason })),
-    )
-        .into_response()
+/// The control call's JSON body, or the 400 saying it is not `what` and why.
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, BadRequest> {
+    serde_json::from_slice(body).map_err(|error| BadRequest(format!("not {what}: {error}")))
+}
+
+/// A refused control call: 400 with `{"error": reason}`.
+pub(crate) struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": self.0 })),
+        )
+            .into_response()
+    }
 }
 
 /// `PUT /_sim/callback` with `{"url","token","encoding_aes_key","payload":"full"|"ids_only"}`:
 /// from now on every change is sent there as a contact-change callback. `DELETE` stops them.
-pub(crate) async fn set_callback(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let target: CallbackTarget = match serde_json::from_slice(&body) {
-        Ok(target) => target,
-        Err(error) => return refuse(format!("not a callback target: {error}")),
-    };
-    match shared.send_callbacks(Some(target)) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => refuse(error.to_string()),
-    }
+pub(crate) async fn set_callback(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<StatusCode, BadRequest> {
+    let target: CallbackTarget = parse(&body, "a callback target")?;
+    send_callbacks(&shared, Some(target))
 }
 
 /// `DELETE /_sim/callback`.
-pub(crate) async fn stop_callback(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.send_callbacks(None) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => refuse(error.to_string()),
-    }
+pub(crate) async fn stop_callback(
+    State(shared): State<Arc<Shared>>,
+) -> Result<StatusCode, BadRequest> {
+    send_callbacks(&shared, None)
+}
+
+fn send_callbacks(
+    shared: &Shared,
+    target: Option<CallbackTarget>,
+) -> Result<StatusCode, BadRequest> {
+    shared
+        .send_callbacks(target)
+        .map_err(|error| BadRequest(error.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PUT /_sim/callback/faults` with `{"duplicate":true,"drop_next":1,"reverse":false}`.
-pub(crate) async fn callback_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<CallbackFaults>(&body) {
-        Ok(faults) => {
-            shared.callback_faults(faults);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(error) => refuse(format!("not callback faults: {error}")),
-    }
+pub(crate) async fn callback_faults(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<StatusCode, BadRequest> {
+    let faults: CallbackFaults = parse(&body, "callback faults")?;
+    shared.callback_faults(faults);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -149,14 +165,14 @@ struct Rename {
 
 /// `POST /_sim/rename` with `{"old","new"}`: the member gets a new userid, and the one
 /// `update_user` callback with `NewUserID` goes out.
-pub(crate) async fn rename(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let rename: Rename = match serde_json::from_slice(&body) {
-        Ok(rename) => rename,
-        Err(error) => return refuse(format!("not a rename: {error}")),
-    };
-    if shared.rename_user(&rename.old, &rename.new) {
+pub(crate) async fn rename(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Response, BadRequest> {
+    let rename: Rename = parse(&body, "a rename")?;
+    Ok(if shared.rename_user(&rename.old, &rename.new) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         (StatusCode::NOT_FOUND, format!("no member {:?}", rename.old)).into_response()
-    }
+    })
 }

@@ -23,10 +23,7 @@ pub(crate) async fn directory(State(shared): State<Arc<Shared>>) -> Json<Directo
 }
 
 /// `PUT /_sim/directory`: replaces the whole tenant, settings included. Issued tokens stay valid.
-pub(crate) async fn replace_directory(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<StatusCode, BadRequest> {
+pub(crate) async fn replace_directory(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     let directory: Directory = parse(&body, "a directory")?;
     directory
         .validate()
@@ -37,10 +34,7 @@ pub(crate) async fn replace_directory(
 
 /// `POST /_sim/faults` with one rule, e.g.
 /// `{"endpoint":"/cgi-bin/user/list","department_id":3,"times":2,"fault":{"errcode":45033}}`.
-pub(crate) async fn inject(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<StatusCode, BadRequest> {
+pub(crate) async fn inject(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     let rule: FaultRule = parse(&body, "a fault rule")?;
     if let Fault::HttpStatus(status) | Fault::Raw { status, .. } = rule.fault {
         if StatusCode::from_u16(status).is_err() {
@@ -67,10 +61,7 @@ struct LoginCodeRequest {
 
 /// `POST /_sim/login_code` with `{"userid":"..."}` (a member opens the app) or
 /// `{"outsider":true}`: `{"code":"..."}` for `auth/getuserinfo`.
-pub(crate) async fn login_code(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<Response, BadRequest> {
+pub(crate) async fn login_code(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer<Response> {
     let request: LoginCodeRequest = parse(&body, "a login code request")?;
     let code = match (request.userid, request.outsider) {
         (Some(userid), false) => match shared.member_login_code(&userid) {
@@ -106,6 +97,10 @@ fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, BadRequest> 
     serde_json::from_slice(body).map_err(|error| BadRequest(format!("not {what}: {error}")))
 }
 
+/// A control call's answer, or the 400 refusing it. Most calls change the simulator and answer
+/// 204 once done.
+pub(crate) type Answer<T = StatusCode> = Result<T, BadRequest>;
+
 /// A refused control call: 400 with `{"error": reason}`.
 pub(crate) struct BadRequest(String);
 
@@ -121,25 +116,17 @@ impl IntoResponse for BadRequest {
 
 /// `PUT /_sim/callback` with `{"url","token","encoding_aes_key","payload":"full"|"ids_only"}`:
 /// from now on every change is sent there as a contact-change callback. `DELETE` stops them.
-pub(crate) async fn set_callback(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<StatusCode, BadRequest> {
+pub(crate) async fn set_callback(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     let target: CallbackTarget = parse(&body, "a callback target")?;
     send_callbacks(&shared, Some(target))
 }
 
 /// `DELETE /_sim/callback`.
-pub(crate) async fn stop_callback(
-    State(shared): State<Arc<Shared>>,
-) -> Result<StatusCode, BadRequest> {
+pub(crate) async fn stop_callback(State(shared): State<Arc<Shared>>) -> Answer {
     send_callbacks(&shared, None)
 }
 
-fn send_callbacks(
-    shared: &Shared,
-    target: Option<CallbackTarget>,
-) -> Result<StatusCode, BadRequest> {
+fn send_callbacks(shared: &Shared, target: Option<CallbackTarget>) -> Answer {
     shared
         .send_callbacks(target)
         .map_err(|error| BadRequest(error.to_string()))?;
@@ -147,10 +134,7 @@ fn send_callbacks(
 }
 
 /// `PUT /_sim/callback/faults` with `{"duplicate":true,"drop_next":1,"reverse":false}`.
-pub(crate) async fn callback_faults(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<StatusCode, BadRequest> {
+pub(crate) async fn callback_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     let faults: CallbackFaults = parse(&body, "callback faults")?;
     shared.callback_faults(faults);
     Ok(StatusCode::NO_CONTENT)
@@ -165,10 +149,7 @@ struct Rename {
 
 /// `POST /_sim/rename` with `{"old","new"}`: the member gets a new userid, and the one
 /// `update_user` callback with `NewUserID` goes out.
-pub(crate) async fn rename(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<Response, BadRequest> {
+pub(crate) async fn rename(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer<Response> {
     let rename: Rename = parse(&body, "a rename")?;
     Ok(if shared.rename_user(&rename.old, &rename.new) {
         StatusCode::NO_CONTENT.into_response()

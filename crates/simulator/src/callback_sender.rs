@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::callback_crypto::{CallbackEncryptor, CallbackKeyError};
 use super::callback_xml::{envelope_xml, ContactEvent, Payload};
+use super::clock::since_epoch;
 use super::directory::Directory;
 
 /// Where callbacks go, and with which secrets: the URL, token and EncodingAESKey an admin
@@ -136,9 +137,7 @@ impl Sender {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+    i64::try_from(since_epoch().as_secs()).unwrap_or(0)
 }
 
 async fn deliver(

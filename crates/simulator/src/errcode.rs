@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::clock::since_epoch;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -93,9 +94,7 @@ pub(crate) fn message(code: i64) -> &'static str {
 /// WeCom's request id: 25 digits, millisecond clock first.
 fn hint() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let millis = since_epoch().as_millis();
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 1_000_000_000_000;
     format!("{millis:013}{sequence:012}")
 }

@@ -26,6 +26,7 @@ mod api;
 mod callback_crypto;
 mod callback_sender;
 mod callback_xml;
+mod clock;
 mod control;
 mod directory;
 mod endpoint;

@@ -5,7 +5,7 @@
 //! Days are calendar days in China time (UTC+8), as WeCom counts them; `Simulator::new_day`
 //! starts a new one without waiting for midnight.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use super::clock::since_epoch;
 
 /// Beijing is UTC+8 all year.
 const CHINA_OFFSET_SECS: u64 = 8 * 3600;
@@ -19,9 +19,7 @@ pub(crate) struct LookupFailures {
 
 /// Today's number, counted in China time.
 pub(crate) fn today() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() + CHINA_OFFSET_SECS) / DAY_SECS)
+    (since_epoch().as_secs() + CHINA_OFFSET_SECS) / DAY_SECS
 }
 
 impl LookupFailures {

@@ -15,9 +15,7 @@ pub(crate) const URL_SAFE: &[u8] =
 /// A seed from the wall clock, for values that must differ from run to run (tokens, login
 /// codes) rather than repeat.
 pub(crate) fn clock_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    crate::clock::since_epoch().as_nanos() as u64
 }
 
 impl Rng {

@@ -66,9 +66,7 @@ impl Fault {
     pub fn on(self, endpoint: Endpoint) -> FaultRule {
         FaultRule {
             endpoint: Some(endpoint),
-            department_id: None,
-            times: 1,
-            fault: self,
+            ..FaultRule::from(self)
         }
     }
 }

@@ -170,16 +170,18 @@ impl Simulator {
     /// test have several calls in flight at once before any is answered, or change the
     /// simulator while a call waits, without sleeping.
     pub fn hold(&self, endpoint: Endpoint) {
-        self.shared
-            .held
-            .send_modify(|held| held[endpoint.index()] = true);
+        self.set_held(endpoint, true);
     }
 
     /// Lets the held calls to `endpoint` go on, and later ones through.
     pub fn release(&self, endpoint: Endpoint) {
+        self.set_held(endpoint, false);
+    }
+
+    fn set_held(&self, endpoint: Endpoint, held: bool) {
         self.shared
             .held
-            .send_modify(|held| held[endpoint.index()] = false);
+            .send_modify(|holds| holds[endpoint.index()] = held);
     }
 
     /// Invalidates every token issued so far, as WeCom may "for operational reasons": they now

@@ -166,29 +166,33 @@ fn exempt_from_rate_limit(
             .is_some_and(|code| lock(&shared.login).is_valid(code))
 }
 
+/// The `Content-Type` of every WeCom API answer, errors included.
+const WECOM_JSON: &str = "application/json; charset=UTF-8";
+
 /// WeCom answers `application/json` with status 200, errors included.
 fn json(body: Vec<u8>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, WECOM_JSON)], body).into_response()
 }
 
 /// A hand-written answer, sent as it is with WeCom's content type (an invalid status gives 500).
 fn raw(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        status_or_500(status),
+        [(header::CONTENT_TYPE, WECOM_JSON)],
         body,
     )
         .into_response()
 }
 
+/// A fault's status code; one outside HTTP's range (which `/_sim/faults` refuses, but
+/// `Simulator::inject` takes) is answered 500.
+fn status_or_500(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// What Tencent's gateway (STGW) sends when the backend fails.
 fn gateway_error(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = status_or_500(status);
     let title = format!(
         "{} {}",
         status.as_u16(),

@@ -1,6 +1,7 @@
 //! The docs against what they describe: the key table of docs/configuration.md against
-//! config/orgsync.example.toml, and the Python client in docs/protocol.md, taken from the
-//! markdown as it is, against the real daemon.
+//! config/orgsync.example.toml, the README's layout table against the modules in the tree, and
+//! the Python client in docs/protocol.md, taken from the markdown as it is, against the real
+//! daemon.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -228,4 +229,95 @@ async fn the_protocol_docs_python_client_reads_events_across_acks() {
         "{stderr}"
     );
     daemon.stop().await;
+}
+
+/// The rows of the README's layout table, by their first cell.
+fn layout_rows(readme: &str) -> Vec<(&str, &str)> {
+    let start = readme
+        .find("## Layout")
+        .expect("README has a Layout section");
+    readme[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with("| `"))
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| {
+            let mut cells = line.trim_matches('|').splitn(2, '|');
+            Some((cells.next()?, cells.next()?))
+        })
+        .collect()
+}
+
+/// The modules of `dir` the layout table does not name: a top-level file by its path, a
+/// module inside a directory by its name in that directory's row; a directory with a row of
+/// its own is checked in turn.
+fn unnamed_modules(rows: &[(&str, &str)], dir: &str, row_of_dir: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let row = rows
+        .iter()
+        .find(|(path, _)| path.contains(&format!("`{row_of_dir}`")));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 name");
+        let stem = name.strip_suffix(".rs").unwrap_or(name);
+        let own_path = if path.is_dir() {
+            format!("{dir}/{name}/")
+        } else {
+            format!("{dir}/{name}")
+        };
+        if path.is_dir()
+            && rows
+                .iter()
+                .any(|(p, _)| p.contains(&format!("`{own_path}`")))
+        {
+            missing.extend(unnamed_modules(rows, &format!("{dir}/{name}"), &own_path));
+            continue;
+        }
+        let named = match row {
+            None => rows
+                .iter()
+                .any(|(p, _)| p.contains(&format!("`{own_path}`"))),
+            Some((_, what)) => {
+                what.contains(&format!("`{stem}`")) || what.contains(&format!("`{stem}/`"))
+            }
+        };
+        if !named && (path.is_dir() || name.ends_with(".rs")) {
+            missing.push(own_path);
+        }
+    }
+    missing
+}
+
+#[test]
+fn the_readme_layout_names_every_module() {
+    let readme = read("README.md");
+    let rows = layout_rows(&readme);
+    let mut missing = unnamed_modules(&rows, "src", "src/");
+    missing.extend(unnamed_modules(
+        &rows,
+        "crates/simulator/src",
+        "crates/simulator/",
+    ));
+    assert!(
+        missing.is_empty(),
+        "README.md's layout table does not name: {missing:?}"
+    );
+}
+
+#[test]
+fn the_layout_check_finds_a_module_left_out() {
+    let rows = [("`src/store/`", "SQLite: `mod`, `schema`")];
+    let missing = unnamed_modules(&rows, "src", "src/");
+    assert!(missing.contains(&"src/sync.rs".to_owned()), "{missing:?}");
+    assert!(
+        missing.contains(&"src/store/mirror.rs".to_owned()),
+        "{missing:?}"
+    );
 }

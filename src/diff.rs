@@ -245,25 +245,30 @@ fn to_value<T: Serialize>(value: &T) -> Value {
 // The merges compare first and copy only when something changed: in a nightly run nearly every
 // member is unchanged, and copying each one made the diff of 100,000 members twice as slow.
 
+/// `merge!(old, pulled, changes, Type { kept.. } [fields..])` notes in `changes` each listed
+/// field the pull changed and, only when one did, builds `Type` from the kept values and the
+/// merged fields. The fields are listed once for both, and the struct literal must name every
+/// field of `Type`: a field added to the model is compared as soon as it compiles.
+macro_rules! merge {
+    ($old:expr, $pulled:expr, $changes:ident,
+     $type:ident { $($kept:ident: $kept_value:expr),* $(,)? } [$($field:ident),+ $(,)?]) => {{
+        $(note(stringify!($field), &$old.$field, &$pulled.$field, &mut $changes);)+
+        (!$changes.is_empty()).then(|| $type {
+            $($kept: $kept_value,)*
+            $($field: merged(&$old.$field, &$pulled.$field),)+
+        })
+    }};
+}
+
 /// The department after the pull and what changed, or `None` when nothing did.
 pub fn merge_department(old: &Department, pulled: &Department) -> Option<DepartmentUpdate> {
     let mut changes = FieldChanges::new();
-    note("name", &old.name, &pulled.name, &mut changes);
-    note("name_en", &old.name_en, &pulled.name_en, &mut changes);
-    note("parent_id", &old.parent_id, &pulled.parent_id, &mut changes);
-    note("order", &old.order, &pulled.order, &mut changes);
-    note("leaders", &old.leaders, &pulled.leaders, &mut changes);
-    if changes.is_empty() {
-        return None;
-    }
-    let department = Department {
-        id: old.id,
-        name: merged(&old.name, &pulled.name),
-        name_en: merged(&old.name_en, &pulled.name_en),
-        parent_id: merged(&old.parent_id, &pulled.parent_id),
-        order: merged(&old.order, &pulled.order),
-        leaders: merged(&old.leaders, &pulled.leaders),
-    };
+    let department = merge!(
+        old,
+        pulled,
+        changes,
+        Department { id: old.id } [name, name_en, parent_id, order, leaders]
+    )?;
     Some(DepartmentUpdate {
         department,
         changes,
@@ -280,52 +285,25 @@ pub fn merge_member(old: &Member, pulled: &Member) -> Option<MemberUpdate> {
         &Some(&pulled.userid),
         &mut changes,
     );
-    note("name", &old.name, &pulled.name, &mut changes);
-    note("alias", &old.alias, &pulled.alias, &mut changes);
-    note("position", &old.position, &pulled.position, &mut changes);
-    note("mobile", &old.mobile, &pulled.mobile, &mut changes);
-    note("email", &old.email, &pulled.email, &mut changes);
-    note("biz_mail", &old.biz_mail, &pulled.biz_mail, &mut changes);
-    note("gender", &old.gender, &pulled.gender, &mut changes);
-    note("status", &old.status, &pulled.status, &mut changes);
-    note("telephone", &old.telephone, &pulled.telephone, &mut changes);
-    note(
-        "departments",
-        &old.departments,
-        &pulled.departments,
-        &mut changes,
-    );
-    note(
-        "main_department",
-        &old.main_department,
-        &pulled.main_department,
-        &mut changes,
-    );
-    note(
-        "direct_leaders",
-        &old.direct_leaders,
-        &pulled.direct_leaders,
-        &mut changes,
-    );
-    note("extattr", &old.extattr, &pulled.extattr, &mut changes);
-    if changes.is_empty() {
-        return None;
-    }
-    let member = Member {
-        userid: pulled.userid.clone(),
-        name: merged(&old.name, &pulled.name),
-        alias: merged(&old.alias, &pulled.alias),
-        position: merged(&old.position, &pulled.position),
-        mobile: merged(&old.mobile, &pulled.mobile),
-        email: merged(&old.email, &pulled.email),
-        biz_mail: merged(&old.biz_mail, &pulled.biz_mail),
-        gender: merged(&old.gender, &pulled.gender),
-        status: merged(&old.status, &pulled.status),
-        telephone: merged(&old.telephone, &pulled.telephone),
-        departments: merged(&old.departments, &pulled.departments),
-        main_department: merged(&old.main_department, &pulled.main_department),
-        direct_leaders: merged(&old.direct_leaders, &pulled.direct_leaders),
-        extattr: merged(&old.extattr, &pulled.extattr),
-    };
+    let member = merge!(
+        old,
+        pulled,
+        changes,
+        Member { userid: pulled.userid.clone() } [
+            name,
+            alias,
+            position,
+            mobile,
+            email,
+            biz_mail,
+            gender,
+            status,
+            telephone,
+            departments,
+            main_department,
+            direct_leaders,
+            extattr,
+        ]
+    )?;
     Some(MemberUpdate { member, changes })
 }

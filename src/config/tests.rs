@@ -850,3 +850,49 @@ fn the_example_config_parses_and_documents_the_defaults() {
         assert_eq!(config.log, defaults.log);
     });
 }
+
+#[test]
+fn sink_and_token_names_are_one_rule_and_each_error_says_what_the_name_names() {
+    let rule = "must be 1 to 64 letters, digits, `_` or `-`";
+    let cases = [
+        (
+            "[[sinks.webhook]]\nname = \"a b\"\nurl = \"https://hooks.example.com/o\"",
+            "sinks.webhook",
+            "webhook[0].name \"a b\"",
+            "(it names the sink's cursor, `sink:NAME`, and its credential, `sink_secret_NAME`)",
+        ),
+        (
+            "[[sinks.nats]]\nname = \"\"\nservers = [\"tls://nats.example.com:4222\"]",
+            "sinks.nats",
+            "nats[0].name \"\"",
+            "(it names the sink's cursor, `sink:NAME`)",
+        ),
+        (
+            &format!(
+                "[[http.tokens]]\nname = \"{}\"\nscope = \"read\"",
+                "t".repeat(65)
+            ),
+            "http.tokens",
+            &format!("tokens[0].name \"{}\"", "t".repeat(64)),
+            "(it names the token's consumers, `token:NAME`, and its credential, `http_token_NAME`)",
+        ),
+    ];
+    for (toml, expected_key, subject, names) in cases {
+        let (key, message) = rejected(toml);
+        assert_eq!(key, expected_key, "{message}");
+        assert!(
+            message.contains(&format!("{subject} {rule} {names}")),
+            "{message}"
+        );
+    }
+    // A valid name passes the check and the sink goes on to need its secret.
+    for name in ["crm", "CRM_2", "a-b"] {
+        let toml =
+            format!("[[sinks.webhook]]\nname = \"{name}\"\nurl = \"https://h.example.com/\"");
+        let (_, message) = rejected(&toml);
+        assert!(
+            message.contains(&format!("no systemd credential sink_secret_{name} ")),
+            "{message}"
+        );
+    }
+}

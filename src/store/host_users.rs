@@ -13,23 +13,18 @@ use crate::model::host_user::{email_key, HostFacts, HostUser};
 
 /// What matching needs of every host user, by id.
 pub fn facts(conn: &Connection) -> Result<FastMap<String, HostFacts>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name_norm, mobile_norm, email FROM host_users")?;
-    let mut rows = stmt.query([])?;
     let mut facts = FastMap::default();
-    while let Some(row) = rows.next()? {
-        facts.insert(
-            row.get(0)?,
-            HostFacts {
-                name: row.get(1)?,
-                mobile: row.get(2)?,
-                email: row
-                    .get::<_, Option<String>>(3)?
-                    .as_deref()
-                    .and_then(email_key),
-            },
-        );
-    }
+    let sql = "SELECT id, name_norm, mobile_norm, email FROM host_users";
+    rows::for_each(conn, sql, [], |row| {
+        let email: Option<String> = row.get(3)?;
+        let host = HostFacts {
+            name: row.get(1)?,
+            mobile: row.get(2)?,
+            email: email.as_deref().and_then(email_key),
+        };
+        facts.insert(row.get(0)?, host);
+        Ok(())
+    })?;
     Ok(facts)
 }
 

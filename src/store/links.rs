@@ -13,21 +13,18 @@ use crate::model::host_user::{Link, Method, Reason};
 
 /// Every link, by host user id.
 pub fn load(conn: &Connection) -> Result<FastMap<String, Link>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT host_user_id, userid_key, userid, method FROM links")?;
-    let mut rows = stmt.query([])?;
     let mut links = FastMap::default();
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT host_user_id, userid_key, userid, method FROM links";
+    rows::for_each(conn, sql, [], |row| {
         let method: String = row.get(3)?;
-        links.insert(
-            row.get(0)?,
-            Link {
-                userid_key: row.get(1)?,
-                userid: row.get(2)?,
-                method: parse_method(&method)?,
-            },
-        );
-    }
+        let link = Link {
+            userid_key: row.get(1)?,
+            userid: row.get(2)?,
+            method: parse_method(&method)?,
+        };
+        links.insert(row.get(0)?, link);
+        Ok(())
+    })?;
     Ok(links)
 }
 
@@ -46,13 +43,11 @@ from_row!(LinkView {
 
 /// Every link, by host user id, for reading.
 pub fn for_each(conn: &Connection, mut each: impl FnMut(LinkView)) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT host_user_id, userid, method FROM links ORDER BY host_user_id")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT host_user_id, userid, method FROM links ORDER BY host_user_id";
+    rows::for_each(conn, sql, [], |row| {
         each(LinkView::from_row(row)?);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The link of a host user, or of a member by [`crate::model::userid_key`].

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::rows;
 use super::StoreError;
 use crate::hashing::FastMap;
 use crate::model::host_user::LookupKind;
@@ -24,40 +25,36 @@ pub struct Answer {
 
 /// Every cached answer, by what was asked.
 pub fn load(conn: &Connection) -> Result<FastMap<(LookupKind, String), Answer>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT kind, value, userid, looked_up_at FROM lookups")?;
-    let mut rows = stmt.query([])?;
     let mut answers = FastMap::default();
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT kind, value, userid, looked_up_at FROM lookups";
+    rows::for_each(conn, sql, [], |row| {
         let kind: String = row.get(0)?;
         let at: String = row.get(3)?;
         // A row this version cannot read is asked about again rather than trusted.
-        let (Some(kind), Ok(at)) = (LookupKind::parse(&kind), DateTime::parse_from_rfc3339(&at))
-        else {
-            continue;
-        };
-        answers.insert(
-            (kind, row.get(1)?),
-            Answer {
+        if let (Some(kind), Ok(at)) = (LookupKind::parse(&kind), DateTime::parse_from_rfc3339(&at))
+        {
+            let answer = Answer {
                 userid: row.get(2)?,
                 looked_up_at: at.with_timezone(&Utc),
-            },
-        );
-    }
+            };
+            answers.insert((kind, row.get(1)?), answer);
+        }
+        Ok(())
+    })?;
     Ok(answers)
 }
 
 /// The hits only: (kind, value, userid).
 pub fn hits(conn: &Connection) -> Result<Vec<(LookupKind, String, String)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT kind, value, userid FROM lookups WHERE userid IS NOT NULL")?;
-    let mut rows = stmt.query([])?;
     let mut hits = Vec::new();
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT kind, value, userid FROM lookups WHERE userid IS NOT NULL";
+    rows::for_each(conn, sql, [], |row| {
         let kind: String = row.get(0)?;
         if let Some(kind) = LookupKind::parse(&kind) {
             hits.push((kind, row.get(1)?, row.get(2)?));
         }
-    }
+        Ok(())
+    })?;
     Ok(hits)
 }
 

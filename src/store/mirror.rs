@@ -31,11 +31,8 @@ pub fn load_departments(
     conn: &Connection,
 ) -> Result<BTreeMap<DepartmentId, Department>, StoreError> {
     let mut departments = BTreeMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, name, name_en, parent_id, sort_order, leaders FROM departments",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT id, name, name_en, parent_id, sort_order, leaders FROM departments";
+    rows::for_each(conn, sql, [], |row| {
         let leaders: Option<String> = row.get(5)?;
         let department = Department {
             id: row.get(0)?,
@@ -48,7 +45,8 @@ pub fn load_departments(
                 .transpose()?,
         };
         departments.insert(department.id, department);
-    }
+        Ok(())
+    })?;
     Ok(departments)
 }
 

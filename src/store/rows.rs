@@ -35,6 +35,21 @@ pub fn all<T: FromRow>(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Hands every row `sql` selects to `each`, in order, one at a time.
+pub fn for_each(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut each: impl FnMut(&Row<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    while let Some(row) = rows.next()? {
+        each(row)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,22 +168,29 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// Asserts each (after, next fire) pair, both in UTC.
+    fn assert_fires(schedule: &Schedule, cases: &[(&str, &str)]) {
+        for (after, next) in cases {
+            assert_eq!(
+                schedule.next_after(utc(after)),
+                Some(utc(next)),
+                "after {after}"
+            );
+        }
+    }
+
     #[test]
     fn two_am_local_stays_two_am_local_across_dst_changes() {
         let schedule = Schedule::new("0 0 2 * * *", chrono_tz::Europe::London).expect("valid");
-        // GMT (UTC+0) before 2026-03-29, BST (UTC+1) after.
-        assert_eq!(
-            schedule.next_after(utc("2026-03-28T12:00:00Z")),
-            Some(utc("2026-03-29T01:00:00Z")),
-        );
-        assert_eq!(
-            schedule.next_after(utc("2026-03-27T12:00:00Z")),
-            Some(utc("2026-03-28T02:00:00Z")),
-        );
-        // And back to GMT on 2026-10-25.
-        assert_eq!(
-            schedule.next_after(utc("2026-10-25T00:30:00Z")),
-            Some(utc("2026-10-25T02:00:00Z")),
+        assert_fires(
+            &schedule,
+            &[
+                // GMT (UTC+0) before 2026-03-29, BST (UTC+1) after.
+                ("2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z"),
+                ("2026-03-27T12:00:00Z", "2026-03-28T02:00:00Z"),
+                // And back to GMT on 2026-10-25.
+                ("2026-10-25T00:30:00Z", "2026-10-25T02:00:00Z"),
+            ],
         );
         let local = schedule
             .next_after(utc("2026-10-26T12:00:00Z"))
@@ -195,9 +202,9 @@ mod tests {
     #[test]
     fn shanghai_is_utc_plus_eight() {
         let schedule = Schedule::new("0 0 2 * * *", chrono_tz::Asia::Shanghai).expect("valid");
-        assert_eq!(
-            schedule.next_after(utc("2026-11-22T12:00:00Z")),
-            Some(utc("2026-11-22T18:00:00Z")),
+        assert_fires(
+            &schedule,
+            &[("2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z")],
         );
         assert_eq!(
             schedule.period(utc("2026-11-22T12:00:00Z")),

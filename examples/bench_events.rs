@@ -13,6 +13,9 @@
 //! the machine's cores, as they do in production.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measuring tool, not product code
 
+#[path = "../tests/it/harness/event_line.rs"]
+mod event_line;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -27,6 +30,8 @@ use orgsync::socket::{self, ServerContext, SocketSettings};
 use orgsync::store::{event_log, Store};
 use serde_json::json;
 use tokio::sync::watch;
+
+use event_line::seq_of;
 
 const DEFAULT_EVENTS: i64 = 200_000;
 /// Events per write transaction while filling the store, like a large sync run.
@@ -224,16 +229,4 @@ fn consume(path: &Path, events: i64) -> Result<Duration, String> {
         }
     }
     Ok(started.elapsed())
-}
-
-/// The `seq` attribute of an event line, found without parsing the whole line (a consumer
-/// that parses every event as JSON measures its JSON parser, not the daemon).
-fn seq_of(line: &[u8]) -> Option<i64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
 }

@@ -13,7 +13,7 @@ use orgsync_simulator::{Directory, SimUser};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::harness::{commit_dated, Client, Env, Python};
+use crate::harness::{commit_dated, seq_of, Client, Env, Python};
 
 /// The sample tenant; the daemon logs warnings only.
 async fn setup() -> Env {
@@ -51,18 +51,6 @@ async fn resync(env: &Env) {
     let mut admin = Client::connect(&env.socket_path()).await;
     assert_eq!(admin.request(json!({"op": "resync"})).await["queued"], true);
     assert_eq!(watcher.next().await["type"], "orgsync.sync.completed");
-}
-
-/// The `seq` of an event line, found without parsing the whole line: this test measures the
-/// daemon, and a debug-build JSON parser would dominate its time.
-fn seq_of(line: &[u8]) -> Option<i64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The daemon's resident and peak resident memory, in KiB.

@@ -18,6 +18,7 @@
 mod client;
 mod daemon;
 mod env;
+mod event_line;
 pub mod host_users;
 mod python;
 mod server;
@@ -35,6 +36,7 @@ use tokio::process::Command;
 pub use client::Client;
 pub use daemon::{has_line, status_line, Daemon, NotifySocket};
 pub use env::Env;
+pub use event_line::seq_of;
 pub use python::Python;
 pub use server::{current_uid, error_code, Server};
 pub use sim_client::{errcode, ids, userids, SimClient};

@@ -5,12 +5,15 @@
 //! verification are refused.
 
 use orgsync_simulator::{
-    envelope_xml, CallbackEncryptor, CallbackFaults, CallbackTarget, Directory, Payload, SimUser,
+    envelope_xml, CallbackEncryptor, CallbackFaults, CallbackTarget, Directory, Payload,
+    SealedCallback, SimUser,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{describe, self_signed, trusting, Client, Daemon, Env, WAIT};
+use crate::harness::{
+    assert_exits_saying, move_to, self_signed, trusting, types, user, Client, Daemon, Env, WAIT,
+};
 
 const TOKEN: &str = "QDG6eK";
 /// A 43-character EncodingAESKey (what the WeCom console generates).
@@ -37,33 +40,61 @@ async fn callback_env_with(directory: Directory, callback: &str) -> Env {
 
 /// The URL the daemon logged as `callback listening addr=...`.
 fn callback_url(daemon: &Daemon) -> String {
-    let log = daemon.output();
-    let line = log
-        .lines()
-        .find(|line| line.contains("callback listening"))
-        .unwrap_or_else(|| panic!("no `callback listening` line in the log:\n{log}"));
-    let start = line.find("addr=").expect("addr=") + "addr=".len();
-    let addr = line[start..]
-        .split(|c: char| c.is_whitespace() || c == '\u{1b}')
-        .next()
-        .unwrap();
-    format!("http://{addr}/wecom/callback")
+    format!(
+        "http://{}/wecom/callback",
+        daemon.listening_addr("callback")
+    )
 }
 
-/// A synced daemon with the simulator sending it callbacks, and a subscriber past the first
-/// sync.
-async fn start(env: &Env, payload: Payload) -> (Daemon, Client, String) {
+/// The sample tenant, a synced daemon with the simulator sending it callbacks, and a
+/// subscriber past the first sync.
+async fn start(payload: Payload) -> (Env, Daemon, Client) {
+    let env = callback_env(Directory::sample()).await;
     let (daemon, subscriber) = env.start_synced_daemon().await;
-    let url = callback_url(&daemon);
     env.sim
         .send_callbacks(Some(CallbackTarget {
-            url: url.clone(),
+            url: callback_url(&daemon),
             token: TOKEN.into(),
             encoding_aes_key: KEY.into(),
             payload,
         }))
         .unwrap();
-    (daemon, subscriber, url)
+    (env, daemon, subscriber)
+}
+
+/// The simulator's callback faults that `set` turns on, the others off: e.g.
+/// `faults(|f| f.reverse = true)`.
+fn faults(set: impl FnOnce(&mut CallbackFaults)) -> CallbackFaults {
+    let mut faults = CallbackFaults::default();
+    set(&mut faults);
+    faults
+}
+
+/// A new team, 9 测试组 under 2, with its first member, tester: the member's callback needs
+/// the department's.
+fn add_test_team(directory: &mut Directory) {
+    directory
+        .departments
+        .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
+    directory.users.push(SimUser::new("tester", "测试员", &[9]));
+}
+
+/// Asserts the daemon's callback counters named in `expected`, as `orgsync status` reports
+/// them.
+async fn assert_callback_counts(env: &Env, expected: &[(&str, u64)]) {
+    let status = env.daemon_status().await;
+    let callbacks = &status["daemon"]["callbacks"];
+    for (counter, count) in expected {
+        assert_eq!(callbacks[counter], *count, "{counter}: {status:#}");
+    }
+}
+
+/// The query WeCom signs a sealed callback with.
+fn signed_query(sealed: &SealedCallback) -> String {
+    format!(
+        "msg_signature={}&timestamp={}&nonce={}",
+        sealed.msg_signature, sealed.timestamp, sealed.nonce
+    )
 }
 
 /// The member and link events of the next run, and its `sync.completed`.
@@ -79,14 +110,9 @@ async fn next_run(subscriber: &mut Client) -> (Vec<Value>, Value) {
     }
 }
 
-fn types(events: &[Value]) -> Vec<&str> {
-    events.iter().filter_map(|e| e["type"].as_str()).collect()
-}
-
 #[tokio::test]
 async fn a_hire_a_move_a_rename_and_a_departure_arrive_without_a_resync() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
+    let (env, daemon, mut subscriber) = start(Payload::Full).await;
     // wangfang is linked to host user 42 by her unique name.
     let put = orgsync::socket::request(
         &env.socket_path(),
@@ -105,13 +131,7 @@ async fn a_hire_a_move_a_rename_and_a_departure_arrive_without_a_resync() {
     assert_eq!(events[0]["data"]["userid"], "newhire");
     assert_eq!(completed["data"]["trigger"], "callback");
 
-    env.sim.edit(|d| {
-        let user = d.users.iter_mut().find(|u| u.userid == "chenjing").unwrap();
-        user.department = vec![3];
-        user.order = vec![5];
-        user.is_leader_in_dept = vec![0];
-        user.main_department = 3;
-    });
+    env.sim.edit(|d| move_to(user(d, "chenjing"), 3, 5));
     let (events, _) = next_run(&mut subscriber).await;
     assert_eq!(types(&events), ["orgsync.member.updated"]);
     assert!(
@@ -140,11 +160,31 @@ async fn a_hire_a_move_a_rename_and_a_departure_arrive_without_a_resync() {
     assert_eq!(types(&events), ["orgsync.member.left"]);
     assert_eq!(events[0]["data"]["reason"], "deleted");
 
-    let status = env.daemon_status().await;
-    let callbacks = &status["daemon"]["callbacks"];
-    assert_eq!(callbacks["recorded"], 4, "{status:#}");
-    assert_eq!(callbacks["pending"], 0, "{status:#}");
+    assert_callback_counts(&env, &[("recorded", 4), ("pending", 0)]).await;
     daemon.stop().await;
+}
+
+/// Asserts that the receiver at `url` passes WeCom's URL verification: a GET carrying an
+/// echo sealed by `sealer` is answered with the echo in plain text.
+async fn assert_echoes(
+    client: &reqwest::Client,
+    url: &str,
+    sealer: &CallbackEncryptor,
+    echo: &str,
+) {
+    let now = chrono::Utc::now().timestamp().to_string();
+    let sealed = sealer.seal(echo.as_bytes(), &now, "n1");
+    let answer = client
+        .get(format!(
+            "{url}?{}&echostr={}",
+            signed_query(&sealed),
+            percent_encoded(&sealed.encrypt)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), echo);
 }
 
 /// Base64 as WeCom puts it in a query: `+`, `/` and `=` percent-encoded.
@@ -170,16 +210,10 @@ async fn next_link(subscriber: &mut Client) -> Value {
 
 #[tokio::test]
 async fn duplicated_id_only_callbacks_make_one_change() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, mut subscriber, _) = start(&env, Payload::IdsOnly).await;
-    env.sim.callback_faults(CallbackFaults {
-        duplicate: true,
-        ..CallbackFaults::default()
-    });
-    env.sim.edit(|d| {
-        let user = d.users.iter_mut().find(|u| u.userid == "lina").unwrap();
-        user.position = "技术专家".into();
-    });
+    let (env, daemon, mut subscriber) = start(Payload::IdsOnly).await;
+    env.sim.callback_faults(faults(|f| f.duplicate = true));
+    env.sim
+        .edit(|d| user(d, "lina").position = "技术专家".into());
     let (events, _) = next_run(&mut subscriber).await;
     assert_eq!(types(&events), ["orgsync.member.updated"]);
     assert_eq!(events[0]["data"]["changes"]["position"]["new"], "技术专家");
@@ -197,20 +231,12 @@ async fn duplicated_id_only_callbacks_make_one_change() {
 
 #[tokio::test]
 async fn a_lost_callback_is_repaired_by_the_next_full_sync_and_nothing_comes_twice() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
-    env.sim.callback_faults(CallbackFaults {
-        drop_next: 1,
-        ..CallbackFaults::default()
-    });
-    env.sim.edit(|d| {
-        let user = d.users.iter_mut().find(|u| u.userid == "lina").unwrap();
-        user.position = "lost".into();
-    });
-    env.sim.edit(|d| {
-        let user = d.users.iter_mut().find(|u| u.userid == "liuyang").unwrap();
-        user.position = "delivered".into();
-    });
+    let (env, daemon, mut subscriber) = start(Payload::Full).await;
+    // lina's callback is lost; liuyang's arrives.
+    env.sim.callback_faults(faults(|f| f.drop_next = 1));
+    env.sim.edit(|d| user(d, "lina").position = "lost".into());
+    env.sim
+        .edit(|d| user(d, "liuyang").position = "delivered".into());
     let (events, _) = next_run(&mut subscriber).await;
     assert_eq!(types(&events), ["orgsync.member.updated"]);
     assert_eq!(events[0]["data"]["userid"], "liuyang");
@@ -233,8 +259,8 @@ async fn a_lost_callback_is_repaired_by_the_next_full_sync_and_nothing_comes_twi
 
 #[tokio::test]
 async fn requests_that_fail_verification_are_refused_and_change_nothing() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, _subscriber, url) = start(&env, Payload::Full).await;
+    let (env, daemon, _subscriber) = start(Payload::Full).await;
+    let url = callback_url(&daemon);
     let corp_id = env.sim.directory().corp_id;
     let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
     let now = chrono::Utc::now().timestamp().to_string();
@@ -255,35 +281,17 @@ async fn requests_that_fail_verification_are_refused_and_change_nothing() {
                 .status()
         }
     };
-    let query = |sealed: &orgsync_simulator::SealedCallback| {
-        format!(
-            "msg_signature={}&timestamp={}&nonce={}",
-            sealed.msg_signature, sealed.timestamp, sealed.nonce
-        )
-    };
 
-    // URL verification answers the echo.
-    let echo = ours.seal(b"echo-1234", &now, "n1");
-    let answer = client
-        .get(format!(
-            "{url}?{}&echostr={}",
-            query(&echo),
-            percent_encoded(&echo.encrypt)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(answer.text().await.unwrap(), "echo-1234");
+    assert_echoes(&client, &url, &ours, "echo-1234").await;
 
     let sealed = ours.seal(event.as_bytes(), &now, "n2");
     let body = envelope_xml(&corp_id, &sealed.encrypt, "1000002");
     // A wrong signature.
-    let forged = query(&sealed).replace(&sealed.msg_signature[..6], "000000");
+    let forged = signed_query(&sealed).replace(&sealed.msg_signature[..6], "000000");
     assert_eq!(post(forged, body.clone()).await, StatusCode::FORBIDDEN);
     // A body cut short.
     assert_eq!(
-        post(query(&sealed), body[..body.len() / 2].to_owned()).await,
+        post(signed_query(&sealed), body[..body.len() / 2].to_owned()).await,
         StatusCode::BAD_REQUEST
     );
     // Another corp's callback, signed with the right token.
@@ -291,19 +299,18 @@ async fn requests_that_fail_verification_are_refused_and_change_nothing() {
     let sealed_other = theirs.seal(event.as_bytes(), &now, "n3");
     let other_body = envelope_xml("wwanothercorp", &sealed_other.encrypt, "1000002");
     assert_eq!(
-        post(query(&sealed_other), other_body).await,
+        post(signed_query(&sealed_other), other_body).await,
         StatusCode::FORBIDDEN
     );
     // A replay of an old one.
     let old = ours.seal(event.as_bytes(), "1600000000", "n4");
     let old_body = envelope_xml(&corp_id, &old.encrypt, "1000002");
-    assert_eq!(post(query(&old), old_body).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(signed_query(&old), old_body).await,
+        StatusCode::FORBIDDEN
+    );
 
-    let status = env.daemon_status().await;
-    let callbacks = &status["daemon"]["callbacks"];
-    assert_eq!(callbacks["refused"], 4, "{status:#}");
-    assert_eq!(callbacks["recorded"], 0, "{status:#}");
-    assert_eq!(callbacks["pending"], 0, "{status:#}");
+    assert_callback_counts(&env, &[("refused", 4), ("recorded", 0), ("pending", 0)]).await;
     daemon.stop().await;
 }
 
@@ -321,13 +328,13 @@ async fn a_standalone_simulator_sends_callbacks_when_told_over_its_control_api()
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::NO_CONTENT);
-    let renamed = client
-        .post(control("rename"))
-        .json(&json!({"old": "lina", "new": "li.na"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(renamed.status(), StatusCode::NO_CONTENT);
+    // What a standalone simulator's driver sends to rename a member; the answer's status.
+    let rename = |old: &str, new: &str| {
+        let request = client.post(control("rename"));
+        let sent = request.json(&json!({"old": old, "new": new})).send();
+        async move { sent.await.unwrap().status() }
+    };
+    assert_eq!(rename("lina", "li.na").await, StatusCode::NO_CONTENT);
     let (events, _) = next_run(&mut subscriber).await;
     assert_eq!(types(&events), ["orgsync.member.renamed"], "{events:?}");
     assert_eq!(events[0]["data"]["previous_userid"], "lina");
@@ -335,13 +342,7 @@ async fn a_standalone_simulator_sends_callbacks_when_told_over_its_control_api()
     env.run(&["resync", "--wait"]).await;
     let (events, _) = next_run(&mut subscriber).await;
     assert_eq!(types(&events), Vec::<&str>::new(), "{events:?}");
-    let missing = client
-        .post(control("rename"))
-        .json(&json!({"old": "nobody", "new": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(rename("nobody", "x").await, StatusCode::NOT_FOUND);
     daemon.stop().await;
 }
 
@@ -355,24 +356,8 @@ async fn the_receiver_serves_https_itself_when_given_a_certificate() {
     self_signed(env.dir.path());
     let (daemon, _subscriber) = env.start_synced_daemon().await;
     let url = callback_url(&daemon).replace("http://", "https://");
-    let corp_id = env.sim.directory().corp_id;
-    let now = chrono::Utc::now().timestamp().to_string();
-    let echo = CallbackEncryptor::new(TOKEN, KEY, &corp_id)
-        .unwrap()
-        .seal(b"4711", &now, "n1");
-    let answer = trusting(env.dir.path())
-        .get(format!(
-            "{url}?msg_signature={}&timestamp={}&nonce={}&echostr={}",
-            echo.msg_signature,
-            echo.timestamp,
-            echo.nonce,
-            percent_encoded(&echo.encrypt)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(answer.text().await.unwrap(), "4711");
+    let ours = CallbackEncryptor::new(TOKEN, KEY, &env.sim.directory().corp_id).unwrap();
+    assert_echoes(&trusting(env.dir.path()), &url, &ours, "4711").await;
     daemon.stop().await;
 
     // Without TLS, only a loopback address.
@@ -382,28 +367,17 @@ async fn the_receiver_serves_https_itself_when_given_a_certificate() {
          encoding_aes_key_file = \"callback.key\"\n",
     );
     let output = env.run(&["check-config"]).await;
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("callback.listen"),
-        "{}",
-        describe(&output)
-    );
+    assert_exits_saying(&output, 2, "callback.listen");
 }
 
 #[tokio::test]
 async fn department_changes_out_of_order_arrive_with_their_members() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
-    env.sim.callback_faults(CallbackFaults {
-        reverse: true,
-        ..CallbackFaults::default()
-    });
+    let (env, daemon, mut subscriber) = start(Payload::Full).await;
+    env.sim.callback_faults(faults(|f| f.reverse = true));
     // One change: a new team with its first member, and a renamed department. Reversed, the
     // member's callback comes before its department's.
     env.sim.edit(|d| {
-        d.departments
-            .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
-        d.users.push(SimUser::new("tester", "测试员", &[9]));
+        add_test_team(d);
         let hr = d.departments.iter_mut().find(|dep| dep.id == 6).unwrap();
         hr.name = "人力资源部".into();
     });
@@ -424,18 +398,10 @@ async fn department_changes_out_of_order_arrive_with_their_members() {
 
 #[tokio::test]
 async fn a_member_in_a_department_whose_callback_was_lost_is_not_dropped() {
-    let env = callback_env(Directory::sample()).await;
-    let (daemon, mut subscriber, _) = start(&env, Payload::Full).await;
+    let (env, daemon, mut subscriber) = start(Payload::Full).await;
     // The department's callback comes first and is lost; the member's arrives.
-    env.sim.callback_faults(CallbackFaults {
-        drop_next: 1,
-        ..CallbackFaults::default()
-    });
-    env.sim.edit(|d| {
-        d.departments
-            .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
-        d.users.push(SimUser::new("tester", "测试员", &[9]));
-    });
+    env.sim.callback_faults(faults(|f| f.drop_next = 1));
+    env.sim.edit(add_test_team);
     let (events, completed) = next_run(&mut subscriber).await;
     assert_eq!(completed["data"]["trigger"], "callback");
     assert_eq!(

@@ -4,7 +4,7 @@
 //! mirrored subtree. Each through the real `orgsync sync`; none may produce a spurious
 //! `member.left`.
 
-use crate::harness::{types, user, Env};
+use crate::harness::{move_to, types, user, Env};
 use orgsync_simulator::{Directory, SimUser};
 use serde_json::json;
 
@@ -146,13 +146,7 @@ async fn a_member_of_several_departments_is_one_member_and_a_move_is_one_update(
     assert_eq!(state.mirror.members.len(), 15);
 
     // Leaves marketing, stays in HR: one update of `departments`, no departure.
-    env.sim.edit(|d| {
-        let zhuxin = user(d, "zhuxin");
-        zhuxin.department = vec![6];
-        zhuxin.order = vec![40];
-        zhuxin.is_leader_in_dept = vec![0];
-        zhuxin.main_department = 6;
-    });
+    env.sim.edit(|d| move_to(user(d, "zhuxin"), 6, 40));
     env.sync().await;
     let events = env.events_since(state.head()).await;
     assert_eq!(

@@ -36,19 +36,23 @@ async fn http_env(directory: Directory) -> Env {
     env
 }
 
-/// The address the daemon logged as `http listening addr=...`.
-fn http_addr(daemon: &Daemon) -> String {
-    let log = daemon.output();
-    let line = log
-        .lines()
-        .find(|line| line.contains("http listening"))
-        .unwrap_or_else(|| panic!("no `http listening` line in the log:\n{log}"));
-    let start = line.find("addr=").expect("addr=") + "addr=".len();
-    line[start..]
-        .split(|c: char| c.is_whitespace() || c == '\u{1b}')
-        .next()
-        .unwrap()
-        .to_owned()
+/// A daemon serving HTTP for `directory`, a subscriber past its start-up sync (kept open, as
+/// the tests always have), and a client of the API.
+async fn serve(directory: Directory) -> (Env, Daemon, Client, Api) {
+    let env = http_env(directory).await;
+    let (daemon, subscriber) = env.start_synced_daemon().await;
+    let api = Api::new(&daemon);
+    (env, daemon, subscriber, api)
+}
+
+/// A daemon serving HTTP for the sample tenant, started on a store `orgsync sync` has filled,
+/// and a client of the API.
+async fn serve_synced_store() -> (Env, Daemon, Api) {
+    let env = http_env(Directory::sample()).await;
+    env.sync().await;
+    let daemon = env.start_daemon().await;
+    let api = Api::new(&daemon);
+    (env, daemon, api)
 }
 
 struct Api {
@@ -59,7 +63,7 @@ struct Api {
 impl Api {
     fn new(daemon: &Daemon) -> Api {
         Api {
-            base: format!("http://{}", http_addr(daemon)),
+            base: format!("http://{}", daemon.listening_addr("http")),
             client: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
         }
     }
@@ -76,6 +80,12 @@ impl Api {
         let response = self.get(path, Some(READ_TOKEN)).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.json().await.unwrap()
+    }
+
+    /// `POST /v1/consumers/{consumer}/ack` with `body`.
+    async fn ack(&self, consumer: &str, token: &str, body: Value) -> reqwest::Response {
+        let path = format!("/v1/consumers/{consumer}/ack");
+        self.post(&path, token, body).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
@@ -107,9 +117,7 @@ async fn assert_error(response: reqwest::Response, status: StatusCode, code: &st
 
 #[tokio::test]
 async fn every_endpoint_answers_a_good_token() {
-    let env = http_env(Directory::sample()).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, _subscriber, api) = serve(Directory::sample()).await;
 
     let health = api.get("/healthz", None).await;
     assert_eq!(health.status(), StatusCode::OK);
@@ -195,9 +203,7 @@ async fn every_endpoint_answers_a_good_token() {
     assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
 
     // An ack stores the cursor, owned by the token; a consumer then reads from it.
-    let acked = api
-        .post("/v1/consumers/crm/ack", READ_TOKEN, json!({"seq": 2}))
-        .await;
+    let acked = api.ack("crm", READ_TOKEN, json!({"seq": 2})).await;
     assert_eq!(acked.status(), StatusCode::OK);
     assert_eq!(acked.json::<Value>().await.unwrap()["ok"], true);
     let stored = env.daemon_status().await["consumers"].clone();
@@ -206,21 +212,13 @@ async fn every_endpoint_answers_a_good_token() {
     let resumed = api.get("/v1/events?consumer=crm", Some(READ_TOKEN)).await;
     let resumed = ndjson(&resumed.text().await.unwrap());
     assert_eq!(resumed[0]["seq"], 3);
-    let above = api
-        .post(
-            "/v1/consumers/crm/ack",
-            READ_TOKEN,
-            json!({"seq": head + 100}),
-        )
-        .await;
+    let above = api.ack("crm", READ_TOKEN, json!({"seq": head + 100})).await;
     assert_error(above, StatusCode::BAD_REQUEST, "bad_request").await;
-    let bad_body = api
-        .post("/v1/consumers/crm/ack", READ_TOKEN, json!({"sequence": 1}))
-        .await;
+    let bad_body = api.ack("crm", READ_TOKEN, json!({"sequence": 1})).await;
     assert_error(bad_body, StatusCode::BAD_REQUEST, "bad_request").await;
     let huge = api
-        .post(
-            "/v1/consumers/crm/ack",
+        .ack(
+            "crm",
             READ_TOKEN,
             json!({"seq": 1, "pad": "x".repeat(100_000)}),
         )
@@ -230,21 +228,9 @@ async fn every_endpoint_answers_a_good_token() {
     socket
         .request(json!({"op": "ack", "consumer": "socket-app", "seq": 1}))
         .await;
-    let foreign = api
-        .post(
-            "/v1/consumers/socket-app/ack",
-            READ_TOKEN,
-            json!({"seq": 2}),
-        )
-        .await;
+    let foreign = api.ack("socket-app", READ_TOKEN, json!({"seq": 2})).await;
     assert_error(foreign, StatusCode::FORBIDDEN, "forbidden").await;
-    let admin = api
-        .post(
-            "/v1/consumers/socket-app/ack",
-            ADMIN_TOKEN,
-            json!({"seq": 2}),
-        )
-        .await;
+    let admin = api.ack("socket-app", ADMIN_TOKEN, json!({"seq": 2})).await;
     assert_eq!(admin.status(), StatusCode::OK);
 
     // Resync, with the admin token.
@@ -265,9 +251,7 @@ async fn every_endpoint_answers_a_good_token() {
 
 #[tokio::test]
 async fn tokens_are_checked() {
-    let env = http_env(Directory::sample()).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (_env, daemon, _subscriber, api) = serve(Directory::sample()).await;
     for path in ["/v1/status", "/metrics", "/v1/snapshot", "/v1/events"] {
         let none = api.get(path, None).await;
         assert_error(none, StatusCode::UNAUTHORIZED, "unauthorized").await;
@@ -289,9 +273,7 @@ async fn tokens_are_checked() {
 
 #[tokio::test]
 async fn a_long_poll_returns_the_events_of_a_sync_that_commits_while_it_waits() {
-    let env = http_env(Directory::sample()).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, _subscriber, api) = serve(Directory::sample()).await;
     let head = env.daemon_status().await["events"]["head"]
         .as_i64()
         .unwrap();
@@ -368,9 +350,7 @@ async fn sse_events(response: &mut reqwest::Response, n: usize) -> Vec<(i64, Str
 
 #[tokio::test]
 async fn the_event_stream_resumes_after_a_dropped_connection_from_last_event_id() {
-    let env = http_env(Directory::sample()).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, _subscriber, api) = serve(Directory::sample()).await;
     let all = env.events_since(0).await;
 
     let mut stream = api.get("/v1/events/stream?since=0", Some(READ_TOKEN)).await;
@@ -421,9 +401,7 @@ async fn the_event_stream_resumes_after_a_dropped_connection_from_last_event_id(
 
 #[tokio::test]
 async fn a_snapshot_over_http_equals_the_socket_one() {
-    let env = http_env(Directory::generate(7, 40, 600)).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, _subscriber, api) = serve(Directory::generate(7, 40, 600)).await;
 
     let response = api.get("/v1/snapshot", Some(READ_TOKEN)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -474,9 +452,7 @@ async fn a_snapshot_over_http_equals_the_socket_one() {
 
 #[tokio::test]
 async fn healthz_is_200_then_503_after_a_failed_run() {
-    let env = http_env(Directory::sample()).await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, _subscriber, api) = serve(Directory::sample()).await;
     assert_eq!(api.get("/healthz", None).await.status(), StatusCode::OK);
 
     env.sim.inject(Fault::Errcode(60020).on(Endpoint::UserList));
@@ -528,7 +504,7 @@ async fn tls_daemon() -> (Env, Daemon, String) {
     write_tokens(&env);
     self_signed(env.dir.path());
     let (daemon, _) = env.start_synced_daemon().await;
-    let addr = http_addr(&daemon).to_string();
+    let addr = daemon.listening_addr("http");
     (env, daemon, addr)
 }
 
@@ -664,7 +640,7 @@ async fn bad_http_configs_are_refused_with_the_key_named() {
 async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
     let env = http_env(Directory::sample()).await;
     let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let base = format!("http://{}", http_addr(&daemon));
+    let base = format!("http://{}", daemon.listening_addr("http"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/http_client.py");
     let mut client = Python::spawn(
         &script,
@@ -718,10 +694,7 @@ async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
 
 #[tokio::test]
 async fn login_resolve_over_http_answers_a_read_token() {
-    let env = http_env(Directory::sample()).await;
-    env.sync().await;
-    let daemon = env.start_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, daemon, api) = serve_synced_store().await;
     let member = env.sim.directory().users[0].userid.clone();
     let code = env.sim.login_code(&member);
     let response = api
@@ -739,10 +712,7 @@ async fn login_resolve_over_http_answers_a_read_token() {
 
 #[tokio::test]
 async fn host_users_and_login_links_are_written_with_an_admin_token() {
-    let env = http_env(Directory::sample()).await;
-    env.sync().await;
-    let daemon = env.start_daemon().await;
-    let api = Api::new(&daemon);
+    let (env, _daemon, api) = serve_synced_store().await;
     let users = env.sim.directory().users;
     let body = json!({"users": [{"id": "h-1", "name": users[0].name}]});
     let refused = api.post("/v1/host_users", READ_TOKEN, body.clone()).await;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::harness::{self, describe, kinds, types, Env};
+use crate::harness::{self, describe, kinds, move_to, types, user, Env};
 use orgsync_simulator::{Directory, SimDepartment, SimUser};
 use serde_json::json;
 
@@ -61,31 +61,11 @@ async fn first_sync_emits_departments_parents_first_then_members_then_completed(
 
 /// A promotion, a move, a departure, a hire, a new, a renamed and a removed department.
 fn reorganize(directory: &mut Directory) {
-    let user = |directory: &mut Directory, id: &str| -> usize {
-        directory
-            .users
-            .iter()
-            .position(|u| u.userid == id)
-            .unwrap_or_else(|| panic!("sample has {id}"))
-    };
-    let i = user(directory, "wangfang");
-    directory.users[i].position = "高级后端工程师".into();
+    user(directory, "wangfang").position = "高级后端工程师".into();
     for id in ["chenjing", "liuyang"] {
-        let i = user(directory, id);
-        let moved = SimUser {
-            department: vec![3],
-            order: vec![0],
-            is_leader_in_dept: vec![0],
-            main_department: 3,
-            ..directory.users[i].clone()
-        };
-        directory.users[i] = moved;
+        move_to(user(directory, id), 3, 0);
     }
-    let i = user(directory, "yangjie");
-    directory.users[i].department = vec![3];
-    directory.users[i].order = vec![4_000_000_000];
-    directory.users[i].is_leader_in_dept = vec![0];
-    directory.users[i].main_department = 3;
+    move_to(user(directory, "yangjie"), 3, 4_000_000_000);
     directory.users.retain(|u| u.userid != "huangmin");
     directory.departments.retain(|d| d.id != 4);
     directory

@@ -108,6 +108,24 @@ impl Daemon {
     pub fn output(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The address a listener of the daemon logged as `{what} listening addr=...` (it binds
+    /// port 0, so the log is the one place that says which port the kernel picked).
+    pub fn listening_addr(&self, what: &str) -> String {
+        let log = self.output();
+        let needle = format!("{what} listening");
+        let line = log
+            .lines()
+            .find(|line| line.contains(&needle))
+            .unwrap_or_else(|| panic!("no `{needle}` line in the log:\n{log}"));
+        let start = line.find("addr=").expect("addr=") + "addr=".len();
+        // The address ends at white space or at the colour code that follows it.
+        line[start..]
+            .split(|c: char| c.is_whitespace() || c == '\u{1b}')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
 }
 
 impl Drop for Daemon {

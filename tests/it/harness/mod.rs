@@ -91,6 +91,17 @@ pub fn assert_fails(output: &Output, code: i32, says: &str) {
     assert!(error_line(output).contains(says), "{}", describe(output));
 }
 
+/// Asserts that a command exited with `code` and that its stderr says `says` somewhere (logs
+/// included; [`assert_fails`] wants it on the one error line).
+pub fn assert_exits_saying(output: &Output, code: i32, says: &str) {
+    assert_eq!(output.status.code(), Some(code), "{}", describe(output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(says),
+        "{}",
+        describe(output)
+    );
+}
+
 /// Whether the test runs as root, which tests that act as another uid need; says so when not.
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -152,6 +163,15 @@ pub fn user<'a>(directory: &'a mut Directory, userid: &str) -> &'a mut SimUser {
         .iter_mut()
         .find(|u| u.userid == userid)
         .unwrap_or_else(|| panic!("the sample has {userid}"))
+}
+
+/// Moves `user` into `department` alone, at `order` and not leading it: the four fields WeCom
+/// keeps in step.
+pub fn move_to(user: &mut SimUser, department: u32, order: u32) {
+    user.department = vec![department];
+    user.order = vec![order];
+    user.is_leader_in_dept = vec![0];
+    user.main_department = department;
 }
 
 /// Asserts what every failed `orgsync sync` must show: exit status 1, one `orgsync:` line on

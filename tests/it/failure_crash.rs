@@ -325,9 +325,7 @@ async fn kill_9_at_any_point_of_a_large_sync_leaves_the_last_committed_run_whole
     let user_lists = crash.user_lists();
     daemon.signal(libc::SIGUSR1);
     crash.wait_for_apply(user_lists, next + 1).await;
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
     harness::assert_no_panic(&stderr);
     let stopped = crash.env.state();
     assert_eq!(stopped.outcome(next + 1), Some("completed"), "{stderr}");

@@ -66,9 +66,7 @@ async fn sigterm_during_the_pull_stops_the_daemon_with_exit_0_and_a_failed_run()
     let user_lists = env.sim.calls().get(Endpoint::UserList);
     daemon.signal(libc::SIGUSR1);
     in_last_call(&env, user_lists).await;
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
     harness::assert_no_panic(&stderr);
 
     let after = env.state();
@@ -117,9 +115,7 @@ async fn the_daemon_retries_a_failed_run_by_itself_and_the_retry_completes() {
     assert_eq!(completed["data"]["counts"]["members_joined"], 15);
     assert!(gap_ms(&failed[0], completed) >= 800, "the retry waited");
 
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
     assert_eq!(
         stderr.matches("will retry the failed sync").count(),
         1,
@@ -179,9 +175,7 @@ async fn a_permanently_failing_wecom_gets_exactly_retry_attempts_retries_then_wa
         })
         .await;
     assert_eq!(status["daemon"]["retry"]["attempt"], 1, "{status}");
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
 
     // The log shows each decision: two retries for the start-up run, none after its third
     // failure, and a new budget for the signal's run.
@@ -220,9 +214,7 @@ async fn the_daemon_does_not_retry_a_held_run() {
     assert_eq!(run[0]["data"]["pending"]["members_left"], 10);
     let status = env.daemon_status().await;
     assert_eq!(status["held"]["pending"]["members_left"], 10, "{status}");
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
     assert!(!stderr.contains("will retry"), "{stderr}");
     assert_eq!(env.state().mirror, before.mirror);
     let output = env.run(&["status"]).await;

@@ -492,9 +492,7 @@ async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retrie
         "orgsync.sync.completed"
     );
     assert_eq!(calls(&env, Endpoint::GetToken), 2);
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = daemon.stop().await;
     harness::assert_no_panic(&stderr);
 }
 

@@ -2,7 +2,7 @@
 //! socket and from files, manual links across syncs and re-imports, link events as a host
 //! application receives them, and the match report.
 
-use crate::harness::{current_uid, describe, kinds, Client, Env, Server};
+use crate::harness::{assert_exits_saying, current_uid, describe, kinds, Client, Env, Server};
 use orgsync::diff::diff;
 use orgsync::model::{Member, Snapshot};
 use orgsync::socket::{self, ClientError};
@@ -166,8 +166,7 @@ async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_ru
     assert_eq!(pairs(&report["held"], "host_user_id"), ["1"]);
     assert_eq!(report["held"][0]["reason"], "member_left");
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait().await.0, Some(0));
+    daemon.stop().await;
 }
 
 /// The socket server alone, with no daemon polling the store: a subscriber hears of a put's
@@ -279,8 +278,7 @@ async fn host_users_put_replace_makes_the_given_set_the_whole_set_and_bad_users_
     assert_eq!(report["host_users"]["total"], 1);
     assert_eq!(report["links"]["phone"], 1);
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait().await.0, Some(0));
+    daemon.stop().await;
 }
 
 #[tokio::test]
@@ -299,12 +297,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     // By hand: host user 1 is 张伟 after all. Both automatic links give way, once the admin
     // says so: a manual link does not undo automatic ones silently.
     let output = env.run(&["link", "1", "ZhangWei"]).await;
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("--replace"),
-        "{}",
-        describe(&output)
-    );
+    assert_exits_saying(&output, 2, "--replace");
     assert_eq!(head(&env).await, before, "nothing changed");
     let output = env.run(&["link", "1", "ZhangWei", "--replace"]).await;
     assert!(output.status.success(), "{}", describe(&output));

@@ -51,9 +51,7 @@ async fn a_restart_during_a_pull_syncs_again_at_start_up() {
         (!status["daemon"]["running"].is_null()).then_some(())
     })
     .await;
-    daemon.signal(libc::SIGTERM);
-    let (code, log) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{log}");
+    daemon.stop().await;
     let failed = env.events_since(head).await;
     assert_eq!(
         failed.last().unwrap()["data"]["error"]["code"],
@@ -232,9 +230,7 @@ async fn a_default_level_run_logs_a_few_lines_and_a_failure_once() {
     assert_eq!(run.last().unwrap()["type"], "orgsync.sync.completed");
     daemon.signal(libc::SIGUSR1);
     subscriber.run_events().await;
-    daemon.signal(libc::SIGTERM);
-    let (code, log) = daemon.wait().await;
-    assert_eq!(code, Some(0), "{log}");
+    let log = daemon.stop().await;
     assert!(!log.contains("tokio_cron_scheduler"), "{log}");
     // Per run: started, pulled, completed.
     let of_runs = log

@@ -167,9 +167,7 @@ async fn daemon_syncs_at_startup_on_sigusr1_and_exits_zero_on_sigterm() {
     );
     assert_eq!(run[1]["data"]["trigger"], "signal");
 
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    daemon.stop().await;
     assert!(!env.socket_path().exists(), "the socket file is removed");
 }
 
@@ -210,8 +208,7 @@ async fn a_subscriber_with_since_gets_every_later_event_in_order_then_live_ones(
     assert_eq!(live[0]["seq"], json!(stored.len() + 1));
     assert_eq!(live[1]["data"]["trigger"], "socket");
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait().await.0, Some(0));
+    daemon.stop().await;
 }
 
 #[tokio::test]
@@ -231,8 +228,7 @@ async fn a_manual_sync_beside_the_daemon_emits_each_change_once() {
         ["orgsync.member.left", "orgsync.sync.completed"]
     );
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait().await.0, Some(0));
+    daemon.stop().await;
 }
 
 #[tokio::test]
@@ -290,9 +286,7 @@ async fn sighup_rejects_a_bad_config_and_applies_a_good_one_then_syncs() {
     assert_eq!(types(&run), ["orgsync.sync.held"]);
     assert_eq!(run[0]["data"]["pending"]["members_left"], 1);
 
-    daemon.signal(libc::SIGTERM);
-    let (code, stderr) = daemon.wait().await;
-    assert_eq!(code, Some(0));
+    let stderr = daemon.stop().await;
     assert!(
         stderr.contains("config reload rejected") && stderr.contains("safety.max_deletes"),
         "the rejection is logged with the key:\n{stderr}"

@@ -6,7 +6,7 @@ use orgsync::store::{consumers, event_log, Store};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::Value;
 
-use crate::harness::{describe, Env};
+use crate::harness::{assert_exits_saying, describe, Env};
 
 async fn sync(instance: &Env) -> Option<i32> {
     instance.run(&["sync"]).await.status.code()
@@ -112,19 +112,13 @@ async fn status_asks_the_running_daemon_what_it_is_doing() {
         "{human}"
     );
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait().await.0, Some(0));
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_without_a_store_fails_and_creates_none() {
     let instance = Env::new(Directory::sample()).await;
     let out = instance.run(&["status"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("there is no store this user can read at"),
-        "{}",
-        describe(&out)
-    );
+    assert_exits_saying(&out, 1, "there is no store this user can read at");
     assert!(!instance.path("orgsync.db").exists());
 }

@@ -97,11 +97,12 @@ impl Daemon {
         (status.code(), self.output())
     }
 
-    /// SIGTERM, then asserts a clean exit.
-    pub async fn stop(self) {
+    /// SIGTERM, then asserts a clean exit; returns its output, for the checks on its log.
+    pub async fn stop(self) -> String {
         self.signal(libc::SIGTERM);
         let (code, log) = self.wait().await;
         assert_eq!(code, Some(0), "orgsync run did not stop cleanly:\n{log}");
+        log
     }
 
     /// Its stdout and stderr so far.

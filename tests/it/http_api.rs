@@ -99,6 +99,16 @@ impl Api {
     }
 }
 
+/// Has the daemon sync now (SIGUSR1) and waits for the run to end; its `orgsync.sync.*`
+/// events.
+async fn sync_now(env: &Env, daemon: &Daemon) -> Vec<Value> {
+    let mut runs = env
+        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
+        .await;
+    daemon.signal(libc::SIGUSR1);
+    runs.run_events().await
+}
+
 fn ndjson(text: &str) -> Vec<Value> {
     text.lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -368,11 +378,7 @@ async fn the_event_stream_resumes_after_a_dropped_connection_from_last_event_id(
     // More events are committed while the client is away.
     env.sim
         .edit(|d| d.users[0].position = "Returning Reader".into());
-    let mut runs = env
-        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
-        .await;
-    daemon.signal(libc::SIGUSR1);
-    runs.run_events().await;
+    sync_now(&env, &daemon).await;
     let all = env.events_since(0).await;
 
     let mut resumed = api
@@ -456,11 +462,7 @@ async fn healthz_is_200_then_503_after_a_failed_run() {
     assert_eq!(api.get("/healthz", None).await.status(), StatusCode::OK);
 
     env.sim.inject(Fault::Errcode(60020).on(Endpoint::UserList));
-    let mut runs = env
-        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
-        .await;
-    daemon.signal(libc::SIGUSR1);
-    let run = runs.run_events().await;
+    let run = sync_now(&env, &daemon).await;
     assert_eq!(run.last().unwrap()["type"], "orgsync.sync.failed");
     let health = api.get("/healthz", None).await;
     assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -662,11 +664,7 @@ async fn the_python_http_client_takes_a_snapshot_then_follows_and_acks() {
 
     env.sim
         .edit(|d| d.users[0].position = "Python Follower".into());
-    let mut runs = env
-        .subscribe(json!({"op": "subscribe", "types": ["orgsync.sync.*"]}))
-        .await;
-    daemon.signal(libc::SIGUSR1);
-    runs.run_events().await;
+    sync_now(&env, &daemon).await;
     let new = env.events_since(head).await;
     let mut printed = Vec::new();
     while printed.len() < new.len() {

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use orgsync_simulator::Directory;
+use orgsync_simulator::{Directory, SimUser};
 use reqwest::Url;
 
-use crate::harness::{assert_fails, describe, Env};
+use crate::harness::{assert_fails, describe, Daemon, Env};
 
 fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
@@ -77,19 +77,26 @@ async fn login_url_checks_what_it_can() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
-#[tokio::test]
-async fn a_login_link_replaces_an_automatic_one_and_survives_rematching() {
+/// The sample tenant synced, one host user, h-1, with the first member's name (so that it is
+/// linked to that member by name), and the daemon running; the members, in order.
+async fn start_with_host_user() -> (Env, Daemon, Vec<SimUser>) {
     let env = Env::new(Directory::sample()).await;
     env.sync().await;
     let users = env.sim.directory().users;
-    let (first, second) = (&users[0], &users[1]);
     let csv = env.path("users.csv");
-    std::fs::write(&csv, format!("id,name\nh-1,{}\n", first.name)).unwrap();
+    std::fs::write(&csv, format!("id,name\nh-1,{}\n", users[0].name)).unwrap();
     let out = env
         .run(&["host-users", "import", csv.to_str().unwrap()])
         .await;
     assert!(out.status.success(), "{}", describe(&out));
-    let _daemon = env.start_daemon().await;
+    let daemon = env.start_daemon().await;
+    (env, daemon, users)
+}
+
+#[tokio::test]
+async fn a_login_link_replaces_an_automatic_one_and_survives_rematching() {
+    let (env, _daemon, users) = start_with_host_user().await;
+    let second = &users[1];
     let head = env.state().head();
     let mut events = env
         .subscribe(serde_json::json!({"op": "subscribe", "since": head}))
@@ -127,18 +134,8 @@ async fn a_login_link_replaces_an_automatic_one_and_survives_rematching() {
 
 #[tokio::test]
 async fn login_resolve_turns_a_code_into_the_member_and_its_host_user() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
-    let users = env.sim.directory().users;
+    let (env, _daemon, users) = start_with_host_user().await;
     let (linked, unlinked) = (&users[0], &users[1]);
-    let csv = env.path("users.csv");
-    std::fs::write(&csv, format!("id,name\nh-1,{}\n", linked.name)).unwrap();
-    assert!(env
-        .run(&["host-users", "import", csv.to_str().unwrap()])
-        .await
-        .status
-        .success());
-    let _daemon = env.start_daemon().await;
     let mut client = crate::harness::Client::connect(&env.socket_path()).await;
     let resolve = |code: String| serde_json::json!({"op": "login.resolve", "code": code});
 
@@ -185,10 +182,8 @@ async fn login_resolve_turns_a_code_into_the_member_and_its_host_user() {
     );
 
     // A member who joined after the last sync is fetched from WeCom on the spot.
-    env.sim.edit(|d| {
-        d.users
-            .push(orgsync_simulator::SimUser::new("newhire", "新同事", &[3]))
-    });
+    env.sim
+        .edit(|d| d.users.push(SimUser::new("newhire", "新同事", &[3])));
     let reply = client.request(resolve(env.sim.login_code("newhire"))).await;
     assert_eq!(reply["userid"], "newhire", "{reply}");
     assert_eq!(reply["fetched"], true);

@@ -6,18 +6,8 @@ use std::time::Duration;
 use orgsync_simulator::{Directory, Endpoint, SimUser};
 use serde_json::Value;
 
-use crate::harness::{errcode, ids, userids, SimClient};
-
-const DEPARTMENT_LIST: &str = "/cgi-bin/department/list";
-const USER_LIST: &str = "/cgi-bin/user/list";
-const USER_GET: &str = "/cgi-bin/user/get";
-const LIST_ID: &str = "/cgi-bin/user/list_id";
-
-fn sample_with(change: impl FnOnce(&mut Directory)) -> Directory {
-    let mut directory = Directory::sample();
-    change(&mut directory);
-    directory
-}
+use crate::harness::paths::{DEPARTMENT_LIST, LIST_ID, USER_GET, USER_LIST};
+use crate::harness::{assert_wecom_error, errcode, ids, sample_with, userids, SimClient};
 
 // ---- gettoken and token checks ----
 
@@ -82,11 +72,7 @@ async fn business_calls_check_the_token() {
     let empty = h.call(DEPARTMENT_LIST, "", &[]).await;
     assert_eq!(errcode(&empty), 41001);
     let unknown = h.call(DEPARTMENT_LIST, "not-a-token", &[]).await;
-    assert_eq!(errcode(&unknown), 40014);
-    assert!(unknown["errmsg"]
-        .as_str()
-        .unwrap()
-        .starts_with("invalid access_token, hint: ["));
+    assert_wecom_error(&unknown, 40014, "invalid access_token");
 }
 
 #[tokio::test]

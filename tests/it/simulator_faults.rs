@@ -7,11 +7,8 @@ use std::time::{Duration, Instant};
 use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{errcode, SimClient};
-
-const USER_LIST: &str = "/cgi-bin/user/list";
-const USER_GET: &str = "/cgi-bin/user/get";
-const DEPARTMENT_LIST: &str = "/cgi-bin/department/list";
+use crate::harness::paths::{DEPARTMENT_LIST, USER_GET, USER_LIST};
+use crate::harness::{assert_wecom_error, errcode, SimClient};
 
 #[tokio::test]
 async fn an_errcode_fault_hits_the_matching_department_the_given_number_of_times() {
@@ -33,11 +30,7 @@ async fn an_errcode_fault_hits_the_matching_department_the_given_number_of_times
     );
     for _ in 0..2 {
         let answer = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
-        assert_eq!(errcode(&answer), 45033);
-        assert!(answer["errmsg"]
-            .as_str()
-            .unwrap()
-            .starts_with("api concurrent out of limit, hint: ["));
+        assert_wecom_error(&answer, 45033, "api concurrent out of limit");
     }
     let recovered = h.call(USER_LIST, &token, &[("department_id", "3")]).await;
     assert_eq!(errcode(&recovered), 0);
@@ -141,20 +134,29 @@ async fn a_truncated_body_has_a_matching_content_length() {
 
 #[tokio::test]
 async fn a_reset_aborts_the_connection_without_a_response() {
+    let (read, received) = a_connection_fault(Fault::Reset).await;
+    // No byte, then a RST.
+    assert_eq!(
+        read.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionReset
+    );
+    assert!(received.is_empty());
+}
+
+/// `fault` on `user/get`, seen twice. Through an HTTP client (checked here): an error, after
+/// which the next call works. On a raw TCP connection, to see exactly what arrives: the
+/// result of reading it to its end and the bytes received, returned for the caller to check.
+async fn a_connection_fault(fault: Fault) -> (std::io::Result<usize>, Vec<u8>) {
     let h = SimClient::start(Directory::sample()).await;
     let token = h.token().await;
-    h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
-
-    // Raw TCP, to see exactly what arrives: no byte, then a RST.
+    h.sim.inject(fault.clone().on(Endpoint::UserGet));
     let mut stream = raw_user_get(&h, &token).await;
     let mut received = Vec::new();
-    let error = stream.read_to_end(&mut received).await.unwrap_err();
-    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
-    assert!(received.is_empty());
+    let read = stream.read_to_end(&mut received).await;
 
-    // And through an HTTP client: an error, after which the next call works.
-    h.sim.inject(Fault::Reset.on(Endpoint::UserGet));
+    h.sim.inject(fault.on(Endpoint::UserGet));
     fails_then_recovers(&h, &token).await;
+    (read, received)
 }
 
 /// A `user/get` written by hand on a raw connection, to see exactly what comes back.
@@ -182,19 +184,10 @@ async fn fails_then_recovers(h: &SimClient, token: &str) {
 
 #[tokio::test]
 async fn a_close_ends_the_connection_cleanly_without_a_response() {
-    let h = SimClient::start(Directory::sample()).await;
-    let token = h.token().await;
-    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
-
-    // Raw TCP, to see exactly what arrives: no byte, then a clean end of stream (a FIN).
-    let mut stream = raw_user_get(&h, &token).await;
-    let mut received = Vec::new();
-    stream.read_to_end(&mut received).await.unwrap();
+    let (read, received) = a_connection_fault(Fault::Close).await;
+    // No byte, then a clean end of stream (a FIN).
+    read.unwrap();
     assert!(received.is_empty());
-
-    // And through an HTTP client: an error, after which the next call works.
-    h.sim.inject(Fault::Close.on(Endpoint::UserGet));
-    fails_then_recovers(&h, &token).await;
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ pub use env::Env;
 pub use event_line::seq_of;
 pub use python::Python;
 pub use server::{current_uid, error_code, Server};
-pub use sim_client::{errcode, ids, userids, SimClient};
+pub use sim_client::{assert_wecom_error, errcode, ids, paths, userids, SimClient};
 pub use store::{commit_dated, integrity, read_only, replay_onto, StoreState};
 pub use tls::{self_signed, trusting};
 
@@ -154,6 +154,13 @@ pub fn kinds(events: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The sample directory with `change` made to it.
+pub fn sample_with(change: impl FnOnce(&mut Directory)) -> Directory {
+    let mut directory = Directory::sample();
+    change(&mut directory);
+    directory
 }
 
 /// The member `userid` of a directory, to change it.

@@ -4,6 +4,17 @@
 use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 
+/// The WeCom API paths the simulator's tests call.
+pub mod paths {
+    pub const DEPARTMENT_LIST: &str = "/cgi-bin/department/list";
+    pub const USER_LIST: &str = "/cgi-bin/user/list";
+    pub const USER_GET: &str = "/cgi-bin/user/get";
+    pub const LIST_ID: &str = "/cgi-bin/user/list_id";
+    pub const GETUSERINFO: &str = "/cgi-bin/auth/getuserinfo";
+    pub const GETUSERID: &str = "/cgi-bin/user/getuserid";
+    pub const BY_EMAIL: &str = "/cgi-bin/user/get_userid_by_email";
+}
+
 pub struct SimClient {
     pub sim: Simulator,
     pub http: reqwest::Client,
@@ -126,6 +137,17 @@ impl Raw {
 
 pub fn errcode(answer: &Value) -> i64 {
     answer["errcode"].as_i64().expect("an errcode")
+}
+
+/// Asserts a WeCom error answer: `code`, and an `errmsg` the way WeCom writes it,
+/// `{message}, hint: [...]`.
+pub fn assert_wecom_error(answer: &Value, code: i64, message: &str) {
+    assert_eq!(errcode(answer), code, "{answer}");
+    let errmsg = answer["errmsg"].as_str().unwrap();
+    assert!(
+        errmsg.starts_with(&format!("{message}, hint: [")),
+        "{answer}"
+    );
 }
 
 pub fn ids(list: &Value, key: &str) -> Vec<u64> {

@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    describe, error_line, self_signed, trusting, Client, Daemon, Env, Python, WAIT,
+    assert_contains_all, describe, error_line, self_signed, trusting, Client, Daemon, Env, Python,
+    WAIT,
 };
 
 const READ_TOKEN: &str = "read-token-0123456789abcdef";
@@ -143,20 +144,21 @@ async fn every_endpoint_answers_a_good_token() {
     assert_eq!(metrics.status(), StatusCode::OK);
     let metrics = metrics.text().await.unwrap();
     let head = socket_status["events"]["head"].as_i64().unwrap();
-    for expected in [
-        format!("orgsync_event_head {head}"),
-        format!(
-            "orgsync_mirror_members {}",
-            socket_status["mirror"]["members"]
-        ),
-        "orgsync_runs_total{trigger=\"startup\",outcome=\"completed\"} 1".to_owned(),
-        "orgsync_last_success_timestamp_seconds ".to_owned(),
-        "orgsync_last_run_duration_seconds ".to_owned(),
-        "orgsync_last_run_changes{kind=".to_owned(),
-        "orgsync_guard_held 0".to_owned(),
-    ] {
-        assert!(metrics.contains(&expected), "{expected} in\n{metrics}");
-    }
+    assert_contains_all(
+        &metrics,
+        &[
+            format!("orgsync_event_head {head}"),
+            format!(
+                "orgsync_mirror_members {}",
+                socket_status["mirror"]["members"]
+            ),
+            "orgsync_runs_total{trigger=\"startup\",outcome=\"completed\"} 1".to_owned(),
+            "orgsync_last_success_timestamp_seconds ".to_owned(),
+            "orgsync_last_run_duration_seconds ".to_owned(),
+            "orgsync_last_run_changes{kind=".to_owned(),
+            "orgsync_guard_held 0".to_owned(),
+        ],
+    );
 
     // Members and departments, as member.get and department.get answer them.
     let mut socket = Client::connect(&env.socket_path()).await;

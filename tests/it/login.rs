@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use orgsync_simulator::{Directory, SimUser};
 use reqwest::Url;
 
-use crate::harness::{assert_fails, describe, Daemon, Env};
+use crate::harness::{assert_fails, describe, success_stdout, Daemon, Env};
 
 fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
@@ -19,8 +19,7 @@ async fn login_url_prints_both_urls_with_every_field_encoded() {
     let out = env
         .run(&["login-url", "--redirect", redirect, "--state", "abc-1"])
         .await;
-    assert!(out.status.success(), "{}", describe(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = success_stdout(&out);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let corp = env.sim.directory().corp_id;

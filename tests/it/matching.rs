@@ -2,7 +2,10 @@
 //! socket and from files, manual links across syncs and re-imports, link events as a host
 //! application receives them, and the match report.
 
-use crate::harness::{assert_exits_saying, current_uid, describe, kinds, Client, Env, Server};
+use crate::harness::{
+    assert_contains_all, assert_exits_saying, current_uid, describe, kinds, success_stdout, Client,
+    Env, Server,
+};
 use orgsync::diff::diff;
 use orgsync::model::{Member, Snapshot};
 use orgsync::socket::{self, ClientError};
@@ -430,17 +433,15 @@ async fn an_import_names_bad_rows_by_line_and_is_all_or_nothing_unless_told_to_s
     let output = import(&env, &file, &[]).await;
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let errors = stderr(&output);
-    for expected in [
-        format!("{file}:5: \"id\" is empty"),
-        format!("{file}:6: \"name\" contains a control character"),
-        format!("{file}:9: id \"1\" already appeared on line 2"),
-        "3 bad rows; nothing was imported".to_owned(),
-    ] {
-        assert!(
-            errors.contains(&expected),
-            "missing {expected:?} in:\n{errors}"
-        );
-    }
+    assert_contains_all(
+        &errors,
+        &[
+            format!("{file}:5: \"id\" is empty"),
+            format!("{file}:6: \"name\" contains a control character"),
+            format!("{file}:9: id \"1\" already appeared on line 2"),
+            "3 bad rows; nothing was imported".to_owned(),
+        ],
+    );
     assert_eq!(report(&env).await["host_users"]["total"], 0);
     assert_eq!(head(&env).await, before);
 
@@ -497,18 +498,18 @@ async fn the_report_lists_ambiguous_names_with_both_sides_and_says_why_mobiles_a
     );
 
     let output = env.run(&["match", "report"]).await;
-    assert!(output.status.success(), "{}", describe(&output));
-    let text = stdout(&output);
-    for expected in [
-        "host users: 3 (1 linked, 1 ambiguous, 1 unmatched)",
-        "links:      0 by phone, 0 by email, 1 by name, 0 manual",
-        "Note: WeCom withheld members' mobiles: this app was created on or after 2022-06-20",
-        "orgsync asks WeCom whose each unlinked host user's mobile or email is instead",
-        "Ambiguous names (link the right pairs with `orgsync link`): 1\n  王芳\n    member    wangfang 王芳\n    member    wangfang2 王芳\n    host user 1 王芳 13800138000\n",
-        "Unmatched host users: 1\n  3 Zhang\n",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
-    }
+    let text = success_stdout(&output);
+    assert_contains_all(
+        &text,
+        &[
+            "host users: 3 (1 linked, 1 ambiguous, 1 unmatched)",
+            "links:      0 by phone, 0 by email, 1 by name, 0 manual",
+            "Note: WeCom withheld members' mobiles: this app was created on or after 2022-06-20",
+            "orgsync asks WeCom whose each unlinked host user's mobile or email is instead",
+            "Ambiguous names (link the right pairs with `orgsync link`): 1\n  王芳\n    member    wangfang 王芳\n    member    wangfang2 王芳\n    host user 1 王芳 13800138000\n",
+            "Unmatched host users: 1\n  3 Zhang\n",
+        ],
+    );
 
     let json = report(&env).await;
     assert_eq!(json["mobiles_withheld"], true);
@@ -589,15 +590,15 @@ async fn a_dry_run_predicts_the_link_changes_the_run_then_makes() {
     let before = env.state();
     let head_before = head(&env).await;
     let output = env.run(&["sync", "--dry-run"]).await;
-    assert!(output.status.success(), "{}", describe(&output));
-    let text = stdout(&output);
-    for line in [
-        "- unlink host user 1 from xuhao (member_left)",
-        "+ link   host user 3 to Newcomer (by phone)",
-        "links: 1 created, 1 removed. Nothing was written.",
-    ] {
-        assert!(text.contains(line), "{line:?} missing from:\n{text}");
-    }
+    let text = success_stdout(&output);
+    assert_contains_all(
+        &text,
+        &[
+            "- unlink host user 1 from xuhao (member_left)",
+            "+ link   host user 3 to Newcomer (by phone)",
+            "links: 1 created, 1 removed. Nothing was written.",
+        ],
+    );
     assert_eq!(env.state(), before, "--dry-run wrote to the store");
 
     env.sync().await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{describe, user, Env};
+use crate::harness::{describe, success_stdout, user, Env};
 use orgsync::socket;
 use orgsync_simulator::{Directory, Endpoint};
 use serde_json::{json, Value};
@@ -134,8 +134,7 @@ async fn a_sync_stops_looking_up_at_the_days_failure_budget() {
     assert!(output.status.success(), "{}", describe(&output));
 
     let output = env.run(&["sync"]).await;
-    assert!(output.status.success(), "{}", describe(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = success_stdout(&output);
     assert!(
         text.contains("userid lookups: 3 asked, 0 found, 3 not found")
             && text.contains("budget is spent"),
@@ -177,8 +176,7 @@ async fn wecoms_daily_block_pauses_the_lookups() {
         .await;
 
     let output = env.run(&["sync"]).await;
-    assert!(output.status.success(), "{}", describe(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = success_stdout(&output);
     assert!(text.contains("WeCom refused lookups (45009)"), "{text}");
     // Three failures, then the call that WeCom refused; none after it.
     assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 4);

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use orgsync_simulator::Directory;
 use serde_json::json;
 
-use crate::harness::{assert_fails, describe, error_line, output, Env};
+use crate::harness::{assert_contains_all, assert_fails, describe, error_line, output, Env};
 
 #[tokio::test]
 async fn admin_commands_that_do_not_call_wecom_work_without_the_secret() {
@@ -210,15 +210,16 @@ async fn the_simulator_on_a_busy_port_names_the_address_and_suggests_port_0() {
 async fn help_lists_exit_statuses_signals_and_the_environment() {
     let out = output(crate::harness::orgsync(&["--help"])).await;
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "Exit status:",
-        "SIGUSR1",
-        "SIGHUP",
-        "ORGSYNC_CONFIG",
-        "3  a sync held",
-    ] {
-        assert!(help.contains(needle), "{needle}: {help}");
-    }
+    assert_contains_all(
+        &help,
+        &[
+            "Exit status:",
+            "SIGUSR1",
+            "SIGHUP",
+            "ORGSYNC_CONFIG",
+            "3  a sync held",
+        ],
+    );
 }
 
 #[tokio::test]

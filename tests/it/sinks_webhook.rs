@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{describe, self_signed, Env, Python, WAIT};
+use crate::harness::{describe, self_signed, success_stdout, Env, Python, WAIT};
 
 /// Two secrets, as during a rotation: both sign every delivery.
 const SECRET_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -382,8 +382,7 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
     );
 
     let listed = env.run(&["sinks"]).await;
-    assert!(listed.status.success(), "{}", describe(&listed));
-    let text = String::from_utf8_lossy(&listed.stdout);
+    let text = success_stdout(&listed);
     assert!(
         text.lines()
             .any(|l| l.starts_with("crm ") && l.contains("idle")),

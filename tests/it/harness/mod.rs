@@ -85,6 +85,12 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// Asserts that a command succeeded; its stdout.
+pub fn success_stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{}", describe(output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Asserts that a command exited with `code` and its one error line says `says`.
 pub fn assert_fails(output: &Output, code: i32, says: &str) {
     assert_eq!(output.status.code(), Some(code), "{}", describe(output));
@@ -100,6 +106,14 @@ pub fn assert_exits_saying(output: &Output, code: i32, says: &str) {
         "{}",
         describe(output)
     );
+}
+
+/// Asserts that `text` contains each of `expected`, naming the one it lacks.
+pub fn assert_contains_all<S: AsRef<str>>(text: &str, expected: &[S]) {
+    for expected in expected {
+        let expected = expected.as_ref();
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }
 
 /// Whether the test runs as root, which tests that act as another uid need; says so when not.

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{describe, self_signed, success_stdout, Env, Python, WAIT};
+use crate::harness::{describe, self_signed, success_stdout, Client, Daemon, Env, Python, WAIT};
 
 /// Two secrets, as during a rotation: both sign every delivery.
 const SECRET_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -211,6 +211,13 @@ impl Receiver {
         );
     }
 
+    /// Waits until it accepted the event `head`, then asserts that it accepted every event up
+    /// to it exactly once, in seq order.
+    async fn wait_all_accepted(&self, head: i64) {
+        self.wait_accepted(head).await;
+        assert_eq!(self.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    }
+
     /// Waits until it accepted the event `seq`.
     async fn wait_accepted(&self, seq: i64) {
         self.wait_until(&format!("event {seq} accepted"), |received| {
@@ -277,16 +284,23 @@ async fn sink_env(url: &str, extra: &str) -> Env {
     env
 }
 
+/// A daemon with the sink `crm` delivering to `receiver` (`extra` in its config), and a
+/// subscriber past the start-up sync.
+async fn deliver_to(receiver: &Receiver, extra: &str) -> (Env, Daemon, Client) {
+    let env = sink_env(&receiver.url(), extra).await;
+    let (daemon, subscriber) = env.start_synced_daemon().await;
+    (env, daemon, subscriber)
+}
+
 fn key(secret: &str) -> Vec<u8> {
     STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap()
 }
 
-/// Checks the request's Standard Webhooks headers: one `v1,` signature per secret, each the
-/// HMAC-SHA256 of `id.timestamp.body`.
+/// Checks the request's Standard Webhooks headers: a recent timestamp, and one `v1,`
+/// signature per secret.
 fn assert_signed(request: &Received) {
-    let id = request.header("webhook-id");
     let timestamp = request.header("webhook-timestamp");
     let sent: i64 = timestamp.parse().unwrap();
     assert!(
@@ -296,13 +310,18 @@ fn assert_signed(request: &Received) {
     let signatures: Vec<&str> = request.header("webhook-signature").split(' ').collect();
     let expected: Vec<String> = [SECRET_OLD, SECRET_NEW]
         .iter()
-        .map(|secret| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(&key(secret)).unwrap();
-            mac.update(format!("{id}.{timestamp}.{}", request.body).as_bytes());
-            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-        })
+        .map(|secret| signature(secret, request))
         .collect();
     assert_eq!(signatures, expected);
+}
+
+/// The `v1,` signature of a request with `secret`: the HMAC-SHA256 of `id.timestamp.body`.
+fn signature(secret: &str, request: &Received) -> String {
+    let id = request.header("webhook-id");
+    let timestamp = request.header("webhook-timestamp");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key(secret)).unwrap();
+    mac.update(format!("{id}.{timestamp}.{}", request.body).as_bytes());
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 /// The sink `crm` in the daemon's status, once `found` finds something in it.
@@ -315,6 +334,20 @@ async fn sink_status_when<T>(env: &Env, what: &str, found: impl Fn(&Value) -> Op
             .and_then(&found)
     })
     .await
+}
+
+/// The sink `crm` once it is in `state` (as the daemon reports it): `what`, for the message
+/// if it never is.
+async fn sink_in_state(env: &Env, state: &str, what: &str) -> Value {
+    sink_status_when(env, what, |sink| {
+        (sink["state"] == state).then(|| sink.clone())
+    })
+    .await
+}
+
+/// Waits until the sink `crm`'s cursor is at `seq`: `what`, for the message if it never is.
+async fn sink_at_cursor(env: &Env, seq: i64, what: &str) {
+    sink_status_when(env, what, |sink| (sink["cursor"] == seq).then_some(())).await;
 }
 
 fn hire(env: &Env, userid: &str) {
@@ -341,13 +374,11 @@ fn cursor(env: &Env) -> Option<i64> {
 #[tokio::test]
 async fn events_arrive_in_seq_order_signed_with_both_secrets() {
     let receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let head = env.state().head();
     assert!(head > 5, "the start-up sync made events");
-    receiver.wait_accepted(head).await;
+    receiver.wait_all_accepted(head).await;
 
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
     let stored = env.events_since(0).await;
     for (request, event) in receiver.accepted().iter().zip(&stored) {
         assert_eq!(
@@ -364,10 +395,7 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
     }
     assert_eq!(cursor(&env), Some(head));
 
-    let sink = sink_status_when(&env, "the sink idle", |sink| {
-        (sink["state"] == "idle").then(|| sink.clone())
-    })
-    .await;
+    let sink = sink_in_state(&env, "idle", "the sink idle").await;
     assert_eq!(sink["lag"], 0, "{sink}");
     assert_eq!(sink["cursor"], head, "{sink}");
     assert_eq!(sink["kind"], "webhook", "{sink}");
@@ -375,11 +403,7 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
     // Live events follow.
     hire(&env, "xinren1");
     let completed = resync(&env).await;
-    receiver.wait_accepted(completed).await;
-    assert_eq!(
-        receiver.accepted_seqs(),
-        (1..=completed).collect::<Vec<_>>()
-    );
+    receiver.wait_all_accepted(completed).await;
 
     let listed = env.run(&["sinks"]).await;
     let text = success_stdout(&listed);
@@ -410,11 +434,9 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
 #[tokio::test]
 async fn batches_carry_arrays_of_events_in_order() {
     let receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "batch_size = 4").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "batch_size = 4").await;
     let head = env.state().head();
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
     for request in receiver.accepted() {
         assert_eq!(
             request.header("content-type"),
@@ -438,8 +460,7 @@ async fn errors_and_timeouts_are_retried_with_backoff_and_nothing_is_skipped() {
     let receiver = Receiver::start().await;
     // Every request fails until the test says otherwise.
     receiver.script(&[], Some(Reply::Status(500)));
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let head = env.state().head();
 
     let sink = sink_status_when(&env, "the sink failing", |sink| {
@@ -470,12 +491,8 @@ async fn errors_and_timeouts_are_retried_with_backoff_and_nothing_is_skipped() {
         &[Reply::Hang(Duration::from_secs(3)), Reply::Status(503)],
         None,
     );
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
-    let sink = sink_status_when(&env, "the sink idle", |sink| {
-        (sink["state"] == "idle").then(|| sink.clone())
-    })
-    .await;
+    receiver.wait_all_accepted(head).await;
+    let sink = sink_in_state(&env, "idle", "the sink idle").await;
     assert_eq!(sink["attempts"], 0, "{sink}");
     let log = daemon.output();
     assert!(log.contains("no answer within 1 s"), "{log}");
@@ -486,8 +503,7 @@ async fn errors_and_timeouts_are_retried_with_backoff_and_nothing_is_skipped() {
 #[tokio::test]
 async fn a_receiver_down_then_back_gets_everything_in_order() {
     let mut receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let first = env.state().head();
     receiver.wait_accepted(first).await;
 
@@ -496,15 +512,11 @@ async fn a_receiver_down_then_back_gets_everything_in_order() {
     resync(&env).await;
     hire(&env, "xinren2");
     let head = resync(&env).await;
-    let sink = sink_status_when(&env, "the sink failing to connect", |sink| {
-        (sink["state"] == "failing").then(|| sink.clone())
-    })
-    .await;
+    let sink = sink_in_state(&env, "failing", "the sink failing to connect").await;
     assert_eq!(sink["cursor"], first, "{sink}");
 
     receiver.up();
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
     daemon.stop().await;
 }
 
@@ -512,14 +524,10 @@ async fn a_receiver_down_then_back_gets_everything_in_order() {
 async fn gone_pauses_the_sink_until_an_admin_resumes_it() {
     let receiver = Receiver::start().await;
     receiver.script(&[Reply::Status(410)], None);
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let head = env.state().head();
 
-    let sink = sink_status_when(&env, "the sink paused", |sink| {
-        (sink["state"] == "paused").then(|| sink.clone())
-    })
-    .await;
+    let sink = sink_in_state(&env, "paused", "the sink paused").await;
     assert!(
         sink["paused_reason"].as_str().unwrap().contains("410"),
         "{sink}"
@@ -533,8 +541,7 @@ async fn gone_pauses_the_sink_until_an_admin_resumes_it() {
 
     let resumed = env.run(&["sinks", "resume", "crm"]).await;
     assert!(resumed.status.success(), "{}", describe(&resumed));
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
     assert_eq!(receiver.received().len() as i64, head + 1);
 
     let unknown = env.run(&["sinks", "resume", "nosuch"]).await;
@@ -545,8 +552,7 @@ async fn gone_pauses_the_sink_until_an_admin_resumes_it() {
 #[tokio::test]
 async fn replay_moves_the_cursor_back_and_delivers_again() {
     let receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let head = env.state().head();
     receiver.wait_accepted(head).await;
 
@@ -576,8 +582,7 @@ async fn a_restart_resumes_at_the_confirmed_cursor_with_nothing_lost() {
         &[Reply::Status(200), Reply::Status(204), Reply::Status(202)],
         Some(Reply::Status(500)),
     );
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     receiver
         .wait_until("a failure after three", |received| received.len() >= 4)
         .await;
@@ -593,16 +598,14 @@ async fn a_restart_resumes_at_the_confirmed_cursor_with_nothing_lost() {
     let head = env.state().head();
     receiver.script(&[], None);
     let daemon = env.start_daemon().await;
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
 
     // Stopped mid-stream with SIGTERM and restarted: again nothing lost, nothing out of order.
     daemon.stop().await;
     let daemon = env.start_daemon().await;
     hire(&env, "xinren2");
     let head = resync(&env).await;
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
     daemon.stop().await;
 }
 
@@ -613,10 +616,7 @@ async fn a_sink_started_now_skips_what_came_before() {
     env.sync().await;
     let before = env.state().head();
     let daemon = env.start_daemon().await;
-    sink_status_when(&env, "the sink registered", |sink| {
-        (sink["cursor"] == before).then_some(())
-    })
-    .await;
+    sink_at_cursor(&env, before, "the sink registered").await;
     hire(&env, "xinren1");
     let head = resync(&env).await;
     receiver.wait_accepted(head).await;
@@ -630,13 +630,9 @@ async fn a_sink_started_now_skips_what_came_before() {
 #[tokio::test]
 async fn types_filter_what_a_sink_gets() {
     let receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "types = [\"orgsync.sync.*\"]").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "types = [\"orgsync.sync.*\"]").await;
     let head = env.state().head();
-    sink_status_when(&env, "the sink caught up", |sink| {
-        (sink["cursor"] == head).then_some(())
-    })
-    .await;
+    sink_at_cursor(&env, head, "the sink caught up").await;
     let types: Vec<String> = receiver
         .accepted()
         .iter()
@@ -671,12 +667,8 @@ fn self_signed_acceptor(dir: &Path) -> TlsAcceptor {
 async fn a_certificate_no_one_vouches_for_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start_with(Some(self_signed_acceptor(dir.path()))).await;
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
-    let sink = sink_status_when(&env, "the sink failing on TLS", |sink| {
-        (sink["state"] == "failing").then(|| sink.clone())
-    })
-    .await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
+    let sink = sink_in_state(&env, "failing", "the sink failing on TLS").await;
     let error = sink["last_error"].as_str().unwrap();
     assert!(error.contains("invalid peer certificate"), "{sink}");
     assert!(receiver.received().is_empty(), "no request got through");
@@ -724,10 +716,7 @@ async fn the_python_example_verifies_real_deliveries() {
         seqs.push(event["seq"].as_i64().unwrap());
     }
     assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
-    sink_status_when(&env, "the sink caught up", |sink| {
-        (sink["cursor"] == head).then_some(())
-    })
-    .await;
+    sink_at_cursor(&env, head, "the sink caught up").await;
     daemon.stop().await;
     verifier.kill().await;
 }
@@ -800,8 +789,7 @@ async fn bad_sinks_are_config_errors_that_name_the_key() {
 #[tokio::test]
 async fn a_reload_puts_a_rotated_secret_in_force_and_resumes_at_the_cursor() {
     let receiver = Receiver::start().await;
-    let env = sink_env(&receiver.url(), "").await;
-    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
     let first = env.state().head();
     receiver.wait_accepted(first).await;
 
@@ -815,22 +803,11 @@ async fn a_reload_puts_a_rotated_secret_in_force_and_resumes_at_the_cursor() {
     .await;
     hire(&env, "xinren1");
     let head = resync(&env).await;
-    receiver.wait_accepted(head).await;
-    assert_eq!(receiver.accepted_seqs(), (1..=head).collect::<Vec<_>>());
+    receiver.wait_all_accepted(head).await;
     let last = receiver.accepted().pop().unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key(SECRET_NEW)).unwrap();
-    mac.update(
-        format!(
-            "{}.{}.{}",
-            last.header("webhook-id"),
-            last.header("webhook-timestamp"),
-            last.body
-        )
-        .as_bytes(),
-    );
     assert_eq!(
         last.header("webhook-signature"),
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        signature(SECRET_NEW, &last)
     );
     daemon.stop().await;
 }

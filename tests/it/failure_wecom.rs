@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, assert_failed, describe, types, Env, StoreState, FAST_WECOM};
+use crate::harness::{self, assert_failed, describe, types, user, Env, StoreState, FAST_WECOM};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// The sample company, synced once, with `wecom` added to the fast retry settings.
@@ -19,9 +19,7 @@ async fn synced(wecom: &str) -> (Env, StoreState) {
 async fn synced_and_changed(wecom: &str) -> (Env, StoreState) {
     let (env, state) = synced(wecom).await;
     env.sim.edit(|directory| {
-        if let Some(lina) = directory.users.iter_mut().find(|u| u.userid == "lina") {
-            lina.position = "技术总监".into();
-        }
+        user(directory, "lina").position = "技术总监".into();
         directory.users.retain(|u| u.userid != "gaopeng");
     });
     (env, state)
@@ -114,11 +112,8 @@ async fn transient_failures_are_retried_and_the_run_completes() {
             calls(&env, Endpoint::UserList),
             calls(&env, Endpoint::GetToken),
         );
-        env.sim.edit(|d| {
-            if let Some(lina) = d.users.iter_mut().find(|u| u.userid == "lina") {
-                lina.position = format!("架构师 {round}");
-            }
-        });
+        env.sim
+            .edit(|d| user(d, "lina").position = format!("架构师 {round}"));
         // Two failures, within the two retries FAST_WECOM allows.
         env.sim
             .inject(fault.clone().on(Endpoint::UserList).department(3).times(2));

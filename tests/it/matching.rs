@@ -3,8 +3,8 @@
 //! application receives them, and the match report.
 
 use crate::harness::{
-    assert_contains_all, assert_exits_saying, current_uid, describe, kinds, success_stdout, Client,
-    Env, Server,
+    assert_contains_all, assert_exits_saying, current_uid, describe, kinds, success_stdout, user,
+    Client, Env, Server,
 };
 use orgsync::diff::diff;
 use orgsync::model::{Member, Snapshot};
@@ -72,6 +72,12 @@ fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The `(type, subject)` of the event `orgsync.link.{change}` of the member `userid`, as
+/// [`kinds`] lists events.
+fn link(change: &str, userid: &str) -> (String, String) {
+    (format!("orgsync.link.{change}"), format!("member/{userid}"))
+}
+
 fn pairs(list: &Value, key: &str) -> Vec<String> {
     list.as_array()
         .expect("a list")
@@ -104,13 +110,7 @@ async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_ru
     let created = [subscriber.next().await, subscriber.next().await];
     assert_eq!(
         kinds(&created),
-        [
-            ("orgsync.link.created".to_owned(), "member/xuhao".to_owned()),
-            (
-                "orgsync.link.created".to_owned(),
-                "member/wangfang".to_owned()
-            ),
-        ]
+        [link("created", "xuhao"), link("created", "wangfang")]
     );
     assert_eq!(
         created[0]["data"],
@@ -122,9 +122,7 @@ async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_ru
     // 徐浩 leaves and 王芳 is renamed: both links go in the run, after the member events.
     env.sim.edit(|d| {
         d.users.retain(|u| u.userid != "xuhao");
-        if let Some(user) = d.users.iter_mut().find(|u| u.userid == "wangfang") {
-            user.name = "王芳芳".into();
-        }
+        user(d, "wangfang").name = "王芳芳".into();
     });
     daemon.signal(libc::SIGUSR1);
     let run = subscriber.run_events().await;
@@ -132,11 +130,8 @@ async fn link_events_reach_a_subscriber_from_a_put_at_once_and_from_a_sync_in_ru
     assert_eq!(
         kinds(&run[n - 3..]),
         [
-            ("orgsync.link.removed".to_owned(), "member/xuhao".to_owned()),
-            (
-                "orgsync.link.removed".to_owned(),
-                "member/wangfang".to_owned()
-            ),
+            link("removed", "xuhao"),
+            link("removed", "wangfang"),
             (
                 "orgsync.sync.completed".to_owned(),
                 format!("run/{}", run[n - 1]["data"]["run"].as_str().expect("run"))
@@ -242,13 +237,7 @@ async fn host_users_put_replace_makes_the_given_set_the_whole_set_and_bad_users_
     let removed = [subscriber.next().await, subscriber.next().await];
     assert_eq!(
         kinds(&removed),
-        [
-            ("orgsync.link.removed".to_owned(), "member/xuhao".to_owned()),
-            (
-                "orgsync.link.removed".to_owned(),
-                "member/wangfang".to_owned()
-            ),
-        ]
+        [link("removed", "xuhao"), link("removed", "wangfang")]
     );
     assert!(removed
         .iter()
@@ -357,11 +346,8 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
     assert_eq!(events[2]["data"]["userid"], "zhangwei");
 
     // A re-sync with a change to 张伟 leaves the link alone.
-    env.sim.edit(|d| {
-        if let Some(user) = d.users.iter_mut().find(|u| u.userid == "zhangwei") {
-            user.position = "CTO".into();
-        }
-    });
+    env.sim
+        .edit(|d| user(d, "zhangwei").position = "CTO".into());
     let before = head(&env).await;
     env.sync().await;
     let events = env.events_since(before).await;
@@ -529,11 +515,7 @@ async fn the_report_lists_ambiguous_names_with_both_sides_and_says_why_mobiles_a
 #[tokio::test]
 async fn a_shared_mobile_is_never_linked_on_either_side() {
     let env = Env::new(Directory::sample()).await;
-    env.sim.edit(|d| {
-        if let Some(user) = d.users.iter_mut().find(|u| u.userid == "wangfang") {
-            user.mobile = LINA.into();
-        }
-    });
+    env.sim.edit(|d| user(d, "wangfang").mobile = LINA.into());
     env.sync().await;
     let file = write(
         &env,

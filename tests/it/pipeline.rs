@@ -177,11 +177,8 @@ async fn daemon_syncs_at_startup_on_sigusr1_and_exits_zero_on_sigterm() {
 async fn a_subscriber_with_since_gets_every_later_event_in_order_then_live_ones() {
     let env = Env::new(Directory::sample()).await;
     env.sync().await;
-    env.sim.edit(|d| {
-        if let Some(user) = d.users.iter_mut().find(|u| u.userid == "lina") {
-            user.position = "后端架构师".into();
-        }
-    });
+    env.sim
+        .edit(|d| user(d, "lina").position = "后端架构师".into());
     env.sync().await;
     let stored = env.events_since(0).await;
     let since = 10;

@@ -4,7 +4,7 @@
 
 use orgsync_simulator::{Directory, SimDepartment, SimUser};
 
-use crate::harness::{assert_failed, describe, Env};
+use crate::harness::{assert_sync_fails, describe, Env};
 
 /// A first sync of the sample, then `edit` applied to the simulated directory, then a sync that
 /// must fail as inconsistent, naming `what`.
@@ -13,8 +13,7 @@ async fn fails_as_inconsistent(edit: impl FnOnce(&mut Directory), what: &str) {
     env.sync().await;
     env.sim.edit(edit);
     let before = env.state();
-    let output = env.run(&["sync"]).await;
-    let (line, _) = assert_failed(&before, &env, &output, "inconsistent_pull");
+    let (line, _) = assert_sync_fails(&before, &env, "inconsistent_pull").await;
     assert!(line.contains(what), "{line}");
 }
 

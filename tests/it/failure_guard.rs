@@ -118,11 +118,7 @@ async fn too_many_leavers_are_held_shown_listed_and_applied_only_by_force() {
     assert_eq!(code, Some(0), "{text}");
 
     // Nothing left to do.
-    env.sync().await;
-    assert_eq!(
-        types(&env.events_since(state.head()).await),
-        ["orgsync.sync.completed"]
-    );
+    env.assert_nothing_to_sync().await;
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, assert_failed, describe, types, user, Env, StoreState, FAST_WECOM};
+use crate::harness::{
+    self, assert_failed, assert_sync_fails, describe, types, user, Env, StoreState, FAST_WECOM,
+};
 use orgsync_simulator::{Directory, Endpoint, Fault};
 
 /// The sample company, synced once, with `wecom` added to the fast retry settings.
@@ -66,8 +68,7 @@ async fn a_department_that_keeps_failing_fails_the_whole_run_and_changes_nothing
         // One attempt and the two retries of FAST_WECOM.
         env.sim
             .inject(fault.clone().on(Endpoint::UserList).department(3).times(3));
-        let output = env.run(&["sync"]).await;
-        let (line, _) = assert_failed(&before, &env, &output, code);
+        let (line, _) = assert_sync_fails(&before, &env, code).await;
         assert!(line.contains(says), "{fault:?}: {line}");
         assert!(line.contains("user/list (department 3)"), "{line}");
         assert!(line.contains("(gave up after 3 attempts)"), "{line}");
@@ -232,8 +233,7 @@ async fn an_answer_without_its_data_fails_at_once_and_is_not_read_as_empty() {
     // `{"errcode":0,"errmsg":"ok"}`: success, but no `userlist` at all.
     env.sim
         .inject(Fault::Errcode(0).on(Endpoint::UserList).department(3));
-    let output = env.run(&["sync"]).await;
-    let (line, _) = assert_failed(&before, &env, &output, "malformed_response");
+    let (line, _) = assert_sync_fails(&before, &env, "malformed_response").await;
     assert!(
         line.contains(
             "user/list (department 3): unexpected response from WeCom: errcode 0 but no `userlist`"
@@ -284,8 +284,7 @@ async fn a_department_deleted_during_the_pull_fails_the_run_and_the_rerun_applie
     // Department 4 is deleted between department/list and its user/list: WeCom says 60003.
     env.sim
         .inject(Fault::Errcode(60003).on(Endpoint::UserList).department(4));
-    let output = env.run(&["sync"]).await;
-    let (line, _) = assert_failed(&before, &env, &output, "wecom_errcode");
+    let (line, _) = assert_sync_fails(&before, &env, "wecom_errcode").await;
     assert!(
         line.contains("user/list (department 4): WeCom errcode 60003 (department not found)"),
         "{line}"
@@ -457,8 +456,7 @@ async fn after_a_bad_secret_gettoken_is_not_called_again_by_later_runs_or_retrie
     // Three runs in a row, as a cron job or an impatient operator would start them.
     for run in 1..=3 {
         let before = env.state();
-        let output = env.run(&["sync"]).await;
-        let (line, _) = assert_failed(&before, &env, &output, "token");
+        let (line, _) = assert_sync_fails(&before, &env, "token").await;
         assert!(line.contains("40001"), "run {run}: {line}");
         assert_eq!(calls(&env, Endpoint::GetToken), 1, "run {run}: {line}");
     }
@@ -536,8 +534,7 @@ async fn a_frequency_limit_that_persists_fails_the_run_without_a_retry_storm() {
     env.sim
         .inject(Fault::Errcode(45009).on(Endpoint::UserList).times(1000));
     let started = Instant::now();
-    let output = env.run(&["sync"]).await;
-    let (line, _) = assert_failed(&before, &env, &output, "rate_limited");
+    let (line, _) = assert_sync_fails(&before, &env, "rate_limited").await;
     assert!(line.contains("WeCom errcode 45009"), "{line}");
     // Each call sits out at most three one-second windows; the four calls in flight share
     // them. So at most 4 calls per window, 4 windows: never a storm.

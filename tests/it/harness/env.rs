@@ -12,7 +12,7 @@ use orgsync_simulator::{Directory, Simulator};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use super::{describe, orgsync, output, Client, Daemon, NotifySocket, StoreState, WAIT};
+use super::{describe, orgsync, output, types, Client, Daemon, NotifySocket, StoreState, WAIT};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -118,6 +118,13 @@ impl Env {
         let head = self.state().head();
         self.sync().await;
         self.events_since(head).await
+    }
+
+    /// `orgsync sync`, asserting that it found nothing to change: its one event is
+    /// `orgsync.sync.completed`.
+    pub async fn assert_nothing_to_sync(&self) {
+        let events = self.sync_events().await;
+        assert_eq!(types(&events), ["orgsync.sync.completed"], "{events:?}");
     }
 
     /// Every stored event with `seq > since`, through `orgsync events`.

@@ -195,6 +195,13 @@ pub fn move_to(user: &mut SimUser, department: u32, order: u32) {
     user.main_department = department;
 }
 
+/// Runs `orgsync sync`, which must fail with `code` as [`assert_failed`] checks; its stderr
+/// line and the event's `data.error`.
+pub async fn assert_sync_fails(before: &StoreState, env: &Env, code: &str) -> (String, Value) {
+    let output = env.run(&["sync"]).await;
+    assert_failed(before, env, &output, code)
+}
+
 /// Asserts what every failed `orgsync sync` must show: exit status 1, one `orgsync:` line on
 /// stderr naming the failure's `code`, the mirror exactly as `before`, and exactly one new
 /// event, `orgsync.sync.failed` with that code and a message. Returns the stderr line and the

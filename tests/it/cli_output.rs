@@ -103,8 +103,7 @@ async fn a_dry_run_against_the_sample_company_lists_every_change() {
 
 #[tokio::test]
 async fn the_status_page_after_a_sync() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let page = stdout(&env, &["status"]).await;
     redacting(Some(env.dir.path())).bind(|| insta::assert_snapshot!(page));
 }

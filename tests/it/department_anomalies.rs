@@ -9,8 +9,7 @@ use crate::harness::{assert_sync_fails, describe, Env};
 /// A first sync of the sample, then `edit` applied to the simulated directory, then a sync that
 /// must fail as inconsistent, naming `what`.
 async fn fails_as_inconsistent(edit: impl FnOnce(&mut Directory), what: &str) {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     env.sim.edit(edit);
     let before = env.state();
     let (line, _) = assert_sync_fails(&before, &env, "inconsistent_pull").await;
@@ -64,8 +63,7 @@ async fn userids_equal_but_for_case_fail_the_run() {
 
 #[tokio::test]
 async fn an_orphan_department_is_the_top_of_a_subtree_of_its_own() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let members = env.state().mirror.members.len();
     env.sim.edit(|d| {
         d.departments.push(SimDepartment::new(8, "孤儿", 99));

@@ -10,8 +10,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn withheld_fields_keep_their_last_known_value_and_emit_no_change() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let known = env.state();
     let lina = known.mirror.members["lina"].clone();
     assert_eq!(lina.mobile.as_deref(), Some("15010873321"));
@@ -60,8 +59,7 @@ async fn withheld_fields_keep_their_last_known_value_and_emit_no_change() {
 
 #[tokio::test]
 async fn a_userid_whose_spelling_changes_case_is_the_same_member() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     env.sim
         .edit(|d| user(d, "ZhaoLei").userid = "zhaolei".into());
     let events = env.sync_events().await;
@@ -119,8 +117,7 @@ async fn orders_above_2_pow_31_survive_the_round_trip() {
 
 #[tokio::test]
 async fn a_member_of_several_departments_is_one_member_and_a_move_is_one_update() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let state = env.state();
     let events = state.event_values();
     let joined: Vec<&serde_json::Value> = events

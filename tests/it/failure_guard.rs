@@ -156,8 +156,7 @@ async fn an_empty_pull_is_held_even_where_the_limits_would_allow_it() {
 
 #[tokio::test]
 async fn a_narrowed_visible_range_is_held_and_rerooting_into_it_is_held_too() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let before = env.state();
 
     // The admin narrows the app's visible range to the R&D subtree. Everything visible is

@@ -79,8 +79,7 @@ async fn login_url_checks_what_it_can() {
 /// The sample tenant synced, one host user, h-1, with the first member's name (so that it is
 /// linked to that member by name), and the daemon running; the members, in order.
 async fn start_with_host_user() -> (Env, Daemon, Vec<SimUser>) {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let users = env.sim.directory().users;
     let csv = env.path("users.csv");
     std::fs::write(&csv, format!("id,name\nh-1,{}\n", users[0].name)).unwrap();
@@ -194,8 +193,7 @@ async fn login_resolve_turns_a_code_into_the_member_and_its_host_user() {
 
 #[tokio::test]
 async fn login_resolve_says_unavailable_when_wecom_cannot_be_asked() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let _daemon = env.start_daemon().await;
     let code = env.sim.login_code(&env.sim.directory().users[0].userid);
     env.sim.inject(

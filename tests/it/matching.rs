@@ -275,8 +275,7 @@ async fn host_users_put_replace_makes_the_given_set_the_whole_set_and_bad_users_
 
 #[tokio::test]
 async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leaves() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let users = write(
         &env,
         "users.csv",
@@ -398,8 +397,7 @@ async fn manual_links_survive_resyncs_and_reimports_and_go_when_the_member_leave
 
 #[tokio::test]
 async fn an_import_names_bad_rows_by_line_and_is_all_or_nothing_unless_told_to_skip_them() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let before = head(&env).await;
     let file = write(
         &env,
@@ -550,8 +548,7 @@ async fn a_shared_mobile_is_never_linked_on_either_side() {
 /// run then does exactly that.
 #[tokio::test]
 async fn a_dry_run_predicts_the_link_changes_the_run_then_makes() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     const NEWCOMER: &str = "13722223333";
     let users = write(
         &env,

@@ -12,8 +12,7 @@ use crate::harness::{assert_contains_all, assert_fails, describe, error_line, ou
 
 #[tokio::test]
 async fn admin_commands_that_do_not_call_wecom_work_without_the_secret() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     // A service install keeps the secret only as a systemd credential the shell does not have.
     std::fs::remove_file(env.path("secret")).unwrap();
     let users = env.path("users.csv");
@@ -74,8 +73,7 @@ async fn a_restart_during_a_pull_syncs_again_at_start_up() {
 
 #[tokio::test]
 async fn type_patterns_that_match_no_event_type_are_refused() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let _daemon = env.start_daemon().await;
     for pattern in ["orgsync.members.joined", "member.*"] {
         let client = env
@@ -97,8 +95,7 @@ async fn status_and_events_work_for_a_user_who_may_only_read_the_store() {
     if !crate::harness::running_as_root() {
         return;
     }
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for entry in std::fs::read_dir(env.dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -156,8 +153,7 @@ async fn a_rejected_reload_shows_in_status_until_a_good_one() {
 
 #[tokio::test]
 async fn events_since_past_the_head_is_an_error_as_on_the_socket() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let head = env.state().head();
     let out = env
         .run(&["events", "--since", &(head + 5).to_string()])
@@ -175,8 +171,7 @@ async fn a_dry_run_on_a_fresh_config_writes_nothing() {
 
 #[tokio::test]
 async fn the_config_path_can_come_from_orgsync_config() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let mut command = crate::harness::orgsync(&["status"]);
     command.env("ORGSYNC_CONFIG", &env.config_path);
     let out = output(command).await;
@@ -259,8 +254,7 @@ async fn a_default_level_run_logs_a_few_lines_and_a_failure_once() {
 
 #[tokio::test]
 async fn resync_wait_exits_with_the_outcome_of_the_run_it_asked_for() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let _daemon = env.start_daemon().await;
     let out = env.run(&["resync", "--wait"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -278,8 +272,7 @@ async fn resync_wait_exits_with_the_outcome_of_the_run_it_asked_for() {
 
 #[tokio::test]
 async fn backup_writes_a_private_consistent_copy_and_never_overwrites() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let _daemon = env.start_daemon().await;
     let copy = env.path("backup.db");
     let out = env.run(&["backup", copy.to_str().unwrap()]).await;

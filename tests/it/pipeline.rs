@@ -11,8 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn first_sync_emits_departments_parents_first_then_members_then_completed() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let events = env.events_since(0).await;
     let directory = env.sim.directory();
 
@@ -84,8 +83,7 @@ fn reorganize(directory: &mut Directory) {
 
 #[tokio::test]
 async fn second_sync_emits_exactly_the_changes_and_a_third_only_completed() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let head = env.events_since(0).await.len() as i64;
 
     env.sim.edit(reorganize);
@@ -175,8 +173,7 @@ async fn daemon_syncs_at_startup_on_sigusr1_and_exits_zero_on_sigterm() {
 
 #[tokio::test]
 async fn a_subscriber_with_since_gets_every_later_event_in_order_then_live_ones() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     env.sim
         .edit(|d| user(d, "lina").position = "后端架构师".into());
     env.sync().await;

@@ -10,8 +10,7 @@ use crate::harness::{error_code, replay_onto, Client, Daemon, Env};
 
 /// The sample company, synced, with its daemon running.
 async fn serving_the_sample() -> (Env, Daemon) {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let daemon = env.start_daemon().await;
     (env, daemon)
 }
@@ -104,8 +103,7 @@ async fn list_then_watch_across_a_concurrent_sync_loses_and_repeats_nothing() {
 
 #[tokio::test]
 async fn lookups_find_members_departments_and_links_and_say_not_found() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let member = env.sim.directory().users[0].clone();
     let users = env.path("users.csv");
     std::fs::write(&users, format!("id,name\nh-1,{}\n", member.name)).unwrap();
@@ -202,8 +200,7 @@ async fn a_position_from_another_store_is_told_store_changed() {
 
 #[tokio::test]
 async fn people_read_the_directory_from_the_command_line_without_secret_or_daemon() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     std::fs::remove_file(env.path("secret")).unwrap();
     let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
 

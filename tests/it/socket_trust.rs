@@ -18,8 +18,7 @@ async fn the_command_line_refuses_an_impostor_listening_on_the_socket_path() {
     if !crate::harness::running_as_root() {
         return;
     }
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     // A shared directory (sticky, like /tmp) where uid 65534 gets to the socket path first.
     let shared = env.path("shared");
     std::fs::create_dir(&shared).unwrap();

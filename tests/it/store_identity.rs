@@ -74,8 +74,7 @@ async fn a_reload_with_another_corp_id_is_rejected() {
 
 #[tokio::test]
 async fn a_store_removed_under_the_daemon_stops_it_and_is_not_recreated() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let daemon = env.start_daemon().await;
     let mut subscriber = env.subscribe(json!({"op": "subscribe", "since": 0})).await;
     subscriber.run_events().await;
@@ -98,8 +97,7 @@ async fn a_store_removed_under_the_daemon_stops_it_and_is_not_recreated() {
 
 #[tokio::test]
 async fn a_store_replaced_under_the_daemon_stops_it() {
-    let env = Env::new(Directory::sample()).await;
-    env.sync().await;
+    let env = Env::synced_sample().await;
     let other = env.beside("", "");
     other.sync().await;
     let daemon = env.start_daemon().await;
@@ -117,8 +115,7 @@ async fn a_damaged_event_log_is_reported_by_sync_and_status_instead_of_exit_0() 
         "UPDATE sqlite_sequence SET seq = seq - 5 WHERE name = 'events'",
         "UPDATE events SET body = '{\"seq\":' WHERE seq = (SELECT max(seq) FROM events)",
     ] {
-        let env = Env::new(Directory::sample()).await;
-        env.sync().await;
+        let env = Env::synced_sample().await;
         rusqlite::Connection::open(env.store_path())
             .unwrap()
             .execute_batch(damage)

@@ -26,6 +26,13 @@ impl Env {
         Env::with_config(directory, "").await
     }
 
+    /// The sample directory, with the store filled by a first `orgsync sync`.
+    pub async fn synced_sample() -> Env {
+        let env = Env::new(Directory::sample()).await;
+        env.sync().await;
+        env
+    }
+
     /// `extra` is appended to the generated config (whole sections, e.g. `[safety]\n...`).
     pub async fn with_config(directory: Directory, extra: &str) -> Env {
         Env::with_wecom(directory, "", extra).await

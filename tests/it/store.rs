@@ -117,21 +117,37 @@ fn consumer_cursor_never_moves_back() {
     );
 }
 
+/// Begins a CLI run and rewrites its row as if process `pid` had begun it, at `started_at`
+/// when given.
+fn begin_as(store: &Store, pid: u32, started_at: Option<&str>) -> i64 {
+    let id = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
+    store
+        .conn()
+        .execute(
+            "UPDATE runs SET pid = ?2, started_at = COALESCE(?3, started_at) WHERE id = ?1",
+            rusqlite::params![id, pid, started_at],
+        )
+        .expect("update");
+    id
+}
+
+/// Asserts that the newest run, `running`, is still running and that the one before it was
+/// marked interrupted.
+fn assert_only_the_older_run_interrupted(store: &Store, running: i64) {
+    let recent = runs::recent(store.conn(), 10).expect("recent");
+    assert_eq!(recent[0].id, running);
+    assert_eq!(recent[0].outcome, runs::Outcome::Running);
+    assert_eq!(recent[1].outcome, runs::Outcome::Interrupted);
+}
+
 #[test]
 fn runs_of_dead_processes_are_marked_interrupted() {
     let (_dir, store) = open();
-    let id = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     // A pid that cannot exist stands for a process killed mid-run.
-    store
-        .conn()
-        .execute("UPDATE runs SET pid = 2147483000 WHERE id = ?1", [id])
-        .expect("update");
+    begin_as(&store, 2_147_483_000, None);
     let own = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
     assert_eq!(runs::mark_interrupted(store.conn()).expect("mark"), 1);
-    let recent = runs::recent(store.conn(), 10).expect("recent");
-    assert_eq!(recent[0].id, own);
-    assert_eq!(recent[0].outcome, runs::Outcome::Running);
-    assert_eq!(recent[1].outcome, runs::Outcome::Interrupted);
+    assert_only_the_older_run_interrupted(&store, own);
 }
 
 /// A run whose pid now belongs to another process, one that started after the run did, was
@@ -143,29 +159,15 @@ fn a_run_whose_pid_was_reused_is_marked_interrupted() {
         .arg("60")
         .spawn()
         .expect("spawn sleep");
-    let reused = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
-    store
-        .conn()
-        .execute(
-            "UPDATE runs SET pid = ?2, started_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
-            rusqlite::params![reused, newer.id()],
-        )
-        .expect("update");
+    begin_as(&store, newer.id(), Some("2020-01-01T00:00:00.000Z"));
     // PID 1 started before this run began, so the run may still be its.
-    let older = runs::begin(store.conn(), orgsync::queue::Trigger::Cli).expect("begin");
-    store
-        .conn()
-        .execute("UPDATE runs SET pid = 1 WHERE id = ?1", [older])
-        .expect("update");
+    let older = begin_as(&store, 1, None);
 
     let marked = runs::mark_interrupted(store.conn()).expect("mark");
     newer.kill().expect("kill sleep");
     newer.wait().expect("reap sleep");
     assert_eq!(marked, 1);
-    let recent = runs::recent(store.conn(), 10).expect("recent");
-    assert_eq!(recent[0].id, older);
-    assert_eq!(recent[0].outcome, runs::Outcome::Running);
-    assert_eq!(recent[1].outcome, runs::Outcome::Interrupted);
+    assert_only_the_older_run_interrupted(&store, older);
 }
 
 #[test]

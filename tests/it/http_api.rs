@@ -237,9 +237,7 @@ async fn every_endpoint_answers_a_good_token() {
         .await;
     assert_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     // A socket peer's consumer is not the token's.
-    socket
-        .request(json!({"op": "ack", "consumer": "socket-app", "seq": 1}))
-        .await;
+    socket.ack("socket-app", 1).await;
     let foreign = api.ack("socket-app", READ_TOKEN, json!({"seq": 2})).await;
     assert_error(foreign, StatusCode::FORBIDDEN, "forbidden").await;
     let admin = api.ack("socket-app", ADMIN_TOKEN, json!({"seq": 2})).await;

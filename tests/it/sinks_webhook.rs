@@ -414,9 +414,7 @@ async fn events_arrive_in_seq_order_signed_with_both_secrets() {
     );
     // No peer may move a sink's cursor, not even an admin: the name is reserved.
     let mut peer = crate::harness::Client::connect(&env.socket_path()).await;
-    let refused = peer
-        .request(serde_json::json!({"op": "ack", "consumer": "sink:crm", "seq": 1}))
-        .await;
+    let refused = peer.ack("sink:crm", 1).await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
     assert_eq!(cursor(&env), Some(completed));
 

@@ -29,8 +29,7 @@ fn probe_uid() -> u32 {
 
 #[tokio::test]
 async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined, MemberUpdated, SyncCompleted]);
+    let mut daemon = Server::with_events(&[MemberJoined, MemberUpdated, SyncCompleted]).await;
     let mut client = daemon.connect().await;
     let head = client
         .subscribe(json!({"op": "subscribe", "since": 1}))
@@ -49,8 +48,7 @@ async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
 
 #[tokio::test]
 async fn without_since_or_a_known_consumer_only_new_events_come() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined, MemberJoined]);
+    let mut daemon = Server::with_events(&[MemberJoined, MemberJoined]).await;
     let mut anonymous = daemon.connect().await;
     let mut newcomer = daemon.connect().await;
     assert_eq!(anonymous.subscribe(json!({"op": "subscribe"})).await, 2);
@@ -65,28 +63,20 @@ async fn without_since_or_a_known_consumer_only_new_events_come() {
 
 #[tokio::test]
 async fn a_consumer_resumes_after_its_last_ack() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined; 5]);
+    let daemon = Server::with_events(&[MemberJoined; 5]).await;
     let mut first = daemon.connect().await;
     first
         .subscribe(json!({"op": "subscribe", "since": 0, "consumer": "hr-app"}))
         .await;
     assert_eq!(first.seqs(5).await, vec![1, 2, 3, 4, 5]);
     // The ack goes over the subscribed connection; its reply comes between event lines.
-    let reply = first
-        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 3}))
-        .await;
+    let reply = first.ack("hr-app", 3).await;
     assert_eq!(reply, json!({"ok": true, "op": "ack"}));
     // A late, older ack does not move the cursor back.
-    let reply = first
-        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 1}))
-        .await;
+    let reply = first.ack("hr-app", 1).await;
     assert_eq!(reply["ok"], true);
     drop(first);
-    assert_eq!(
-        consumers::cursor(daemon.store.conn(), "hr-app").expect("cursor"),
-        Some(3)
-    );
+    assert_eq!(daemon.cursor("hr-app"), Some(3));
 
     let mut again = daemon.connect().await;
     let head = again
@@ -98,12 +88,9 @@ async fn a_consumer_resumes_after_its_last_ack() {
 
 #[tokio::test]
 async fn since_beats_the_stored_cursor() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined; 5]);
+    let daemon = Server::with_events(&[MemberJoined; 5]).await;
     let mut client = daemon.connect().await;
-    let reply = client
-        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 4}))
-        .await;
+    let reply = client.ack("hr-app", 4).await;
     assert_eq!(reply["ok"], true);
     client
         .subscribe(json!({"op": "subscribe", "consumer": "hr-app", "since": 1}))
@@ -113,23 +100,16 @@ async fn since_beats_the_stored_cursor() {
 
 #[tokio::test]
 async fn acks_above_the_head_are_refused() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined]);
+    let daemon = Server::with_events(&[MemberJoined]).await;
     let mut client = daemon.connect().await;
-    let reply = client
-        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 2}))
-        .await;
+    let reply = client.ack("hr-app", 2).await;
     assert_eq!(error_code(&reply), "bad_request");
-    assert_eq!(
-        consumers::cursor(daemon.store.conn(), "hr-app").expect("cursor"),
-        None
-    );
+    assert_eq!(daemon.cursor("hr-app"), None);
 }
 
 #[tokio::test]
 async fn a_start_before_the_oldest_kept_event_is_a_gap() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined; 10]);
+    let mut daemon = Server::with_events(&[MemberJoined; 10]).await;
     daemon.prune_through(5);
     let mut client = daemon.connect().await;
     for since in [0, 4] {
@@ -157,8 +137,7 @@ async fn a_start_before_the_oldest_kept_event_is_a_gap() {
 
 #[tokio::test]
 async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined; 10]);
+    let mut daemon = Server::with_events(&[MemberJoined; 10]).await;
     daemon.prune_through(10);
     let mut client = daemon.connect().await;
     let reply = client.request(json!({"op": "subscribe", "since": 9})).await;
@@ -177,8 +156,7 @@ async fn with_every_event_pruned_only_the_head_is_a_valid_start() {
 
 #[tokio::test]
 async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[MemberJoined; 2]);
+    let mut daemon = Server::with_events(&[MemberJoined; 2]).await;
     let mut client = daemon.connect().await;
     client
         .subscribe(json!({"op": "subscribe", "since": 2}))
@@ -211,13 +189,13 @@ async fn events_pruned_under_a_live_subscription_end_it_with_a_gap() {
 
 #[tokio::test]
 async fn types_filter_by_exact_type_and_by_prefix() {
-    let mut daemon = Server::start().await;
-    daemon.append(&[
+    let mut daemon = Server::with_events(&[
         DepartmentCreated,
         MemberJoined,
         MemberUpdated,
         SyncCompleted,
-    ]);
+    ])
+    .await;
     let mut members = daemon.connect().await;
     let mut completions = daemon.connect().await;
     members
@@ -294,13 +272,17 @@ fn connect_as_unprivileged(path: &Path) -> (UnixStream, u32) {
     (UnixStream::from_std(stream).expect("tokio stream"), nobody)
 }
 
+/// A server that runs as someone else, with no admins configured, and a client connected as a
+/// user who is not its admin.
+async fn start_with_an_outsider() -> (Server, Client) {
+    let daemon = Server::start_with(|_| {}, probe_uid() + 1).await;
+    let (stream, _) = connect_as_unprivileged(&daemon.path);
+    (daemon, Client::new(stream))
+}
+
 #[tokio::test]
 async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
-    let probe_uid = probe_uid();
-    // The daemon runs as someone else, and no admins are configured.
-    let daemon = Server::start_with(|_| {}, probe_uid + 1).await;
-    let (stream, _) = connect_as_unprivileged(&daemon.path);
-    let mut client = Client::new(stream);
+    let (daemon, mut client) = start_with_an_outsider().await;
     let reply = client.request(json!({"op": "resync"})).await;
     assert_eq!(error_code(&reply), "forbidden");
     assert!(!daemon.queue.is_pending());
@@ -311,10 +293,7 @@ async fn resync_is_forbidden_to_a_peer_that_is_not_an_admin() {
 
 #[tokio::test]
 async fn host_users_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
-    let probe_uid = probe_uid();
-    let daemon = Server::start_with(|_| {}, probe_uid + 1).await;
-    let (stream, _) = connect_as_unprivileged(&daemon.path);
-    let mut client = Client::new(stream);
+    let (daemon, mut client) = start_with_an_outsider().await;
     let reply = client
         .request(json!({"op": "host_users.put", "users": [{"id": "1", "mobile": "13800138000"}]}))
         .await;
@@ -479,9 +458,7 @@ async fn retention_turns_pruned_events_into_a_gap_but_keeps_an_active_consumers_
     host.subscribe(json!({"op": "subscribe", "since": 0, "consumer": "hr-app"}))
         .await;
     assert_eq!(host.seqs(6).await, (1..=6).collect::<Vec<_>>());
-    let reply = host
-        .request(json!({"op": "ack", "consumer": "hr-app", "seq": 3}))
-        .await;
+    let reply = host.ack("hr-app", 3).await;
     assert_eq!(reply["ok"], true);
     drop(host);
 
@@ -717,16 +694,12 @@ async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follo
     daemon.append(&[MemberJoined, MemberUpdated]);
     // Root is an admin; its first ack creates "crm" as uid 0's.
     let mut admin = daemon.connect().await;
-    let reply = admin
-        .request(json!({"op": "ack", "consumer": "crm", "seq": 1}))
-        .await;
+    let reply = admin.ack("crm", 1).await;
     assert_eq!(reply["ok"], true, "{reply}");
 
     let (stream, _) = connect_as_unprivileged(&daemon.path);
     let mut other = Client::new(stream);
-    let reply = other
-        .request(json!({"op": "ack", "consumer": "crm", "seq": 2}))
-        .await;
+    let reply = other.ack("crm", 2).await;
     assert_eq!(error_code(&reply), "forbidden", "{reply}");
     assert!(reply["error"]["message"]
         .as_str()
@@ -739,18 +712,12 @@ async fn a_consumer_belongs_to_its_creator_and_a_foreign_uid_cannot_ack_or_follo
 
     // Its own consumers it may create, up to its share; an admin may ack any of them.
     for n in 0..orgsync::store::consumers::MAX_PER_OWNER {
-        let reply = other
-            .request(json!({"op": "ack", "consumer": format!("mine-{n}"), "seq": 1}))
-            .await;
+        let reply = other.ack(&format!("mine-{n}"), 1).await;
         assert_eq!(reply["ok"], true, "{reply}");
     }
-    let reply = other
-        .request(json!({"op": "ack", "consumer": "one-too-many", "seq": 1}))
-        .await;
+    let reply = other.ack("one-too-many", 1).await;
     assert_eq!(error_code(&reply), "too_many_consumers", "{reply}");
-    let reply = admin
-        .request(json!({"op": "ack", "consumer": "mine-0", "seq": 2}))
-        .await;
+    let reply = admin.ack("mine-0", 2).await;
     assert_eq!(reply["ok"], true, "{reply}");
 }
 
@@ -806,9 +773,7 @@ async fn an_unsubscribed_connection_that_idles_after_a_request_is_closed() {
 
 #[tokio::test]
 async fn link_put_is_forbidden_to_a_peer_that_is_not_an_admin() {
-    let daemon = Server::start_with(|_| {}, probe_uid() + 1).await;
-    let (stream, _) = connect_as_unprivileged(&daemon.path);
-    let mut client = Client::new(stream);
+    let (_daemon, mut client) = start_with_an_outsider().await;
     let reply = client
         .request(json!({"op": "link.put", "host_user_id": "h-1", "userid": "zhangsan", "method": "login"}))
         .await;

@@ -79,6 +79,12 @@ impl Client {
         self.next().await
     }
 
+    /// Acks `seq` for `consumer`; the reply.
+    pub async fn ack(&mut self, consumer: &str, seq: i64) -> Value {
+        self.request(serde_json::json!({"op": "ack", "consumer": consumer, "seq": seq}))
+            .await
+    }
+
     /// Asserts that the other end closes the connection, with nothing more to read.
     pub async fn expect_closed(&mut self) {
         let mut line = Vec::new();

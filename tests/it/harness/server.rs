@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use orgsync::events::{EventDraft, EventSource, EventType};
 use orgsync::queue::SyncQueue;
 use orgsync::socket::{self, ServerContext, SocketSettings};
-use orgsync::store::{event_log, Store};
+use orgsync::store::{consumers, event_log, Store};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -34,6 +34,13 @@ pub struct Server {
 impl Server {
     pub async fn start() -> Server {
         Server::start_with(|_| {}, current_uid()).await
+    }
+
+    /// [`Server::start`] with one event of each of `kinds` committed already.
+    pub async fn with_events(kinds: &[EventType]) -> Server {
+        let mut server = Server::start().await;
+        server.append(kinds);
+        server
     }
 
     /// `configure` changes the socket settings; `daemon_uid` is whom the server takes itself
@@ -144,6 +151,11 @@ impl Server {
         })
         .await
         .expect("a slot frees up in time")
+    }
+
+    /// The stored cursor of `consumer`.
+    pub fn cursor(&self, consumer: &str) -> Option<i64> {
+        consumers::cursor(self.store.conn(), consumer).expect("cursor")
     }
 
     pub fn prune_through(&self, seq: i64) {

@@ -26,7 +26,7 @@ use std::time::Instant;
 use clap::Parser;
 use serde_json::Value;
 use sim::Sim;
-use tenant::{orgsync_command, Tenant};
+use tenant::{run, Tenant};
 
 #[derive(Parser)]
 #[command(about = "lookup matching of unlinked host users: calls made and time taken")]
@@ -90,11 +90,14 @@ fn main() {
         }
         let file = tenant.path("host-users.csv");
         std::fs::write(&file, csv).unwrap();
-        run(&tenant, &["host-users", "import", file.to_str().unwrap()]);
+        run(
+            &tenant.config,
+            &["host-users", "import", file.to_str().unwrap()],
+        );
         sim.set_latency(latency);
 
         let started = Instant::now();
-        let output = run(&tenant, &["sync"]);
+        let output = run(&tenant.config, &["sync"]);
         let seconds = started.elapsed().as_secs_f64();
         // "userid lookups: N asked, F found, M not found; ..."
         let line = output
@@ -108,7 +111,7 @@ fn main() {
         let (calls, found, missed) = (numbers[0], numbers[1], numbers[2]);
 
         let report: Value =
-            serde_json::from_str(&run(&tenant, &["match", "report", "--json"])).unwrap();
+            serde_json::from_str(&run(&tenant.config, &["match", "report", "--json"])).unwrap();
         let links = &report["links"];
         assert_eq!(links["phone"].as_u64(), Some(by_mobile as u64), "{line}");
         assert_eq!(links["email"].as_u64(), Some(by_email as u64), "{line}");
@@ -120,20 +123,4 @@ fn main() {
             calls as f64 / seconds
         );
     }
-}
-
-/// `orgsync ARGS --config` the tenant's config; its stdout, after checking it succeeded.
-fn run(tenant: &Tenant, args: &[&str]) -> String {
-    let output = orgsync_command()
-        .args(args)
-        .arg("--config")
-        .arg(&tenant.config)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "orgsync {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }

@@ -26,18 +26,25 @@ pub fn orgsync_command() -> Command {
     command
 }
 
-/// `orgsync sync --config CONFIG`, which must succeed.
-pub fn sync(config: &std::path::Path) {
-    let synced = orgsync_command()
-        .args(["sync", "--config"])
+/// `orgsync ARGS --config CONFIG`, which must succeed; its stdout.
+pub fn run(config: &std::path::Path, args: &[&str]) -> String {
+    let output = orgsync_command()
+        .args(args)
+        .arg("--config")
         .arg(config)
         .output()
         .unwrap();
     assert!(
-        synced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synced.stderr)
+        output.status.success(),
+        "orgsync {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `orgsync sync --config CONFIG`, which must succeed.
+pub fn sync(config: &std::path::Path) {
+    run(config, &["sync"]);
 }
 
 /// Kills a child when the benchmark ends, however it ends.

@@ -46,6 +46,18 @@ impl Vector {
     fn encryptor(&self) -> CallbackEncryptor {
         CallbackEncryptor::new(self.token, self.key, self.corp).unwrap()
     }
+
+    /// Opens `encrypted` as WeCom sends it, with its `[msg_signature, timestamp, nonce]`.
+    fn open(&self, signature: [&str; 3], encrypted: &str) -> Result<Vec<u8>, CryptoError> {
+        let [msg_signature, timestamp, nonce] = signature;
+        self.crypto()
+            .open(signed(msg_signature, timestamp, nonce), encrypted)
+    }
+
+    /// [`Vector::open`] for a message that must open, as text.
+    fn open_text(&self, signature: [&str; 3], encrypted: &str) -> String {
+        String::from_utf8(self.open(signature, encrypted).unwrap()).unwrap()
+    }
 }
 
 fn signed<'a>(msg_signature: &'a str, timestamp: &'a str, nonce: &'a str) -> Signed<'a> {
@@ -108,28 +120,24 @@ fn the_key_and_iv_of_each_vector_decode_despite_trailing_bits() {
 fn vector_a1_url_verification_returns_the_echo() {
     let echostr =
         "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ==";
-    let signed = signed(
+    let signature = [
         "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
         "1409659589",
         "263014780",
-    );
-    assert_eq!(
-        A.crypto().open(signed, echostr).unwrap(),
-        b"1616140317555161061"
-    );
+    ];
+    assert_eq!(A.open(signature, echostr).unwrap(), b"1616140317555161061");
 }
 
 #[test]
 fn vector_a2_message_decrypts_to_the_sample_plaintext() {
     let encrypt = "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAVe0lXdQ2YoyyH2uyPIGHBZZIs2pDBS8R07+qN+E7Q==";
-    let signed = signed(
+    let signature = [
         "477715d11cdb4164915debcba66cb864d751f3e6",
         "1409659813",
         "1372623149",
-    );
-    let plain = A.crypto().open(signed, encrypt).unwrap();
+    ];
     assert_eq!(
-        String::from_utf8(plain).unwrap(),
+        A.open_text(signature, encrypt),
         "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n<CreateTime>1409659813</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n<MsgId>4561255354251345929</MsgId>\n<AgentID>218</AgentID>\n</xml>"
     );
 }
@@ -138,26 +146,23 @@ fn vector_a2_message_decrypts_to_the_sample_plaintext() {
 fn vector_b1_url_verification_returns_the_echo() {
     let echostr =
         "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA==";
-    let signed = signed(
+    let signature = [
         "012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb",
         "1476416373",
         "47744683",
-    );
-    assert_eq!(
-        B.crypto().open(signed, echostr).unwrap(),
-        b"1288432023552776189"
-    );
+    ];
+    assert_eq!(B.open(signature, echostr).unwrap(), b"1288432023552776189");
 }
 
 #[test]
 fn vector_b2_length_counts_bytes_of_multibyte_text() {
     let encrypt = "Kl7kjoSf6DMD1zh7rtrHjFaDapSCkaOnwu3bqLc5tAybhhMl9pFeK8NslNPVdMwmBQTNoW4mY7AIjeLvEl3NyeTkAgGzBhzTtRLNshw2AEew+kkYcD+Fq72Kt00fT0WnN87hGrW8SqGc+NcT3mu87Ha3dz1pSDi6GaUA6A0sqfde0VJPQbZ9U+3JWcoD4Z5jaU0y9GSh010wsHF8KZD24YhmZH4ch4Ka7ilEbjbfvhKkNL65HHL0J6EYJIZUC2pFrdkJ7MhmEbU2qARR4iQHE7wy24qy0cRX3Mfp6iELcDNfSsPGjUQVDGxQDCWjayJOpcwocugux082f49HKYg84EpHSGXAyh+/oxwaWbvL6aSDPOYuPDGOCI8jmnKiypE+";
-    let signed = signed(
+    let signature = [
         "0c3914025cb4b4d68103f6bfc8db550f79dcf48e",
         "1476422779",
         "1597212914",
-    );
-    let plain = B.crypto().open(signed, encrypt).unwrap();
+    ];
+    let plain = B.open(signature, encrypt).unwrap();
     assert_eq!(plain.len(), 228);
     assert_eq!(
         String::from_utf8(plain).unwrap(),
@@ -170,26 +175,26 @@ const C1_ECHOSTR: &str =
 
 #[test]
 fn vector_c1_url_verification_returns_the_echo() {
-    let signed = signed(
+    let signature = [
         "dd6b9c95b495b3f7e2901bfbc76c664930ffdb96",
         "1411443780",
         "437374425",
-    );
+    ];
     assert_eq!(
-        C.crypto().open(signed, C1_ECHOSTR).unwrap(),
+        C.open(signature, C1_ECHOSTR).unwrap(),
         b"5927782489442352469"
     );
 }
 
 #[test]
 fn vector_c1_with_another_nonce_fails_the_signature() {
-    let signed = signed(
+    let signature = [
         "dd6b9c95b495b3f7e2901bfbc76c664930ffdb96",
         "1411443780",
         "437374424",
-    );
+    ];
     assert_eq!(
-        C.crypto().open(signed, C1_ECHOSTR),
+        C.open(signature, C1_ECHOSTR),
         Err(CryptoError::BadSignature)
     );
 }
@@ -197,13 +202,13 @@ fn vector_c1_with_another_nonce_fails_the_signature() {
 #[test]
 fn vector_c2_one_byte_of_padding() {
     let encrypt = "RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDXzF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=";
-    let signed = signed(
+    let signature = [
         "74d92dfeb87ba7c714f89d98870ae5eb62dff26d",
         "1411525903",
         "461056294",
-    );
+    ];
     assert_eq!(
-        String::from_utf8(C.crypto().open(signed, encrypt).unwrap()).unwrap(),
+        C.open_text(signature, encrypt),
         "<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>\n<FromUserName><![CDATA[messense]]></FromUserName>\n<CreateTime>1411525903</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n<MsgId>4363689963896700987</MsgId>\n<AgentID>1</AgentID>\n</xml>"
     );
 }
@@ -211,13 +216,13 @@ fn vector_c2_one_byte_of_padding() {
 #[test]
 fn vector_c3_the_simulators_deterministic_encryption_decrypts() {
     let encrypt = "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3";
-    let signed = signed(
+    let signature = [
         "407518b7649e86ef23978113f92d27afa9296533",
         "1411525903",
         "461056294",
-    );
+    ];
     assert_eq!(
-        String::from_utf8(C.crypto().open(signed, encrypt).unwrap()).unwrap(),
+        C.open_text(signature, encrypt),
         "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n<CreateTime>1411525903</CreateTime>\n</xml>"
     );
 }
@@ -225,13 +230,13 @@ fn vector_c3_the_simulators_deterministic_encryption_decrypts() {
 #[test]
 fn vector_d_binary_random_prefix_is_opaque() {
     let encrypt = "EUCt7xMcNiyASzZj0Hjc5yDjFQrCum6AfQ3ntHiUzjGQ51xieKmbvtrZ40/EcB2W/W8yH0n4Lqx48gJl/T9HD/R309I0P/r5pIZucK3lyEn48FYMr4YdE0QdL2jIJ3xkcXUr6uzefzCxG6lMvwpAJaOyVCzN7sRRw47njfxy5EIqU6R9ZBhlTzfdnhhOhK/nTwzrZX3SoGlXFA9OBeZ6ru1NWpXFk76x9DUMe0lcxPPiUqK8ctnQcYXSGUHVqC6DfG7E7mab0OmruNN8cBZY5d3dYOBA4OgaH55Q0AJmUpdT8vNiXpXx+6TxT3TIjySXpDrHVyrsb772aYywgg/Nu4kUmGkALwFZlzhjNegR7wDwb9lr4ERXsSSS8JZ8lbBmaQ3F2Tq584xoPj5rIhXAF734ynm4no1g+SdHiNqR328=";
-    let signed = signed(
+    let signature = [
         "f265ae551b1932727204c3d707628d01376a6940",
         "1583995625",
         "1584392382",
-    );
+    ];
     assert_eq!(
-        String::from_utf8(D.crypto().open(signed, encrypt).unwrap()).unwrap(),
+        D.open_text(signature, encrypt),
         "<xml><ToUserName><![CDATA[ww6a112864f8022910]]></ToUserName><FromUserName><![CDATA[foobar]]></FromUserName><CreateTime>1583995625</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[x123]]></Content><MsgId>2018405441</MsgId><AgentID>1000002</AgentID></xml>"
     );
 }
@@ -239,12 +244,12 @@ fn vector_d_binary_random_prefix_is_opaque() {
 #[test]
 fn vector_e_change_contact_decrypts() {
     let encrypt = "sKqRbbiSUnDhFHOvPjtUMYdqMO6GllkxSGHm+RQAY4DPiRYQcLTWylF5SrFmX/489dn+IA2OpdboVzGe6xum/GH+n1FY3i9LecDMl12jag8VdCZp8lmkGJZl+gGT4XKVF+lzkAhYsTaxvI8lF/npCjasI5RRwqb9lY55J+d+2oj2DRpwkHvipZBHmnHKieL4P7MSR3xIfPE3c9NaMsVyo/QIyU4P0xRiGSaqq/YHc4afTzdOKQjxvzN4g00W23yL7sBdeMdPJMsn5/SWk1jLe98stvSo3/f2KtTfwf3JVG+p690+Q1OWvHL9btu8iBK1g9iNXUHC+JXCSY3LId4+ol/Qxc11nge5uYdsTRtgMZqK4JzUuwVsqTe/R0C1WBCfHRstGrpgsdBtqFatovd2EoyeODgiGFYqrB468wNXjxySpDonSuZ5KmG+5KFeMmgE2DfQfeeD92kMJRN2fsU7sPWpD34pkakrQacmOOEoybu2JZXzYM0ZfA8P8tSN3FgLGlFLmUYXDVlleJ1SGPjBscDaSQ/nsyQCiC25AcZ7JM/izW7+E1hTzx4vw6vzHFnkBkenig0jaE9Qz/X4stm5FeWYfu1E1maInGi7YiFb3hc4M6KKTUOf8tocXeBSKABX";
-    let signed = signed(
+    let signature = [
         "22eb179b930f844e24e8d0c4cbb97714c9e5f316",
         "1700000000",
         "1234567890",
-    );
-    let plain = A.crypto().open(signed, encrypt).unwrap();
+    ];
+    let plain = A.open(signature, encrypt).unwrap();
     assert_eq!(plain.len(), 413);
     assert!(plain.ends_with(b"<MainDepartment>1</MainDepartment></xml>"));
 }

@@ -30,6 +30,14 @@ fn config_file(jail: &Jail, toml: &str) -> PathBuf {
     jail.directory().join("orgsync.toml")
 }
 
+/// Loads `toml` as the config file, which must fail: the error's message, and the file's path
+/// as messages name it.
+fn load_error(jail: &Jail, toml: &str) -> (String, String) {
+    let path = config_file(jail, toml);
+    let error = Config::load(&path).unwrap_err();
+    (error.to_string(), path.display().to_string())
+}
+
 /// A config file with only the required key and a secret file next to it, mode 0600.
 fn minimal_files(jail: &Jail) -> PathBuf {
     secret_file(jail, "secret", &format!("{SECRET}\n"), 0o600);
@@ -240,15 +248,10 @@ fn a_number_in_the_environment_for_a_string_key_says_how_to_quote_it() {
 #[test]
 fn an_unknown_key_in_the_file_is_named_with_a_suggestion() {
     in_jail(|jail| {
-        let path = config_file(jail, "[wecom]\ncorpid = \"ww1\"\n");
-        let error = Config::load(&path).unwrap_err();
-
+        let (error, path) = load_error(jail, "[wecom]\ncorpid = \"ww1\"\n");
         assert_eq!(
-            error.to_string(),
-            format!(
-                "unknown key `wecom.corpid` in {} (did you mean `wecom.corp_id`?)",
-                path.display()
-            )
+            error,
+            format!("unknown key `wecom.corpid` in {path} (did you mean `wecom.corp_id`?)")
         );
     });
 }
@@ -295,20 +298,18 @@ fn an_unknown_environment_variable_is_named() {
 #[test]
 fn a_wrong_type_names_the_key_and_the_expected_type() {
     in_jail(|jail| {
-        let path = config_file(
+        let (error, path) = load_error(
             jail,
             "[wecom]\ncorp_id = \"ww1\"\n[safety]\nmax_deletes = \"ten\"\n",
         );
-        let error = Config::load(&path).unwrap_err();
         assert_eq!(
-            error.to_string(),
+            error,
             format!(
-                "key `safety.max_deletes` in {}: expected a non-negative integer, found string \"ten\"",
-                path.display()
+                "key `safety.max_deletes` in {path}: expected a non-negative integer, found string \"ten\""
             )
         );
 
-        config_file(jail, "[wecom]\ncorp_id = \"ww1\"\n");
+        let path = config_file(jail, "[wecom]\ncorp_id = \"ww1\"\n");
         jail.set_env("ORGSYNC_WECOM__CONCURRENCY", "-1");
         let error = Config::load(&path).unwrap_err();
         assert_eq!(
@@ -347,13 +348,11 @@ fn a_missing_config_file_says_how_to_pass_one() {
 #[test]
 fn a_missing_corp_id_is_named() {
     in_jail(|jail| {
-        let path = config_file(jail, "[schedule]\ntimezone = \"UTC\"\n");
-        let error = Config::load(&path).unwrap_err();
+        let (error, path) = load_error(jail, "[schedule]\ntimezone = \"UTC\"\n");
         assert_eq!(
-            error.to_string(),
+            error,
             format!(
-                "missing required key `wecom.corp_id` in {}: add it, or set ORGSYNC_WECOM__CORP_ID",
-                path.display()
+                "missing required key `wecom.corp_id` in {path}: add it, or set ORGSYNC_WECOM__CORP_ID"
             )
         );
     });
@@ -362,13 +361,10 @@ fn a_missing_corp_id_is_named() {
 #[test]
 fn a_toml_syntax_error_is_one_line_naming_the_file() {
     in_jail(|jail| {
-        let path = config_file(jail, "[wecom\ncorp_id = \"ww1\"\n");
-        let error = Config::load(&path).unwrap_err();
-        let message = error.to_string();
+        let (message, path) = load_error(jail, "[wecom\ncorp_id = \"ww1\"\n");
         assert!(
             message.starts_with(&format!(
-                "config file {} is not valid TOML: line 1, column 7",
-                path.display()
+                "config file {path} is not valid TOML: line 1, column 7"
             )),
             "{message}"
         );

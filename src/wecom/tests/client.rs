@@ -32,11 +32,16 @@ async fn simulator_with(change: impl FnOnce(&mut Directory)) -> Simulator {
     sim::start(directory).await
 }
 
-/// A simulator whose `user/list` answers `fault` every time.
-async fn always_failing(fault: Fault) -> Simulator {
+/// `user_list(department)` against a simulator whose `user/list` answers `fault` every time:
+/// the error the client gives up with, and how many `user/list` calls reached the simulator.
+async fn give_up_on(fault: Fault, department: i64) -> (WecomError, u64) {
     let sim = simulator().await;
     sim.inject(always(fault.on(UserList)));
-    sim
+    let err = client(&sim.api_base())
+        .user_list(department)
+        .await
+        .unwrap_err();
+    (err, count(&sim, UserList))
 }
 
 /// Answers `fails` user/list calls with `fault`, then the member list.
@@ -44,6 +49,14 @@ async fn fail_first(fails: u32, fault: Fault) -> Simulator {
     let sim = simulator().await;
     sim.inject(fault.on(UserList).times(fails));
     sim
+}
+
+/// Asserts that the error's message says each of `parts`.
+fn assert_shows(err: &WecomError, parts: &[&str]) {
+    let shown = err.to_string();
+    for part in parts {
+        assert!(shown.contains(part), "{part:?} in {shown}");
+    }
 }
 
 fn count(sim: &Simulator, endpoint: Endpoint) -> u64 {
@@ -176,11 +189,7 @@ async fn bad_secret_is_never_retried() {
     for err in results.into_iter().map(Result::unwrap_err).chain([err]) {
         assert_eq!(err.code(), "token");
         assert_eq!(err.errcode(), Some(40001));
-        let shown = err.to_string();
-        assert!(
-            shown.contains("40001") && shown.contains("Secret"),
-            "{shown}"
-        );
+        assert_shows(&err, &["40001", "Secret"]);
     }
 }
 
@@ -204,10 +213,9 @@ async fn transient_failures_are_retried_until_success() {
 
 #[tokio::test]
 async fn transient_failures_give_up_after_max_retries() {
-    let sim = always_failing(Fault::HttpStatus(502)).await;
-    let err = client(&sim.api_base()).user_list(7).await.unwrap_err();
+    let (err, calls) = give_up_on(Fault::HttpStatus(502), 7).await;
     assert_eq!(err.code(), "transport");
-    assert_eq!(count(&sim, UserList), 4);
+    assert_eq!(calls, 4);
     let shown = err.to_string();
     assert!(
         shown.starts_with("user/list (department 7): HTTP status 502"),
@@ -215,10 +223,9 @@ async fn transient_failures_give_up_after_max_retries() {
     );
     assert!(shown.contains("gave up after 4 attempts"), "{shown}");
 
-    let sim = always_failing(Fault::Errcode(-1)).await;
-    let err = client(&sim.api_base()).user_list(7).await.unwrap_err();
+    let (err, calls) = give_up_on(Fault::Errcode(-1), 7).await;
     assert_eq!((err.code(), err.errcode()), ("wecom_errcode", Some(-1)));
-    assert_eq!(count(&sim, UserList), 4);
+    assert_eq!(calls, 4);
 }
 
 #[tokio::test]
@@ -229,8 +236,7 @@ async fn connection_closed_without_answer_is_retried() {
     assert_eq!(client.stats().calls["user/list"], 3);
     assert_eq!(sim.calls().total(), 4);
 
-    let sim = always_failing(Fault::Close).await;
-    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
+    let (err, _) = give_up_on(Fault::Close, 1).await;
     assert_eq!(err.code(), "transport");
 }
 
@@ -285,11 +291,10 @@ async fn frequency_limit_pauses_every_call_once() {
 
 #[tokio::test]
 async fn frequency_limit_gives_up_after_bounded_waits() {
-    let sim = always_failing(Fault::Errcode(45009)).await;
-    let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
+    let (err, calls) = give_up_on(Fault::Errcode(45009), 1).await;
     assert_eq!(err.code(), "rate_limited");
     assert_eq!(err.errcode(), Some(45009));
-    assert_eq!(count(&sim, UserList), 4);
+    assert_eq!(calls, 4);
     assert!(
         err.to_string().contains("gave up after 4 attempts"),
         "{err}"
@@ -310,38 +315,36 @@ async fn fatal_errcodes_fail_at_once() {
     for errcode in [
         40013, 40091, 48002, 48006, 48009, 50003, 60011, 301002, 88888,
     ] {
-        let sim = always_failing(self::errcode(errcode, "nope")).await;
-        let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
-        assert_eq!(count(&sim, UserList), 1, "{errcode}");
+        let (err, calls) = give_up_on(self::errcode(errcode, "nope"), 1).await;
+        assert_eq!(calls, 1, "{errcode}");
         assert_eq!(
             (err.code(), err.errcode()),
             ("wecom_errcode", Some(errcode))
         );
-        let shown = err.to_string();
-        assert!(
-            shown.contains(&errcode.to_string()) && shown.contains("nope"),
-            "{shown}"
-        );
+        assert_shows(&err, &[&errcode.to_string(), "nope"]);
     }
 }
 
 #[tokio::test]
 async fn untrusted_ip_error_names_the_ip() {
     // Written out rather than the simulator's own 60020, which names 127.0.0.1.
-    let sim = always_failing(errcode(
-        60020,
-        "not allow to access from your ip, hint: [1658286717354964018506079], from ip: \
-         1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
-    ))
+    let (err, calls) = give_up_on(
+        errcode(
+            60020,
+            "not allow to access from your ip, hint: [1658286717354964018506079], from ip: \
+             1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
+        ),
+        1,
+    )
     .await;
-    let err = client(&sim.api_base()).user_list(1).await.unwrap_err();
-    assert_eq!(count(&sim, UserList), 1);
-    let shown = err.to_string();
-    assert!(
-        shown.contains("WeCom errcode 60020: this server's IP 1.2.3.4 is not in the app's trusted IPs (企业可信IP)"),
-        "{shown}"
+    assert_eq!(calls, 1);
+    assert_shows(
+        &err,
+        &[
+            "WeCom errcode 60020: this server's IP 1.2.3.4 is not in the app's trusted IPs (企业可信IP)",
+            "1658286717354964018506079",
+        ],
     );
-    assert!(shown.contains("1658286717354964018506079"), "{shown}");
 }
 
 #[tokio::test]
@@ -357,13 +360,11 @@ async fn oversized_and_misshapen_bodies_are_refused_without_retry() {
     assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
     assert_eq!(count(&sim, UserList), 1);
 
-    let sim = always_failing(ok(json!({"userlist": "surprise"}))).await;
-    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
+    let (err, calls) = give_up_on(ok(json!({"userlist": "surprise"})), 1).await;
     assert_eq!(err.code(), "malformed_response");
-    assert_eq!(count(&sim, UserList), 1);
+    assert_eq!(calls, 1);
 
-    let sim = always_failing(raw(200, r#"{"userlist":[]}"#)).await;
-    let err = sim::client(&sim.api_base()).user_list(1).await.unwrap_err();
+    let (err, _) = give_up_on(raw(200, r#"{"userlist":[]}"#), 1).await;
     assert_eq!(err.code(), "malformed_response");
 }
 

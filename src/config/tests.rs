@@ -47,6 +47,14 @@ fn minimal_files(jail: &Jail) -> PathBuf {
     )
 }
 
+/// Loads the minimal files with the environment variable `var` set to `value`, which must
+/// fail: the error, and the config file's path.
+fn env_error(jail: &mut Jail, var: &str, value: &str) -> (ConfigError, PathBuf) {
+    let path = minimal_files(jail);
+    jail.set_env(var, value);
+    (Config::load(&path).unwrap_err(), path)
+}
+
 fn secret_file(jail: &Jail, name: &str, contents: &str, mode: u32) -> PathBuf {
     let path = jail.directory().join(name);
     fs::write(&path, contents).unwrap();
@@ -228,9 +236,7 @@ fn environment_variables_override_the_file() {
 #[test]
 fn a_number_in_the_environment_for_a_string_key_says_how_to_quote_it() {
     in_jail(|jail| {
-        let path = minimal_files(jail);
-        jail.set_env("ORGSYNC_WECOM__CORP_ID", "123");
-        let error = Config::load(&path).unwrap_err();
+        let (error, _) = env_error(jail, "ORGSYNC_WECOM__CORP_ID", "123");
 
         assert!(
             matches!(&error, ConfigError::InvalidValue { key, origin: Origin::Env(var), .. }
@@ -274,9 +280,7 @@ fn an_unknown_section_lists_the_known_ones() {
 #[test]
 fn an_unknown_environment_variable_is_named() {
     in_jail(|jail| {
-        let path = minimal_files(jail);
-        jail.set_env("ORGSYNC_WECOM__CORPID", "ww1");
-        let error = Config::load(&path).unwrap_err();
+        let (error, path) = env_error(jail, "ORGSYNC_WECOM__CORPID", "ww1");
         assert!(
             matches!(&error, ConfigError::UnknownKey { key, origin: Origin::Env(_), .. }
                 if key == "wecom.corpid"),
@@ -448,9 +452,7 @@ fn secret_from_the_systemd_credential_when_no_key_is_set() {
 #[test]
 fn both_secret_keys_are_an_error_naming_both() {
     in_jail(|jail| {
-        let path = minimal_files(jail);
-        jail.set_env("ORGSYNC_WECOM__CORP_SECRET", "inline");
-        let error = Config::load(&path).unwrap_err();
+        let (error, _) = env_error(jail, "ORGSYNC_WECOM__CORP_SECRET", "inline");
         assert!(matches!(error, ConfigError::SecretConflict), "{error:?}");
         let message = error.to_string();
         assert!(message.contains("`wecom.corp_secret`"), "{message}");

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::schedule::Schedule;
+use crate::store::consumers;
 use crate::store::mirror::{self, MirrorCounts};
 use crate::store::runs::{self, Outcome, RunRecord};
-use crate::store::{consumers, sinks};
+use crate::store::sinks::{self, SinkRow};
 use crate::store::{event_log, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,8 +54,9 @@ pub struct ConsumerLag {
 /// A sink's delivery, from its cursor and its row in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkStatus {
-    pub name: String,
-    pub kind: String,
+    /// Its name and kind, and the state of its deliveries as the runner records it.
+    #[serde(flatten)]
+    pub row: SinkRow,
     /// The last seq the target confirmed; `None` before the sink first ran.
     pub cursor: Option<i64>,
     pub lag: i64,
@@ -62,14 +64,6 @@ pub struct SinkStatus {
     pub state: String,
     /// Failing for longer than its `alert_after_secs`.
     pub alert: bool,
-    pub failing_since: Option<String>,
-    /// Failed attempts of the delivery under way.
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub next_attempt: Option<String>,
-    pub paused_at: Option<String>,
-    pub paused_reason: Option<String>,
-    pub delivered_at: Option<String>,
 }
 
 /// Every sink's status, as of `now`, with the event head `head`.
@@ -100,19 +94,11 @@ pub fn sink_statuses(
                 "idle"
             };
             Ok(SinkStatus {
-                name: row.name,
-                kind: row.kind,
+                row,
                 cursor,
                 lag,
                 state: state.to_owned(),
                 alert,
-                failing_since: row.failing_since,
-                attempts: row.attempts,
-                last_error: row.last_error,
-                next_attempt: row.next_attempt,
-                paused_at: row.paused_at,
-                paused_reason: row.paused_reason,
-                delivered_at: row.delivered_at,
             })
         })
         .collect()
@@ -126,17 +112,17 @@ impl SinkStatus {
             .map_or_else(|| "-".to_owned(), |cursor| cursor.to_string());
         let mut text = format!(
             "{} ({}) at {at}, lag {}, {}",
-            self.name, self.kind, self.lag, self.state
+            self.row.name, self.row.kind, self.lag, self.state
         );
-        if let Some(delivered) = &self.delivered_at {
+        if let Some(delivered) = &self.row.delivered_at {
             text.push_str(&format!(", last delivery {}", local(delivered)));
         }
-        if let (Some(paused), Some(reason)) = (&self.paused_at, &self.paused_reason) {
+        if let (Some(paused), Some(reason)) = (&self.row.paused_at, &self.row.paused_reason) {
             text.push_str(&format!(
                 "\n            PAUSED since {}: {reason}",
                 local(paused)
             ));
-        } else if let Some(since) = &self.failing_since {
+        } else if let Some(since) = &self.row.failing_since {
             text.push_str(&format!(
                 "\n            {} since {}, {} attempts, next {}: {}",
                 if self.alert {
@@ -145,11 +131,12 @@ impl SinkStatus {
                     "failing"
                 },
                 local(since),
-                self.attempts,
-                self.next_attempt
+                self.row.attempts,
+                self.row
+                    .next_attempt
                     .as_deref()
                     .map_or_else(|| "-".to_owned(), local),
-                self.last_error.as_deref().unwrap_or("?")
+                self.row.last_error.as_deref().unwrap_or("?")
             ));
         }
         text
@@ -299,11 +286,12 @@ impl Status {
             if sink.alert {
                 line(format!(
                     "SINK ALERT: {} has been failing since {}: {}",
-                    sink.name,
-                    sink.failing_since
+                    sink.row.name,
+                    sink.row
+                        .failing_since
                         .as_deref()
                         .map_or_else(|| "?".to_owned(), local),
-                    sink.last_error.as_deref().unwrap_or("?")
+                    sink.row.last_error.as_deref().unwrap_or("?")
                 ));
             }
         }
@@ -396,4 +384,42 @@ fn counts(counts: &Value) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sinks_status_is_one_flat_object_and_reads_back() {
+        let status = SinkStatus {
+            row: SinkRow {
+                name: "crm".into(),
+                kind: "webhook".into(),
+                alert_after: 3600,
+                paused_at: None,
+                paused_reason: None,
+                failing_since: Some("2026-12-07T10:00:00Z".into()),
+                attempts: 3,
+                last_error: Some("HTTP 503".into()),
+                next_attempt: None,
+                delivered_at: None,
+            },
+            cursor: Some(41),
+            lag: 2,
+            state: "failing".into(),
+            alert: false,
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(value["name"], "crm");
+        assert_eq!(value["kind"], "webhook");
+        assert_eq!(value["attempts"], 3);
+        assert_eq!(value["last_error"], "HTTP 503");
+        assert_eq!(value["cursor"], 41);
+        assert_eq!(value["state"], "failing");
+        assert!(value.get("row").is_none(), "{value}");
+        let back: SinkStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(back.row, status.row);
+        assert_eq!(back.cursor, Some(41));
+    }
 }

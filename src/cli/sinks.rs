@@ -34,7 +34,10 @@ pub fn list(config: &Config, json: bool) -> Result<u8, CliError> {
             .iter()
             .map(|sink| {
                 let mut value = serde_json::to_value(sink).unwrap_or_default();
-                value["configured"] = configured.iter().any(|(name, _)| *name == sink.name).into();
+                value["configured"] = configured
+                    .iter()
+                    .any(|(name, _)| *name == sink.row.name)
+                    .into();
                 value
             })
             .collect();
@@ -55,11 +58,11 @@ pub fn list(config: &Config, json: bool) -> Result<u8, CliError> {
     for sink in &statuses {
         println!(
             "{}",
-            row(sink, configured.iter().any(|(n, _)| *n == sink.name))
+            row(sink, configured.iter().any(|(n, _)| *n == sink.row.name))
         );
     }
     for (name, kind) in configured {
-        if !statuses.iter().any(|sink| sink.name == name) {
+        if !statuses.iter().any(|sink| sink.row.name == name) {
             println!(
                 "{name:<20} {kind:<8} {:>10} {:>8}  {:<10} starts with the daemon",
                 "-", "-", "new"
@@ -74,32 +77,34 @@ fn row(sink: &SinkStatus, configured: bool) -> String {
         format!(
             "not in the config: its cursor still holds events back; `orgsync consumers remove \
              sink:{}` forgets it",
-            sink.name
+            sink.row.name
         )
-    } else if let Some(reason) = &sink.paused_reason {
+    } else if let Some(reason) = &sink.row.paused_reason {
         reason.clone()
     } else if let Some(error) = &sink
+        .row
         .last_error
         .as_ref()
-        .filter(|_| sink.failing_since.is_some())
+        .filter(|_| sink.row.failing_since.is_some())
     {
         format!(
             "{}{} attempts since {}, next {}: {error}",
             if sink.alert { "ALERT: " } else { "" },
-            sink.attempts,
-            sink.failing_since.as_deref().unwrap_or("?"),
-            sink.next_attempt.as_deref().unwrap_or("-")
+            sink.row.attempts,
+            sink.row.failing_since.as_deref().unwrap_or("?"),
+            sink.row.next_attempt.as_deref().unwrap_or("-")
         )
     } else {
-        sink.delivered_at
+        sink.row
+            .delivered_at
             .as_deref()
             .map(|at| format!("last delivery {at}"))
             .unwrap_or_default()
     };
     format!(
         "{:<20} {:<8} {:>10} {:>8}  {:<10} {detail}",
-        sink.name,
-        sink.kind,
+        sink.row.name,
+        sink.row.kind,
         sink.cursor
             .map_or_else(|| "-".to_owned(), |cursor| cursor.to_string()),
         sink.lag,

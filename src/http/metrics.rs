@@ -178,12 +178,12 @@ pub fn render(status: &Status, report: &Value, healthy: bool, store: &StoreFigur
         (
             "sink_failing_attempts",
             "Failed attempts of each sink's current delivery (0 while it delivers).",
-            &|sink: &SinkStatus| sink.attempts as f64,
+            &|sink: &SinkStatus| sink.row.attempts as f64,
         ),
         (
             "sink_paused",
             "1 while a sink is paused (its target answered 410 Gone).",
-            &|sink: &SinkStatus| f64::from(u8::from(sink.paused_at.is_some())),
+            &|sink: &SinkStatus| f64::from(u8::from(sink.row.paused_at.is_some())),
         ),
         (
             "sink_alert",
@@ -193,7 +193,7 @@ pub fn render(status: &Status, report: &Value, healthy: bool, store: &StoreFigur
     ] {
         out.family(name, "gauge", help);
         for sink in &status.sinks {
-            out.sample(name, &[("sink", &sink.name)], value(sink));
+            out.sample(name, &[("sink", &sink.row.name)], value(sink));
         }
     }
     out.gauge(
@@ -270,7 +270,11 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        let crm = report.sinks.iter().find(|s| s.name == "crm").expect("crm");
+        let crm = report
+            .sinks
+            .iter()
+            .find(|s| s.row.name == "crm")
+            .expect("crm");
         assert_eq!((crm.state.as_str(), crm.alert), ("failing", true));
         assert!(report
             .render()

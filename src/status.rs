@@ -107,22 +107,23 @@ pub fn sink_statuses(
 impl SinkStatus {
     /// The human form: one line, and a second with the error while it fails or is paused.
     pub fn render(&self, local: &dyn Fn(&str) -> String) -> String {
+        let row = &self.row;
         let at = self
             .cursor
             .map_or_else(|| "-".to_owned(), |cursor| cursor.to_string());
         let mut text = format!(
             "{} ({}) at {at}, lag {}, {}",
-            self.row.name, self.row.kind, self.lag, self.state
+            row.name, row.kind, self.lag, self.state
         );
-        if let Some(delivered) = &self.row.delivered_at {
+        if let Some(delivered) = &row.delivered_at {
             text.push_str(&format!(", last delivery {}", local(delivered)));
         }
-        if let (Some(paused), Some(reason)) = (&self.row.paused_at, &self.row.paused_reason) {
+        if let (Some(paused), Some(reason)) = (&row.paused_at, &row.paused_reason) {
             text.push_str(&format!(
                 "\n            PAUSED since {}: {reason}",
                 local(paused)
             ));
-        } else if let Some(since) = &self.row.failing_since {
+        } else if let Some(since) = &row.failing_since {
             text.push_str(&format!(
                 "\n            {} since {}, {} attempts, next {}: {}",
                 if self.alert {
@@ -131,12 +132,11 @@ impl SinkStatus {
                     "failing"
                 },
                 local(since),
-                self.row.attempts,
-                self.row
-                    .next_attempt
+                row.attempts,
+                row.next_attempt
                     .as_deref()
                     .map_or_else(|| "-".to_owned(), local),
-                self.row.last_error.as_deref().unwrap_or("?")
+                row.last_error.as_deref().unwrap_or("?")
             ));
         }
         text
@@ -282,18 +282,16 @@ impl Status {
                 local(&consumer.updated_at)
             ));
         }
-        for sink in &self.sinks {
-            if sink.alert {
-                line(format!(
-                    "SINK ALERT: {} has been failing since {}: {}",
-                    sink.row.name,
-                    sink.row
-                        .failing_since
-                        .as_deref()
-                        .map_or_else(|| "?".to_owned(), local),
-                    sink.row.last_error.as_deref().unwrap_or("?")
-                ));
-            }
+        for sink in self.sinks.iter().filter(|sink| sink.alert) {
+            let row = &sink.row;
+            line(format!(
+                "SINK ALERT: {} has been failing since {}: {}",
+                row.name,
+                row.failing_since
+                    .as_deref()
+                    .map_or_else(|| "?".to_owned(), local),
+                row.last_error.as_deref().unwrap_or("?")
+            ));
         }
         for sink in &self.sinks {
             line(format!("sink:       {}", sink.render(&local)));

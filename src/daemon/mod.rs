@@ -385,7 +385,8 @@ impl Daemon {
             }
             if old.callback != config.callback {
                 restart_needed.push(
-                    "the [callback] settings changed in the file; the callback receiver keeps                      the ones in use (and its token and key) until a restart"
+                    "the [callback] settings changed in the file; the callback receiver keeps \
+                     the ones in use (and its token and key) until a restart"
                         .to_owned(),
                 );
             }

@@ -412,3 +412,36 @@ async fn a_member_in_a_department_whose_callback_was_lost_is_not_dropped() {
     assert_eq!(events[1]["data"]["member"]["departments"][0]["id"], 9);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_names_the_socket_and_callback_settings_that_wait_for_a_restart() {
+    let env = callback_env(Directory::sample()).await;
+    let daemon = env.start_daemon().await;
+    // `admin_uids` lands in the generated `[socket]` section, which the extra lines follow.
+    env.write_config(
+        "",
+        "admin_uids = [4242]\n\n[callback]\nlisten = \"127.0.0.1:0\"\n\
+         token_file = \"callback.token\"\nencoding_aes_key_file = \"callback.key\"\n\
+         path = \"/wecom/elsewhere\"\n",
+    );
+    daemon.signal(libc::SIGHUP);
+    let needed = env
+        .status_when("the settings waiting for a restart", |status| {
+            let needed = status["daemon"]["restart_needed"].as_array()?;
+            (needed.len() == 2).then(|| needed.clone())
+        })
+        .await;
+    assert_eq!(
+        needed,
+        [
+            "socket.group, admin_uids, admin_gids, max_connections, max_connections_per_uid or \
+             allow_insecure_directory changed in the file; the socket keeps the ones in use \
+             until a restart",
+            "the [callback] settings changed in the file; the callback receiver keeps the ones \
+             in use (and its token and key) until a restart",
+        ]
+    );
+    let (_, text, _) = env.status().await;
+    assert!(text.contains("RESTART NEEDED"), "{text}");
+    daemon.stop().await;
+}

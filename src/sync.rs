@@ -436,14 +436,17 @@ impl Syncer {
             }
         }
         // A member the app may no longer see is left as it is: the next full run asks.
-        let touched = userids
+        let keys = userids
             .iter()
             .map(|userid| userid_key(userid))
             .filter(|key| !reread.out_of_range.contains(key))
             .collect();
         Ok(Fetched {
             snapshot,
-            touched: Some(touched),
+            touched: Some(Touched {
+                keys,
+                departments_read: departments_changed,
+            }),
             ignored: Ignored::default(),
             deleted: reread.deleted,
         })
@@ -658,18 +661,28 @@ const MAX_ASKED: usize = 1_000;
 struct Fetched {
     /// A full pull, or, for a callback run, the mirror's departments and the members read again.
     snapshot: Snapshot,
-    /// For a callback run: the keys of the members it compares; the rest of the mirror is left
-    /// as it is.
-    touched: Option<BTreeSet<String>>,
+    /// For a callback run: what it compares; the rest of the mirror is left as it is.
+    touched: Option<Touched>,
     ignored: Ignored,
     /// Keys of members WeCom confirmed deleted.
     deleted: BTreeSet<String>,
 }
 
+/// What a callback run compares with the mirror.
+struct Touched {
+    /// The keys of the members it read again.
+    keys: BTreeSet<String>,
+    /// Whether it read the department tree again. If not, its departments are the mirror's as
+    /// the write transaction finds them: the copy it took before its calls to WeCom may lack
+    /// a department that an `orgsync sync` beside the daemon committed meanwhile, and comparing
+    /// with that copy would delete it.
+    departments_read: bool,
+}
+
 /// A pull as a run applies it.
 struct Pulled {
-    /// For a callback run, the keys it compares ([`Fetched::touched`]).
-    touched: Option<BTreeSet<String>>,
+    /// For a callback run, what it compares ([`Fetched::touched`]).
+    touched: Option<Touched>,
     /// Keys of members WeCom still has, outside the app's visible range.
     out_of_scope: BTreeSet<String>,
     /// Keys of members WeCom confirmed deleted.
@@ -713,7 +726,7 @@ fn apply(
         // new ones move into the changes, which hold all the rest of the run needs.
         let (comparison, mirrored_departments) = match &touched {
             None => compare(tx, pulled)?,
-            Some(keys) => compare_touched(tx, pulled, keys)?,
+            Some(touched) => compare_touched(tx, pulled, touched)?,
         };
         stats.load_ms = lap.next();
         let mut mirrored = comparison.mirrored_members();
@@ -817,12 +830,15 @@ fn compare(
 /// those of them missing from `pulled` leave.
 fn compare_touched(
     conn: &Connection,
-    pulled: Snapshot,
-    touched: &BTreeSet<String>,
+    mut pulled: Snapshot,
+    touched: &Touched,
 ) -> Result<(Comparison, BTreeMap<DepartmentId, Department>), StoreError> {
     let departments = mirror::load_departments(conn)?;
+    if !touched.departments_read {
+        pulled.departments.clone_from(&departments);
+    }
     let mut comparison = Comparison::new(pulled);
-    for key in touched {
+    for key in &touched.keys {
         if let Some(member) = mirror::member(conn, key)? {
             comparison.mirrored(key, Cow::Owned(member));
         }

@@ -5,14 +5,15 @@
 //! verification are refused.
 
 use orgsync_simulator::{
-    envelope_xml, CallbackEncryptor, CallbackFaults, CallbackTarget, Directory, Payload,
+    envelope_xml, CallbackEncryptor, CallbackFaults, CallbackTarget, Directory, Endpoint, Payload,
     SealedCallback, SimUser,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_exits_saying, move_to, self_signed, trusting, types, user, Client, Daemon, Env, WAIT,
+    assert_exits_saying, describe, move_to, self_signed, trusting, types, user, Client, Daemon,
+    Env, WAIT,
 };
 
 const TOKEN: &str = "QDG6eK";
@@ -443,5 +444,40 @@ async fn a_reload_names_the_socket_and_callback_settings_that_wait_for_a_restart
     );
     let (_, text, _) = env.status().await;
     assert!(text.contains("RESTART NEEDED"), "{text}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_department_added_by_a_sync_during_a_callback_run_is_not_deleted_by_it() {
+    let (env, daemon, mut subscriber) = start(Payload::Full).await;
+    // The callback run reads the member it names with user/get; that call waits at the door.
+    env.sim.hold(Endpoint::UserGet);
+    env.sim.edit(|d| user(d, "lina").position = "held".into());
+    env.sim.wait_for_calls(Endpoint::UserGet, 1).await;
+    // Meanwhile `orgsync sync` beside the daemon adds a department that sent no callback.
+    env.sim.send_callbacks(None).unwrap();
+    env.sim.edit(|d| {
+        d.departments
+            .push(orgsync_simulator::SimDepartment::new(9, "测试组", 2));
+    });
+    let output = env.run(&["sync"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let (events, _) = next_run(&mut subscriber).await;
+    assert_eq!(
+        types(&events),
+        ["orgsync.department.created", "orgsync.member.updated"]
+    );
+
+    env.sim.release(Endpoint::UserGet);
+    // The callback run finds the member as the sync left it, and the department stays.
+    let (events, completed) = next_run(&mut subscriber).await;
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(completed["data"]["trigger"], "callback");
+    let departments = env.run(&["departments"]).await;
+    assert!(
+        String::from_utf8_lossy(&departments.stdout).contains("测试组"),
+        "{}",
+        describe(&departments)
+    );
     daemon.stop().await;
 }

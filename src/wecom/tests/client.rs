@@ -380,7 +380,12 @@ fn bad_api_base_is_a_settings_error() {
 #[tokio::test]
 async fn secret_and_token_never_appear_in_errors_or_logs() {
     let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
+    // The process-wide default, not a thread's: tracing caches whether each log line is wanted
+    // once for the whole process, asking the subscriber of the thread that reaches it first.
+    // With a subscriber on this thread only, a test on another thread reaching the client's
+    // lines first would switch them off for good, and this test would see no logs. Other tests'
+    // lines land here too, and none may leak either.
+    tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
             // The simulator's own debug lines show the faults it injects, echoes included:
             // they are the fake WeCom's logs, not orgsync's.
@@ -388,12 +393,17 @@ async fn secret_and_token_never_appear_in_errors_or_logs() {
             .with_writer(logs.clone())
             .with_ansi(false)
             .finish(),
-    );
+    )
+    .expect("no other test sets the global subscriber");
+    // Lines reached before it was set were cached as unwanted: ask again.
+    tracing::callsite::rebuild_interest_cache();
     let mut errors = Vec::new();
     let mut tokens = Vec::new();
 
     // No token exists yet: only the secret can be echoed.
     let sim = simulator().await;
+    // A line another thread was caching while the subscriber was set is settled by now.
+    tracing::callsite::rebuild_interest_cache();
     sim.inject(errcode(40001, &format!("invalid secret {SECRET}")).on(GetToken));
     errors.push(client(&sim.api_base()).user_list(1).await.unwrap_err());
     assert_eq!(sim.calls().total(), 1, "nothing but the one gettoken");

@@ -416,8 +416,13 @@ mod tests {
         assert_eq!(value["cursor"], 41);
         assert_eq!(value["state"], "failing");
         assert!(value.get("row").is_none(), "{value}");
+        let mut older = value.clone();
         let back: SinkStatus = serde_json::from_value(value).unwrap();
         assert_eq!(back.row, status.row);
         assert_eq!(back.cursor, Some(41));
+        // A daemon that has not been restarted since an upgrade sends no `alert_after`.
+        older.as_object_mut().unwrap().remove("alert_after");
+        let from_older: SinkStatus = serde_json::from_value(older).unwrap();
+        assert_eq!(from_older.row.attempts, 3);
     }
 }

@@ -15,7 +15,9 @@ use super::StoreError;
 pub struct SinkRow {
     pub name: String,
     pub kind: String,
-    /// How many seconds of failing make the sink alarming (its `alert_after_secs`).
+    /// How many seconds of failing make the sink alarming (its `alert_after_secs`). Defaults to
+    /// 0 when read from the status of a daemon older than the field.
+    #[serde(default)]
     pub alert_after: i64,
     /// When a 410 Gone paused it; `None` while it delivers.
     pub paused_at: Option<String>,

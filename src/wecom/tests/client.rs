@@ -380,12 +380,13 @@ fn bad_api_base_is_a_settings_error() {
 #[tokio::test]
 async fn secret_and_token_never_appear_in_errors_or_logs() {
     let logs = LogCapture::default();
-    // The process-wide default, not a thread's: tracing caches whether each log line is wanted
-    // once for the whole process, asking the subscriber of the thread that reaches it first.
-    // With a subscriber on this thread only, a test on another thread reaching the client's
-    // lines first would switch them off for good, and this test would see no logs. Other tests'
-    // lines land here too, and none may leak either.
-    tracing::subscriber::set_global_default(
+    // tracing caches once for the whole process whether each log line is wanted, and while at
+    // most one subscriber exists it asks only the subscriber of the thread that reaches the
+    // line first: another test reaching the client's lines first, with no subscriber, would
+    // switch them off for good, and this test would capture nothing. With a second, inert
+    // subscriber alive it asks every subscriber, this test's included.
+    let _every_subscriber_asked = tracing::Dispatch::new(tracing_subscriber::registry());
+    let _guard = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
             // The simulator's own debug lines show the faults it injects, echoes included:
             // they are the fake WeCom's logs, not orgsync's.
@@ -393,9 +394,8 @@ async fn secret_and_token_never_appear_in_errors_or_logs() {
             .with_writer(logs.clone())
             .with_ansi(false)
             .finish(),
-    )
-    .expect("no other test sets the global subscriber");
-    // Lines reached before it was set were cached as unwanted: ask again.
+    );
+    // Lines already cached as unwanted are asked again.
     tracing::callsite::rebuild_interest_cache();
     let mut errors = Vec::new();
     let mut tokens = Vec::new();

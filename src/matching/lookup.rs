@@ -289,7 +289,7 @@ pub async fn run(
             return Ok(summary);
         }
         let now = Utc::now();
-        let (work, allowed) = {
+        let Next { work, allowed, day } = {
             let path = store_path.clone();
             let settings = settings.clone();
             blocking(move || next_batch(&path, &settings, now)).await??
@@ -317,7 +317,17 @@ pub async fn run(
             let source = source.clone();
             let answers = batch.answers;
             let blocked = batch.blocked;
-            blocking(move || commit(&path, &source, &answers, blocked, Utc::now())).await??
+            blocking(move || {
+                commit(
+                    &path,
+                    &source,
+                    &answers,
+                    blocked,
+                    (&day, allowed),
+                    Utc::now(),
+                )
+            })
+            .await??
         };
         summary.links_created += created;
         summary.links_removed += removed;
@@ -342,29 +352,49 @@ enum Allowed {
     Blocked,
 }
 
+/// A batch of values to ask about, and the failures reserved for it.
+struct Next {
+    work: Vec<(LookupKind, String)>,
+    allowed: Allowed,
+    /// The day (China time) the reserved failures count on.
+    day: String,
+}
+
+/// The next batch, with the failures reserved for it ([`lookups::reserve`]).
 fn next_batch(
     path: &std::path::Path,
     settings: &LookupSettings,
     now: DateTime<Utc>,
-) -> Result<(Vec<(LookupKind, String)>, Allowed), StoreError> {
-    let store = Store::open_existing(path, crate::store::BUSY_TIMEOUT)?;
+) -> Result<Next, StoreError> {
+    let mut store = Store::open_existing(path, crate::store::BUSY_TIMEOUT)?;
     let conn = store.conn();
+    let day = china_day(now);
+    let nothing = |allowed, day| Next {
+        work: Vec::new(),
+        allowed,
+        day,
+    };
     if host_users::is_empty(conn)? {
         // Nothing to look up: a corp without host users pays nothing for lookups.
-        return Ok((Vec::new(), Allowed::Failures(0)));
+        return Ok(nothing(Allowed::Failures(0), day));
     }
-    let today = lookups::day(conn, &china_day(now))?;
-    if is_paused(today.blocked_at.as_deref(), now) {
-        return Ok((Vec::new(), Allowed::Blocked));
+    if is_paused(lookups::day(conn, &day)?.blocked_at.as_deref(), now) {
+        return Ok(nothing(Allowed::Blocked, day));
     }
     let state = load_state(conn)?;
     let budget = settings.budget(state.members.len());
     let mut work = wanted(&state, &lookups::load(conn)?, settings, now);
     work.truncate(BATCH);
-    Ok((
+    if work.is_empty() {
+        return Ok(nothing(Allowed::Failures(0), day));
+    }
+    let wanted = work.len() as u64;
+    let granted = store.write(|tx| lookups::reserve(tx, &day, wanted, budget))?;
+    Ok(Next {
         work,
-        Allowed::Failures(budget.saturating_sub(today.failures)),
-    ))
+        allowed: Allowed::Failures(granted),
+        day,
+    })
 }
 
 /// What one batch of lookups found.
@@ -447,26 +477,26 @@ fn is_block(error: &WecomError) -> bool {
     matches!(error, WecomError::Api { error, .. } if error.errcode == 45009)
 }
 
-/// Records a batch's answers and failures, and re-matches with its link events, in one
-/// transaction. Returns the links created and removed.
+/// Records a batch's answers, settles the failures reserved for it (`reserved` on `day`), and
+/// re-matches with its link events, in one transaction. Returns the links created and removed.
 fn commit(
     path: &std::path::Path,
     source: &EventSource,
     answers: &[(LookupKind, String, Option<String>)],
     blocked: bool,
+    (day, reserved): (&str, u64),
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), StoreError> {
     let mut store = Store::open_existing(path, crate::store::BUSY_TIMEOUT)?;
-    let day = china_day(now);
     store.write(|tx| {
         let mut misses = 0;
         for (kind, value, userid) in answers {
             lookups::record(tx, *kind, value, userid.as_deref(), now)?;
             misses += u64::from(userid.is_none());
         }
-        lookups::count_failures(tx, &day, misses)?;
+        lookups::settle(tx, day, reserved, misses)?;
         if blocked {
-            lookups::block(tx, &day, now)?;
+            lookups::block(tx, day, now)?;
         }
         let changes = rematch_and_announce(tx, source, "lookup", now)?;
         Ok((changes.created.len(), changes.removed.len()))

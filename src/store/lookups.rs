@@ -115,7 +115,7 @@ pub fn day(conn: &Connection, day: &str) -> Result<Day, StoreError> {
 }
 
 /// Counts `failures` more failed lookups on `day`, forgetting earlier days.
-pub fn count_failures(conn: &Connection, day: &str, failures: u64) -> Result<(), StoreError> {
+fn count_failures(conn: &Connection, day: &str, failures: u64) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM lookup_days WHERE day <> ?1")?
         .execute([day])?;
     conn.prepare_cached(
@@ -123,6 +123,25 @@ pub fn count_failures(conn: &Connection, day: &str, failures: u64) -> Result<(),
          ON CONFLICT (day) DO UPDATE SET failures = failures + excluded.failures",
     )?
     .execute(params![day, i64::try_from(failures).unwrap_or(i64::MAX)])?;
+    Ok(())
+}
+
+/// Reserves up to `wanted` of what is left of `day`'s failure `budget` for a batch of lookups
+/// about to be made, counting them as failed until [`settle`] records what happened. Call it in
+/// a write transaction: two passes at once (the daemon's, and the one `orgsync sync` makes)
+/// then each reserve from what the other left, and together never exceed the budget. Returns
+/// how many were granted.
+pub fn reserve(conn: &Connection, day: &str, wanted: u64, budget: u64) -> Result<u64, StoreError> {
+    let granted = wanted.min(budget.saturating_sub(self::day(conn, day)?.failures));
+    count_failures(conn, day, granted)?;
+    Ok(granted)
+}
+
+/// Settles a reservation of `reserved` failures on `day`, of which `misses` happened.
+pub fn settle(conn: &Connection, day: &str, reserved: u64, misses: u64) -> Result<(), StoreError> {
+    let unused = i64::try_from(reserved.saturating_sub(misses)).unwrap_or(i64::MAX);
+    conn.prepare_cached("UPDATE lookup_days SET failures = max(failures - ?2, 0) WHERE day = ?1")?
+        .execute(params![day, unused])?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{describe, success_stdout, user, Env};
+use crate::harness::{describe, success_stdout, user, Env, WAIT};
 use orgsync::socket;
 use orgsync_simulator::{Directory, Endpoint};
 use serde_json::{json, Value};
@@ -185,4 +185,46 @@ async fn wecoms_daily_block_pauses_the_lookups() {
 
     env.run(&["sync"]).await;
     assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 4);
+}
+
+#[tokio::test]
+async fn the_daemon_and_orgsync_sync_asking_at_once_share_one_budget() {
+    let env = Env::with_config(
+        withheld(),
+        "[matching]\nlookup_failure_budget = 4\nlookup_concurrency = 2\n",
+    )
+    .await;
+    env.sync().await;
+    // The daemon's pass starts after the import; its first two calls wait at WeCom's door.
+    env.sim.hold(Endpoint::UserGetUserId);
+    let daemon = env.start_daemon().await;
+    let file = env.path("strangers.csv");
+    std::fs::write(&file, strangers(10)).expect("write the import file");
+    let output = env
+        .run(&["host-users", "import", &file.to_string_lossy()])
+        .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    env.sim.wait_for_calls(Endpoint::UserGetUserId, 2).await;
+
+    // The daemon holds the whole budget for the batch it is asking: `orgsync sync` asks nothing.
+    success_stdout(&env.run(&["sync"]).await);
+    assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 2);
+    assert_eq!(
+        report(&env).await["lookups"]["failures"],
+        4,
+        "reserved, in flight"
+    );
+
+    env.sim.release(Endpoint::UserGetUserId);
+    env.sim.wait_for_calls(Endpoint::UserGetUserId, 4).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while report(&env).await["lookups"]["failures"] != 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pass did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 4);
+    daemon.stop().await;
 }

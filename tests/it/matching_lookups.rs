@@ -34,6 +34,16 @@ fn strangers(n: usize) -> String {
     csv
 }
 
+/// Imports `n` [`strangers`] with `orgsync host-users import`.
+async fn import_strangers(env: &Env, n: usize) {
+    let file = env.path("strangers.csv");
+    std::fs::write(&file, strangers(n)).expect("write the import file");
+    let output = env
+        .run(&["host-users", "import", &file.to_string_lossy()])
+        .await;
+    assert!(output.status.success(), "{}", describe(&output));
+}
+
 #[tokio::test]
 async fn lookups_link_by_mobile_and_email_and_a_shared_mobile_links_nobody() {
     let mut directory = withheld();
@@ -126,12 +136,7 @@ async fn lookups_link_by_mobile_and_email_and_a_shared_mobile_links_nobody() {
 async fn a_sync_stops_looking_up_at_the_days_failure_budget() {
     let env = Env::with_config(withheld(), "[matching]\nlookup_failure_budget = 3\n").await;
     env.sync().await;
-    let file = env.path("strangers.csv");
-    std::fs::write(&file, strangers(10)).expect("write the import file");
-    let output = env
-        .run(&["host-users", "import", &file.to_string_lossy()])
-        .await;
-    assert!(output.status.success(), "{}", describe(&output));
+    import_strangers(&env, 10).await;
 
     let output = env.run(&["sync"]).await;
     let text = success_stdout(&output);
@@ -170,10 +175,7 @@ async fn wecoms_daily_block_pauses_the_lookups() {
     )
     .await;
     env.sync().await;
-    let file = env.path("strangers.csv");
-    std::fs::write(&file, strangers(10)).expect("write the import file");
-    env.run(&["host-users", "import", &file.to_string_lossy()])
-        .await;
+    import_strangers(&env, 10).await;
 
     let output = env.run(&["sync"]).await;
     let text = success_stdout(&output);
@@ -198,12 +200,7 @@ async fn the_daemon_and_orgsync_sync_asking_at_once_share_one_budget() {
     // The daemon's pass starts after the import; its first two calls wait at WeCom's door.
     env.sim.hold(Endpoint::UserGetUserId);
     let daemon = env.start_daemon().await;
-    let file = env.path("strangers.csv");
-    std::fs::write(&file, strangers(10)).expect("write the import file");
-    let output = env
-        .run(&["host-users", "import", &file.to_string_lossy()])
-        .await;
-    assert!(output.status.success(), "{}", describe(&output));
+    import_strangers(&env, 10).await;
     env.sim.wait_for_calls(Endpoint::UserGetUserId, 2).await;
 
     // The daemon holds the whole budget for the batch it is asking: `orgsync sync` asks nothing.

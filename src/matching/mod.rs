@@ -248,6 +248,20 @@ fn index<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a String>)>) -> In
     index
 }
 
+/// The host user and the member that alone hold a value on their side, for every value both
+/// sides hold.
+fn sole_holders<'i, 'a>(
+    hosts: &'i Index<'a>,
+    members: &'i Index<'a>,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'i {
+    hosts
+        .iter()
+        .filter_map(|(value, hosts)| match (hosts, members.get(value)?) {
+            (Holders::One(host_id), Holders::One(member_key)) => Some((*host_id, *member_key)),
+            _ => None,
+        })
+}
+
 /// Decides the link changes for `state`; see the module documentation for the rules.
 pub fn plan(state: &State) -> Plan {
     let mut plan = Plan::default();
@@ -298,12 +312,7 @@ pub fn plan(state: &State) -> Plan {
 
     // Phone: one-to-one over the whole set.
     let mut created: Vec<(&str, &str, Method)> = Vec::new();
-    for (mobile, hosts) in &hosts_by_phone {
-        let (Holders::One(host_id), Some(Holders::One(member_key))) =
-            (hosts, members_by_phone.get(mobile))
-        else {
-            continue;
-        };
+    for (host_id, member_key) in sole_holders(&hosts_by_phone, &members_by_phone) {
         if !linked_hosts.contains(host_id)
             && !held.contains(host_id)
             && !linked_members.contains(member_key)
@@ -339,31 +348,25 @@ pub fn plan(state: &State) -> Plan {
             .map(|(id, h)| (id.as_str(), h.email.as_ref())),
     );
     let mut by_email = Vec::new();
-    for (email, hosts) in &hosts_by_email {
-        let (Holders::One(host_id), Some(Holders::One(member_key))) =
-            (hosts, members_by_email.get(email))
-        else {
-            continue;
-        };
+    for (host_id, member_key) in sole_holders(&hosts_by_email, &members_by_email) {
         if linked_hosts.contains(host_id)
             || held.contains(host_id)
             || linked_members.contains(member_key)
         {
             continue;
         }
-        let (Some(host), Some(member)) = (
-            state.host_users.get(*host_id),
-            state.members.get(*member_key),
-        ) else {
+        let (Some(host), Some(member)) =
+            (state.host_users.get(host_id), state.members.get(member_key))
+        else {
             continue;
         };
         if phones_disagree(host, member) {
             conflicts.push(Conflict {
-                host_user_id: (*host_id).to_owned(),
-                userid_key: (*member_key).to_owned(),
+                host_user_id: host_id.to_owned(),
+                userid_key: member_key.to_owned(),
             });
         } else {
-            by_email.push((*host_id, *member_key, Method::Email));
+            by_email.push((host_id, member_key, Method::Email));
         }
     }
     for &(host_id, member_key, _) in &by_email {

@@ -4,13 +4,12 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::secret::{file_or_credential, Secret};
+use super::secret::{file_or_credential, read_small_text, Secret, TextFileError};
 use super::{check_name, resolve_path, ConfigError, Locator};
 
 /// A token shorter than this is refused: a bearer token is a password that no one types.
@@ -220,17 +219,13 @@ impl HttpConfig {
 
 pub(super) fn read_token(path: &Path) -> Result<Secret, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        return Err(format!(
+    let text = read_small_text(file, MAX_TOKEN_FILE_BYTES).map_err(|e| match e {
+        TextFileError::Io(e) => e.to_string(),
+        TextFileError::TooLarge => format!(
             "it is larger than {MAX_TOKEN_FILE_BYTES} bytes; the file must hold only the token"
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| "it is not UTF-8 text; the file must hold only the token".to_owned())?;
+        ),
+        TextFileError::NotUtf8 => "it is not UTF-8 text; the file must hold only the token".into(),
+    })?;
     let secret = Secret::new(&text).ok_or_else(|| "it is empty".to_owned())?;
     if secret.expose().chars().any(char::is_whitespace) {
         return Err("the token contains whitespace; the file must hold only the token".into());

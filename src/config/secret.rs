@@ -31,6 +31,27 @@ pub(super) fn file_or_credential(
     }
 }
 
+/// Why a small text file (a secret, a token, signing keys) could not be read.
+pub(super) enum TextFileError {
+    Io(std::io::Error),
+    /// Larger than the caller's limit: not the file it should be.
+    TooLarge,
+    NotUtf8,
+}
+
+/// Reads `file` as UTF-8 text of at most `limit` bytes. One byte over the limit is enough to
+/// know the file is too large, without reading it all.
+pub(super) fn read_small_text(file: File, limit: u64) -> Result<String, TextFileError> {
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(TextFileError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(TextFileError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| TextFileError::NotUtf8)
+}
+
 /// Holds the corp secret. It has no `Display`, its `Debug` prints `"<redacted>"`, and it
 /// serializes as `"<redacted>"`, so neither a log line nor a printed config can leak it.
 #[derive(Clone)]
@@ -168,16 +189,14 @@ fn read_file(
         });
     }
 
-    let mut bytes = Vec::new();
-    // One byte over the limit is enough to know the file is too large, without reading it all.
-    file.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(SecretFileProblem::Io(e)))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(fail(SecretFileProblem::TooLarge {
-            limit: MAX_SECRET_FILE_BYTES,
-        }));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| fail(SecretFileProblem::NotUtf8))?;
+    let text = read_small_text(file, MAX_SECRET_FILE_BYTES).map_err(|e| {
+        fail(match e {
+            TextFileError::Io(e) => SecretFileProblem::Io(e),
+            TextFileError::TooLarge => SecretFileProblem::TooLarge {
+                limit: MAX_SECRET_FILE_BYTES,
+            },
+            TextFileError::NotUtf8 => SecretFileProblem::NotUtf8,
+        })
+    })?;
     Secret::new(&text).ok_or_else(|| fail(SecretFileProblem::Empty))
 }

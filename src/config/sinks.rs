@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +16,7 @@ use base64::Engine;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use super::secret::file_or_credential;
+use super::secret::{file_or_credential, read_small_text, TextFileError};
 use super::{check_name, https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
 use crate::events::TypeFilter;
 
@@ -530,18 +529,16 @@ pub(super) fn parse_url(raw: &str) -> Option<Url> {
 /// One or two `whsec_` secrets, one per line.
 fn read_keys(path: &Path) -> Result<SigningKeys, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(format!(
+    let text = read_small_text(file, MAX_SECRET_FILE_BYTES).map_err(|e| match e {
+        TextFileError::Io(e) => e.to_string(),
+        TextFileError::TooLarge => format!(
             "it is larger than {MAX_SECRET_FILE_BYTES} bytes; the file must hold only the \
              secrets, one per line"
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| "it is not UTF-8 text; the file must hold only `whsec_` secrets".to_owned())?;
+        ),
+        TextFileError::NotUtf8 => {
+            "it is not UTF-8 text; the file must hold only `whsec_` secrets".into()
+        }
+    })?;
     let keys = text
         .lines()
         .map(str::trim)

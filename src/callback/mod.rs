@@ -34,7 +34,7 @@ use crate::http::EndpointKeys;
 use crate::store::callbacks::{self, Callback, Recorded};
 use crate::store::{Store, BUSY_TIMEOUT};
 use crate::wecom::callback::{
-    parse_envelope, parse_event, CallbackCrypto, ContactChange, EventKind, Signed,
+    hex, parse_envelope, parse_event, CallbackCrypto, ContactChange, EventKind, Signed,
     MAX_CALLBACK_BYTES,
 };
 use debounce::Debounce;
@@ -319,10 +319,6 @@ fn party(change_type: &str, id: i64) -> Callback {
         new_userid: None,
         department_id: Some(id),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

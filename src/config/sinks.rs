@@ -492,14 +492,7 @@ fn check_nats_server(raw: &str, tls_required: bool) -> Result<(), String> {
 impl WebhookSinkConfig {
     /// The sink's type filter; `None` for every event.
     pub fn type_filter(&self) -> Result<Option<TypeFilter>, String> {
-        if self.types.is_empty() {
-            return Ok(None);
-        }
-        let mut filter = TypeFilter::default();
-        for pattern in &self.types {
-            filter.add(pattern).map_err(|e| e.to_string())?;
-        }
-        Ok(Some(filter))
+        type_filter(&self.types)
     }
 }
 

@@ -74,11 +74,11 @@ pub enum DaemonError {
     Internal(String),
 }
 
-/// A running daemon, for `orgsync run` and for `orgsync demo` and the tests, which drive it
-/// in-process.
 /// How long a callback client (WeCom, through the reverse proxy) may take for its headers.
 const CALLBACK_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A running daemon, for `orgsync run` and for `orgsync demo` and the tests, which drive it
+/// in-process.
 pub struct Daemon {
     shared: Arc<Shared>,
     config_path: Option<PathBuf>,

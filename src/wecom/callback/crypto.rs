@@ -173,15 +173,19 @@ fn signature(token: &str, timestamp: &str, nonce: &str, encrypted: &str) -> Stri
     for part in parts {
         sha.update(part.as_bytes());
     }
-    let mut hex = String::with_capacity(40);
-    for byte in sha.finalize() {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    hex(&sha.finalize())
+}
+
+/// Lowercase hex, as WeCom writes signatures.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     hex
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Strips PKCS#7 padding of 1..=32 bytes, every pad byte equal to the pad length.
 fn unpad(buf: &[u8]) -> Result<&[u8], CryptoError> {

@@ -9,7 +9,7 @@
 mod crypto;
 mod xml;
 
-pub use crypto::{CallbackCrypto, CryptoError, KeyError, Signed, ENCODING_AES_KEY_LEN};
+pub use crypto::{hex, CallbackCrypto, CryptoError, KeyError, Signed, ENCODING_AES_KEY_LEN};
 pub use xml::{
     parse_envelope, parse_event, ContactChange, Envelope, Event, EventKind, XmlError, MAX_DEPTH,
     MAX_FIELDS,

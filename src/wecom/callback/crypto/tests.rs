@@ -68,10 +68,6 @@ fn signed<'a>(msg_signature: &'a str, timestamp: &'a str, nonce: &'a str) -> Sig
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Encrypts `plain` as it stands (its length a multiple of 16): for bodies WeCom would never
 /// send.
 fn encrypt_raw(vector: &Vector, mut plain: Vec<u8>) -> String {

@@ -831,9 +831,7 @@ fn list_consumers(config: &Config) -> Result<u8, CliError> {
         "NAME", "OWNER", "ACKED", "LAG", "LAST ACK"
     );
     for consumer in list {
-        let holds = consumer.owner.as_deref() == Some(consumers::SINK_OWNER)
-            || chrono::DateTime::parse_from_rfc3339(&consumer.updated_at)
-                .map_or(true, |acked| acked >= retained_since);
+        let holds = consumer.holds_events(retained_since);
         println!(
             "{:<24} {:<12} {:>10} {:>8}  {:<25} {}",
             consumer.name,

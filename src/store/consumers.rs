@@ -167,20 +167,25 @@ pub fn list(conn: &Connection) -> Result<Vec<Consumer>, StoreError> {
     )
 }
 
-/// The lowest cursor among the consumers that acked at or after `since`, and among all sinks:
-/// retention must keep every event after it. A consumer that has not acked since then no
-/// longer holds events back; a sink always does, however long it has been failing (it is
-/// reported loudly instead), until it is removed with `orgsync consumers remove sink:NAME`.
-/// A timestamp that does not parse (edited by hand) counts as recent, so that a doubt keeps
-/// events rather than dropping them.
+impl Consumer {
+    /// Whether retention keeps the events after this cursor, for a retention that began at
+    /// `since`. A consumer that has not acked since then no longer holds events back; a sink
+    /// always does, however long it has been failing (it is reported loudly instead), until
+    /// it is removed with `orgsync consumers remove sink:NAME`. A timestamp that does not
+    /// parse (edited by hand) counts as recent, so that a doubt keeps events rather than
+    /// dropping them.
+    pub fn holds_events(&self, since: DateTime<Utc>) -> bool {
+        self.owner.as_deref() == Some(SINK_OWNER)
+            || DateTime::parse_from_rfc3339(&self.updated_at).map_or(true, |acked| acked >= since)
+    }
+}
+
+/// The lowest cursor among the consumers that hold events back ([`Consumer::holds_events`]):
+/// retention must keep every event after it.
 pub fn active_floor(conn: &Connection, since: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
     Ok(list(conn)?
         .into_iter()
-        .filter(|consumer| {
-            consumer.owner.as_deref() == Some(SINK_OWNER)
-                || DateTime::parse_from_rfc3339(&consumer.updated_at)
-                    .map_or(true, |acked| acked >= since)
-        })
+        .filter(|consumer| consumer.holds_events(since))
         .map(|consumer| consumer.acked_seq)
         .min())
 }

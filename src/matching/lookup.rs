@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::apply::{load_state, rematch_and_announce};
-use super::{plan, State};
+use super::{plan, Plan, State};
 use crate::events::EventSource;
 use crate::hashing::{FastMap, FastSet};
 use crate::model::host_user::LookupKind;
@@ -168,14 +168,15 @@ fn wecom_mobile(normalized: &str) -> &str {
 }
 
 /// The values to ask about now, most useful first: never asked, then misses past their time to
-/// live, then hits due for a recheck.
+/// live, then hits due for a recheck. `plan` is matching's plan for `state`: a host user it
+/// links is not asked about.
 pub fn wanted(
     state: &State,
+    plan: &Plan,
     answers: &FastMap<(LookupKind, String), Answer>,
     settings: &LookupSettings,
     now: DateTime<Utc>,
 ) -> Vec<(LookupKind, String)> {
-    let plan = plan(state);
     let links = plan.links_after(state);
     let age = |answer: &Answer| (now - answer.looked_up_at).to_std().unwrap_or_default();
     let mirrored_mobiles: FastSet<&str> = state
@@ -234,10 +235,11 @@ pub fn wanted(
 }
 
 /// The budget, cache and backlog as the store holds them, for matching's `state` as loaded from
-/// the same store.
+/// the same store and its `plan`.
 pub fn budget_view(
     conn: &rusqlite::Connection,
     state: &State,
+    plan: &Plan,
     settings: &LookupSettings,
     now: DateTime<Utc>,
 ) -> Result<BudgetView, StoreError> {
@@ -245,7 +247,7 @@ pub fn budget_view(
     let today = lookups::day(conn, &china_day(now))?;
     let cache = lookups::counts(conn)?;
     let pending = if settings.enabled {
-        wanted(state, &answers, settings, now).len()
+        wanted(state, plan, &answers, settings, now).len()
     } else {
         0
     };
@@ -383,7 +385,7 @@ fn next_batch(
     }
     let state = load_state(conn)?;
     let budget = settings.budget(state.members.len());
-    let mut work = wanted(&state, &lookups::load(conn)?, settings, now);
+    let mut work = wanted(&state, &plan(&state), &lookups::load(conn)?, settings, now);
     work.truncate(BATCH);
     if work.is_empty() {
         return Ok(nothing(Allowed::Failures(0), day));
@@ -562,7 +564,13 @@ mod tests {
             answer(Some("alice"), 31 * 24, now),
         );
 
-        let wanted = wanted(&state, &answers, &LookupSettings::default(), now);
+        let wanted = wanted(
+            &state,
+            &plan(&state),
+            &answers,
+            &LookupSettings::default(),
+            now,
+        );
         assert_eq!(
             wanted,
             [
@@ -585,7 +593,13 @@ mod tests {
         state
             .host_users
             .extend([host("h1", Some("13911220876"), Some("h1@corp.example"))]);
-        let wanted = wanted(&state, &FastMap::default(), &LookupSettings::default(), now);
+        let wanted = wanted(
+            &state,
+            &plan(&state),
+            &FastMap::default(),
+            &LookupSettings::default(),
+            now,
+        );
         assert_eq!(wanted, [(LookupKind::Email, "h1@corp.example".to_owned())]);
     }
 

@@ -121,8 +121,8 @@ pub fn build(
 ) -> Result<Report, StoreError> {
     let conn = store.conn();
     let state = load_state(conn)?;
-    let lookups = budget_view(conn, &state, lookup_settings, now)?;
     let plan = plan(&state);
+    let lookups = budget_view(conn, &state, &plan, lookup_settings, now)?;
     let assessment = &plan.assessment;
     let members: HashMap<String, mirror::Identity> = mirror::identities(conn)?
         .into_iter()

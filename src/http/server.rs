@@ -85,18 +85,16 @@ impl TlsReloader {
 /// Loads the TLS files and binds `http.listen`; logs `http listening addr=...` with the
 /// address bound (the port chosen, for port 0).
 pub async fn bind(settings: &HttpSettings) -> Result<Listener, HttpError> {
-    let tls = match &settings.tls {
-        Some(files) => Some(acceptor(files)?),
-        None => None,
-    };
-    let listener = bind_tcp(settings.listen, "http.listen").await?;
-    let addr = local_addr(&listener, settings.listen, "http.listen")?;
-    tracing::info!(%addr, tls = tls.is_some(), "http listening");
-    Ok(Listener {
-        listener,
-        tls: tls.map(watch::Sender::new),
-    })
+    bind_endpoint(settings.listen, settings.tls.as_ref(), API_KEYS).await
 }
+
+/// The API's own settings.
+const API_KEYS: EndpointKeys = EndpointKeys {
+    name: "http",
+    listen: "http.listen",
+    tls_cert_file: "http.tls_cert_file",
+    tls_key_file: "http.tls_key_file",
+};
 
 /// The settings that configure an endpoint's listener, named in its errors and logs.
 #[derive(Debug, Clone, Copy)]
@@ -108,8 +106,8 @@ pub struct EndpointKeys {
     pub tls_key_file: &'static str,
 }
 
-/// A listener for another endpoint than the API (the callback receiver), served by
-/// [`serve_router`]: TLS with `tls`, plain HTTP without. Logs `NAME listening addr=...` with the
+/// A listener for an endpoint (the API, or the callback receiver, served by [`serve_router`]):
+/// TLS with `tls`, plain HTTP without. Logs `NAME listening addr=...` with the
 /// address bound.
 pub async fn bind_endpoint(
     addr: SocketAddr,
@@ -150,7 +148,7 @@ fn local_addr(
 }
 
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
-    acceptor_named(files, "http.tls_cert_file", "http.tls_key_file")
+    acceptor_named(files, API_KEYS.tls_cert_file, API_KEYS.tls_key_file)
 }
 
 /// Reads the certificate chain and key; errors name the settings `cert_key` and `key_key`.

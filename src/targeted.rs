@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{WecomClient, WecomError};
+use crate::wecom::{InFlightLimit, WecomClient, WecomError};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
@@ -115,8 +115,8 @@ pub struct Reread {
 
 /// `mirror` with every member in `userids` read again: replaced by what `user/get` answers,
 /// removed when WeCom has no such userid or the member is no longer in a mirrored department,
-/// kept as it is when the app may not see them. Any other failure fails the run, and the
-/// callbacks stay pending.
+/// kept as it is when the app may not see them. At most `concurrency` calls are in flight, one
+/// fewer after each 45033. Any other failure fails the run, and the callbacks stay pending.
 pub async fn reread(
     client: &WecomClient,
     mut mirror: Snapshot,
@@ -128,8 +128,9 @@ pub async fn reread(
     let mut report = Reread::default();
     let mut queue = userids.iter().cloned();
     let mut in_flight = JoinSet::new();
+    let mut limit = InFlightLimit::new(client, concurrency, "user/get");
     loop {
-        while in_flight.len() < concurrency.max(1) {
+        while in_flight.len() < limit.allowed() {
             let Some(userid) = queue.next() else { break };
             let (client, mirrored) = (client.clone(), mirrored.clone());
             in_flight.spawn(async move {

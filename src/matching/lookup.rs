@@ -45,7 +45,7 @@ use crate::shutdown::stopped;
 use crate::store::host_users;
 use crate::store::lookups::{self, Answer};
 use crate::store::{Store, StoreError};
-use crate::wecom::{WecomClient, WecomError};
+use crate::wecom::{InFlightLimit, WecomClient, WecomError};
 
 /// How many lookups one batch makes before committing what they found.
 const BATCH: usize = 200;
@@ -408,7 +408,7 @@ struct Batch {
     failed: Option<String>,
 }
 
-/// Asks about `work`, at most `concurrency` at once, stopping before the misses could exceed
+/// Asks about `work`, at most `concurrency` at once (one fewer after each 45033), stopping before the misses could exceed
 /// `allowed` (every call in flight is counted as a possible miss), at a 45009, at another
 /// failure, or when `stop` resolves (the calls in flight are dropped unanswered).
 async fn ask(
@@ -426,11 +426,12 @@ async fn ask(
     };
     let mut misses = 0u64;
     let mut in_flight = JoinSet::new();
+    let mut limit = InFlightLimit::new(client, concurrency, "lookup");
     let mut work = work.into_iter().peekable();
     loop {
         let stopping = batch.blocked || batch.failed.is_some();
         while !stopping
-            && in_flight.len() < concurrency.max(1)
+            && in_flight.len() < limit.allowed()
             && misses + (in_flight.len() as u64) < allowed
         {
             let Some((kind, value)) = work.next() else {

@@ -252,8 +252,9 @@ impl WecomClient {
         }
     }
 
-    /// How many 45033 answers this client has seen; the pull lowers its concurrency on each.
-    pub(crate) fn concurrency_limited_count(&self) -> u64 {
+    /// How many 45033 answers this client has seen; an [`InFlightLimit`](super::InFlightLimit)
+    /// lowers its pass's concurrency on each.
+    pub(super) fn concurrency_limited_count(&self) -> u64 {
         self.inner.counters.concurrency_limited_count()
     }
 

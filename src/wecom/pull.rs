@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::call::ClientStats;
 use super::client::WecomClient;
 use super::error::WecomError;
+use super::in_flight::InFlightLimit;
 use super::tree::{select, Inconsistency, ALL_VISIBLE};
 use super::wire;
 use crate::model::{Department, DepartmentId, Member, Membership, Snapshot};
@@ -228,24 +229,12 @@ async fn members(
     // each of its departments; keeping the copy from the earliest department in WeCom's order
     // makes the result independent of which call finished first.
     let mut merged: HashMap<String, (usize, Member)> = HashMap::new();
-    let limited_at_start = client.concurrency_limited_count();
-    let mut allowed = concurrency;
+    let mut limit = InFlightLimit::new(client, concurrency, "user/list");
     let mut next = 0;
     let mut done = 0;
     let mut ignored_memberships = 0;
     loop {
-        let limited = client.concurrency_limited_count() - limited_at_start;
-        let now_allowed = concurrency
-            .saturating_sub(usize::try_from(limited).unwrap_or(usize::MAX))
-            .max(1);
-        if now_allowed < allowed {
-            allowed = now_allowed;
-            info!(
-                concurrency = allowed,
-                "WeCom concurrency limit (45033); lowering user/list concurrency"
-            );
-        }
-        while tasks.len() < allowed && next < ids.len() {
+        while tasks.len() < limit.allowed() && next < ids.len() {
             let (index, id) = (next, ids[next]);
             let client = client.clone();
             let mirrored = Arc::clone(mirrored);
@@ -302,7 +291,7 @@ async fn members(
     Ok(Listed {
         members,
         ignored_memberships,
-        final_concurrency: allowed,
+        final_concurrency: limit.allowed(),
     })
 }
 

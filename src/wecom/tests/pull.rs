@@ -7,7 +7,7 @@ use std::time::Duration;
 use orgsync_simulator::{Directory, Endpoint, ExtAttr, ExtAttrItem, Fault, SimDepartment, SimUser};
 use serde_json::{json, Value};
 
-use super::sim::{self, always, client, id, requests, tenant};
+use super::sim::{self, always, client, flat_tenant, id, requests, tenant};
 use crate::model::{Department, Membership};
 use crate::wecom::{pull, Progress, PullError};
 
@@ -367,19 +367,6 @@ async fn root_outside_the_visible_range_fails() {
         ("wecom_errcode", 1)
     );
     assert!(err.to_string().contains("visible range"), "{err}");
-}
-
-/// `n` departments under root 1, each with one member, every answer 5 ms late.
-async fn flat_tenant(n: u32) -> orgsync_simulator::Simulator {
-    let mut directory = sim::directory();
-    directory
-        .departments
-        .extend((2..=n).map(|id| SimDepartment::new(id, format!("d{id}"), 1)));
-    directory
-        .users
-        .extend((1..=n).map(|id| SimUser::new(format!("u{id}"), "", &[id])));
-    directory.latency_ms = 5;
-    sim::start(directory).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orgsync_simulator::{Directory, Endpoint, Fault, FaultRule, Request, Simulator};
+use orgsync_simulator::{
+    Directory, Endpoint, Fault, FaultRule, Request, SimDepartment, SimUser, Simulator,
+};
 use serde_json::{json, Value};
 
 use crate::wecom::{ClientSettings, RetryPolicy, Secret, WecomClient};
@@ -107,4 +109,17 @@ pub async fn tenant(departments: Value, users: HashMap<i64, Value>) -> Simulator
         ));
     }
     sim
+}
+
+/// `n` departments under root 1, each with one member, every answer 5 ms late.
+pub async fn flat_tenant(n: u32) -> Simulator {
+    let mut directory = directory();
+    directory
+        .departments
+        .extend((2..=n).map(|id| SimDepartment::new(id, format!("d{id}"), 1)));
+    directory
+        .users
+        .extend((1..=n).map(|id| SimUser::new(format!("u{id}"), "", &[id])));
+    directory.latency_ms = 5;
+    start(directory).await
 }

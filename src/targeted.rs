@@ -16,15 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{InFlightLimit, WecomClient, WecomError};
+use crate::wecom::{InFlightLimit, MemberRefusal, WecomClient, WecomError};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
-
-/// `user/get`: no such userid (the member was deleted, or renamed away from it).
-const USERID_NOT_FOUND: i64 = 60111;
-/// `user/get`: the member exists but the app may not see them (outside its visible range).
-const NO_PRIVILEGE: i64 = 60011;
 
 /// What a callback run has to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +98,10 @@ pub fn renames(pending: &[Callback]) -> Vec<Rename> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reread {
     pub members_read: usize,
-    /// Keys of the userids WeCom does not have (60111): confirmed deleted.
+    /// Keys of the userids WeCom does not have ([`MemberRefusal::Gone`]): confirmed deleted.
     pub deleted: BTreeSet<String>,
-    /// Keys of the members outside the app's visible range (60011): kept as they are; a full
-    /// pull decides (`safety.out_of_scope`).
+    /// Keys of the members outside the app's visible range ([`MemberRefusal::OutOfRange`]):
+    /// kept as they are; a full pull decides (`safety.out_of_scope`).
     pub out_of_range: BTreeSet<String>,
     /// Members read with memberships in departments the run does not know: outside the
     /// mirrored subtree, or new ones whose callback has not come (or was lost).
@@ -154,17 +149,19 @@ pub async fn reread(
                     mirror.insert_member(member);
                 }
             }
-            Err(WecomError::Api { error, .. }) if error.errcode == USERID_NOT_FOUND => {
-                mirror.members.remove(&key);
-                report.deleted.insert(key);
-            }
-            Err(WecomError::Api { error, .. }) if error.errcode == NO_PRIVILEGE => {
-                report.out_of_range.insert(key);
-            }
-            Err(error) => {
-                in_flight.abort_all();
-                return Err(error);
-            }
+            Err(error) => match error.member_refusal() {
+                Some(MemberRefusal::Gone) => {
+                    mirror.members.remove(&key);
+                    report.deleted.insert(key);
+                }
+                Some(MemberRefusal::OutOfRange) => {
+                    report.out_of_range.insert(key);
+                }
+                None => {
+                    in_flight.abort_all();
+                    return Err(error);
+                }
+            },
         }
     }
     Ok((mirror, report))

@@ -60,9 +60,6 @@ impl LoginError {
     }
 }
 
-/// Errcodes that mean the person is not (or no longer) a member the app can see.
-const NOT_A_MEMBER: [i64; 3] = [60111, 60011, 60021];
-
 /// What resolves codes: the daemon's WeCom client of the moment (a reload replaces it) and the
 /// store. Transports hold one and know nothing of WeCom.
 #[derive(Clone)]
@@ -125,9 +122,8 @@ async fn resolve(
                 return Err(LoginError::NotAMember)
             }
             Ok((member, _)) => (member, true),
-            Err(error) if error.errcode().is_some_and(|e| NOT_A_MEMBER.contains(&e)) => {
-                return Err(LoginError::NotAMember)
-            }
+            // Gone or out of range: not (or no longer) a member the app can see.
+            Err(error) if error.member_refusal().is_some() => return Err(LoginError::NotAMember),
             Err(error) => return Err(unavailable(error)),
         },
     };

@@ -121,6 +121,27 @@ pub fn class(errcode: i64) -> ErrcodeClass {
     lookup(errcode).map_or(ErrcodeClass::Fatal, |info| info.class)
 }
 
+/// What a refused `user/get` says about a member orgsync asked for by userid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberRefusal {
+    /// 60111 (no such userid) or 40003 (invalid userid: for a userid orgsync has seen, the
+    /// member has left or was deleted). WeCom may answer 60111 for a member the app cannot see,
+    /// too; nothing tells the two apart, so it is a deletion candidate like the others.
+    Gone,
+    /// 60011, 60021 or 50002: the member exists but is outside the app's visible range.
+    OutOfRange,
+}
+
+/// How `user/get`'s `errcode` is read; `None` for an errcode that says nothing about the member
+/// (a failure of the call, which fails what asked).
+pub(super) fn member_refusal(errcode: i64) -> Option<MemberRefusal> {
+    match errcode {
+        60111 | 40003 => Some(MemberRefusal::Gone),
+        60011 | 60021 | 50002 => Some(MemberRefusal::OutOfRange),
+        _ => None,
+    }
+}
+
 /// `errmsg` comes from the network: keep it to a sane length in logs and events.
 const MAX_ERRMSG_CHARS: usize = 300;
 

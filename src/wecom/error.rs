@@ -1,7 +1,7 @@
 //! What can go wrong talking to WeCom, worded for the operator who has to fix it.
 
 use super::call::Call;
-use super::errcode::{ApiError, ErrcodeClass};
+use super::errcode::{self, ApiError, ErrcodeClass, MemberRefusal};
 
 /// A failed WeCom call, after whatever retries its class allows. Messages name the call (never
 /// its URL) and say what to do; none contains the secret or an access token.
@@ -90,6 +90,15 @@ impl WecomError {
             | WecomError::Token { error }
             | WecomError::TokenHeld { error, .. }
             | WecomError::TokenRejected { error, .. } => Some(error.errcode),
+            _ => None,
+        }
+    }
+
+    /// What this failure of a `user/get` says about the member asked for: gone, out of the
+    /// app's visible range, or nothing (the call itself failed).
+    pub fn member_refusal(&self) -> Option<MemberRefusal> {
+        match self {
+            WecomError::Api { error, .. } => errcode::member_refusal(error.errcode),
             _ => None,
         }
     }

@@ -23,7 +23,7 @@ mod tests;
 
 pub use call::{Call, ClientStats};
 pub use client::{ClientSettings, LoginIdentity, RetryPolicy, WecomClient};
-pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo};
+pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo, MemberRefusal};
 pub use error::WecomError;
 pub use in_flight::InFlightLimit;
 pub use pull::{departments, pull, Progress, Pull, PullError, PullStats};

@@ -243,3 +243,45 @@ async fn a_failed_run_after_a_held_one_keeps_the_hold_in_status() {
     assert!(!text.contains("HELD"), "{text}");
     assert!(json["held"].is_null(), "{json}");
 }
+
+/// The fact sheet gives several `user/get` errcodes for a member who is gone (60111, and 40003
+/// for a userid orgsync has seen) and for one outside the app's visible range (60011, 60021,
+/// 50002). Members missing from a pull are asked about; each answer is read as what it says,
+/// not as a failed run.
+#[tokio::test]
+async fn every_user_get_answer_for_a_gone_or_hidden_member_is_read_as_such() {
+    let leavers = ["huangmin", "gaopeng"];
+    for (errcode, reason) in [
+        (60111, "deleted"),
+        (40003, "deleted"),
+        (60011, "out_of_scope"),
+        (60021, "out_of_scope"),
+        (50002, "out_of_scope"),
+    ] {
+        let env =
+            Env::with_config(Directory::sample(), "[safety]\nout_of_scope = \"leave\"\n").await;
+        env.sync().await;
+        env.sim
+            .edit(|d| d.users.retain(|u| !leavers.contains(&u.userid.as_str())));
+        env.sim.inject(
+            Fault::Errcode(errcode)
+                .on(Endpoint::UserGet)
+                .times(u32::MAX),
+        );
+        let before = env.state().events.len();
+
+        let output = env.run(&["sync"]).await;
+
+        assert!(output.status.success(), "{errcode}: {}", describe(&output));
+        let left: Vec<Value> = env.state().event_values()[before..]
+            .iter()
+            .filter(|e| e["type"] == "orgsync.member.left")
+            .cloned()
+            .collect();
+        assert_eq!(left.len(), leavers.len(), "{errcode}: {left:?}");
+        assert!(
+            left.iter().all(|e| e["data"]["reason"] == reason),
+            "{errcode}: {left:?}"
+        );
+    }
+}

@@ -187,6 +187,18 @@ async fn login_resolve_turns_a_code_into_the_member_and_its_host_user() {
     assert_eq!(reply["fetched"], true);
     assert_eq!(reply["member"]["name"], "新同事");
 
+    // One whom WeCom will not show the app (user/get: 50002, outside its permission scope).
+    env.sim
+        .edit(|d| d.users.push(SimUser::new("hidden", "隐藏", &[3])));
+    env.sim
+        .inject(orgsync_simulator::Fault::Errcode(50002).on(orgsync_simulator::Endpoint::UserGet));
+    let reply = client.request(resolve(env.sim.login_code("hidden"))).await;
+    assert_eq!(
+        crate::harness::error_code(&reply),
+        "not_a_member",
+        "{reply}"
+    );
+
     // No code appears in the daemon's log.
     drop(client);
 }

@@ -19,6 +19,9 @@ use crate::model::{subtree, DepartmentId};
 /// `wecom.root_department` meaning "every department the app can see".
 pub const ALL_VISIBLE: DepartmentId = 1;
 
+/// The id of a corp's top department (its parent is 0).
+const TOP: DepartmentId = 1;
+
 /// Why a pull cannot be mirrored as it came.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Inconsistency {
@@ -53,10 +56,15 @@ pub struct Tree {
 /// when `root` is a single department the app cannot see.
 pub fn select(
     root: DepartmentId,
-    all: Vec<wire::Department>,
+    mut all: Vec<wire::Department>,
 ) -> Result<Option<Tree>, Inconsistency> {
     let mut parents: HashMap<DepartmentId, DepartmentId> = HashMap::with_capacity(all.len());
-    for department in &all {
+    for department in &mut all {
+        // The corp's top department has no parent. WeCom's examples give it `parentid` 0, but
+        // no documented rule says so: an absent or null one is that 0, not a broken tree.
+        if department.id == TOP && department.parentid.is_none() {
+            department.parentid = Some(0);
+        }
         let parent = department
             .parentid
             .ok_or(Inconsistency::MissingParent(department.id))?;
@@ -125,6 +133,28 @@ mod tests {
 
     fn ids(tree: &Tree) -> Vec<DepartmentId> {
         tree.departments.iter().map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn the_top_department_without_a_parentid_has_parent_0_and_no_other_does() {
+        for root in [ALL_VISIBLE, 2] {
+            let all = vec![department(1, None), department(2, Some(1))];
+            let tree = select(root, all).unwrap().unwrap();
+            let top = tree.departments.iter().find(|d| d.id == 1);
+            assert_eq!(top.map(|d| d.parentid), (root == 1).then_some(Some(0)));
+        }
+        let absent: wire::Department =
+            serde_json::from_value(serde_json::json!({"id": 1})).unwrap();
+        let tree = select(ALL_VISIBLE, vec![absent]).unwrap().unwrap();
+        assert_eq!(tree.departments[0].parentid, Some(0));
+        assert_eq!(
+            select(
+                ALL_VISIBLE,
+                vec![department(1, Some(0)), department(2, None)]
+            )
+            .unwrap_err(),
+            Inconsistency::MissingParent(2)
+        );
     }
 
     #[test]

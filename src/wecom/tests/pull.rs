@@ -447,3 +447,13 @@ async fn pull_at_scale() {
         pulled.stats
     );
 }
+
+#[tokio::test]
+async fn a_top_department_sent_without_parentid_is_mirrored_with_parent_0() {
+    let mut listed = departments();
+    listed[0].as_object_mut().unwrap().remove("parentid");
+    let sim = tenant(listed, users()).await;
+    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    assert_eq!(pulled.snapshot.departments[&1].parent_id, Some(0));
+    assert_eq!(pulled.snapshot.departments.len(), 3);
+}

@@ -71,7 +71,19 @@ pub(crate) struct UserInfo {
     pub openid: Option<String>,
     pub external_userid: Option<String>,
 }
-reply!(UserInfo);
+
+/// WeCom says every answer carries an errcode, but the fact sheet's example of a successful
+/// `auth/getuserinfo` has none. Only here is an absent errcode a success: the answer still
+/// needs a `userid`, `openid` or `external_userid`. Elsewhere it stays malformed, so that a
+/// foreign `{"userlist":[]}` can never pass for an empty department.
+impl Reply for UserInfo {
+    fn errcode(&self) -> Option<i64> {
+        Some(self.errcode.unwrap_or(0))
+    }
+    fn errmsg(&self) -> &str {
+        self.errmsg.as_deref().unwrap_or("")
+    }
+}
 
 /// `user/getuserid`, `user/get_userid_by_email`.
 #[derive(Debug, Deserialize)]

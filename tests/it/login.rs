@@ -221,3 +221,27 @@ async fn login_resolve_says_unavailable_when_wecom_cannot_be_asked() {
         "the code leaked: {reply}"
     );
 }
+
+/// The fact sheet's example of a successful `auth/getuserinfo` carries no errcode, though WeCom
+/// says every answer does: both forms resolve; a body with neither errcode nor identity does
+/// not.
+#[tokio::test]
+async fn login_resolve_takes_a_getuserinfo_answer_without_an_errcode() {
+    use orgsync_simulator::{Endpoint, Fault};
+    let env = Env::synced_sample().await;
+    let _daemon = env.start_daemon().await;
+    let userid = env.sim.directory().users[0].userid.clone();
+    let mut client = crate::harness::Client::connect(&env.socket_path()).await;
+    let answer = |body: String| Fault::Raw { status: 200, body }.on(Endpoint::AuthGetUserInfo);
+    let resolve = serde_json::json!({"op": "login.resolve", "code": "CODE"});
+
+    env.sim.inject(answer(
+        serde_json::json!({"userid": userid, "user_ticket": "TICKET"}).to_string(),
+    ));
+    let reply = client.request(resolve.clone()).await;
+    assert_eq!(reply["userid"], userid.as_str(), "{reply}");
+
+    env.sim.inject(answer("{}".to_owned()));
+    let reply = client.request(resolve).await;
+    assert_eq!(crate::harness::error_code(&reply), "unavailable", "{reply}");
+}

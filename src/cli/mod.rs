@@ -678,7 +678,13 @@ fn look_up(
         .await
     });
     let summary = summary.map_err(|e| CliError::Failed(e.to_string()))?;
-    if summary.calls > 0 || matches!(summary.ended, lookup::Ended::Failed(_)) {
+    // A pass WeCom refused or that failed is shown even when no lookup was answered.
+    if summary.calls > 0
+        || matches!(
+            summary.ended,
+            lookup::Ended::Failed(_) | lookup::Ended::Blocked
+        )
+    {
         println!(
             "userid lookups: {} asked, {} found, {} not found; {} links created, {} removed ({})",
             summary.calls,

@@ -45,7 +45,7 @@ use crate::shutdown::stopped;
 use crate::store::host_users;
 use crate::store::lookups::{self, Answer};
 use crate::store::{Store, StoreError};
-use crate::wecom::{InFlightLimit, WecomClient, WecomError};
+use crate::wecom::{ErrcodeClass, InFlightLimit, WecomClient, WecomError};
 
 /// How many lookups one batch makes before committing what they found.
 const BATCH: usize = 200;
@@ -476,8 +476,9 @@ async fn ask(
     batch
 }
 
+/// 45009, or 45011, WeChat's code for the same, which the fact sheet says to treat alike.
 fn is_block(error: &WecomError) -> bool {
-    matches!(error, WecomError::Api { error, .. } if error.errcode == 45009)
+    matches!(error, WecomError::Api { error, .. } if error.class() == ErrcodeClass::RateLimited)
 }
 
 /// Records a batch's answers, settles the failures reserved for it (`reserved` on `day`), and

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::harness::{describe, success_stdout, user, Env, WAIT};
 use orgsync::socket;
-use orgsync_simulator::{Directory, Endpoint};
+use orgsync_simulator::{Directory, Endpoint, Fault};
 use serde_json::{json, Value};
 
 /// Sample mobiles: 徐浩 (xuhao), 张伟 (zhangwei).
@@ -187,6 +187,27 @@ async fn wecoms_daily_block_pauses_the_lookups() {
 
     env.run(&["sync"]).await;
     assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 4);
+}
+
+/// 45011 is WeChat's code for a frequency limit; the fact sheet says to treat it as 45009.
+#[tokio::test]
+async fn a_45011_pauses_the_lookups_as_a_45009_does() {
+    let env = Env::with_config(
+        withheld(),
+        "[matching]\nlookup_failure_budget = 100\nlookup_concurrency = 1\n",
+    )
+    .await;
+    env.sync().await;
+    import_strangers(&env, 10).await;
+    env.sim
+        .inject(Fault::Errcode(45011).on(Endpoint::UserGetUserId));
+
+    let output = env.run(&["sync"]).await;
+    let text = success_stdout(&output);
+    assert!(text.contains("WeCom refused lookups (45009)"), "{text}");
+    assert_eq!(env.sim.calls().get(Endpoint::UserGetUserId), 1);
+    let report = report(&env).await;
+    assert!(report["lookups"]["blocked_at"].is_string(), "{report:#}");
 }
 
 #[tokio::test]

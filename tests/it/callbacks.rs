@@ -303,13 +303,9 @@ async fn requests_that_fail_verification_are_refused_and_change_nothing() {
         post(signed_query(&sealed_other), other_body).await,
         StatusCode::FORBIDDEN
     );
-    // A replay of an old one.
-    let old = ours.seal(event.as_bytes(), "1600000000", "n4");
-    let old_body = envelope_xml(&corp_id, &old.encrypt, "1000002");
-    assert_eq!(
-        post(signed_query(&old), old_body).await,
-        StatusCode::FORBIDDEN
-    );
+    // A timestamp that is no number.
+    let query = signed_query(&sealed).replace(&format!("timestamp={now}"), "timestamp=soon");
+    assert_eq!(post(query, body.clone()).await, StatusCode::BAD_REQUEST);
 
     assert_callback_counts(&env, &[("refused", 4), ("recorded", 0), ("pending", 0)]).await;
     daemon.stop().await;
@@ -480,4 +476,54 @@ async fn a_department_added_by_a_sync_during_a_callback_run_is_not_deleted_by_it
         describe(&departments)
     );
     daemon.stop().await;
+}
+
+/// The fact sheet's vectors, byte for byte: the official sample's URL verification (A1) and
+/// the change_contact round trip (E), both signed years ago. A timestamp far from the server's
+/// clock is logged, not refused: a replayed callback only asks for members to be read again.
+#[tokio::test]
+async fn the_fact_sheets_vectors_verify_and_deliver_whatever_their_timestamps() {
+    let corp_id = "wx5823bf96d3bd56c7";
+    let env = callback_env(Directory::new(corp_id, "s3cretOfTheVectorCorp")).await;
+    let daemon = env.start_daemon().await;
+    let url = callback_url(&daemon);
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+
+    let answer = client
+        .get(format!(
+            "{url}?msg_signature=5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3&timestamp=1409659589\
+             &nonce=263014780&echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2FqYX3Zpb4yKa9SKld1DsH3Iyt3tP3zN\
+             dtp%2B4RPcs8TgAE7OaBO%2BFZXvnaqQ%3D%3D"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "1616140317555161061");
+
+    let encrypt = "sKqRbbiSUnDhFHOvPjtUMYdqMO6GllkxSGHm+RQAY4DPiRYQcLTWylF5SrFmX/489dn+IA2OpdboVzGe6\
+        xum/GH+n1FY3i9LecDMl12jag8VdCZp8lmkGJZl+gGT4XKVF+lzkAhYsTaxvI8lF/npCjasI5RRwqb9lY55J+d+2oj2\
+        DRpwkHvipZBHmnHKieL4P7MSR3xIfPE3c9NaMsVyo/QIyU4P0xRiGSaqq/YHc4afTzdOKQjxvzN4g00W23yL7sBdeMdP\
+        JMsn5/SWk1jLe98stvSo3/f2KtTfwf3JVG+p690+Q1OWvHL9btu8iBK1g9iNXUHC+JXCSY3LId4+ol/Qxc11nge5uYds\
+        TRtgMZqK4JzUuwVsqTe/R0C1WBCfHRstGrpgsdBtqFatovd2EoyeODgiGFYqrB468wNXjxySpDonSuZ5KmG+5KFeMmgE\
+        2DfQfeeD92kMJRN2fsU7sPWpD34pkakrQacmOOEoybu2JZXzYM0ZfA8P8tSN3FgLGlFLmUYXDVlleJ1SGPjBscDaSQ/n\
+        syQCiC25AcZ7JM/izW7+E1hTzx4vw6vzHFnkBkenig0jaE9Qz/X4stm5FeWYfu1E1maInGi7YiFb3hc4M6KKTUOf8toc\
+        XeBSKABX";
+    let answer = client
+        .post(format!(
+            "{url}?msg_signature=22eb179b930f844e24e8d0c4cbb97714c9e5f316&timestamp=1700000000\
+             &nonce=1234567890"
+        ))
+        .body(envelope_xml(corp_id, encrypt, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_callback_counts(&env, &[("refused", 0), ("recorded", 1)]).await;
+
+    let log = daemon.stop().await;
+    assert!(
+        log.contains("a verified callback's timestamp is far from this server's clock"),
+        "{log}"
+    );
 }

@@ -20,9 +20,10 @@
 //!   `ack` above the head: both would otherwise skip events silently.
 //! - `resync` replies `"queued": true` whether the request queued a run or merged into one
 //!   already pending (either way one run follows); `"merged"` tells which.
-//! - `host_users.put` is an admin op like `resync`: it decides which host account a WeCom
-//!   identity signs in to, so any peer allowed to put could map its own WeCom identity to
-//!   someone else's account. Its reply adds `links_created` and `links_removed`. A bad user is
+//! - `host_users.put` is open to every peer that may connect, as the contract has it: the host
+//!   application pushes its own users, and `socket.group` decides who may connect. It decides
+//!   which host account a WeCom identity signs in to, so that group must hold only host
+//!   applications trusted with sign-in. Its reply adds `links_created` and `links_removed`. A bad user is
 //!   a `bad_request` naming its index (`users[3]: ...`), as is an id given twice, and nothing
 //!   is applied. An empty `users` with `replace` empties the host-user set.
 //! - A consumer name is 1 to 128 printable characters: no control, bidirectional or

@@ -31,7 +31,7 @@ use crate::events::TypeFilter;
 use crate::shutdown::stopped;
 use crate::store::consumers::{self, sink_consumer, SINK_OWNER};
 use crate::store::event_log::{self, StoredEvent};
-use crate::store::{sinks, Store, StoreError, BUSY_TIMEOUT};
+use crate::store::{sinks, Store, StoreError};
 use nats::{Nats, NatsSettings};
 use webhook::{Webhook, WebhookSettings};
 
@@ -327,7 +327,7 @@ impl Runner {
         tokio::task::spawn_blocking(move || {
             let mut slot = store.lock().unwrap_or_else(PoisonError::into_inner);
             if slot.is_none() {
-                *slot = Some(Store::open_existing(&path, BUSY_TIMEOUT).map_err(|e| e.to_string())?);
+                *slot = Some(Store::open_for_cursors(&path).map_err(|e| e.to_string())?);
             }
             let Some(open) = slot.as_mut() else {
                 return Err("the store is not open".to_owned());

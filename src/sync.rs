@@ -32,11 +32,14 @@ use std::collections::BTreeSet;
 use crate::model::{userid_key, Department, DepartmentId, Snapshot};
 use crate::pull_dump;
 use crate::queue::Trigger;
+use crate::store::access_token::{self, SharedToken};
 use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{callbacks, event_log, mirror, Store, StoreError};
 use crate::targeted::{self, Scope};
-use crate::wecom::{self, ApiError, Progress, PullError, WecomClient, WecomError, REFUSAL_HOLD};
+use crate::wecom::{
+    self, ApiError, Progress, PullError, Secret, WecomClient, WecomError, REFUSAL_HOLD,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -261,26 +264,27 @@ impl Syncer {
         mode: Mode,
         stop: impl Future<Output = ()>,
     ) -> Result<RunReport, SyncError> {
-        let (run, refusal, pending) = match mode {
+        let credentials = self.client.credentials_id();
+        let (run, (refusal, shared), pending) = match mode {
             Mode::DryRun => (
                 None,
-                self.reading(|store| token_refusal::last(store.conn()))
+                self.reading(move |store| tokens_left(store.conn(), &credentials))
                     .await?,
                 Vec::new(),
             ),
             Mode::Apply | Mode::Force => {
                 let corp_id = self.source.corp_id().to_owned();
-                let (run, refusal, pending) = self
+                let (run, left, pending) = self
                     .blocking(move |store| {
                         store.bind_corp(&corp_id)?;
                         event_log::check(store.conn())?;
                         runs::mark_interrupted(store.conn())?;
-                        let refusal = token_refusal::last(store.conn())?;
+                        let left = tokens_left(store.conn(), &credentials)?;
                         let pending = callbacks::pending(store.conn())?;
-                        Ok((runs::begin(store.conn(), trigger)?, refusal, pending))
+                        Ok((runs::begin(store.conn(), trigger)?, left, pending))
                     })
                     .await?;
-                (Some(run), refusal, pending)
+                (Some(run), left, pending)
             }
         };
         // Every callback that arrived before this run's pull is covered by it: a full pull reads
@@ -293,6 +297,7 @@ impl Syncer {
         let renames = targeted::renames(&pending);
         drop(pending);
         self.hold_refusal(refusal).await;
+        self.adopt_token(shared).await;
         match run {
             Some(run) => tracing::info!(run, %trigger, "sync started"),
             None => tracing::info!(%trigger, "dry run started"),
@@ -305,6 +310,10 @@ impl Syncer {
             () = stop => Err(SyncError::Shutdown),
         };
         let pull_ms = millis(started.elapsed());
+        if run.is_some() {
+            // Before the run's events commit: a process they wake finds the token in the store.
+            self.share_token().await;
+        }
         let Fetched {
             snapshot,
             touched,
@@ -543,6 +552,47 @@ impl Syncer {
         }
     }
 
+    /// Uses the access token an earlier process left in the store for the same credentials
+    /// ([`access_token`]) instead of fetching one.
+    async fn adopt_token(&self, shared: Option<SharedToken>) {
+        let Some(shared) = shared else {
+            return;
+        };
+        let usable_for = (shared.refresh_at - Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        self.client
+            .adopt_token(Secret::new(shared.token), usable_for)
+            .await;
+    }
+
+    /// Leaves the client's access token in the store for the next process, unless it is there
+    /// already. A failure costs the next process one `gettoken`, so it is only logged.
+    async fn share_token(&self) {
+        let Some((token, usable_for)) = self.client.current_token().await else {
+            return;
+        };
+        let shared = SharedToken {
+            credentials: self.client.credentials_id(),
+            token: token.expose().to_owned(),
+            refresh_at: Utc::now() + chrono::Duration::from_std(usable_for).unwrap_or_default(),
+        };
+        let written = self
+            .blocking(move |store| {
+                store.write(|tx| {
+                    let held = access_token::current(tx, &shared.credentials)?;
+                    if held.is_none_or(|held| held.token != shared.token) {
+                        access_token::record(tx, &shared)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(%error, "cannot leave the WeCom access token for the next process");
+        }
+    }
+
     /// Records a failed run and its `orgsync.sync.failed` event; the mirror is untouched. A
     /// `gettoken` refusal is recorded with it, for the next process to hold.
     pub async fn record_failure(
@@ -624,6 +674,18 @@ impl Syncer {
         .map_err(|e| SyncError::Worker(e.to_string()))?
         .map_err(SyncError::Store)
     }
+}
+
+/// What earlier processes left in the store for `credentials`: a `gettoken` refusal to hold,
+/// and an access token to use.
+fn tokens_left(
+    conn: &Connection,
+    credentials: &str,
+) -> Result<(Option<Refusal>, Option<SharedToken>), StoreError> {
+    Ok((
+        token_refusal::last(conn)?,
+        access_token::current(conn, credentials)?,
+    ))
 }
 
 /// How long ago a recorded `gettoken` refusal happened, if a run with `credentials` must still

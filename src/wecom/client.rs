@@ -252,6 +252,21 @@ impl WecomClient {
         }
     }
 
+    /// Uses `token`, which another process fetched with the same credentials
+    /// ([`credentials_id`](Self::credentials_id)), for `usable_for` more, unless this client
+    /// holds a usable token already. WeCom's documentation no longer promises that a second
+    /// `gettoken` returns the same token rather than a new one that invalidates the first, so
+    /// processes of one corp share one.
+    pub async fn adopt_token(&self, token: Secret, usable_for: Duration) {
+        self.inner.tokens.adopt(token, usable_for).await;
+    }
+
+    /// The access token this client would use now, and for how long more, to share with the
+    /// next process. Never log it.
+    pub async fn current_token(&self) -> Option<(Secret, Duration)> {
+        self.inner.tokens.current().await
+    }
+
     /// How many 45033 answers this client has seen; an [`InFlightLimit`](super::InFlightLimit)
     /// lowers its pass's concurrency on each.
     pub(super) fn concurrency_limited_count(&self) -> u64 {

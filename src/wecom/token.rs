@@ -118,6 +118,30 @@ impl TokenCache {
         (age < REFUSAL_HOLD).then(|| (refusal.clone(), age))
     }
 
+    /// Takes `value`, a token another process fetched for the same credentials, usable for
+    /// `usable_for` more, unless this cache holds a usable token already.
+    pub(crate) async fn adopt(&self, value: Secret, usable_for: Duration) {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        if usable_for.is_zero() || state.token.as_ref().is_some_and(|t| now < t.refresh_at) {
+            return;
+        }
+        state.generation += 1;
+        state.token = Some(Token {
+            value,
+            generation: state.generation,
+            refresh_at: now + usable_for,
+        });
+    }
+
+    /// The token this cache would use now, and for how long more.
+    pub(crate) async fn current(&self) -> Option<(Secret, Duration)> {
+        let state = self.state.lock().await;
+        let token = state.token.as_ref()?;
+        let left = token.refresh_at.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then(|| (token.value.clone(), left))
+    }
+
     /// Drops the token of `generation` after WeCom called it invalid or expired.
     pub(crate) async fn invalidate(&self, generation: u64) {
         let mut state = self.state.lock().await;
@@ -165,6 +189,44 @@ mod tests {
         assert_eq!(cache.get(fetch("c")).await.unwrap().value.expose(), "b");
         cache.invalidate(second.generation).await;
         assert_eq!(cache.get(fetch("c")).await.unwrap().value.expose(), "c");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_token_is_used_until_its_time_unless_one_is_held() {
+        let cache = TokenCache::default();
+        let fetch = |value: &'static str| move || async move { Ok((Secret::new(value), 7200)) };
+        cache
+            .adopt(Secret::new("shared"), Duration::from_secs(100))
+            .await;
+        assert_eq!(
+            cache.get(fetch("own")).await.unwrap().value.expose(),
+            "shared"
+        );
+        let (current, left) = cache.current().await.expect("a token");
+        assert_eq!(
+            (current.expose(), left),
+            ("shared", Duration::from_secs(100))
+        );
+
+        // A usable token is kept; an expired one gives way.
+        cache
+            .adopt(Secret::new("other"), Duration::from_secs(500))
+            .await;
+        assert_eq!(
+            cache.get(fetch("own")).await.unwrap().value.expose(),
+            "shared"
+        );
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(cache.current().await.is_none());
+        cache
+            .adopt(Secret::new("other"), Duration::from_secs(500))
+            .await;
+        let token = cache.get(fetch("own")).await.unwrap();
+        assert_eq!(token.value.expose(), "other");
+
+        // Invalidated, it is fetched again.
+        cache.invalidate(token.generation).await;
+        assert_eq!(cache.get(fetch("own")).await.unwrap().value.expose(), "own");
     }
 
     #[tokio::test(start_paused = true)]

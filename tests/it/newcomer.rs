@@ -291,6 +291,21 @@ async fn backup_writes_a_private_consistent_copy_and_never_overwrites() {
             .unwrap()
     };
     assert_ne!(id(&copy), id(&env.store_path()));
+    // The WeCom access token the runs share stays behind, not a byte of it in the file.
+    let token = crate::harness::read_only(&env.store_path())
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'access_token'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .expect("the live store holds the shared token");
+    let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    assert!(
+        !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the backup holds the access token"
+    );
 
     let out = env.run(&["backup", copy.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

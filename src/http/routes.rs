@@ -227,6 +227,26 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// An event seq, as the socket takes one: a non-negative integer. A negative `since` would
+/// otherwise read as a position before every event, and come back as a `gap`.
+fn parse_seq(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|seq| *seq >= 0)
+}
+
+/// The query parameter `name` as an event seq.
+fn seq_param(pairs: &[(&'static str, String)], name: &str) -> Result<Option<i64>, ApiError> {
+    param(pairs, name)
+        .map(|value| {
+            parse_seq(value).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query parameter {name:?} must be a non-negative integer (an event seq), not {:?}: the seq of the last event you have, as X-Orgsync-Next-Since or a snapshot's seq gives it",
+                    value.chars().take(32).collect::<String>()
+                ))
+            })
+        })
+        .transpose()
+}
+
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -443,7 +463,7 @@ async fn events_page(
         )));
     }
     let request = PageRequest {
-        since: number(&pairs, "since")?,
+        since: seq_param(&pairs, "since")?,
         consumer: consumer_param(&pairs)?,
         types: types_param(&pairs)?,
         limit,
@@ -498,17 +518,16 @@ async fn events_stream(
     let last_event_id = headers
         .get("last-event-id")
         .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|seq| *seq >= 0)
-                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a seq"))
+            value.to_str().ok().map(str::trim).and_then(parse_seq).ok_or_else(|| {
+                ApiError::bad_request(
+                    "Last-Event-ID must be a non-negative integer (an event seq): the id of the last event received",
+                )
+            })
         })
         .transpose()?;
     let request = PageRequest {
         // A reconnecting client resumes after the last event it received.
-        since: last_event_id.or(number(&pairs, "since")?),
+        since: last_event_id.or(seq_param(&pairs, "since")?),
         consumer: consumer_param(&pairs)?,
         types: types_param(&pairs)?,
         limit: 1,

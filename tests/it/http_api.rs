@@ -116,14 +116,18 @@ fn ndjson(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Checks an error answer: its status, and the body `{"ok": false, "error": {"code", "message"}}`.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+/// Checks an error answer: its status, and the body `{"ok": false, "error": {"code", "message"}}`;
+/// returns the message.
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
     let url = response.url().clone();
     assert_eq!(response.status(), status, "{url}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["ok"], false, "{url}: {body}");
-    assert!(body["error"]["message"].as_str().is_some(), "{url}: {body}");
     assert_eq!(body["error"]["code"], code, "{url}: {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{url}: no message in {body}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -278,6 +282,30 @@ async fn tokens_are_checked() {
         !daemon.output().contains(READ_TOKEN) && !daemon.output().contains(ADMIN_TOKEN),
         "a token was logged"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_negative_since_is_a_bad_request_not_a_gap() {
+    let (_env, daemon, api) = serve_synced_store().await;
+    for path in ["/v1/events?since=-1", "/v1/events/stream?since=-1"] {
+        let response = api.get(path, Some(READ_TOKEN)).await;
+        let message = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            message.contains("\"since\" must be a non-negative integer (an event seq)"),
+            "{path}: {message}"
+        );
+    }
+    let resumed = api
+        .client
+        .get(format!("{}/v1/events/stream", api.base))
+        .bearer_auth(READ_TOKEN)
+        .header("Last-Event-ID", "-1")
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(resumed, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(message.contains("non-negative integer"), "{message}");
     daemon.stop().await;
 }
 

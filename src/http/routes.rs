@@ -86,11 +86,13 @@ impl FromRequestParts<Shared> for Caller {
     }
 }
 
-async fn not_found() -> ApiError {
+// The fallbacks take a caller too, so that only a token's holder learns which paths and
+// methods exist: without a valid token, every request but `GET /healthz` is a 401.
+async fn not_found(_: Caller) -> ApiError {
     ApiError::not_found("no such endpoint; docs/http.md lists them")
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(_: Caller) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         crate::service::ErrorCode::BadRequest,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use orgsync_simulator::{Directory, Endpoint, Fault};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{
@@ -306,6 +306,51 @@ async fn a_negative_since_is_a_bad_request_not_a_gap() {
         .unwrap();
     let message = assert_error(resumed, StatusCode::BAD_REQUEST, "bad_request").await;
     assert!(message.contains("non-negative integer"), "{message}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_caller_with_a_token_learns_which_paths_and_methods_exist() {
+    let (_env, daemon, api) = serve_synced_store().await;
+    let requests = [
+        (Method::GET, "/v2/nothing"),
+        (Method::GET, "/v1/members/"),
+        (Method::DELETE, "/v1/snapshot"),
+        (Method::POST, "/v1/status"),
+        (Method::GET, "/v1/resync"),
+        (Method::POST, "/healthz"),
+    ];
+    for token in [None, Some("not-a-token-of-ours-at-all")] {
+        for (method, path) in &requests {
+            let mut request = api
+                .client
+                .request(method.clone(), format!("{}{path}", api.base));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                Some("Bearer realm=\"orgsync\""),
+                "{method} {path}"
+            );
+            assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+    let unknown = api.get("/v2/nothing", Some(READ_TOKEN)).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let wrong = api
+        .client
+        .delete(format!("{}/v1/snapshot", api.base))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "bad_request").await;
+    assert_eq!(api.get("/healthz", None).await.status(), StatusCode::OK);
     daemon.stop().await;
 }
 

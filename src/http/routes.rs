@@ -30,11 +30,12 @@ use crate::service::events::{self, ConsumerName, Owner, PageRequest};
 use crate::socket::protocol::MAX_TYPE_PATTERNS;
 use crate::status::Status;
 
-/// Events per page unless `limit` says otherwise, and the most `limit` may ask for.
+/// Events per page unless `limit` says otherwise, and the most a page holds: a larger `limit`
+/// counts as this.
 const DEFAULT_LIMIT: usize = 1000;
-const MAX_LIMIT: usize = 10_000;
+const MAX_LIMIT: u64 = 10_000;
 
-/// The longest `wait` of a long-poll, in seconds.
+/// The longest `wait` of a long-poll, in seconds: a longer one counts as this.
 const MAX_WAIT_SECS: u64 = 60;
 
 /// How often an idle event stream sends a comment, so that proxies keep it open and a client
@@ -225,6 +226,31 @@ fn number<T: std::str::FromStr>(
                     value.chars().take(32).collect::<String>()
                 ))
             })
+        })
+        .transpose()
+}
+
+/// The query parameter `name`, an integer of at least `min`, clamped to `max`: asking for more
+/// than the most the daemon gives is asking for the most, so a client need not know the
+/// maximum (a page's next-since says where to go on).
+fn clamped(
+    pairs: &[(&'static str, String)],
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    param(pairs, name)
+        .map(|value| {
+            // Digits too many for a u64 are above the maximum too.
+            let number = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<u64>().unwrap_or(u64::MAX));
+            match number {
+                Some(number) if number >= min => Ok(number.min(max)),
+                _ => Err(ApiError::bad_request(format!(
+                    "query parameter {name:?} must be an integer of at least {min} (above {max} counts as {max}), not {:?}",
+                    value.chars().take(32).collect::<String>()
+                ))),
+            }
         })
         .transpose()
 }
@@ -452,18 +478,10 @@ async fn events_page(
         query.as_deref(),
         &["since", "limit", "wait", "consumer", "types", "store"],
     )?;
-    let limit = number::<usize>(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "\"limit\" must be within 1..={MAX_LIMIT}"
-        )));
-    }
-    let wait = number::<u64>(&pairs, "wait")?.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(ApiError::bad_request(format!(
-            "\"wait\" must be at most {MAX_WAIT_SECS} seconds; ask again when it returns"
-        )));
-    }
+    let limit = clamped(&pairs, "limit", 1, MAX_LIMIT)?
+        .and_then(|limit| usize::try_from(limit).ok())
+        .unwrap_or(DEFAULT_LIMIT);
+    let wait = clamped(&pairs, "wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
     let request = PageRequest {
         since: seq_param(&pairs, "since")?,
         consumer: consumer_param(&pairs)?,
@@ -795,4 +813,53 @@ async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, A
         StatusCode::OK,
         &json!({"ok": true, "op": "resync", "queued": resync.queued, "merged": resync.merged, "after_run": resync.after_run}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(&'static str, String)> {
+        query_pairs(Some(query), &["limit", "wait"]).unwrap()
+    }
+
+    fn wait(query: &str) -> Option<u64> {
+        clamped(&pairs(query), "wait", 0, MAX_WAIT_SECS)
+            .ok()
+            .flatten()
+    }
+
+    fn limit(query: &str) -> Option<u64> {
+        clamped(&pairs(query), "limit", 1, MAX_LIMIT).ok().flatten()
+    }
+
+    #[test]
+    fn a_limit_or_wait_above_its_maximum_counts_as_the_maximum() {
+        assert_eq!(wait("wait=0"), Some(0));
+        assert_eq!(wait("wait=60"), Some(60));
+        assert_eq!(wait("wait=120"), Some(60));
+        assert_eq!(wait("wait=99999999999999999999999"), Some(60));
+        assert_eq!(limit("limit=1"), Some(1));
+        assert_eq!(limit("limit=10000"), Some(10_000));
+        assert_eq!(limit("limit=50000"), Some(10_000));
+        assert_eq!(clamped(&pairs(""), "limit", 1, MAX_LIMIT).unwrap(), None);
+    }
+
+    #[test]
+    fn a_limit_of_0_or_a_value_that_is_not_a_number_is_refused() {
+        for (name, query) in [
+            ("limit", "limit=0"),
+            ("limit", "limit=-5"),
+            ("limit", "limit=ten"),
+            ("limit", "limit="),
+            ("wait", "wait=-1"),
+            ("wait", "wait=1.5"),
+            ("wait", "wait=+3"),
+        ] {
+            let min = u64::from(name == "limit");
+            let error = clamped(&pairs(query), name, min, 100).unwrap_err();
+            assert_eq!(error.code_str(), "bad_request", "{query}");
+            assert!(error.message.contains(name), "{query}: {}", error.message);
+        }
+    }
 }

@@ -279,7 +279,7 @@ fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A streamed body of the lines a channel receives.
+/// A streamed body of the lines a channel receives, ending when the channel closes.
 fn streamed(lines: mpsc::Receiver<Bytes>) -> Body {
     Body::from_stream(futures_util::stream::unfold(
         lines,
@@ -297,6 +297,65 @@ fn line_bytes(mut line: String) -> Bytes {
     Bytes::from(line)
 }
 
+/// A line of a streamed answer; `last` marks the answer's last line.
+struct Chunk {
+    line: Bytes,
+    last: bool,
+}
+
+/// The body of a streamed answer that ends with a last line. Lines that stop before it (the
+/// producer gave up on a client that stopped reading) make the body fail instead of end, so
+/// that the server aborts the response: the client sees a cut-off transfer, never what looks
+/// like a whole answer.
+fn streamed_to_last(lines: mpsc::Receiver<Chunk>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(
+        Some(lines),
+        |lines| async move {
+            let mut lines = lines?;
+            match lines.recv().await {
+                Some(Chunk { line, last }) => Some((Ok(line), (!last).then_some(lines))),
+                None => Some((
+                    Err(std::io::Error::other(
+                        "the answer ended before its last line",
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
+}
+
+/// Hands the lines of a streamed answer from the blocking thread that reads the store to the
+/// response body, giving up on a client that takes no line for `stall`: the answer's read
+/// transaction would otherwise stay open for as long as the client lingers, and with it a
+/// blocking thread, and the WAL could not be checkpointed while syncs commit.
+struct Handover {
+    lines: mpsc::Sender<Chunk>,
+    runtime: tokio::runtime::Handle,
+    stall: Duration,
+    stalled: bool,
+}
+
+impl Handover {
+    /// Whether the line was handed over; false once the client is gone or has stalled.
+    fn send(&mut self, line: String, last: bool) -> bool {
+        let chunk = Chunk {
+            line: line_bytes(line),
+            last,
+        };
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall, self.lines.send(chunk)));
+        match sent {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.stalled = true;
+                false
+            }
+        }
+    }
+}
+
 async fn snapshot(
     State(app): State<Shared>,
     caller: Caller,
@@ -312,12 +371,21 @@ async fn snapshot(
         filter.types = ObjectTypes::parse(types.split(',').map(str::trim))
             .map_err(|problem| ApiError::bad_request(format!("\"types\": {problem}")))?;
     }
-    let (lines, received) = mpsc::channel::<Bytes>(STREAM_LINES);
+    let (lines, received) = mpsc::channel::<Chunk>(STREAM_LINES);
     let (started, on_start) = oneshot::channel::<(i64, String)>();
     let stores = app.stores.clone();
+    let mut handover = Handover {
+        lines,
+        runtime: tokio::runtime::Handle::current(),
+        stall: app.ctx.settings.stream_stall,
+        stalled: false,
+    };
+    let token = caller.name;
     let producing = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let store = stores.take()?;
         let mut started = Some(started);
+        // The read transaction lasts as long as this call: until the last line is handed
+        // over, the client is gone, or it has stalled.
         let result = directory::snapshot_with(
             &store,
             filter,
@@ -326,7 +394,7 @@ async fn snapshot(
                     .take()
                     .is_some_and(|started| started.send((seq, id.to_owned())).is_ok())
             },
-            |line| lines.blocking_send(line_bytes(line)).is_ok(),
+            |line| handover.send(line, false),
         );
         stores.give_back(store);
         let last = match result {
@@ -337,19 +405,28 @@ async fn snapshot(
                 {
                     last.extend(end);
                 }
-                last
+                Some(last)
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => None,
             // Before the headers the error is the response; after them, the last line.
             Err(error) if started.is_some() => return Err(error.into()),
-            Err(error) => ApiError::from(error).body(),
+            Err(error) => Some(ApiError::from(error).body()),
         };
-        let _ = lines.blocking_send(line_bytes(last.to_string()));
+        if let Some(last) = last {
+            handover.send(last.to_string(), true);
+        }
+        if handover.stalled {
+            tracing::warn!(
+                %token,
+                stall_secs = handover.stall.as_secs_f64(),
+                "http snapshot cut off: the client took no line for the stall limit; its read transaction is closed"
+            );
+        }
         Ok(())
     });
     match on_start.await {
         Ok((seq, store)) => {
-            let mut response = Response::new(streamed(received));
+            let mut response = Response::new(streamed_to_last(received));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
             headers.insert("x-orgsync-seq", header_value(&seq.to_string()));

@@ -19,7 +19,7 @@ use super::lines::{Line, LineReader};
 use super::protocol::{
     error_reply, error_reply_with, parse_request, ErrorCode, LinkBy, Request, Subscribe, MAX_LINE,
 };
-use super::{ServerContext, SocketSettings};
+use super::{ServerContext, SocketSettings, STREAM_STALL};
 use crate::event_reader::{self, ReadError};
 use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
@@ -582,9 +582,6 @@ pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid
         || settings.admin_uids.contains(&uid)
         || settings.admin_gids.contains(&gid)
 }
-
-/// How long a streamed answer waits for a client that stopped reading.
-const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Lines of a streamed answer buffered between the store and the client.
 const STREAM_LINES: usize = 64;

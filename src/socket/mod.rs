@@ -55,6 +55,11 @@ pub use client::{request, send, ClientError, Lines};
 pub use listener::{bind, SocketError};
 pub use server::serve;
 
+/// How long a streamed answer (`snapshot`, `members.list`, and the HTTP API's snapshot) waits
+/// for a client that stopped reading before it ends the answer: the answer's read transaction
+/// would otherwise keep the WAL from being checkpointed while syncs commit.
+pub const STREAM_STALL: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketSettings {
     pub path: PathBuf,

@@ -6,6 +6,7 @@
 //! inside one. Neither loop holds anything in memory beyond the current line or batch; a
 //! client that stops reading blocks only this task, in its write.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -190,7 +191,10 @@ impl Connection {
                     ),
                     None,
                 ),
-                Line::Complete(line) => match parse_request(&line) {
+                // Nobody is left to read its reply: a request cut off by a disconnect is never
+                // executed, however whole it looks.
+                Line::Unterminated(_) if hung_up(lines.get_ref()) => return,
+                Line::Complete(line) | Line::Unterminated(line) => match parse_request(&line) {
                     Err(error) => (error_reply(error.code(), &error.to_string()), None),
                     Ok(request) => match self.handle(request, subscribed.is_some()).await {
                         Ok(answer) => answer,
@@ -572,6 +576,22 @@ impl Connection {
         output.write_all(line.as_bytes()).await?;
         output.flush().await
     }
+}
+
+/// Whether the peer closed its whole connection, not only its sending side (which a client
+/// waiting for its last reply does): then no one is left to read a reply.
+fn hung_up(read: &OwnedReadHalf) -> bool {
+    let stream: &UnixStream = read.as_ref();
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, for a descriptor this connection owns and keeps open during the
+    // call; a zero timeout returns at once.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    // POLLHUP is reported whatever `events` asks for: the peer shut down both directions.
+    ready > 0 && poll.revents & libc::POLLHUP != 0
 }
 
 /// Whether a peer may use admin ops: root, the daemon's own user, or a configured admin.

@@ -12,6 +12,10 @@
 //! Where the contract is silent, the server does this:
 //! - Closing the connection, or only its sending direction, ends a subscription: the end of
 //!   input is the only sign of a client gone while no events flow.
+//! - A last request line that the end of input ends instead of a newline is answered like any
+//!   other (`printf '{"op":"status"}' | socat - UNIX:...`), then the connection closes; unless
+//!   the client closed its whole connection, not only its sending side: then no one is left to
+//!   read the reply, and a request cut off by a disconnect is never executed.
 //! - One subscription per connection; a second `subscribe` is a `bad_request`.
 //! - A start before the oldest kept event is a `gap` whose `oldest` is the oldest event still
 //!   available (the next one to be committed, when none is kept). Events pruned under a live

@@ -20,8 +20,8 @@
 //! - A start before the oldest kept event is a `gap` whose `oldest` is the oldest event still
 //!   available (the next one to be committed, when none is kept). Events pruned under a live
 //!   subscription end it with the same `gap` line, and the connection closes.
-//! - A `since` above the head (a store replaced under the client) is a `bad_request`, as is an
-//!   `ack` above the head: both would otherwise skip events silently.
+//! - A `since` above the head (a store replaced under the client) is `store_changed`, and an
+//!   `ack` above the head a `bad_request`: both would otherwise skip events silently.
 //! - `resync` replies `"queued": true` whether the request queued a run or merged into one
 //!   already pending (either way one run follows); `"merged"` tells which.
 //! - `host_users.put` is an admin op like `resync`: it decides which host account a WeCom

@@ -72,6 +72,7 @@ impl Config {
             header_timeout: HTTP_HEADER_TIMEOUT,
             body_timeout: HTTP_BODY_TIMEOUT,
             max_body: HTTP_MAX_BODY,
+            stream_stall: crate::socket::STREAM_STALL,
         })
     }
 

@@ -15,6 +15,8 @@ mod metrics;
 mod routes;
 mod server;
 mod stores;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -86,6 +88,10 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// The largest request body accepted.
     pub max_body: usize,
+    /// How long a streamed snapshot waits for a client that stopped reading before it ends
+    /// the snapshot: its read transaction would otherwise keep the WAL from being
+    /// checkpointed. The daemon uses the socket's limit, [`crate::socket::STREAM_STALL`].
+    pub stream_stall: Duration,
 }
 
 /// What the HTTP API needs from the daemon.

@@ -30,11 +30,12 @@ use crate::service::events::{self, ConsumerName, Owner, PageRequest};
 use crate::socket::protocol::MAX_TYPE_PATTERNS;
 use crate::status::Status;
 
-/// Events per page unless `limit` says otherwise, and the most `limit` may ask for.
+/// Events per page unless `limit` says otherwise, and the most a page holds: a larger `limit`
+/// counts as this.
 const DEFAULT_LIMIT: usize = 1000;
-const MAX_LIMIT: usize = 10_000;
+const MAX_LIMIT: u64 = 10_000;
 
-/// The longest `wait` of a long-poll, in seconds.
+/// The longest `wait` of a long-poll, in seconds: a longer one counts as this.
 const MAX_WAIT_SECS: u64 = 60;
 
 /// How often an idle event stream sends a comment, so that proxies keep it open and a client
@@ -86,11 +87,13 @@ impl FromRequestParts<Shared> for Caller {
     }
 }
 
-async fn not_found() -> ApiError {
+// The fallbacks take a caller too, so that only a token's holder learns which paths and
+// methods exist: without a valid token, every request but `GET /healthz` is a 401.
+async fn not_found(_: Caller) -> ApiError {
     ApiError::not_found("no such endpoint; docs/http.md lists them")
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(_: Caller) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         crate::service::ErrorCode::BadRequest,
@@ -227,11 +230,56 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// The query parameter `name`, an integer of at least `min`, clamped to `max`: asking for more
+/// than the most the daemon gives is asking for the most, so a client need not know the
+/// maximum (a page's next-since says where to go on).
+fn clamped(
+    pairs: &[(&'static str, String)],
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    param(pairs, name)
+        .map(|value| {
+            // Digits too many for a u64 are above the maximum too.
+            let number = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<u64>().unwrap_or(u64::MAX));
+            match number {
+                Some(number) if number >= min => Ok(number.min(max)),
+                _ => Err(ApiError::bad_request(format!(
+                    "query parameter {name:?} must be an integer of at least {min} (above {max} counts as {max}), not {:?}",
+                    value.chars().take(32).collect::<String>()
+                ))),
+            }
+        })
+        .transpose()
+}
+
+/// An event seq, as the socket takes one: a non-negative integer. A negative `since` would
+/// otherwise read as a position before every event, and come back as a `gap`.
+fn parse_seq(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|seq| *seq >= 0)
+}
+
+/// The query parameter `name` as an event seq.
+fn seq_param(pairs: &[(&'static str, String)], name: &str) -> Result<Option<i64>, ApiError> {
+    param(pairs, name)
+        .map(|value| {
+            parse_seq(value).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query parameter {name:?} must be a non-negative integer (an event seq), not {:?}: the seq of the last event you have, as X-Orgsync-Next-Since or a snapshot's seq gives it",
+                    value.chars().take(32).collect::<String>()
+                ))
+            })
+        })
+        .transpose()
+}
+
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A streamed body of the lines a channel receives.
+/// A streamed body of the lines a channel receives, ending when the channel closes.
 fn streamed(lines: mpsc::Receiver<Bytes>) -> Body {
     Body::from_stream(futures_util::stream::unfold(
         lines,
@@ -249,6 +297,65 @@ fn line_bytes(mut line: String) -> Bytes {
     Bytes::from(line)
 }
 
+/// A line of a streamed answer; `last` marks the answer's last line.
+struct Chunk {
+    line: Bytes,
+    last: bool,
+}
+
+/// The body of a streamed answer that ends with a last line. Lines that stop before it (the
+/// producer gave up on a client that stopped reading) make the body fail instead of end, so
+/// that the server aborts the response: the client sees a cut-off transfer, never what looks
+/// like a whole answer.
+fn streamed_to_last(lines: mpsc::Receiver<Chunk>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(
+        Some(lines),
+        |lines| async move {
+            let mut lines = lines?;
+            match lines.recv().await {
+                Some(Chunk { line, last }) => Some((Ok(line), (!last).then_some(lines))),
+                None => Some((
+                    Err(std::io::Error::other(
+                        "the answer ended before its last line",
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
+}
+
+/// Hands the lines of a streamed answer from the blocking thread that reads the store to the
+/// response body, giving up on a client that takes no line for `stall`: the answer's read
+/// transaction would otherwise stay open for as long as the client lingers, and with it a
+/// blocking thread, and the WAL could not be checkpointed while syncs commit.
+struct Handover {
+    lines: mpsc::Sender<Chunk>,
+    runtime: tokio::runtime::Handle,
+    stall: Duration,
+    stalled: bool,
+}
+
+impl Handover {
+    /// Whether the line was handed over; false once the client is gone or has stalled.
+    fn send(&mut self, line: String, last: bool) -> bool {
+        let chunk = Chunk {
+            line: line_bytes(line),
+            last,
+        };
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall, self.lines.send(chunk)));
+        match sent {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.stalled = true;
+                false
+            }
+        }
+    }
+}
+
 async fn snapshot(
     State(app): State<Shared>,
     caller: Caller,
@@ -264,12 +371,21 @@ async fn snapshot(
         filter.types = ObjectTypes::parse(types.split(',').map(str::trim))
             .map_err(|problem| ApiError::bad_request(format!("\"types\": {problem}")))?;
     }
-    let (lines, received) = mpsc::channel::<Bytes>(STREAM_LINES);
+    let (lines, received) = mpsc::channel::<Chunk>(STREAM_LINES);
     let (started, on_start) = oneshot::channel::<(i64, String)>();
     let stores = app.stores.clone();
+    let mut handover = Handover {
+        lines,
+        runtime: tokio::runtime::Handle::current(),
+        stall: app.ctx.settings.stream_stall,
+        stalled: false,
+    };
+    let token = caller.name;
     let producing = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let store = stores.take()?;
         let mut started = Some(started);
+        // The read transaction lasts as long as this call: until the last line is handed
+        // over, the client is gone, or it has stalled.
         let result = directory::snapshot_with(
             &store,
             filter,
@@ -278,7 +394,7 @@ async fn snapshot(
                     .take()
                     .is_some_and(|started| started.send((seq, id.to_owned())).is_ok())
             },
-            |line| lines.blocking_send(line_bytes(line)).is_ok(),
+            |line| handover.send(line, false),
         );
         stores.give_back(store);
         let last = match result {
@@ -289,19 +405,28 @@ async fn snapshot(
                 {
                     last.extend(end);
                 }
-                last
+                Some(last)
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => None,
             // Before the headers the error is the response; after them, the last line.
             Err(error) if started.is_some() => return Err(error.into()),
-            Err(error) => ApiError::from(error).body(),
+            Err(error) => Some(ApiError::from(error).body()),
         };
-        let _ = lines.blocking_send(line_bytes(last.to_string()));
+        if let Some(last) = last {
+            handover.send(last.to_string(), true);
+        }
+        if handover.stalled {
+            tracing::warn!(
+                %token,
+                stall_secs = handover.stall.as_secs_f64(),
+                "http snapshot cut off: the client took no line for the stall limit; its read transaction is closed"
+            );
+        }
         Ok(())
     });
     match on_start.await {
         Ok((seq, store)) => {
-            let mut response = Response::new(streamed(received));
+            let mut response = Response::new(streamed_to_last(received));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
             headers.insert("x-orgsync-seq", header_value(&seq.to_string()));
@@ -430,20 +555,12 @@ async fn events_page(
         query.as_deref(),
         &["since", "limit", "wait", "consumer", "types", "store"],
     )?;
-    let limit = number::<usize>(&pairs, "limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "\"limit\" must be within 1..={MAX_LIMIT}"
-        )));
-    }
-    let wait = number::<u64>(&pairs, "wait")?.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(ApiError::bad_request(format!(
-            "\"wait\" must be at most {MAX_WAIT_SECS} seconds; ask again when it returns"
-        )));
-    }
+    let limit = clamped(&pairs, "limit", 1, MAX_LIMIT)?
+        .and_then(|limit| usize::try_from(limit).ok())
+        .unwrap_or(DEFAULT_LIMIT);
+    let wait = clamped(&pairs, "wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
     let request = PageRequest {
-        since: number(&pairs, "since")?,
+        since: seq_param(&pairs, "since")?,
         consumer: consumer_param(&pairs)?,
         types: types_param(&pairs)?,
         limit,
@@ -498,17 +615,16 @@ async fn events_stream(
     let last_event_id = headers
         .get("last-event-id")
         .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|seq| *seq >= 0)
-                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a seq"))
+            value.to_str().ok().map(str::trim).and_then(parse_seq).ok_or_else(|| {
+                ApiError::bad_request(
+                    "Last-Event-ID must be a non-negative integer (an event seq): the id of the last event received",
+                )
+            })
         })
         .transpose()?;
     let request = PageRequest {
         // A reconnecting client resumes after the last event it received.
-        since: last_event_id.or(number(&pairs, "since")?),
+        since: last_event_id.or(seq_param(&pairs, "since")?),
         consumer: consumer_param(&pairs)?,
         types: types_param(&pairs)?,
         limit: 1,
@@ -774,4 +890,53 @@ async fn resync(State(app): State<Shared>, caller: Caller) -> Result<Response, A
         StatusCode::OK,
         &json!({"ok": true, "op": "resync", "queued": resync.queued, "merged": resync.merged, "after_run": resync.after_run}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(&'static str, String)> {
+        query_pairs(Some(query), &["limit", "wait"]).unwrap()
+    }
+
+    fn wait(query: &str) -> Option<u64> {
+        clamped(&pairs(query), "wait", 0, MAX_WAIT_SECS)
+            .ok()
+            .flatten()
+    }
+
+    fn limit(query: &str) -> Option<u64> {
+        clamped(&pairs(query), "limit", 1, MAX_LIMIT).ok().flatten()
+    }
+
+    #[test]
+    fn a_limit_or_wait_above_its_maximum_counts_as_the_maximum() {
+        assert_eq!(wait("wait=0"), Some(0));
+        assert_eq!(wait("wait=60"), Some(60));
+        assert_eq!(wait("wait=120"), Some(60));
+        assert_eq!(wait("wait=99999999999999999999999"), Some(60));
+        assert_eq!(limit("limit=1"), Some(1));
+        assert_eq!(limit("limit=10000"), Some(10_000));
+        assert_eq!(limit("limit=50000"), Some(10_000));
+        assert_eq!(clamped(&pairs(""), "limit", 1, MAX_LIMIT).unwrap(), None);
+    }
+
+    #[test]
+    fn a_limit_of_0_or_a_value_that_is_not_a_number_is_refused() {
+        for (name, query) in [
+            ("limit", "limit=0"),
+            ("limit", "limit=-5"),
+            ("limit", "limit=ten"),
+            ("limit", "limit="),
+            ("wait", "wait=-1"),
+            ("wait", "wait=1.5"),
+            ("wait", "wait=+3"),
+        ] {
+            let min = u64::from(name == "limit");
+            let error = clamped(&pairs(query), name, min, 100).unwrap_err();
+            assert_eq!(error.code_str(), "bad_request", "{query}");
+            assert!(error.message.contains(name), "{query}: {}", error.message);
+        }
+    }
 }

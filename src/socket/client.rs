@@ -87,7 +87,10 @@ impl Lines {
                 path: path.clone(),
                 source,
             }),
-            Ok(None) => Err(ClientError::NoReply { path: path.clone() }),
+            // The daemon ends every reply with a newline: one cut off is one it never finished.
+            Ok(None | Some(Line::Unterminated(_))) => {
+                Err(ClientError::NoReply { path: path.clone() })
+            }
             Ok(Some(Line::TooLarge)) => Err(bad_reply(format!("longer than {MAX_REPLY} bytes"))),
             Ok(Some(Line::Complete(line))) => match serde_json::from_slice(&line) {
                 Ok(reply @ Value::Object(_)) => Ok(reply),

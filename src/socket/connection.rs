@@ -6,6 +6,7 @@
 //! inside one. Neither loop holds anything in memory beyond the current line or batch; a
 //! client that stops reading blocks only this task, in its write.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -19,7 +20,7 @@ use super::lines::{Line, LineReader};
 use super::protocol::{
     error_reply, error_reply_with, parse_request, ErrorCode, LinkBy, Request, Subscribe, MAX_LINE,
 };
-use super::{ServerContext, SocketSettings};
+use super::{ServerContext, SocketSettings, STREAM_STALL};
 use crate::event_reader::{self, ReadError};
 use crate::events::TypeFilter;
 use crate::model::host_user::HostUser;
@@ -190,7 +191,10 @@ impl Connection {
                     ),
                     None,
                 ),
-                Line::Complete(line) => match parse_request(&line) {
+                // Nobody is left to read its reply: a request cut off by a disconnect is never
+                // executed, however whole it looks.
+                Line::Unterminated(_) if hung_up(lines.get_ref()) => return,
+                Line::Complete(line) | Line::Unterminated(line) => match parse_request(&line) {
                     Err(error) => (error_reply(error.code(), &error.to_string()), None),
                     Ok(request) => match self.handle(request, subscribed.is_some()).await {
                         Ok(answer) => answer,
@@ -574,6 +578,22 @@ impl Connection {
     }
 }
 
+/// Whether the peer closed its whole connection, not only its sending side (which a client
+/// waiting for its last reply does): then no one is left to read a reply.
+fn hung_up(read: &OwnedReadHalf) -> bool {
+    let stream: &UnixStream = read.as_ref();
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, for a descriptor this connection owns and keeps open during the
+    // call; a zero timeout returns at once.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    // POLLHUP is reported whatever `events` asks for: the peer shut down both directions.
+    ready > 0 && poll.revents & libc::POLLHUP != 0
+}
+
 /// Whether a peer may use admin ops: root, the daemon's own user, or a configured admin.
 /// SO_PEERCRED carries only the peer's primary group, so `admin_gids` matches that.
 pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid: u32) -> bool {
@@ -582,9 +602,6 @@ pub(super) fn is_admin(uid: u32, gid: u32, settings: &SocketSettings, daemon_uid
         || settings.admin_uids.contains(&uid)
         || settings.admin_gids.contains(&gid)
 }
-
-/// How long a streamed answer waits for a client that stopped reading.
-const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Lines of a streamed answer buffered between the store and the client.
 const STREAM_LINES: usize = 64;

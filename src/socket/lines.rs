@@ -9,6 +9,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 pub enum Line {
     /// A whole line, without its newline.
     Complete(Vec<u8>),
+    /// The last line, ended by the end of input rather than a newline: its sender closed its
+    /// sending side right after it (`printf '{"op":"status"}' | socat - UNIX:...`), or went
+    /// away while writing it. Only the reader's owner can tell which.
+    Unterminated(Vec<u8>),
     /// The line grew past the limit. What was read of it is dropped, and the rest of it up to
     /// the next newline is skipped, so that the next line is read normally.
     TooLarge,
@@ -32,8 +36,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// The next line, or `None` at end of input. A line cut off by the end of input was never
-    /// finished by its sender and is dropped.
+    /// The next line, or `None` at end of input. A last line that the end of input ends
+    /// instead of a newline is [`Line::Unterminated`], within the same limit.
     ///
     /// Cancel-safe: all progress lives in `self` and is recorded before each await, so a
     /// caller may race this against other futures in `select!`.
@@ -41,9 +45,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                self.line.clear();
+                // A too-large last line was reported already, and what was read of it dropped.
                 self.skipping = false;
-                return Ok(None);
+                if self.line.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(Line::Unterminated(std::mem::take(&mut self.line))));
             }
             let newline = available.iter().position(|&b| b == b'\n');
             let part = &available[..newline.unwrap_or(available.len())];
@@ -66,6 +73,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
         }
     }
+
+    /// What the lines are read from.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
 }
 
 #[cfg(test)]
@@ -87,9 +99,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn splits_lines_and_drops_an_unfinished_last_one() {
-        let lines = read_all(b"one\n\ntwo\nhalf", 10).await;
-        assert_eq!(lines, vec![complete("one"), complete(""), complete("two")]);
+    async fn splits_lines_and_keeps_a_last_one_ended_by_the_end_of_input() {
+        let lines = read_all(b"one\n\ntwo\nlast", 10).await;
+        assert_eq!(
+            lines,
+            vec![
+                complete("one"),
+                complete(""),
+                complete("two"),
+                Line::Unterminated(b"last".to_vec())
+            ]
+        );
+        assert_eq!(read_all(b"one\n", 10).await, vec![complete("one")]);
+        assert_eq!(read_all(b"", 10).await, vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_last_line_over_the_limit_is_too_large_even_without_a_newline() {
+        let lines = read_all(b"12345\n123456", 5).await;
+        assert_eq!(lines, vec![complete("12345"), Line::TooLarge]);
     }
 
     #[tokio::test]

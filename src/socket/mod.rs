@@ -12,12 +12,16 @@
 //! Where the contract is silent, the server does this:
 //! - Closing the connection, or only its sending direction, ends a subscription: the end of
 //!   input is the only sign of a client gone while no events flow.
+//! - A last request line that the end of input ends instead of a newline is answered like any
+//!   other (`printf '{"op":"status"}' | socat - UNIX:...`), then the connection closes; unless
+//!   the client closed its whole connection, not only its sending side: then no one is left to
+//!   read the reply, and a request cut off by a disconnect is never executed.
 //! - One subscription per connection; a second `subscribe` is a `bad_request`.
 //! - A start before the oldest kept event is a `gap` whose `oldest` is the oldest event still
 //!   available (the next one to be committed, when none is kept). Events pruned under a live
 //!   subscription end it with the same `gap` line, and the connection closes.
-//! - A `since` above the head (a store replaced under the client) is a `bad_request`, as is an
-//!   `ack` above the head: both would otherwise skip events silently.
+//! - A `since` above the head (a store replaced under the client) is `store_changed`, and an
+//!   `ack` above the head a `bad_request`: both would otherwise skip events silently.
 //! - `resync` replies `"queued": true` whether the request queued a run or merged into one
 //!   already pending (either way one run follows); `"merged"` tells which.
 //! - `host_users.put` is open to every peer that may connect, as the contract has it: the host
@@ -55,6 +59,11 @@ use crate::queue::SyncQueue;
 pub use client::{request, send, ClientError, Lines};
 pub use listener::{bind, SocketError};
 pub use server::serve;
+
+/// How long a streamed answer (`snapshot`, `members.list`, and the HTTP API's snapshot) waits
+/// for a client that stopped reading before it ends the answer: the answer's read transaction
+/// would otherwise keep the WAL from being checkpointed while syncs commit.
+pub const STREAM_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketSettings {

@@ -5,13 +5,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use orgsync::events::{EventSource, EventType};
+use orgsync::store::Store;
 use orgsync_simulator::{Directory, Endpoint, Fault};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_contains_all, describe, error_line, self_signed, trusting, Client, Daemon, Env, Python,
-    WAIT,
+    assert_contains_all, commit_dated, describe, error_line, self_signed, trusting, Client, Daemon,
+    Env, Python, WAIT,
 };
 
 const READ_TOKEN: &str = "read-token-0123456789abcdef";
@@ -100,6 +102,14 @@ impl Api {
     }
 }
 
+/// Commits `count` events into the daemon's store, as another process (`orgsync sync`) would.
+fn commit_events(env: &Env, count: usize) {
+    let mut store = Store::open(&env.store_path()).unwrap();
+    let source = EventSource::new(&env.sim.directory().corp_id);
+    let about = (EventType::MemberUpdated, "member/zhangsan");
+    commit_dated(&mut store, &source, about, count, chrono::Utc::now());
+}
+
 /// Has the daemon sync now (SIGUSR1) and waits for the run to end; its `orgsync.sync.*`
 /// events.
 async fn sync_now(env: &Env, daemon: &Daemon) -> Vec<Value> {
@@ -116,14 +126,18 @@ fn ndjson(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Checks an error answer: its status, and the body `{"ok": false, "error": {"code", "message"}}`.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+/// Checks an error answer: its status, and the body `{"ok": false, "error": {"code", "message"}}`;
+/// returns the message.
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
     let url = response.url().clone();
     assert_eq!(response.status(), status, "{url}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["ok"], false, "{url}: {body}");
-    assert!(body["error"]["message"].as_str().is_some(), "{url}: {body}");
     assert_eq!(body["error"]["code"], code, "{url}: {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{url}: no message in {body}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -209,8 +223,6 @@ async fn every_endpoint_answers_a_good_token() {
     assert!(members_only
         .iter()
         .all(|e| e["type"].as_str().unwrap().starts_with("orgsync.member.")));
-    let bad = api.get("/v1/events?limit=10001", Some(READ_TOKEN)).await;
-    assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
     let bad = api.get("/v1/events?sinse=3", Some(READ_TOKEN)).await;
     assert_error(bad, StatusCode::BAD_REQUEST, "bad_request").await;
 
@@ -278,6 +290,135 @@ async fn tokens_are_checked() {
         !daemon.output().contains(READ_TOKEN) && !daemon.output().contains(ADMIN_TOKEN),
         "a token was logged"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_negative_since_is_a_bad_request_not_a_gap() {
+    let (_env, daemon, api) = serve_synced_store().await;
+    for path in ["/v1/events?since=-1", "/v1/events/stream?since=-1"] {
+        let response = api.get(path, Some(READ_TOKEN)).await;
+        let message = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            message.contains("\"since\" must be a non-negative integer (an event seq)"),
+            "{path}: {message}"
+        );
+    }
+    let resumed = api
+        .client
+        .get(format!("{}/v1/events/stream", api.base))
+        .bearer_auth(READ_TOKEN)
+        .header("Last-Event-ID", "-1")
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(resumed, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(message.contains("non-negative integer"), "{message}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_caller_with_a_token_learns_which_paths_and_methods_exist() {
+    let (_env, daemon, api) = serve_synced_store().await;
+    let requests = [
+        (Method::GET, "/v2/nothing"),
+        (Method::GET, "/v1/members/"),
+        (Method::DELETE, "/v1/snapshot"),
+        (Method::POST, "/v1/status"),
+        (Method::GET, "/v1/resync"),
+        (Method::POST, "/healthz"),
+    ];
+    for token in [None, Some("not-a-token-of-ours-at-all")] {
+        for (method, path) in &requests {
+            let mut request = api
+                .client
+                .request(method.clone(), format!("{}{path}", api.base));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                Some("Bearer realm=\"orgsync\""),
+                "{method} {path}"
+            );
+            assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+    let unknown = api.get("/v2/nothing", Some(READ_TOKEN)).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let wrong = api
+        .client
+        .delete(format!("{}/v1/snapshot", api.base))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "bad_request").await;
+    assert_eq!(api.get("/healthz", None).await.status(), StatusCode::OK);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_or_wait_above_the_maximum_is_clamped_to_it() {
+    let env = http_env(Directory::sample()).await;
+    env.sync().await;
+    let head = env.state().head();
+    commit_events(&env, 10_050);
+    let daemon = env.start_daemon().await;
+    let api = Api::new(&daemon);
+
+    let page = api
+        .get(
+            &format!("/v1/events?since={head}&limit=50000"),
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let next = head + 10_000;
+    assert_eq!(
+        page.headers()["x-orgsync-next-since"],
+        next.to_string().as_str()
+    );
+    let events = ndjson(&page.text().await.unwrap());
+    assert_eq!(events.len(), 10_000);
+    assert_eq!(events[0]["seq"], head + 1);
+    let rest = api
+        .get(
+            &format!("/v1/events?since={next}&limit=50000"),
+            Some(READ_TOKEN),
+        )
+        .await;
+    assert_eq!(ndjson(&rest.text().await.unwrap()).len(), 50);
+
+    // A long-poll asking for longer than the maximum waits, and the next commit wakes it.
+    let last = next + 50;
+    let url = format!("{}/v1/events?since={last}&wait=120", api.base);
+    let client = api.client.clone();
+    let poll = tokio::spawn(async move {
+        let response = client
+            .get(url)
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    });
+    commit_events(&env, 1);
+    let events = ndjson(&tokio::time::timeout(WAIT, poll).await.unwrap().unwrap());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["seq"], last + 1);
+
+    for bad in ["limit=0", "limit=ten", "wait=-1", "wait=soon"] {
+        let response = api
+            .get(&format!("/v1/events?{bad}"), Some(READ_TOKEN))
+            .await;
+        assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    }
     daemon.stop().await;
 }
 

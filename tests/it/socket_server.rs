@@ -342,6 +342,26 @@ async fn an_oversized_line_is_too_large_and_the_connection_still_works() {
 }
 
 #[tokio::test]
+async fn a_last_request_without_a_newline_is_answered_before_the_connection_closes() {
+    let daemon = Server::start().await;
+    // As `printf '{"op":"status"}' | socat - UNIX:...` sends it: no newline, then end of input.
+    let mut client = daemon.connect().await;
+    client.send_raw(br#"{"op":"status"}"#).await;
+    client.write.shutdown().await.unwrap();
+    let reply = client.next().await;
+    assert_eq!(reply["op"], "status", "{reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    client.expect_closed().await;
+
+    // The size limit holds for it too.
+    let mut client = daemon.connect().await;
+    client.send_raw(&vec![b'x'; (1 << 20) + 1]).await;
+    client.write.shutdown().await.unwrap();
+    assert_eq!(error_code(&client.next().await), "too_large");
+    client.expect_closed().await;
+}
+
+#[tokio::test]
 async fn garbage_gets_an_error_reply_and_the_connection_stays_usable() {
     let daemon = Server::start().await;
     let mut client = daemon.connect().await;
@@ -565,8 +585,13 @@ async fn a_request_written_in_pieces_is_answered_once_it_is_whole() {
 #[tokio::test]
 async fn a_line_cut_off_by_a_disconnect_is_never_executed() {
     let daemon = Server::start_with(|s| s.max_connections = 1, current_uid()).await;
-    let mut client = daemon.connect().await;
-    client.send_raw(br#"{"op":"resync"}"#).await;
+    // Closed at once, as a client that dies closes it: the harness's client would shut down
+    // its sending side first, like a client that waits for its last reply.
+    let mut client = timeout(WAIT, UnixStream::connect(&daemon.path))
+        .await
+        .unwrap()
+        .unwrap();
+    client.write_all(br#"{"op":"resync"}"#).await.unwrap();
     drop(client);
     // Its slot is free once the server has seen the end of that connection.
     let mut next = daemon.connect_served().await;

@@ -573,6 +573,57 @@ async fn replay_moves_the_cursor_back_and_delivers_again() {
 }
 
 #[tokio::test]
+async fn replay_never_moves_a_cursor_past_events_not_delivered() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[], Some(Reply::Status(500)));
+    let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;
+    let head = env.state().head();
+    sink_in_state(&env, "failing", "the sink failing on the first event").await;
+
+    // Forward past the cursor would skip events 1 and 2, never delivered: refused, unchanged.
+    let forward = env.run(&["sinks", "replay", "crm", "--from", "3"]).await;
+    crate::harness::assert_fails(
+        &forward,
+        2,
+        "--from 3 is past the cursor of sink \"crm\", 0: replay only moves a cursor back",
+    );
+    assert!(
+        crate::harness::error_line(&forward).contains("give a seq from 1 to 1"),
+        "{}",
+        describe(&forward)
+    );
+    assert_eq!(cursor(&env), Some(0));
+
+    // cursor + 1 is allowed and changes nothing.
+    let same = env.run(&["sinks", "replay", "crm", "--from", "1"]).await;
+    assert!(success_stdout(&same).contains("nothing changed"));
+    assert_eq!(cursor(&env), Some(0));
+
+    // Events 1 and 2 gone under the cursor (a store edited by hand): the oldest kept is the
+    // one start past the gap, and it skips nothing that could still be delivered.
+    let store = Store::open(&env.store_path()).unwrap();
+    store
+        .conn()
+        .execute("DELETE FROM events WHERE seq <= 2", [])
+        .unwrap();
+    let past = env.run(&["sinks", "replay", "crm", "--from", "4"]).await;
+    crate::harness::assert_fails(&past, 2, "give a seq from 3 to 3");
+    let gap = env.run(&["sinks", "replay", "crm", "--from", "3"]).await;
+    assert!(success_stdout(&gap).contains("past events no longer kept"));
+    // Accepted only once the runner picked up the move: a retry of event 1 already under way
+    // still fails.
+    receiver
+        .wait_until("an attempt from seq 3", |received| {
+            received.iter().any(|r| r.events()[0]["seq"] == 3)
+        })
+        .await;
+    receiver.script(&[], None);
+    receiver.wait_accepted(head).await;
+    assert_eq!(receiver.accepted_seqs(), (3..=head).collect::<Vec<_>>());
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn a_restart_resumes_at_the_confirmed_cursor_with_nothing_lost() {
     let receiver = Receiver::start().await;
     // Three deliveries, then failures.

@@ -70,7 +70,7 @@ pub struct WebhookSinkConfig {
     /// The delay before the first retry of a failed delivery; it doubles, with jitter.
     #[serde(default = "default_retry_first_delay_ms")]
     pub retry_first_delay_ms: u64,
-    /// The longest delay between two attempts.
+    /// The longest delay between two attempts, jitter included.
     #[serde(default = "default_retry_max_delay_secs")]
     pub retry_max_delay_secs: u64,
     /// A sink failing for longer than this is reported loudly in status and logs.

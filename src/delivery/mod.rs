@@ -308,12 +308,7 @@ impl Runner {
     }
 
     fn backoff(&self) -> backon::ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.sink.retry_first_delay)
-            .with_max_delay(self.sink.retry_max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        retry_delays(self.sink.retry_first_delay, self.sink.retry_max_delay)
     }
 
     /// Runs `work` on the runner's connection in a blocking thread. A failed call drops the
@@ -498,9 +493,9 @@ impl Runner {
         }
     }
 
-    /// Waits `delay` before the next attempt, looking at the store every [`CONTROL_POLL`]: a
-    /// `resume` (which clears the next attempt) retries at once; a moved cursor or a pause
-    /// interrupts the delivery.
+    /// Waits `delay` before the next attempt, looking at the store every [`CONTROL_POLL`] and
+    /// at the end of the wait: a `resume` (which clears the next attempt) retries at once; a
+    /// moved cursor or a pause interrupts the delivery.
     async fn wait_for_retry(
         &self,
         delay: Duration,
@@ -509,17 +504,14 @@ impl Runner {
     ) -> Wait {
         let deadline = tokio::time::Instant::now() + delay;
         loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Wait::Retry;
-            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
                 () = stopped(stop) => return Wait::Interrupted,
-                () = tokio::time::sleep((deadline - now).min(CONTROL_POLL)) => {}
+                () = tokio::time::sleep(left.min(CONTROL_POLL)) => {}
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Wait::Retry;
-            }
+            // Also after the last sleep: delays shorter than CONTROL_POLL (all of them with
+            // retry_max_delay_secs = 1) would otherwise never see a replay or a pause while the
+            // target keeps failing.
             let name = self.sink.name.clone();
             let consumer = self.consumer.clone();
             let looked = self
@@ -538,6 +530,9 @@ impl Runner {
                 }
                 Ok(_) => return Wait::Interrupted,
                 Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Wait::Retry;
             }
         }
     }
@@ -610,4 +605,58 @@ enum Wait {
     Retry,
     RetryNow,
     Interrupted,
+}
+
+/// The delays between a sink's attempts: from `first`, about doubling, with jitter, never more
+/// than `max`.
+///
+/// backon's jitter adds up to 100% of a delay after its cap (backon 1.6, `ExponentialBackoff::
+/// next`), and does not cap the first delay at all: capped at `max` it would wait up to twice
+/// `max`. So the delay before jitter is held to half of `max`, the first one included, and the
+/// jittered delay, between that and twice it, stays within `max` while still spreading sinks
+/// that fail together.
+fn retry_delays(first: Duration, max: Duration) -> backon::ExponentialBackoff {
+    let before_jitter = max / 2;
+    ExponentialBuilder::default()
+        .with_min_delay(first.min(before_jitter))
+        .with_max_delay(before_jitter)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jitter included, no delay is above the maximum; below it, each is at least the doubled
+    /// one before it would be without jitter, and at it they still spread (between half the
+    /// maximum and all of it), so that sinks failing together do not retry in step.
+    #[test]
+    fn retry_delays_double_with_jitter_and_never_exceed_the_maximum() {
+        let first = Duration::from_millis(10);
+        let max = Duration::from_secs(1);
+        let delays: Vec<Duration> = retry_delays(first, max).take(200).collect();
+        assert!(delays.iter().all(|d| *d <= max), "{delays:?}");
+        for (n, delay) in delays.iter().take(6).enumerate() {
+            assert!(*delay >= first * 2u32.pow(n as u32), "{n}: {delays:?}");
+        }
+        let capped = &delays[20..];
+        assert!(capped.iter().all(|d| *d >= max / 2), "{capped:?}");
+        let spread = capped
+            .iter()
+            .max()
+            .unwrap()
+            .saturating_sub(*capped.iter().min().unwrap());
+        assert!(spread >= max / 10, "jitter at the maximum too: {capped:?}");
+
+        // A first delay above the maximum is held to it too.
+        let delays: Vec<Duration> = retry_delays(Duration::from_secs(600), max)
+            .take(50)
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d <= max && *d >= max / 2),
+            "{delays:?}"
+        );
+    }
 }

@@ -107,6 +107,12 @@ pub enum Attempt {
     Gone(String),
     /// Retried after a backoff.
     Failed(String),
+    /// Retried after the backoff or the delay the target asked for (a webhook's 429 or 503
+    /// with `Retry-After`), whichever is longer, within the sink's maximum delay.
+    Throttled {
+        error: String,
+        retry_after: Duration,
+    },
 }
 
 /// The running sinks: one task each, restarted as a whole when a reload changes them.
@@ -419,7 +425,7 @@ impl Runner {
                 () = stopped(stop) => return Delivery::Interrupted,
                 attempt = target.send(events, batch) => attempt,
             };
-            match attempt {
+            let (error, retry_after) = match attempt {
                 Attempt::Delivered => {
                     *failures = self.backoff();
                     return Delivery::Delivered;
@@ -442,53 +448,55 @@ impl Runner {
                     }
                     return Delivery::Interrupted;
                 }
-                Attempt::Failed(error) => {
-                    self.forget_recorded();
-                    let delay = failures.next().unwrap_or(self.sink.retry_max_delay);
-                    let now = Utc::now();
-                    let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
-                    let sink = name.clone();
-                    let recorded = error.clone();
-                    let since = self
-                        .with_store(move |store| {
-                            store
-                                .write(|tx| {
-                                    sinks::record_failure(tx, &sink, &recorded, now, next_at)
-                                })
-                                .map_err(|e| e.to_string())
-                        })
-                        .await;
-                    let since = match since {
-                        Ok(since) => since
-                            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                            .map_or(now, |s| s.with_timezone(&Utc)),
-                        Err(store_error) => {
-                            tracing::error!(sink = %name, error = %store_error, "cannot record the sink's failure");
-                            now
-                        }
-                    };
-                    let failing = (now - since).to_std().unwrap_or_default();
-                    let seq = events.first().map_or(cursor + 1, |e| e.seq);
-                    if failing >= self.sink.alert_after {
-                        if !alerted {
-                            tracing::error!(
-                                sink = %name,
-                                %error,
-                                seq,
-                                failing_since = %since.to_rfc3339(),
-                                "SINK FAILING for longer than alert_after_secs: nothing after seq {seq} is delivered until it succeeds"
-                            );
-                            alerted = true;
-                        }
-                    } else {
-                        tracing::warn!(sink = %name, %error, seq, retry_in_ms = delay.as_millis() as u64, "sink delivery failed; retrying");
-                    }
-                    match self.wait_for_retry(delay, cursor, stop).await {
-                        Wait::Retry => {}
-                        Wait::RetryNow => *failures = self.backoff(),
-                        Wait::Interrupted => return Delivery::Interrupted,
-                    }
+                Attempt::Failed(error) => (error, None),
+                Attempt::Throttled { error, retry_after } => (error, Some(retry_after)),
+            };
+            self.forget_recorded();
+            let delay = retry_delay(
+                failures.next().unwrap_or(self.sink.retry_max_delay),
+                retry_after,
+                self.sink.retry_max_delay,
+            );
+            let now = Utc::now();
+            let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
+            let sink = name.clone();
+            let recorded = error.clone();
+            let since = self
+                .with_store(move |store| {
+                    store
+                        .write(|tx| sinks::record_failure(tx, &sink, &recorded, now, next_at))
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            let since = match since {
+                Ok(since) => since
+                    .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                    .map_or(now, |s| s.with_timezone(&Utc)),
+                Err(store_error) => {
+                    tracing::error!(sink = %name, error = %store_error, "cannot record the sink's failure");
+                    now
                 }
+            };
+            let failing = (now - since).to_std().unwrap_or_default();
+            let seq = events.first().map_or(cursor + 1, |e| e.seq);
+            if failing >= self.sink.alert_after {
+                if !alerted {
+                    tracing::error!(
+                        sink = %name,
+                        %error,
+                        seq,
+                        failing_since = %since.to_rfc3339(),
+                        "SINK FAILING for longer than alert_after_secs: nothing after seq {seq} is delivered until it succeeds"
+                    );
+                    alerted = true;
+                }
+            } else {
+                tracing::warn!(sink = %name, %error, seq, retry_in_ms = delay.as_millis() as u64, "sink delivery failed; retrying");
+            }
+            match self.wait_for_retry(delay, cursor, stop).await {
+                Wait::Retry => {}
+                Wait::RetryNow => *failures = self.backoff(),
+                Wait::Interrupted => return Delivery::Interrupted,
             }
         }
     }
@@ -625,9 +633,27 @@ fn retry_delays(first: Duration, max: Duration) -> backon::ExponentialBackoff {
         .build()
 }
 
+/// The wait before the next attempt: the backoff's `delay`, or what the target asked for when
+/// that is longer, but never more than `max`, so that a receiver cannot park a sink for ever
+/// (the backoff is within `max` already).
+fn retry_delay(delay: Duration, asked: Option<Duration>, max: Duration) -> Duration {
+    asked.map_or(delay, |asked| delay.max(asked.min(max)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delay_asked_for_is_waited_when_longer_than_the_backoff_up_to_the_maximum() {
+        let ms = Duration::from_millis;
+        let max = ms(3000);
+        assert_eq!(retry_delay(ms(20), None, max), ms(20));
+        assert_eq!(retry_delay(ms(20), Some(ms(2000)), max), ms(2000));
+        assert_eq!(retry_delay(ms(2500), Some(ms(1000)), max), ms(2500));
+        assert_eq!(retry_delay(ms(20), Some(Duration::MAX), max), max);
+        assert_eq!(retry_delay(ms(20), Some(Duration::ZERO), max), ms(20));
+    }
 
     /// Jitter included, no delay is above the maximum; below it, each is at least the doubled
     /// one before it would be without jitter, and at it they still spread (between half the

@@ -8,10 +8,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::State;
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
@@ -35,16 +37,24 @@ const SECRET_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SECRET_NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// How the receiver answers one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Reply {
     Status(u16),
     /// Answers 200 only after this long: longer than the sink's timeout.
     Hang(Duration),
+    /// The status with this `Retry-After` header.
+    RetryAfter(u16, String),
+    /// The status with a `Retry-After` HTTP-date this long after the request came.
+    RetryAt(u16, Duration),
 }
 
 #[derive(Debug, Clone)]
 struct Received {
     at: Instant,
+    /// When it came by the wall clock, which an HTTP-date in `Retry-After` is measured on.
+    wall: SystemTime,
+    /// The `Retry-After` header of the answer.
+    retry_after: Option<String>,
     headers: HeaderMap,
     body: String,
     status: u16,
@@ -163,7 +173,7 @@ impl Receiver {
     /// Replies for the next requests, then `otherwise` (200 when `None`).
     fn script(&self, next: &[Reply], otherwise: Option<Reply>) {
         let mut script = self.state.script.lock().unwrap();
-        script.next = next.iter().copied().collect();
+        script.next = next.iter().cloned().collect();
         script.otherwise = otherwise;
     }
 
@@ -235,21 +245,24 @@ async fn receive(
     State(state): State<Arc<ReceiverState>>,
     headers: HeaderMap,
     body: String,
-) -> StatusCode {
+) -> Response {
     let reply = {
         let mut script = state.script.lock().unwrap();
-        script
-            .next
-            .pop_front()
-            .or(script.otherwise)
+        let next = script.next.pop_front();
+        next.or_else(|| script.otherwise.clone())
             .unwrap_or(Reply::Status(200))
     };
-    let status = match reply {
-        Reply::Status(status) => status,
-        Reply::Hang(_) => 200,
+    let wall = SystemTime::now();
+    let (status, retry_after) = match &reply {
+        Reply::Status(status) => (*status, None),
+        Reply::Hang(_) => (200, None),
+        Reply::RetryAfter(status, value) => (*status, Some(value.clone())),
+        Reply::RetryAt(status, after) => (*status, Some(httpdate::fmt_http_date(wall + *after))),
     };
     state.received.lock().unwrap().push(Received {
         at: Instant::now(),
+        wall,
+        retry_after: retry_after.clone(),
         headers,
         body,
         status: if matches!(reply, Reply::Hang(_)) {
@@ -263,7 +276,11 @@ async fn receive(
     if let Reply::Hang(time) = reply {
         tokio::time::sleep(time).await;
     }
-    StatusCode::from_u16(status).unwrap()
+    let status = StatusCode::from_u16(status).unwrap();
+    match retry_after {
+        Some(value) => (status, [(RETRY_AFTER, value)]).into_response(),
+        None => status.into_response(),
+    }
 }
 
 /// A `[[sinks.webhook]]` named `crm` to `url`, with fast retries and `extra` keys.
@@ -495,6 +512,53 @@ async fn errors_and_timeouts_are_retried_with_backoff_and_nothing_is_skipped() {
     let log = daemon.output();
     assert!(log.contains("no answer within 1 s"), "{log}");
     assert!(!log.contains(SECRET_OLD) && !log.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_on_429_and_503_is_honoured_up_to_the_maximum_delay() {
+    let receiver = Receiver::start().await;
+    receiver.script(
+        &[
+            Reply::RetryAfter(429, "2".into()),
+            Reply::RetryAt(503, Duration::from_secs(3)),
+            // An hour: held to retry_max_delay_secs, 3 s.
+            Reply::RetryAfter(503, "3600".into()),
+            // Not a delay: the ordinary backoff.
+            Reply::RetryAfter(503, "soon".into()),
+        ],
+        None,
+    );
+    let config = sink_config(&receiver.url(), "")
+        .replace("retry_max_delay_secs = 1\n", "retry_max_delay_secs = 3\n");
+    let env = Env::with_config(Directory::sample(), &config).await;
+    std::fs::write(env.path("crm.whsec"), format!("{SECRET_OLD}\n")).unwrap();
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    let head = env.state().head();
+    receiver.wait_all_accepted(head).await;
+
+    let received = receiver.received();
+    assert!(received[..5].iter().all(|r| r.events()[0]["seq"] == 1));
+    // Each retry comes no sooner than the receiver asked: 2 s after a delta-seconds of 2; at
+    // or after an HTTP-date (by the wall clock it is given in); and after the maximum, 3 s,
+    // for an hour.
+    assert!(received[1].at - received[0].at >= Duration::from_secs(2));
+    let asked = httpdate::parse_http_date(received[1].retry_after.as_deref().unwrap()).unwrap();
+    assert!(
+        received[2].wall >= asked,
+        "{:?} < {asked:?}",
+        received[2].wall
+    );
+    assert!(received[3].at - received[2].at >= Duration::from_secs(3));
+    let log = daemon.output();
+    assert!(
+        log.contains("the receiver asked to wait 2 s (Retry-After)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("is not delta-seconds or an HTTP-date"),
+        "{log}"
+    );
     daemon.stop().await;
 }
 

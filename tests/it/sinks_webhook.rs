@@ -900,6 +900,29 @@ async fn bad_sinks_are_config_errors_that_name_the_key() {
 }
 
 #[tokio::test]
+async fn check_config_redacts_the_urls_password_and_query_values() {
+    let env = Env::new(Directory::sample()).await;
+    std::fs::write(env.path("crm.whsec"), SECRET_OLD).unwrap();
+    env.write_config(
+        "",
+        "[[sinks.webhook]]\nname = \"crm\"\n\
+         url = \"https://crm:pa55word@crm.example.com/hook?token=SECRET&v=2\"\n\
+         secret_file = \"crm.whsec\"\n",
+    );
+    let shown = success_stdout(&env.run(&["check-config"]).await);
+    assert!(
+        shown.contains(
+            "url = \"https://crm:<redacted>@crm.example.com/hook?token=<redacted>&v=<redacted>\""
+        ),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("pa55word") && !shown.contains("SECRET"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
 async fn a_reload_puts_a_rotated_secret_in_force_and_resumes_at_the_cursor() {
     let receiver = Receiver::start().await;
     let (env, daemon, _subscriber) = deliver_to(&receiver, "").await;

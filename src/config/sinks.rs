@@ -24,6 +24,11 @@ use crate::events::TypeFilter;
 /// A secret file near this size is a wrong file.
 const MAX_SECRET_FILE_BYTES: u64 = 4096;
 
+/// A NATS `.creds` file is a user JWT, its nkey seed and a few lines of comments: 1 to 2 KiB,
+/// a few KiB with long permission lists in the JWT. 64 KiB leaves ample room for those and
+/// still refuses a wrong file (a log, a binary) without reading it all.
+const MAX_CREDENTIALS_FILE_BYTES: u64 = 64 * 1024;
+
 /// Standard Webhooks: a signing key is 24 to 64 bytes.
 const KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
 
@@ -356,7 +361,20 @@ impl SinksConfig {
                         ),
                     )
                 };
-                let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+                let file = File::open(path).map_err(|e| invalid(e.to_string()))?;
+                let text = read_small_text(file, MAX_CREDENTIALS_FILE_BYTES).map_err(|e| {
+                    invalid(match e {
+                        TextFileError::Io(e) => e.to_string(),
+                        TextFileError::TooLarge => format!(
+                            "it is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes, too large \
+                             for a NATS .creds file (a user JWT and its nkey seed); check that \
+                             credentials_file names the .creds file"
+                        ),
+                        TextFileError::NotUtf8 => "it is not UTF-8 text; it must be a NATS \
+                                                   .creds file (a user JWT and its nkey seed)"
+                            .to_owned(),
+                    })
+                })?;
                 async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
                     invalid(format!(
                         "{e}; it must be a NATS .creds file (a user JWT and its nkey seed)"

@@ -283,6 +283,8 @@ async fn a_hundred_thousand_events_survive_the_broker_and_the_daemon_killed_mid_
 #[tokio::test]
 async fn bad_nats_sinks_are_config_errors() {
     let env = Env::new(Directory::sample()).await;
+    // Far larger than any .creds file: a wrong file, refused without reading it all.
+    std::fs::write(env.path("huge.creds"), vec![b'x'; 64 * 1024 + 1]).unwrap();
     for (sink, says) in [
         (
             "name = \"bus\"\nservers = [\"nats://nats.example.com:4222\"]",
@@ -300,6 +302,10 @@ async fn bad_nats_sinks_are_config_errors() {
         (
             "name = \"bus\"\nservers = [\"tls://nats.example.com:4222\"]\ncredentials_file = \"nope.creds\"",
             "cannot use the credentials in",
+        ),
+        (
+            "name = \"bus\"\nservers = [\"tls://nats.example.com:4222\"]\ncredentials_file = \"huge.creds\"",
+            "it is larger than 65536 bytes",
         ),
     ] {
         env.write_config("", &format!("[[sinks.nats]]\n{sink}\n"));

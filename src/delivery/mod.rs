@@ -357,8 +357,12 @@ impl Runner {
                 sinks::get(store.conn(), &name).map_err(|e| e.to_string())?,
                 consumers::cursor(store.conn(), &consumer).map_err(|e| e.to_string())?,
             ) {
+                // A row whose kind or alert_after differ from the settings is registered again
+                // (the cursor stays): a `[[sinks.webhook]]` that became a `[[sinks.nats]]` of
+                // the same name shows as NATS in `orgsync sinks`, status and the metrics.
                 (Some(row), Some(cursor))
-                    if row.alert_after == i64::try_from(alert_after).unwrap_or(i64::MAX) =>
+                    if row.kind == kind
+                        && row.alert_after == i64::try_from(alert_after).unwrap_or(i64::MAX) =>
                 {
                     if row.paused_at.is_some() {
                         return Ok(Next::Paused);

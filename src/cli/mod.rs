@@ -268,7 +268,7 @@ enum SinksCommand {
     Replay {
         /// The sink's name.
         name: String,
-        /// The first seq to deliver again; at least the oldest event kept.
+        /// The first seq to deliver again: from the oldest event kept to the sink's cursor + 1.
         #[arg(long, value_name = "SEQ")]
         from: i64,
     },

@@ -128,6 +128,11 @@ pub fn resume(config: &Config, name: &str) -> Result<u8, CliError> {
 }
 
 /// `orgsync sinks replay NAME --from SEQ`: the sink delivers again every event from `SEQ` on.
+///
+/// Replay only moves a cursor back: a `--from` past the cursor + 1 would skip events the sink
+/// has not delivered, so it is refused. The one exception is a cursor behind the oldest event
+/// kept (a store edited or replaced under it), which may move to the oldest: the events in
+/// between are gone, so nothing that could still be delivered is skipped.
 pub fn replay(config: &Config, name: &str, from: i64) -> Result<u8, CliError> {
     let mut store = Store::open_existing(&config.store.path, BUSY_TIMEOUT)?;
     let consumer = sink_consumer(name);
@@ -136,23 +141,41 @@ pub fn replay(config: &Config, name: &str, from: i64) -> Result<u8, CliError> {
             return Ok(Err(unknown(name)));
         };
         let head = event_log::head(tx)?;
-        let oldest = event_log::oldest(tx)?.unwrap_or(head + 1);
-        if from < oldest.max(1) || from > head + 1 {
+        let lowest = event_log::oldest(tx)?.unwrap_or(head + 1).max(1);
+        let highest = cursor.saturating_add(1).max(lowest).min(head + 1);
+        if from < lowest {
             return Ok(Err(CliError::Usage(format!(
-                "--from {from} is outside the events kept: give a seq from {} to {}",
-                oldest.max(1),
-                head + 1
+                "--from {from} is outside the events kept: give a seq from {lowest} to \
+                 {highest}"
+            ))));
+        }
+        if from > highest {
+            return Ok(Err(CliError::Usage(format!(
+                "--from {from} is past the cursor of sink {name:?}, {cursor}: replay only moves \
+                 a cursor back, and a later start would skip events the sink has not \
+                 delivered; give a seq from {lowest} to {highest}"
             ))));
         }
         consumers::move_cursor(tx, &consumer, Some(cursor), from - 1, consumers::SINK_OWNER)?;
         Ok(Ok(cursor))
     })?;
     let cursor = moved?;
-    println!(
-        "sink {name:?} moved from {cursor} to {}: it delivers every event from seq {from} on \
-         again (a running daemon within a second, after the delivery in flight)",
-        from - 1
-    );
+    if from - 1 > cursor {
+        // Only past a gap of pruned events: the cursor's events are no longer kept.
+        println!(
+            "sink {name:?} moved from {cursor} to {} past events no longer kept: it delivers \
+             from seq {from} on (a running daemon within a second)",
+            from - 1
+        );
+    } else if from - 1 == cursor {
+        println!("sink {name:?} is already at {cursor}: nothing changed");
+    } else {
+        println!(
+            "sink {name:?} moved from {cursor} to {}: it delivers every event from seq {from} \
+             on again (a running daemon within a second, after the delivery in flight)",
+            from - 1
+        );
+    }
     Ok(0)
 }
 

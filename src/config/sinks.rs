@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use url::Position;
 
 use super::secret::{file_or_credential, read_small_text, TextFileError};
 use super::{check_name, https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
@@ -22,6 +23,11 @@ use crate::events::TypeFilter;
 
 /// A secret file near this size is a wrong file.
 const MAX_SECRET_FILE_BYTES: u64 = 4096;
+
+/// A NATS `.creds` file is a user JWT, its nkey seed and a few lines of comments: 1 to 2 KiB,
+/// a few KiB with long permission lists in the JWT. 64 KiB leaves ample room for those and
+/// still refuses a wrong file (a log, a binary) without reading it all.
+const MAX_CREDENTIALS_FILE_BYTES: u64 = 64 * 1024;
 
 /// Standard Webhooks: a signing key is 24 to 64 bytes.
 const KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
@@ -52,7 +58,9 @@ pub enum SinkStart {
 pub struct WebhookSinkConfig {
     /// 1 to 64 letters, digits, `_` or `-`; its cursor is the consumer `sink:NAME`.
     pub name: String,
-    /// https, or plain http to a loopback host.
+    /// https, or plain http to a loopback host. Printed (`check-config`) with its password and
+    /// query values redacted: either may carry a token.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
     /// Without it, the systemd credential `sink_secret_NAME` is read.
     #[serde(default)]
@@ -70,7 +78,7 @@ pub struct WebhookSinkConfig {
     /// The delay before the first retry of a failed delivery; it doubles, with jitter.
     #[serde(default = "default_retry_first_delay_ms")]
     pub retry_first_delay_ms: u64,
-    /// The longest delay between two attempts.
+    /// The longest delay between two attempts, jitter included.
     #[serde(default = "default_retry_max_delay_secs")]
     pub retry_max_delay_secs: u64,
     /// A sink failing for longer than this is reported loudly in status and logs.
@@ -353,7 +361,20 @@ impl SinksConfig {
                         ),
                     )
                 };
-                let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+                let file = File::open(path).map_err(|e| invalid(e.to_string()))?;
+                let text = read_small_text(file, MAX_CREDENTIALS_FILE_BYTES).map_err(|e| {
+                    invalid(match e {
+                        TextFileError::Io(e) => e.to_string(),
+                        TextFileError::TooLarge => format!(
+                            "it is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes, too large \
+                             for a NATS .creds file (a user JWT and its nkey seed); check that \
+                             credentials_file names the .creds file"
+                        ),
+                        TextFileError::NotUtf8 => "it is not UTF-8 text; it must be a NATS \
+                                                   .creds file (a user JWT and its nkey seed)"
+                            .to_owned(),
+                    })
+                })?;
                 async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
                     invalid(format!(
                         "{e}; it must be a NATS .creds file (a user JWT and its nkey seed)"
@@ -514,6 +535,48 @@ fn check_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// `url` for `orgsync check-config`, as [`redacted_url`] shows it.
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redacted_url(url))
+}
+
+/// The URL with its password and every query value replaced by `<redacted>`, the way
+/// check-config shows secrets; a query segment without `=` is redacted whole. The user name,
+/// host, path and query keys stay, so that the operator sees which URL it is. A URL that does
+/// not parse (validation refuses one) shows as `<redacted>` rather than risk showing a token.
+fn redacted_url(raw: &str) -> String {
+    const REDACTED: &str = "<redacted>";
+    let Ok(url) = Url::parse(raw) else {
+        return REDACTED.to_owned();
+    };
+    let mut shown = format!("{}://", url.scheme());
+    if !url.username().is_empty() || url.password().is_some() {
+        shown.push_str(url.username());
+        if url.password().is_some() {
+            shown.push(':');
+            shown.push_str(REDACTED);
+        }
+        shown.push('@');
+    }
+    shown.push_str(&url[Position::BeforeHost..Position::AfterPath]);
+    if let Some(query) = url.query() {
+        shown.push('?');
+        let segments: Vec<String> = query
+            .split('&')
+            .map(|segment| match segment.split_once('=') {
+                Some((key, _)) => format!("{key}={REDACTED}"),
+                None if segment.is_empty() => String::new(),
+                None => REDACTED.to_owned(),
+            })
+            .collect();
+        shown.push_str(&segments.join("&"));
+    }
+    shown
+}
+
 /// The URL as validated (validation has already refused a bad one).
 pub(super) fn parse_url(raw: &str) -> Option<Url> {
     check_url(raw).ok()
@@ -571,6 +634,37 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_url_shows_no_password_and_no_query_value() {
+        for (raw, shown) in [
+            (
+                "https://crm:pa55@crm.example.com:8443/hook?token=SECRET&v=2",
+                "https://crm:<redacted>@crm.example.com:8443/hook?token=<redacted>&v=<redacted>",
+            ),
+            // A bare segment may be the token itself.
+            (
+                "https://crm.example.com/hook?SECRET&a=",
+                "https://crm.example.com/hook?<redacted>&a=<redacted>",
+            ),
+            (
+                "https://:pa55@crm.example.com/",
+                "https://:<redacted>@crm.example.com/",
+            ),
+            (
+                "https://crm@crm.example.com/",
+                "https://crm@crm.example.com/",
+            ),
+            ("http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"),
+            ("not a url SECRET", "<redacted>"),
+        ] {
+            assert_eq!(redacted_url(raw), shown);
+            // What check-config prints is a valid url again.
+            if shown != "<redacted>" {
+                assert!(check_url(shown).is_ok(), "{shown}");
+            }
+        }
+    }
 
     #[test]
     fn a_nats_url_with_a_password_is_refused_without_repeating_it() {

@@ -107,6 +107,12 @@ pub enum Attempt {
     Gone(String),
     /// Retried after a backoff.
     Failed(String),
+    /// Retried after the backoff or the delay the target asked for (a webhook's 429 or 503
+    /// with `Retry-After`), whichever is longer, within the sink's maximum delay.
+    Throttled {
+        error: String,
+        retry_after: Duration,
+    },
 }
 
 /// The running sinks: one task each, restarted as a whole when a reload changes them.
@@ -308,12 +314,7 @@ impl Runner {
     }
 
     fn backoff(&self) -> backon::ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.sink.retry_first_delay)
-            .with_max_delay(self.sink.retry_max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        retry_delays(self.sink.retry_first_delay, self.sink.retry_max_delay)
     }
 
     /// Runs `work` on the runner's connection in a blocking thread. A failed call drops the
@@ -356,8 +357,12 @@ impl Runner {
                 sinks::get(store.conn(), &name).map_err(|e| e.to_string())?,
                 consumers::cursor(store.conn(), &consumer).map_err(|e| e.to_string())?,
             ) {
+                // A row whose kind or alert_after differ from the settings is registered again
+                // (the cursor stays): a `[[sinks.webhook]]` that became a `[[sinks.nats]]` of
+                // the same name shows as NATS in `orgsync sinks`, status and the metrics.
                 (Some(row), Some(cursor))
-                    if row.alert_after == i64::try_from(alert_after).unwrap_or(i64::MAX) =>
+                    if row.kind == kind
+                        && row.alert_after == i64::try_from(alert_after).unwrap_or(i64::MAX) =>
                 {
                     if row.paused_at.is_some() {
                         return Ok(Next::Paused);
@@ -424,7 +429,7 @@ impl Runner {
                 () = stopped(stop) => return Delivery::Interrupted,
                 attempt = target.send(events, batch) => attempt,
             };
-            match attempt {
+            let (error, retry_after) = match attempt {
                 Attempt::Delivered => {
                     *failures = self.backoff();
                     return Delivery::Delivered;
@@ -447,60 +452,62 @@ impl Runner {
                     }
                     return Delivery::Interrupted;
                 }
-                Attempt::Failed(error) => {
-                    self.forget_recorded();
-                    let delay = failures.next().unwrap_or(self.sink.retry_max_delay);
-                    let now = Utc::now();
-                    let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
-                    let sink = name.clone();
-                    let recorded = error.clone();
-                    let since = self
-                        .with_store(move |store| {
-                            store
-                                .write(|tx| {
-                                    sinks::record_failure(tx, &sink, &recorded, now, next_at)
-                                })
-                                .map_err(|e| e.to_string())
-                        })
-                        .await;
-                    let since = match since {
-                        Ok(since) => since
-                            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                            .map_or(now, |s| s.with_timezone(&Utc)),
-                        Err(store_error) => {
-                            tracing::error!(sink = %name, error = %store_error, "cannot record the sink's failure");
-                            now
-                        }
-                    };
-                    let failing = (now - since).to_std().unwrap_or_default();
-                    let seq = events.first().map_or(cursor + 1, |e| e.seq);
-                    if failing >= self.sink.alert_after {
-                        if !alerted {
-                            tracing::error!(
-                                sink = %name,
-                                %error,
-                                seq,
-                                failing_since = %since.to_rfc3339(),
-                                "SINK FAILING for longer than alert_after_secs: nothing after seq {seq} is delivered until it succeeds"
-                            );
-                            alerted = true;
-                        }
-                    } else {
-                        tracing::warn!(sink = %name, %error, seq, retry_in_ms = delay.as_millis() as u64, "sink delivery failed; retrying");
-                    }
-                    match self.wait_for_retry(delay, cursor, stop).await {
-                        Wait::Retry => {}
-                        Wait::RetryNow => *failures = self.backoff(),
-                        Wait::Interrupted => return Delivery::Interrupted,
-                    }
+                Attempt::Failed(error) => (error, None),
+                Attempt::Throttled { error, retry_after } => (error, Some(retry_after)),
+            };
+            self.forget_recorded();
+            let delay = retry_delay(
+                failures.next().unwrap_or(self.sink.retry_max_delay),
+                retry_after,
+                self.sink.retry_max_delay,
+            );
+            let now = Utc::now();
+            let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
+            let sink = name.clone();
+            let recorded = error.clone();
+            let since = self
+                .with_store(move |store| {
+                    store
+                        .write(|tx| sinks::record_failure(tx, &sink, &recorded, now, next_at))
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            let since = match since {
+                Ok(since) => since
+                    .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                    .map_or(now, |s| s.with_timezone(&Utc)),
+                Err(store_error) => {
+                    tracing::error!(sink = %name, error = %store_error, "cannot record the sink's failure");
+                    now
                 }
+            };
+            let failing = (now - since).to_std().unwrap_or_default();
+            let seq = events.first().map_or(cursor + 1, |e| e.seq);
+            if failing >= self.sink.alert_after {
+                if !alerted {
+                    tracing::error!(
+                        sink = %name,
+                        %error,
+                        seq,
+                        failing_since = %since.to_rfc3339(),
+                        "SINK FAILING for longer than alert_after_secs: nothing after seq {seq} is delivered until it succeeds"
+                    );
+                    alerted = true;
+                }
+            } else {
+                tracing::warn!(sink = %name, %error, seq, retry_in_ms = delay.as_millis() as u64, "sink delivery failed; retrying");
+            }
+            match self.wait_for_retry(delay, cursor, stop).await {
+                Wait::Retry => {}
+                Wait::RetryNow => *failures = self.backoff(),
+                Wait::Interrupted => return Delivery::Interrupted,
             }
         }
     }
 
-    /// Waits `delay` before the next attempt, looking at the store every [`CONTROL_POLL`]: a
-    /// `resume` (which clears the next attempt) retries at once; a moved cursor or a pause
-    /// interrupts the delivery.
+    /// Waits `delay` before the next attempt, looking at the store every [`CONTROL_POLL`] and
+    /// at the end of the wait: a `resume` (which clears the next attempt) retries at once; a
+    /// moved cursor or a pause interrupts the delivery.
     async fn wait_for_retry(
         &self,
         delay: Duration,
@@ -509,17 +516,14 @@ impl Runner {
     ) -> Wait {
         let deadline = tokio::time::Instant::now() + delay;
         loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Wait::Retry;
-            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
                 () = stopped(stop) => return Wait::Interrupted,
-                () = tokio::time::sleep((deadline - now).min(CONTROL_POLL)) => {}
+                () = tokio::time::sleep(left.min(CONTROL_POLL)) => {}
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Wait::Retry;
-            }
+            // Also after the last sleep: delays shorter than CONTROL_POLL (all of them with
+            // retry_max_delay_secs = 1) would otherwise never see a replay or a pause while the
+            // target keeps failing.
             let name = self.sink.name.clone();
             let consumer = self.consumer.clone();
             let looked = self
@@ -538,6 +542,9 @@ impl Runner {
                 }
                 Ok(_) => return Wait::Interrupted,
                 Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Wait::Retry;
             }
         }
     }
@@ -610,4 +617,76 @@ enum Wait {
     Retry,
     RetryNow,
     Interrupted,
+}
+
+/// The delays between a sink's attempts: from `first`, about doubling, with jitter, never more
+/// than `max`.
+///
+/// backon's jitter adds up to 100% of a delay after its cap (backon 1.6, `ExponentialBackoff::
+/// next`), and does not cap the first delay at all: capped at `max` it would wait up to twice
+/// `max`. So the delay before jitter is held to half of `max`, the first one included, and the
+/// jittered delay, between that and twice it, stays within `max` while still spreading sinks
+/// that fail together.
+fn retry_delays(first: Duration, max: Duration) -> backon::ExponentialBackoff {
+    let before_jitter = max / 2;
+    ExponentialBuilder::default()
+        .with_min_delay(first.min(before_jitter))
+        .with_max_delay(before_jitter)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The wait before the next attempt: the backoff's `delay`, or what the target asked for when
+/// that is longer, but never more than `max`, so that a receiver cannot park a sink for ever
+/// (the backoff is within `max` already).
+fn retry_delay(delay: Duration, asked: Option<Duration>, max: Duration) -> Duration {
+    asked.map_or(delay, |asked| delay.max(asked.min(max)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delay_asked_for_is_waited_when_longer_than_the_backoff_up_to_the_maximum() {
+        let ms = Duration::from_millis;
+        let max = ms(3000);
+        assert_eq!(retry_delay(ms(20), None, max), ms(20));
+        assert_eq!(retry_delay(ms(20), Some(ms(2000)), max), ms(2000));
+        assert_eq!(retry_delay(ms(2500), Some(ms(1000)), max), ms(2500));
+        assert_eq!(retry_delay(ms(20), Some(Duration::MAX), max), max);
+        assert_eq!(retry_delay(ms(20), Some(Duration::ZERO), max), ms(20));
+    }
+
+    /// Jitter included, no delay is above the maximum; below it, each is at least the doubled
+    /// one before it would be without jitter, and at it they still spread (between half the
+    /// maximum and all of it), so that sinks failing together do not retry in step.
+    #[test]
+    fn retry_delays_double_with_jitter_and_never_exceed_the_maximum() {
+        let first = Duration::from_millis(10);
+        let max = Duration::from_secs(1);
+        let delays: Vec<Duration> = retry_delays(first, max).take(200).collect();
+        assert!(delays.iter().all(|d| *d <= max), "{delays:?}");
+        for (n, delay) in delays.iter().take(6).enumerate() {
+            assert!(*delay >= first * 2u32.pow(n as u32), "{n}: {delays:?}");
+        }
+        let capped = &delays[20..];
+        assert!(capped.iter().all(|d| *d >= max / 2), "{capped:?}");
+        let spread = capped
+            .iter()
+            .max()
+            .unwrap()
+            .saturating_sub(*capped.iter().min().unwrap());
+        assert!(spread >= max / 10, "jitter at the maximum too: {capped:?}");
+
+        // A first delay above the maximum is held to it too.
+        let delays: Vec<Duration> = retry_delays(Duration::from_secs(600), max)
+            .take(50)
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d <= max && *d >= max / 2),
+            "{delays:?}"
+        );
+    }
 }

@@ -2,16 +2,17 @@
 //! (`application/cloudevents+json`, the body the event's stored line), or with batching a JSON
 //! array of them (`application/cloudevents-batch+json`), signed with `webhook-id`,
 //! `webhook-timestamp` and `webhook-signature` (`v1,` + base64 HMAC-SHA256 over
-//! `id.timestamp.body`, one per signing key). Redirects are not followed; TLS is rustls.
+//! `id.timestamp.body`, one per signing key). Redirects are not followed; TLS is rustls. A 429
+//! or 503 with `Retry-After` is retried no sooner than it asks (within the sink's maximum delay).
 
 use std::error::Error as _;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
@@ -21,6 +22,10 @@ use crate::store::event_log::StoredEvent;
 
 /// How much of a refusing receiver's body a status shows.
 const ERROR_BODY_CHARS: usize = 200;
+
+/// A `Retry-After` longer than this is not one: an HTTP-date is 29 characters (at most 33 in
+/// its obsolete forms), and 40 digits of delta-seconds are far past any sink's maximum delay.
+const MAX_RETRY_AFTER_CHARS: usize = 40;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
@@ -137,14 +142,60 @@ impl Webhook {
                  set the sink's url to the final address"
             ));
         }
+        // 429 and 503 may say when to come back; other statuses' Retry-After is not about
+        // this request being retried.
+        let asked = if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .map(|value| match value.to_str() {
+                    Ok(text) => retry_after(text, SystemTime::now())
+                        .ok_or_else(|| format!("{:?}", printable(text, MAX_RETRY_AFTER_CHARS))),
+                    Err(_) => Err("(not text)".to_owned()),
+                })
+        } else {
+            None
+        };
         let body = error_body(response).await;
         let body = printable(body.trim(), ERROR_BODY_CHARS);
-        Attempt::Failed(if body.is_empty() {
+        let error = if body.is_empty() {
             format!("HTTP {status}")
         } else {
             format!("HTTP {status}: {body}")
-        })
+        };
+        match asked {
+            Some(Ok(retry_after)) => Attempt::Throttled {
+                error: format!(
+                    "{error}; the receiver asked to wait {} s (Retry-After)",
+                    retry_after.as_secs()
+                ),
+                retry_after,
+            },
+            Some(Err(header)) => Attempt::Failed(format!(
+                "{error}; its Retry-After {header} is not delta-seconds or an HTTP-date, so \
+                 the ordinary backoff applies"
+            )),
+            None => Attempt::Failed(error),
+        }
     }
+}
+
+/// How long a `Retry-After` value asks to wait from `now`: delta-seconds, or an HTTP-date (a
+/// date past is no wait). `None` when it is neither, or longer than any valid one.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > MAX_RETRY_AFTER_CHARS {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits past u64 are still a valid, if absurd, delay: the caller caps it.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The start of an error reply's body: read a chunk at a time and no further than what is
@@ -222,6 +273,32 @@ mod tests {
             r#"{"test": 2432232314}"#,
         );
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn retry_after_is_delta_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:30 GMT").unwrap();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(retry_after("2", now), secs(2));
+        assert_eq!(retry_after(" 120 ", now), secs(120));
+        assert_eq!(retry_after("0", now), secs(0));
+        assert_eq!(retry_after("99999999999999999999999", now), secs(u64::MAX));
+        // The three forms of an HTTP-date; one in the past asks for no wait.
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), secs(7));
+        assert_eq!(retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), secs(7));
+        assert_eq!(retry_after("Sun Nov  6 08:49:37 1994", now), secs(7));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), secs(0));
+        for invalid in [
+            "",
+            "soon",
+            "-1",
+            "1.5",
+            "2 s",
+            "Sun, 06 Nov 1994",
+            &"9".repeat(41),
+        ] {
+            assert_eq!(retry_after(invalid, now), None, "{invalid:?}");
+        }
     }
 
     #[test]

@@ -221,6 +221,52 @@ async fn a_stream_that_does_not_exist_is_a_clear_error_until_it_does() {
     daemon.stop().await;
 }
 
+#[tokio::test]
+async fn a_webhook_sink_that_becomes_a_nats_sink_keeps_its_cursor_and_shows_its_new_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path()).await;
+    // A webhook named bus to a port nothing listens on: registered, it delivers nothing.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let webhook = format!(
+        "[[sinks.webhook]]\nname = \"bus\"\nurl = \"http://127.0.0.1:{unused}/hook\"\n\
+         secret_file = \"bus.whsec\"\nretry_first_delay_ms = 10\nretry_max_delay_secs = 1\n"
+    );
+    let env = Env::with_config(Directory::sample(), &webhook).await;
+    std::fs::write(
+        env.path("bus.whsec"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    )
+    .unwrap();
+    let (daemon, _subscriber) = env.start_synced_daemon().await;
+    sink_when(&env, "the webhook failing", |sink| {
+        (sink["kind"] == "webhook" && sink["state"] == "failing").then_some(())
+    })
+    .await;
+
+    // The same name, now a NATS sink: its cursor (0) stays, so it publishes every event, and
+    // its kind is the new one.
+    env.write_config("", &nats_config(&nats.url(), ""));
+    daemon.signal(libc::SIGHUP);
+    let sink = sink_when(&env, "the sink shown as nats and caught up", |sink| {
+        (sink["kind"] == "nats" && sink["state"] == "idle" && sink["lag"] == 0)
+            .then(|| sink.clone())
+    })
+    .await;
+    assert_stream_is_the_log(&env, &nats).await;
+    let listed = env.run(&["sinks"]).await;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("bus ") && l.split_whitespace().nth(1) == Some("nats")),
+        "{text}\n{sink}"
+    );
+    daemon.stop().await;
+}
+
 /// How many events the chaos test pushes through.
 const MANY: usize = 100_000;
 
@@ -283,6 +329,8 @@ async fn a_hundred_thousand_events_survive_the_broker_and_the_daemon_killed_mid_
 #[tokio::test]
 async fn bad_nats_sinks_are_config_errors() {
     let env = Env::new(Directory::sample()).await;
+    // Far larger than any .creds file: a wrong file, refused without reading it all.
+    std::fs::write(env.path("huge.creds"), vec![b'x'; 64 * 1024 + 1]).unwrap();
     for (sink, says) in [
         (
             "name = \"bus\"\nservers = [\"nats://nats.example.com:4222\"]",
@@ -300,6 +348,10 @@ async fn bad_nats_sinks_are_config_errors() {
         (
             "name = \"bus\"\nservers = [\"tls://nats.example.com:4222\"]\ncredentials_file = \"nope.creds\"",
             "cannot use the credentials in",
+        ),
+        (
+            "name = \"bus\"\nservers = [\"tls://nats.example.com:4222\"]\ncredentials_file = \"huge.creds\"",
+            "it is larger than 65536 bytes",
         ),
     ] {
         env.write_config("", &format!("[[sinks.nats]]\n{sink}\n"));

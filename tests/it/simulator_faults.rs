@@ -8,7 +8,7 @@ use orgsync_simulator::{Directory, Endpoint, Fault, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::paths::{DEPARTMENT_LIST, USER_GET, USER_LIST};
-use crate::harness::{assert_wecom_error, errcode, SimClient};
+use crate::harness::{assert_wecom_error, errcode, SimClient, WAIT};
 
 #[tokio::test]
 async fn an_errcode_fault_hits_the_matching_department_the_given_number_of_times() {
@@ -233,9 +233,17 @@ async fn shutdown_is_not_held_up_by_a_hung_call() {
     let url = format!("{}/cgi-bin/department/list", sim.api_base());
     let hung = tokio::spawn(async move { reqwest::get(url).await });
     sim.wait_for_calls(Endpoint::DepartmentList, 1).await;
+    // A connection of this test's own: once the port is free, another test may take it, so
+    // connecting to it afterwards proves nothing.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
     sim.shutdown().await;
     assert!(hung.await.unwrap().is_err());
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, idle.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the open connection is closed: {read:?}"
+    );
 }
 
 #[tokio::test]

@@ -128,8 +128,8 @@ impl RequestError {
     }
 }
 
-/// Serves one client until it closes the connection (end of input ends the subscription too)
-/// or its subscription ends with an error line.
+/// Serves one client until it closes the connection (a subscriber that closes only its sending
+/// side goes on receiving events) or its subscription ends with an error line.
 /// `peer` is the client's credentials, read once when it was accepted.
 pub async fn run(stream: UnixStream, peer: Result<UCred, String>, ctx: Arc<ServerContext>) {
     let (read, write) = stream.into_split();
@@ -177,6 +177,9 @@ impl Connection {
         loop {
             let line = match next {
                 Ok(Some(line)) => line,
+                // A subscriber that closed only its sending side still reads its events
+                // (interfaces §4: "until the client closes").
+                Ok(None) if subscribed.is_none() => return hang_up(lines.get_ref()).await,
                 Ok(None) => return,
                 Err(error) => {
                     tracing::debug!(%error, "socket client read failed");
@@ -575,6 +578,16 @@ impl Connection {
         let mut output = self.output.lock().await;
         output.write_all(line.as_bytes()).await?;
         output.flush().await
+    }
+}
+
+/// Returns once the peer has closed its whole connection. The kernel tells a hang-up only to a
+/// poll, so it is asked once a second: a dead subscriber is noticed within a second even when
+/// no event comes to fail a write.
+async fn hang_up(read: &OwnedReadHalf) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    while !hung_up(read) {
+        every.tick().await;
     }
 }
 

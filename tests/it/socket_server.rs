@@ -46,6 +46,22 @@ async fn subscribe_since_delivers_the_backlog_in_order_then_live_events() {
     assert_eq!(client.seqs(2).await, vec![4, 5]);
 }
 
+/// `echo '{"op":"subscribe","since":0}' | nc -N -U ...` closes its sending side after the
+/// request: the subscription goes on until the client closes the connection.
+#[tokio::test]
+async fn a_subscriber_that_closes_only_its_sending_side_still_gets_the_events() {
+    let mut daemon = Server::with_events(&[MemberJoined, SyncCompleted]).await;
+    let mut client = daemon.connect().await;
+    client
+        .send_raw(b"{\"op\":\"subscribe\",\"since\":0}\n")
+        .await;
+    client.write.shutdown().await.unwrap();
+    assert_eq!(client.next().await["head"], 2);
+    assert_eq!(client.seqs(2).await, vec![1, 2]);
+    daemon.append(&[MemberLeft]);
+    assert_eq!(client.seqs(1).await, vec![3]);
+}
+
 #[tokio::test]
 async fn without_since_or_a_known_consumer_only_new_events_come() {
     let mut daemon = Server::with_events(&[MemberJoined, MemberJoined]).await;

@@ -79,6 +79,19 @@ impl Api {
         request.send().await.unwrap()
     }
 
+    /// `GET path` with the read token, in a task of its own: the body of a 200, once it ends.
+    fn long_poll(&self, path: &str) -> tokio::task::JoinHandle<String> {
+        let request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(READ_TOKEN);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        })
+    }
+
     async fn json(&self, path: &str) -> Value {
         let response = self.get(path, Some(READ_TOKEN)).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -396,18 +409,7 @@ async fn a_limit_or_wait_above_the_maximum_is_clamped_to_it() {
 
     // A long-poll asking for longer than the maximum waits, and the next commit wakes it.
     let last = next + 50;
-    let url = format!("{}/v1/events?since={last}&wait=120", api.base);
-    let client = api.client.clone();
-    let poll = tokio::spawn(async move {
-        let response = client
-            .get(url)
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.text().await.unwrap()
-    });
+    let poll = api.long_poll(&format!("/v1/events?since={last}&wait=120"));
     commit_events(&env, 1);
     let events = ndjson(&tokio::time::timeout(WAIT, poll).await.unwrap().unwrap());
     assert_eq!(events.len(), 1);
@@ -430,18 +432,7 @@ async fn a_long_poll_returns_the_events_of_a_sync_that_commits_while_it_waits() 
         .unwrap();
 
     let started = Instant::now();
-    let url = format!("{}/v1/events?since={head}&wait=50", api.base);
-    let client = api.client.clone();
-    let poll = tokio::spawn(async move {
-        let response = client
-            .get(url)
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.text().await.unwrap()
-    });
+    let poll = api.long_poll(&format!("/v1/events?since={head}&wait=50"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!poll.is_finished(), "the long-poll returned without events");
     env.sim

@@ -221,6 +221,9 @@ pub struct Syncer {
     pub store_busy_timeout: Duration,
     pub source: EventSource,
     pub root_department: DepartmentId,
+    /// `wecom.agent_id`: with it, a full pull also reads the members the app's visible range
+    /// names individually.
+    pub agent_id: Option<i64>,
     pub concurrency: usize,
     pub limits: Limits,
     /// Where a dry run writes what WeCom returned ([`crate::pull_dump`]).
@@ -238,6 +241,7 @@ impl Syncer {
             store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
             root_department: config.wecom.root_department,
+            agent_id: config.wecom.agent_id,
             concurrency: config.wecom.concurrency,
             limits: config.limits(),
             dump_pull: None,
@@ -473,6 +477,7 @@ impl Syncer {
         let pull = wecom::pull(
             &self.client,
             self.root_department,
+            self.agent_id,
             self.concurrency,
             log_progress(),
         )
@@ -481,6 +486,7 @@ impl Syncer {
         let ignored = Ignored {
             ignored_departments: pull.stats.ignored_departments,
             ignored_memberships: pull.stats.ignored_memberships,
+            ignored_members: pull.stats.ignored_members,
         };
         Ok(Fetched {
             snapshot: pull.snapshot,

@@ -1,7 +1,7 @@
-//! The pull against simulated tenants: conversion, merging, filtering, and all-or-nothing
-//! failure.
+//! The pull against simulated tenants: conversion, merging, filtering, the members the visible
+//! range names individually, and all-or-nothing failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use orgsync_simulator::{Directory, Endpoint, ExtAttr, ExtAttrItem, Fault, SimDepartment, SimUser};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::sim::{self, always, client, flat_tenant, id, requests, tenant};
 use crate::model::{Department, Membership};
+use crate::targeted;
 use crate::wecom::{pull, Progress, PullError};
 
 fn departments() -> Value {
@@ -694,4 +695,35 @@ async fn named_members_are_read_with_bounded_concurrency() {
         .map(|r| r.in_flight)
         .max();
     assert_eq!(max, Some(3));
+}
+
+/// A callback run, or a full run asking about a member missing from its pull, reads the member
+/// again with `user/get`: one the visible range names individually is kept where a full pull
+/// mirrors them, and dropped where it does not.
+#[tokio::test]
+async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
+    let sim = sim::start(named_individually()).await;
+    let client = client(&sim.api_base());
+    let wangwu = BTreeSet::from(["wangwu".to_owned()]);
+
+    let mirror = pull(&client, 1, Some(AGENT_ID), 4, |_| {})
+        .await
+        .unwrap()
+        .snapshot;
+    let (reread, report) = targeted::reread(&client, mirror.clone(), &wangwu, 1, 4)
+        .await
+        .unwrap();
+    assert_eq!(reread.members["wangwu"], mirror.members["wangwu"]);
+    assert!(report.deleted.is_empty() && report.out_of_range.is_empty());
+
+    let mirror = pull(&client, 2, Some(AGENT_ID), 4, |_| {})
+        .await
+        .unwrap()
+        .snapshot;
+    assert!(!mirror.members.contains_key("wangwu"));
+    let (reread, report) = targeted::reread(&client, mirror, &wangwu, 2, 4)
+        .await
+        .unwrap();
+    assert!(!reread.members.contains_key("wangwu"), "not in 2's subtree");
+    assert!(report.deleted.is_empty() && report.out_of_range.is_empty());
 }

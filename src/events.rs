@@ -223,12 +223,16 @@ impl ChangeCounts {
 }
 
 /// What a pull returned that is not mirrored: departments outside `wecom.root_department`'s
-/// subtree, and memberships in departments that are not mirrored. Counted, so that nothing is
-/// left out silently.
+/// subtree, memberships in departments that are not mirrored, and members named individually
+/// in the app's visible range that are not mirrored. Counted, so that nothing is left out
+/// silently.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Ignored {
     pub ignored_departments: usize,
     pub ignored_memberships: usize,
+    /// Members the app's visible range names individually that are not mirrored (outside
+    /// `wecom.root_department`'s subtree, or gone by the time orgsync read them).
+    pub ignored_members: usize,
 }
 
 /// The counts reported in `orgsync.sync.completed`: the changes, the mirror's size, and the

@@ -5,8 +5,9 @@
 //! The file holds what the pull saw and nothing more: a field WeCom did not send is left out
 //! (the simulator then serves its empty default), and when no member came with a mobile the
 //! app is marked as one whose sensitive fields WeCom withholds. Departments whose parent the
-//! pull did not include become tops (`parentid` 0) and the app's visible range. The corp's
-//! secret is never written: the file names a placeholder the simulator accepts.
+//! pull did not include become tops (`parentid` 0) and the app's visible range; members in none
+//! of the pulled departments (named individually in the range) are named in it too. The
+//! corp's secret is never written: the file names a placeholder the simulator accepts.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -55,10 +56,20 @@ pub fn directory(corp_id: &str, pulled: &Snapshot) -> Value {
         .collect();
     let withheld =
         !pulled.members.is_empty() && pulled.members.values().all(|m| m.mobile.is_none());
+    // Served back, a member in none of the file's departments is seen only if the range names
+    // them: as the pull found them, through `agent/get` (or with departments WeCom did not
+    // say, which the file cannot hold either).
+    let named: Vec<&str> = pulled
+        .members
+        .values()
+        .filter(|m| m.departments.as_ref().is_none_or(Vec::is_empty))
+        .map(|m| m.userid.as_str())
+        .collect();
     json!({
         "corp_id": corp_id,
         "corp_secret": PLACEHOLDER_SECRET,
         "visible_departments": tops,
+        "visible_users": named,
         "withhold_sensitive": withheld,
         "departments": departments,
         "users": pulled.members.values().map(user).collect::<Vec<_>>(),
@@ -143,14 +154,18 @@ mod tests {
             is_leader: true,
         }]);
         pulled.insert_member(member);
+        let mut named = Member::new("wangwu");
+        named.departments = Some(vec![]);
+        pulled.insert_member(named);
 
         let dumped = directory("wwcorp", &pulled);
         assert_eq!(dumped["visible_departments"], json!([5]));
+        assert_eq!(dumped["visible_users"], json!(["wangwu"]));
         assert_eq!(dumped["withhold_sensitive"], json!(true));
         assert_eq!(dumped["departments"][0]["parentid"], json!(0));
         assert_eq!(dumped["departments"][1]["parentid"], json!(5));
         assert_eq!(
-            dumped["users"][0],
+            dumped["users"][1],
             json!({"userid": "ZhangSan", "name": "张三", "department": [6],
                    "order": [4_294_967_295_u32], "is_leader_in_dept": [1]})
         );

@@ -373,12 +373,16 @@ fn counts(counts: &Value) -> String {
         n("departments_updated"),
         n("departments_deleted")
     );
-    let ignored = (n("ignored_departments"), n("ignored_memberships"));
-    if ignored != (0, 0) {
+    let ignored = (
+        n("ignored_departments"),
+        n("ignored_memberships"),
+        n("ignored_members"),
+    );
+    if ignored != (0, 0, 0) {
         text.push_str(&format!(
             "; not mirrored: {} departments outside wecom.root_department, {} memberships in \
-             departments not mirrored",
-            ignored.0, ignored.1
+             departments not mirrored, {} members named in the app's visible range",
+            ignored.0, ignored.1, ignored.2
         ));
     }
     text

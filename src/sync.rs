@@ -221,6 +221,9 @@ pub struct Syncer {
     pub store_busy_timeout: Duration,
     pub source: EventSource,
     pub root_department: DepartmentId,
+    /// `wecom.agent_id`: with it, a full pull also reads the members the app's visible range
+    /// names individually.
+    pub agent_id: Option<i64>,
     pub concurrency: usize,
     pub limits: Limits,
     /// Where a dry run writes what WeCom returned ([`crate::pull_dump`]).
@@ -238,6 +241,7 @@ impl Syncer {
             store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
             root_department: config.wecom.root_department,
+            agent_id: config.wecom.agent_id,
             concurrency: config.wecom.concurrency,
             limits: config.limits(),
             dump_pull: None,
@@ -424,9 +428,15 @@ impl Syncer {
             departments,
             members: Default::default(),
         };
-        let (snapshot, reread) = targeted::reread(&self.client, base, &userids, self.concurrency)
-            .await
-            .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
+        let (snapshot, reread) = targeted::reread(
+            &self.client,
+            base,
+            &userids,
+            self.root_department,
+            self.concurrency,
+        )
+        .await
+        .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
         tracing::info!(
             members_read = reread.members_read,
             deleted = reread.deleted.len(),
@@ -473,6 +483,7 @@ impl Syncer {
         let pull = wecom::pull(
             &self.client,
             self.root_department,
+            self.agent_id,
             self.concurrency,
             log_progress(),
         )
@@ -481,6 +492,7 @@ impl Syncer {
         let ignored = Ignored {
             ignored_departments: pull.stats.ignored_departments,
             ignored_memberships: pull.stats.ignored_memberships,
+            ignored_members: pull.stats.ignored_members,
         };
         Ok(Fetched {
             snapshot: pull.snapshot,
@@ -492,7 +504,9 @@ impl Syncer {
 
     /// Asks WeCom (`user/get`) about each mirrored member a full pull no longer has: the userid
     /// no longer exists (deleted), the app may not see them (out of its visible range), or WeCom
-    /// still shows them in a mirrored department (the pull missed them: they stay). At most
+    /// still shows them in a mirrored department, or, under the default root, to the app at
+    /// all (named individually in its visible range, which a pull without `wecom.agent_id`
+    /// does not read): the pull missed them, and they stay. At most
     /// [`MAX_ASKED`] are asked, and none when more are missing than the deletion guard lets
     /// leave (the run is held anyway); the others leave for a reason not asked, or are held with
     /// them.
@@ -522,11 +536,17 @@ impl Syncer {
             departments: snapshot.departments.clone(),
             members: Default::default(),
         };
-        let (found, report) = targeted::reread(&self.client, asking, &missing, self.concurrency)
-            .await
-            .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
+        let (found, report) = targeted::reread(
+            &self.client,
+            asking,
+            &missing,
+            self.root_department,
+            self.concurrency,
+        )
+        .await
+        .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
         for (key, member) in found.members {
-            tracing::warn!(userid = %member.userid, "a member missing from the pull is still in a mirrored department in WeCom; keeping them");
+            tracing::warn!(userid = %member.userid, "a member missing from the pull is still in the mirrored part of the app's visible range in WeCom (in a mirrored department, or named individually in the range: set wecom.agent_id to pull those); keeping them");
             snapshot.members.insert(key, member);
         }
         tracing::info!(

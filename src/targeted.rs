@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{InFlightLimit, MemberRefusal, WecomClient, WecomError};
+use crate::wecom::{InFlightLimit, MemberRefusal, WecomClient, WecomError, ALL_VISIBLE};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
@@ -108,14 +108,21 @@ pub struct Reread {
     pub unknown_departments: usize,
 }
 
-/// `mirror` with every member in `userids` read again: replaced by what `user/get` answers,
-/// removed when WeCom has no such userid or the member is no longer in a mirrored department,
-/// kept as it is when the app may not see them. At most `concurrency` calls are in flight, one
-/// fewer after each 45033. Any other failure fails the run, and the callbacks stay pending.
+/// `mirror` (of `root`'s subtree, `wecom.root_department`) with every member in `userids` read
+/// again: replaced by what `user/get` answers, removed when WeCom has no such userid or the
+/// member is no longer in a mirrored department, kept as it is when the app may not see them.
+/// At most `concurrency` calls are in flight, one fewer after each 45033. Any other failure
+/// fails the run, and the callbacks stay pending.
+///
+/// A member the app sees without seeing any of their departments is one the visible range
+/// names individually: kept when everything visible is mirrored (the default root), as a full
+/// pull with `wecom.agent_id` keeps them; removed under another root, which mirrors only
+/// members with a membership in its subtree.
 pub async fn reread(
     client: &WecomClient,
     mut mirror: Snapshot,
     userids: &BTreeSet<String>,
+    root: DepartmentId,
     concurrency: usize,
 ) -> Result<(Snapshot, Reread), WecomError> {
     let mirrored: HashSet<DepartmentId> = mirror.departments.keys().copied().collect();
@@ -142,7 +149,8 @@ pub async fn reread(
             Ok((member, outside)) => {
                 report.members_read += 1;
                 report.unknown_departments += usize::from(outside > 0);
-                let gone = member.departments.as_ref().is_some_and(Vec::is_empty) && outside > 0;
+                let unplaced = member.departments.as_ref().is_some_and(Vec::is_empty);
+                let gone = unplaced && (outside > 0 || root != ALL_VISIBLE);
                 if gone {
                     mirror.members.remove(&key);
                 } else {

@@ -35,7 +35,7 @@ async fn pull(simulator: &Simulator) -> Snapshot {
         Secret::new(&directory.corp_secret),
     ))
     .expect("a client");
-    wecom::pull(&client, 1, 4, |_| {})
+    wecom::pull(&client, 1, None, 4, |_| {})
         .await
         .expect("the pull succeeds")
         .snapshot

@@ -26,10 +26,14 @@ pub enum Call {
     UserGetUserId,
     /// `user/get_userid_by_email`: whose an email is.
     UserGetUserIdByEmail,
+    /// `agent/get`: the app's visible range, asked for by the configured `wecom.agent_id`.
+    AgentGet {
+        agent_id: i64,
+    },
 }
 
 impl Call {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     /// The path under `/cgi-bin/`.
     pub fn path(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Call {
             Call::UserGet => "user/get",
             Call::UserGetUserId => "user/getuserid",
             Call::UserGetUserIdByEmail => "user/get_userid_by_email",
+            Call::AgentGet { .. } => "agent/get",
         }
     }
 
@@ -58,6 +63,7 @@ impl Call {
             Call::UserGet => 4,
             Call::UserGetUserId => 5,
             Call::UserGetUserIdByEmail => 6,
+            Call::AgentGet { .. } => 7,
         }
     }
 
@@ -69,6 +75,7 @@ impl Call {
         Call::UserGet,
         Call::UserGetUserId,
         Call::UserGetUserIdByEmail,
+        Call::AgentGet { agent_id: 0 },
     ];
 }
 
@@ -82,6 +89,8 @@ impl fmt::Display for Call {
                 write!(f, "user/list (department {department_id})")
             }
             Call::AuthGetUserInfo => f.write_str("auth/getuserinfo"),
+            // The agentid names the key to fix (`wecom.agent_id`) when WeCom refuses it.
+            Call::AgentGet { agent_id } => write!(f, "agent/get (wecom.agent_id {agent_id})"),
             Call::UserGet | Call::UserGetUserId | Call::UserGetUserIdByEmail => {
                 f.write_str(self.path())
             }

@@ -65,6 +65,15 @@ pub enum LoginIdentity {
     Outsider,
 }
 
+/// What `agent/get` says of the app's visible range (可见范围) besides its departments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedInRange {
+    /// The members it names individually, as WeCom spells them.
+    pub userids: Vec<String>,
+    /// How many tags it names.
+    pub tags: usize,
+}
+
 /// How failed calls are retried. Every limit is per call; delays are jittered.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -337,6 +346,23 @@ impl WecomClient {
         }
     }
 
+    /// `agent/get?agentid=ID`: what the visible range of the app `agent_id` names besides
+    /// departments. An app's token may read its own app only (40056 otherwise).
+    pub(crate) async fn named_in_range(&self, agent_id: i64) -> Result<NamedInRange, WecomError> {
+        let call = Call::AgentGet { agent_id };
+        let reply: wire::AgentGet = self.call(call).await?;
+        reply.agentid.ok_or_else(|| missing(call, "agentid"))?;
+        let users = reply.allow_userinfos.map(|allowed| allowed.user);
+        Ok(NamedInRange {
+            userids: users
+                .into_iter()
+                .flatten()
+                .map(|user| user.userid)
+                .collect(),
+            tags: reply.allow_tags.map_or(0, |tags| tags.tagid.len()),
+        })
+    }
+
     /// `user/list?department_id=ID`: the members directly in that department.
     pub(crate) async fn user_list(
         &self,
@@ -475,6 +501,7 @@ impl WecomClient {
             Call::DepartmentList { id: Some(id) } => request.query(&[("id", id)]),
             Call::DepartmentList { id: None } => request,
             Call::UserList { department_id } => request.query(&[("department_id", department_id)]),
+            Call::AgentGet { agent_id } => request.query(&[("agentid", agent_id)]),
             Call::AuthGetUserInfo
             | Call::UserGet
             | Call::UserGetUserId

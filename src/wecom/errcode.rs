@@ -62,7 +62,8 @@ const TABLE: &[ErrcodeInfo] = &[
         "orgsync fetches a new token and retries once; if it persists, make sure nothing else hands this instance another app's token"),
     row(40029, Fatal, "invalid OAuth code (single use, valid for 5 minutes)",
         "not used by the directory pull; restart the login flow"),
-    row(40056, Fatal, "invalid agentid", "set wecom.agent_id to the AgentId shown on the app's page in the admin console"),
+    row(40056, Fatal, "invalid agentid: wecom.agent_id is not the AgentId of the app whose secret orgsync uses",
+        "set wecom.agent_id to the AgentId shown on that app's page in the admin console (App Management → your app), or remove it"),
     row(40058, Fatal, "invalid parameter",
         "a bug or an API change in orgsync's request; report it with the errmsg"),
     row(40091, Fatal, "the secret belongs to a different enterprise than wecom.corp_id",
@@ -108,7 +109,7 @@ const TABLE: &[ErrcodeInfo] = &[
     row(60123, Fatal, "invalid department id",
         "check wecom.root_department against the admin console's department list"),
     row(301002, Fatal, "the access token belongs to a different app than the one addressed",
-        "give each orgsync instance its own app secret; never share a token between apps"),
+        "check that wecom.agent_id is the AgentId of the app whose secret orgsync uses; give each orgsync instance its own app secret and never share a token between apps"),
 ];
 
 /// The table row for `errcode`, if orgsync knows it.

@@ -1,5 +1,7 @@
 //! The directory pull: `department/list` for the subtree, then `user/list` for every department
-//! in it, merged into one [`Snapshot`]. All or nothing: any failed call fails the pull.
+//! in it, merged into one [`Snapshot`]. With `wecom.agent_id`, also the members the app's
+//! visible range names individually, which no `user/list` returns: `agent/get` names them and
+//! `user/get` reads those not already pulled. All or nothing: any failed call fails the pull.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -11,12 +13,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::call::ClientStats;
-use super::client::WecomClient;
+use super::client::{NamedInRange, WecomClient};
 use super::error::WecomError;
 use super::in_flight::InFlightLimit;
 use super::tree::{select, Inconsistency, ALL_VISIBLE};
 use super::wire;
-use crate::model::{Department, DepartmentId, Member, Membership, Snapshot};
+use crate::model::{userid_key, Department, DepartmentId, Member, Membership, Snapshot};
 
 /// A complete pull of the subtree.
 #[derive(Debug, Clone)]
@@ -40,10 +42,19 @@ pub struct PullStats {
     /// Memberships in departments that are not mirrored (outside the root's subtree or the
     /// app's visible range), left out of the members' `departments`.
     pub ignored_memberships: usize,
+    /// Members the visible range names individually (`agent/get`) that no `user/list` returned,
+    /// read with `user/get`. 0 without `wecom.agent_id`.
+    pub named_members: usize,
+    /// Of those, the ones not mirrored: with another `wecom.root_department`, members without a
+    /// membership in its subtree; and members WeCom answered are gone or out of the app's
+    /// visible range.
+    pub ignored_members: usize,
     /// `user/list` concurrency at the end, lower than asked for after 45033 answers.
     pub final_concurrency: usize,
     pub department_list_time: Duration,
     pub user_list_time: Duration,
+    /// `agent/get` and the `user/get` of the members it named.
+    pub named_time: Duration,
     pub total_time: Duration,
 }
 
@@ -95,10 +106,13 @@ impl PullError {
 }
 
 /// Pulls the subtree under `root` with at most `concurrency` (at least 1) `user/list` calls in
-/// flight, one fewer after each 45033. `progress` is called after each department.
+/// flight, one fewer after each 45033. `progress` is called after each department. With
+/// `agent_id` (`wecom.agent_id`), the members the app's visible range names individually are
+/// read too (see [`named_members`]).
 pub async fn pull(
     client: &WecomClient,
     root: DepartmentId,
+    agent_id: Option<i64>,
     concurrency: usize,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<Pull, PullError> {
@@ -118,8 +132,18 @@ pub async fn pull(
 
     let users_started = Instant::now();
     let listed = members(client, &ids, &mirrored, concurrency.max(1), &mut progress).await?;
-    let (members, final_concurrency) = (listed.members, listed.final_concurrency);
+    let (mut members, final_concurrency) = (listed.members, listed.final_concurrency);
     let user_list_time = users_started.elapsed();
+
+    let named_started = Instant::now();
+    let named = match agent_id {
+        Some(agent_id) => {
+            let concurrency = concurrency.max(1);
+            named_members(client, agent_id, root, &mirrored, &mut members, concurrency).await?
+        }
+        None => Named::default(),
+    };
+    let named_time = named_started.elapsed();
 
     let snapshot = Snapshot {
         departments: departments.into_iter().map(department).collect(),
@@ -143,10 +167,13 @@ pub async fn pull(
         members: snapshot.members.len(),
         members_with_unknown_departments,
         ignored_departments,
-        ignored_memberships: listed.ignored_memberships,
+        ignored_memberships: listed.ignored_memberships + named.ignored_memberships,
+        named_members: named.read,
+        ignored_members: named.ignored,
         final_concurrency,
         department_list_time,
         user_list_time,
+        named_time,
         total_time: started.elapsed(),
     };
     info!(
@@ -293,6 +320,116 @@ async fn members(
         ignored_memberships,
         final_concurrency: limit.allowed(),
     })
+}
+
+/// What [`named_members`] added to a pull.
+#[derive(Default)]
+struct Named {
+    /// Members read with `user/get`.
+    read: usize,
+    /// Named members not mirrored.
+    ignored: usize,
+    /// Memberships of the mirrored ones in departments that are not mirrored.
+    ignored_memberships: usize,
+}
+
+/// Adds to `members` those the app's visible range names individually (`agent/get` for
+/// `agent_id`) that `user/list` did not return, each read with `user/get` with its memberships
+/// in the `mirrored` departments, at most `concurrency` in flight (one fewer after each 45033).
+///
+/// With the default root (everything visible) each is mirrored, with its memberships in
+/// mirrored departments only (it may have none: the app sees them, not their departments).
+/// With another root, only those with a membership in its subtree (or whose departments WeCom
+/// did not say, kept as a listed member with unknown departments is); the others are counted
+/// as ignored. So is a member whose `user/get` says it is gone or out of the range (WeCom changed
+/// between the two calls): the mirror then learns what became of them when the run asks about
+/// the members missing from the pull. Any other failure fails the pull.
+async fn named_members(
+    client: &WecomClient,
+    agent_id: i64,
+    root: DepartmentId,
+    mirrored: &Arc<HashSet<DepartmentId>>,
+    members: &mut BTreeMap<String, Member>,
+    concurrency: usize,
+) -> Result<Named, PullError> {
+    let NamedInRange { userids, tags } = client.named_in_range(agent_id).await?;
+    if tags > 0 {
+        warn!(
+            tags,
+            "the app's visible range names tags; orgsync does not read tags, so members the app \
+             sees only through a tag are not mirrored: name their departments or the members \
+             themselves in the visible range instead"
+        );
+    }
+    let mut asked = HashSet::new();
+    // Chosen before any is read: `members` grows as the answers come in.
+    let mut queue = userids
+        .into_iter()
+        .filter(|userid| {
+            let key = userid_key(userid);
+            !members.contains_key(&key) && asked.insert(key)
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut named = Named::default();
+    // Dropping the set aborts the calls still in flight: the first failure ends the pull.
+    let mut tasks = JoinSet::new();
+    let mut limit = InFlightLimit::new(client, concurrency, "user/get");
+    loop {
+        while tasks.len() < limit.allowed() {
+            let Some(userid) = queue.next() else { break };
+            let client = client.clone();
+            let mirrored = Arc::clone(mirrored);
+            tasks.spawn(async move {
+                let answer = client.member(&userid, &mirrored).await;
+                (userid, answer)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (userid, answer) = joined.map_err(|err| PullError::Worker(err.to_string()))?;
+        let (member, outside) = match answer {
+            Ok(read) => read,
+            Err(error) => match error.member_refusal() {
+                Some(refusal) => {
+                    info!(
+                        %userid,
+                        ?refusal,
+                        "a member the app's visible range names is not mirrored: user/get says \
+                         they are gone or out of the range"
+                    );
+                    named.ignored += 1;
+                    continue;
+                }
+                None => return Err(error.into()),
+            },
+        };
+        named.read += 1;
+        if member.key() != userid_key(&userid) {
+            return Err(Inconsistency::WrongMember {
+                asked: userid,
+                answered: member.userid,
+            }
+            .into());
+        }
+        let placed =
+            root == ALL_VISIBLE || member.departments.as_ref().is_none_or(|d| !d.is_empty());
+        if placed {
+            named.ignored_memberships += outside;
+            members.insert(member.key(), member);
+        } else {
+            named.ignored += 1;
+        }
+    }
+    if named.read > 0 || named.ignored > 0 {
+        info!(
+            read = named.read,
+            not_mirrored = named.ignored,
+            "read the members the app's visible range names individually"
+        );
+    }
+    Ok(named)
 }
 
 /// Converts one `user/list` entry, with how many of its memberships were outside the mirrored

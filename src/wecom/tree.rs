@@ -35,6 +35,8 @@ pub enum Inconsistency {
     EmptyUserid { department: DepartmentId },
     #[error("userids {first:?} and {second:?} differ only in case; WeCom userids are unique regardless of case")]
     CaseDuplicate { first: String, second: String },
+    #[error("user/get for {asked:?} answered the member {answered:?}")]
+    WrongMember { asked: String, answered: String },
 }
 
 fn chain(ids: &[DepartmentId]) -> String {

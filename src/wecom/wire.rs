@@ -128,6 +128,38 @@ impl<'de> Deserialize<'de> for UserGet {
     }
 }
 
+/// `agent/get`: the app, with its visible range (可见范围). Only the parts the pull reads.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AgentGet {
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+    /// Always in WeCom's answer: its absence tells an answer without data from an app whose
+    /// range names no members.
+    pub agentid: Option<i64>,
+    /// The members the range names individually; absent when it names none.
+    pub allow_userinfos: Option<AllowUsers>,
+    /// The tags the range names; absent when it names none.
+    pub allow_tags: Option<AllowTags>,
+}
+reply!(AgentGet);
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AllowUsers {
+    #[serde(default)]
+    pub user: Vec<AllowedUser>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AllowedUser {
+    pub userid: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AllowTags {
+    #[serde(default)]
+    pub tagid: Vec<i64>,
+}
+
 /// `user/list`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct UserList {
@@ -274,6 +306,30 @@ mod tests {
             user.extattr.unwrap().to_value()["attrs"][0]["text"]["value"],
             serde_json::json!("007")
         );
+    }
+
+    #[test]
+    fn agent_get_reads_the_named_members_and_tags() {
+        let agent: AgentGet = serde_json::from_str(
+            r#"{"errcode":0,"errmsg":"ok","agentid":1000002,"name":"HR","close":0,
+                "allow_userinfos":{"user":[{"userid":"zhangsan"},{"userid":"LiSi"}]},
+                "allow_partys":{"partyid":[1]},"allow_tags":{"tagid":[1,2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(agent.agentid, Some(1_000_002));
+        let users: Vec<String> = agent
+            .allow_userinfos
+            .unwrap()
+            .user
+            .into_iter()
+            .map(|u| u.userid)
+            .collect();
+        assert_eq!(users, ["zhangsan", "LiSi"]);
+        assert_eq!(agent.allow_tags.unwrap().tagid, [1, 2]);
+
+        let bare: AgentGet =
+            serde_json::from_str(r#"{"errcode":0,"errmsg":"ok","agentid":1000002}"#).unwrap();
+        assert!(bare.allow_userinfos.is_none() && bare.allow_tags.is_none());
     }
 
     #[test]

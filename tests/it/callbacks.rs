@@ -26,8 +26,14 @@ async fn callback_env(directory: Directory) -> Env {
 
 /// [`callback_env`] with more `[callback]` lines.
 async fn callback_env_with(directory: Directory, callback: &str) -> Env {
-    let env = Env::with_config(
+    callback_env_wecom(directory, "", callback).await
+}
+
+/// [`callback_env_with`] with `wecom` lines too.
+async fn callback_env_wecom(directory: Directory, wecom: &str, callback: &str) -> Env {
+    let env = Env::with_wecom(
         directory,
+        wecom,
         &format!(
             "[callback]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"callback.token\"\n\
              encoding_aes_key_file = \"callback.key\"\n{callback}"
@@ -50,7 +56,11 @@ fn callback_url(daemon: &Daemon) -> String {
 /// The sample tenant, a synced daemon with the simulator sending it callbacks, and a
 /// subscriber past the first sync.
 async fn start(payload: Payload) -> (Env, Daemon, Client) {
-    let env = callback_env(Directory::sample()).await;
+    start_with(callback_env(Directory::sample()).await, payload).await
+}
+
+/// [`start`] in `env`.
+async fn start_with(env: Env, payload: Payload) -> (Env, Daemon, Client) {
     let (daemon, subscriber) = env.start_synced_daemon().await;
     env.sim
         .send_callbacks(Some(CallbackTarget {
@@ -162,6 +172,31 @@ async fn a_hire_a_move_a_rename_and_a_departure_arrive_without_a_resync() {
     assert_eq!(events[0]["data"]["reason"], "deleted");
 
     assert_callback_counts(&env, &[("recorded", 4), ("pending", 0)]).await;
+    daemon.stop().await;
+}
+
+/// A member the app's visible range names individually, mirrored with `wecom.agent_id`: a
+/// callback about them reads them again with `user/get`, which answers with the member (in no
+/// department the app sees), and they are updated, never taken for gone.
+#[tokio::test]
+async fn a_member_named_individually_in_the_visible_range_is_updated_by_a_callback() {
+    let mut directory = Directory::sample();
+    directory.visible_departments = vec![2];
+    directory.visible_users = vec!["ZhaoLei".into()];
+    let env = callback_env_wecom(directory, "agent_id = 1000002\n", "").await;
+    let (env, daemon, mut subscriber) = start_with(env, Payload::Full).await;
+    assert!(env.state().mirror.members.contains_key("zhaolei"));
+
+    env.sim
+        .edit(|d| user(d, "ZhaoLei").position = "市场副总裁".into());
+    let (events, completed) = next_run(&mut subscriber).await;
+    assert_eq!(types(&events), ["orgsync.member.updated"], "{events:?}");
+    assert_eq!(events[0]["data"]["userid"], "ZhaoLei");
+    assert_eq!(
+        events[0]["data"]["changes"],
+        json!({"position": {"old": "市场总监", "new": "市场副总裁"}})
+    );
+    assert_eq!(completed["data"]["trigger"], "callback");
     daemon.stop().await;
 }
 

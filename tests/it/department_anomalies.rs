@@ -1,10 +1,12 @@
 //! A department tree that does not add up never turns into departures: an inconsistent pull
-//! fails like a failed call (mirror unchanged, `sync.failed` naming what is wrong), and a visible
-//! range of several separate departments is mirrored whole.
+//! fails like a failed call (mirror unchanged, `sync.failed` naming what is wrong), a visible
+//! range of several separate departments is mirrored whole, and so, with `wecom.agent_id`, is
+//! a member the range names individually.
 
-use orgsync_simulator::{Directory, SimDepartment, SimUser};
+use orgsync_simulator::{CallCounts, Directory, Endpoint, SimDepartment, SimUser};
+use serde_json::{json, Value};
 
-use crate::harness::{assert_sync_fails, describe, Env};
+use crate::harness::{assert_sync_fails, describe, types, user, Env};
 
 /// A first sync of the sample, then `edit` applied to the simulated directory, then a sync that
 /// must fail as inconsistent, naming `what`.
@@ -105,4 +107,93 @@ async fn a_visible_range_of_two_departments_mirrors_both_subtrees() {
     let mut expected = expected;
     expected.sort();
     assert_eq!(mirrored, expected);
+}
+
+/// The calls each of `endpoints` received between `before` and now.
+fn calls_since(env: &Env, before: CallCounts, endpoints: &[Endpoint]) -> Vec<u64> {
+    let now = env.sim.calls();
+    endpoints
+        .iter()
+        .map(|&e| now.get(e) - before.get(e))
+        .collect()
+}
+
+/// The `orgsync.member.*` events among `events`, as (type, userid).
+fn member_events(events: &[Value]) -> Vec<(&str, &str)> {
+    events
+        .iter()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("orgsync.member."))
+        })
+        .map(|e| {
+            let userid = e["data"]["userid"].as_str().unwrap_or_default();
+            (e["type"].as_str().unwrap_or_default(), userid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_member_named_individually_in_the_visible_range_is_mirrored_with_agent_id() {
+    // The app sees R&D (2 and its teams 3 and 4) and, named on their own, ZhaoLei, who heads
+    // marketing (5).
+    let mut directory = Directory::sample();
+    directory.visible_departments = vec![2];
+    directory.visible_users = vec!["ZhaoLei".into()];
+    let apis = [
+        Endpoint::GetToken,
+        Endpoint::DepartmentList,
+        Endpoint::UserList,
+        Endpoint::AgentGet,
+        Endpoint::UserGet,
+    ];
+
+    // Without wecom.agent_id the calls are what they always were, and ZhaoLei is not mirrored.
+    let without = Env::new(directory).await;
+    let before = without.sim.calls();
+    without.sync().await;
+    assert_eq!(calls_since(&without, before, &apis), [1, 1, 3, 0, 0]);
+    assert_eq!(without.sim.calls().total() - before.total(), 5);
+    let mirrored = without.state().mirror;
+    assert_eq!(mirrored.members.len(), 9);
+    assert!(!mirrored.members.contains_key("zhaolei"));
+
+    // With it (another instance against the same tenant): one agent/get, one user/get, and
+    // ZhaoLei joins, in no mirrored department.
+    let with = without.beside("agent_id = 1000002\n", "");
+    let before = with.sim.calls();
+    let events = with.sync_events().await;
+    assert_eq!(calls_since(&with, before, &apis), [1, 1, 3, 1, 1]);
+    let joined = events
+        .iter()
+        .find(|e| e["type"] == "orgsync.member.joined" && e["data"]["userid"] == "ZhaoLei")
+        .unwrap_or_else(|| panic!("ZhaoLei joins: {events:?}"));
+    let member = &joined["data"]["member"];
+    assert_eq!(member["departments"], json!([]), "{member}");
+    assert_eq!(member["position"], "市场总监");
+    let completed = events.last().unwrap();
+    assert_eq!(completed["data"]["counts"]["members"], 10, "{completed}");
+    assert_eq!(completed["data"]["counts"]["ignored_members"], 0);
+
+    // The next run has nothing to change: nobody is announced as left.
+    with.assert_nothing_to_sync().await;
+
+    // A change to him arrives as one update.
+    with.sim
+        .edit(|d| user(d, "ZhaoLei").position = "市场副总裁".into());
+    let events = with.sync_events().await;
+    assert_eq!(
+        member_events(&events),
+        [("orgsync.member.updated", "ZhaoLei")]
+    );
+
+    // agent_id removed: he is missing from the pull, asked about, still visible to the app in
+    // WeCom, and kept.
+    with.write_config("", "");
+    let before = with.sim.calls();
+    let events = with.sync_events().await;
+    assert_eq!(types(&events), ["orgsync.sync.completed"], "{events:?}");
+    assert_eq!(calls_since(&with, before, &apis), [0, 1, 3, 0, 1]);
+    assert!(with.state().mirror.members.contains_key("zhaolei"));
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use orgsync_simulator::{Directory, Endpoint, SimUser};
 use serde_json::Value;
 
-use crate::harness::paths::{DEPARTMENT_LIST, LIST_ID, USER_GET, USER_LIST};
+use crate::harness::paths::{AGENT_GET, DEPARTMENT_LIST, GETUSERID, LIST_ID, USER_GET, USER_LIST};
 use crate::harness::{assert_wecom_error, errcode, ids, sample_with, userids, SimClient};
 
 // ---- gettoken and token checks ----
@@ -190,6 +190,87 @@ async fn a_members_arrays_show_only_visible_departments_and_stay_aligned() {
     assert_eq!(yangjie["order"], serde_json::json!([4_000_000_000u32]));
     assert_eq!(yangjie["main_department"], 3);
     assert_eq!(yangjie["direct_leader"], serde_json::json!(["lina"]));
+}
+
+/// The visible range names department 4 and, individually, zhangwei (head of 2) and zhuxin (in
+/// 5 and 6), and a userid the directory does not have.
+fn named_individually(d: &mut Directory) {
+    d.visible_departments = vec![4];
+    d.visible_users = vec!["ZHANGWEI".into(), "zhuxin".into(), "nobody".into()];
+}
+
+#[tokio::test]
+async fn members_named_in_the_visible_range_are_seen_but_not_listed() {
+    let h = SimClient::start(sample_with(named_individually)).await;
+    let token = h.token().await;
+
+    // user/get answers for them, with none of their departments (none is visible).
+    let zhangwei = h.call(USER_GET, &token, &[("userid", "zhangwei")]).await;
+    assert_eq!(errcode(&zhangwei), 0, "{zhangwei}");
+    assert_eq!(zhangwei["department"], serde_json::json!([]));
+    assert_eq!(zhangwei["order"], serde_json::json!([]));
+    assert!(zhangwei.get("main_department").is_none(), "{zhangwei}");
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "Zhuxin")]).await),
+        0
+    );
+    assert_eq!(
+        errcode(&h.call(USER_GET, &token, &[("userid", "huangmin")]).await),
+        60011
+    );
+
+    // user/list lists the members of visible departments only.
+    let frontend = h.call(USER_LIST, &token, &[("department_id", "4")]).await;
+    assert_eq!(userids(&frontend), ["liuyang", "chenjing", "yangjie"]);
+    let rd = h.call(USER_LIST, &token, &[("department_id", "2")]).await;
+    assert_eq!(errcode(&rd), 60011, "{rd}");
+
+    // Seen wherever the app looks at members: as a direct leader, and by a lookup.
+    let liuyang = h.call(USER_GET, &token, &[("userid", "liuyang")]).await;
+    assert_eq!(liuyang["direct_leader"], serde_json::json!(["zhangwei"]));
+    let found = h
+        .post(GETUSERID, &token, r#"{"mobile":"13911220876"}"#)
+        .await;
+    assert_eq!(found["userid"], "zhangwei", "{found}");
+}
+
+#[tokio::test]
+async fn agent_get_lists_the_visible_range_for_the_apps_own_agentid_only() {
+    let h = SimClient::start(sample_with(named_individually)).await;
+    let token = h.token().await;
+    let agent = h.call(AGENT_GET, &token, &[("agentid", "1000002")]).await;
+    assert_eq!(errcode(&agent), 0, "{agent}");
+    assert_eq!(agent["agentid"], 1_000_002);
+    // Members as the directory spells them, those it has; departments as named, not their
+    // descendants.
+    assert_eq!(
+        agent["allow_userinfos"],
+        serde_json::json!({"user": [{"userid": "zhangwei"}, {"userid": "zhuxin"}]})
+    );
+    assert_eq!(agent["allow_partys"], serde_json::json!({"partyid": [4]}));
+    assert_eq!(agent["allow_tags"], serde_json::json!({"tagid": []}));
+
+    for agentid in ["1000003", "abc", "-1"] {
+        let answer = h.call(AGENT_GET, &token, &[("agentid", agentid)]).await;
+        assert_wecom_error(&answer, 40056, "invalid agentid");
+    }
+    assert_eq!(errcode(&h.call(AGENT_GET, &token, &[]).await), 41011);
+    let sync = h.sync_token().await;
+    let refused = h.call(AGENT_GET, &sync, &[("agentid", "1000002")]).await;
+    assert_eq!(errcode(&refused), 48002, "{refused}");
+
+    // A renamed member stays in the range under the new userid.
+    assert!(h.sim.rename_user("zhuxin", "zhu.xin"));
+    let agent = h.call(AGENT_GET, &token, &[("agentid", "1000002")]).await;
+    assert_eq!(agent["allow_userinfos"]["user"][1]["userid"], "zhu.xin");
+
+    h.sim.edit(|d| {
+        d.agent_id = 1_000_017;
+        d.visible_users.clear();
+    });
+    let agent = h.call(AGENT_GET, &token, &[("agentid", "1000017")]).await;
+    assert_eq!(agent["allow_userinfos"], serde_json::json!({"user": []}));
+    assert_eq!(h.sim.calls().get(Endpoint::AgentGet), 8);
 }
 
 #[tokio::test]

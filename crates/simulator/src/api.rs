@@ -98,6 +98,16 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
                 }))
             })
         }),
+        Endpoint::AgentGet => with_token(shared, call, |tenant, scope| {
+            only_for(scope, Scope::App)?;
+            let agentid = param(params, "agentid").ok_or_else(|| ApiError::new(41011))?;
+            // An app's token reads that app only: another agentid, or one that is not a
+            // number, is an invalid agentid.
+            if agentid.parse::<u32>().ok() != Some(tenant.directory.agent_id) {
+                return Err(ApiError::new(40056));
+            }
+            ok(agent(tenant))
+        }),
         Endpoint::AuthGetUserInfo => with_token(shared, call, |tenant, scope| {
             only_for(scope, Scope::App)?;
             let code = param(params, "code").ok_or_else(|| ApiError::new(41008))?;
@@ -116,6 +126,27 @@ pub(crate) fn answer(shared: &Shared, call: &Call<'_>) -> Answer {
                 }),
             }
         }),
+    }
+}
+
+/// `agent/get`: the app's visible range as WeCom lists it (the departments and members it
+/// names, no tags), with none of the app's other details but `close`.
+fn agent(tenant: &Tenant) -> AgentGet<'_> {
+    AgentGet {
+        agentid: tenant.directory.agent_id,
+        allow_userinfos: AllowUsers {
+            user: tenant
+                .named_users()
+                .map(|user| UserIdAnswer {
+                    userid: &user.userid,
+                })
+                .collect(),
+        },
+        allow_partys: AllowParties {
+            partyid: tenant.named_departments().collect(),
+        },
+        allow_tags: AllowTags { tagid: Vec::new() },
+        close: 0,
     }
 }
 
@@ -416,6 +447,31 @@ struct Token {
 #[derive(Serialize)]
 struct UserIdAnswer<'a> {
     userid: &'a str,
+}
+
+#[derive(Serialize)]
+struct AgentGet<'a> {
+    agentid: u32,
+    allow_userinfos: AllowUsers<'a>,
+    allow_partys: AllowParties,
+    allow_tags: AllowTags,
+    /// 0: the app is enabled.
+    close: u8,
+}
+
+#[derive(Serialize)]
+struct AllowUsers<'a> {
+    user: Vec<UserIdAnswer<'a>>,
+}
+
+#[derive(Serialize)]
+struct AllowParties {
+    partyid: Vec<u32>,
+}
+
+#[derive(Serialize)]
+struct AllowTags {
+    tagid: Vec<u32>,
 }
 
 #[derive(Serialize)]

@@ -23,6 +23,14 @@ pub struct Directory {
     /// The app's visible range (可见范围): these departments and all their descendants.
     #[serde(default = "root_only")]
     pub visible_departments: Vec<u32>,
+    /// Members the visible range names individually (userids, case-insensitive): the app sees
+    /// them wherever their departments are, but `user/list` lists only the members of visible
+    /// departments, so only `agent/get` tells a client about them.
+    #[serde(default)]
+    pub visible_users: Vec<String>,
+    /// The app's AgentId: `agent/get` answers for it, and 40056 for any other.
+    #[serde(default = "default_agent_id")]
+    pub agent_id: u32,
     /// App created on or after 2022-06-20: avatar, gender, mobile, email, biz_mail, qr_code and
     /// address are left out of `user/get` and `user/list` (absent keys, not empty strings).
     #[serde(default)]
@@ -241,6 +249,11 @@ fn root_only() -> Vec<u32> {
     vec![1]
 }
 
+/// The AgentId WeCom's documentation uses in its examples.
+fn default_agent_id() -> u32 {
+    1_000_002
+}
+
 fn default_token_ttl() -> u64 {
     7200
 }
@@ -295,6 +308,8 @@ impl Directory {
             contact_sync_secret: None,
             users: Vec::new(),
             visible_departments: root_only(),
+            visible_users: Vec::new(),
+            agent_id: default_agent_id(),
             withhold_sensitive: false,
             withhold_thumb_avatar: false,
             contact_sync_detail_forbidden: false,
@@ -397,6 +412,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(directory.visible_departments, vec![1]);
+        assert!(directory.visible_users.is_empty());
+        assert_eq!(directory.agent_id, 1_000_002);
         assert_eq!(directory.token_ttl_secs, 7200);
         assert!(directory.reuse_valid_token);
         assert_eq!(directory.users[0].status, 1);

@@ -30,10 +30,12 @@ pub enum Endpoint {
     UserGetUserId,
     #[serde(rename = "/cgi-bin/user/get_userid_by_email")]
     UserGetUserIdByEmail,
+    #[serde(rename = "/cgi-bin/agent/get")]
+    AgentGet,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::GetToken,
         Endpoint::DepartmentList,
         Endpoint::DepartmentSimpleList,
@@ -45,6 +47,7 @@ impl Endpoint {
         Endpoint::AuthGetUserInfo,
         Endpoint::UserGetUserId,
         Endpoint::UserGetUserIdByEmail,
+        Endpoint::AgentGet,
     ];
 
     pub fn path(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Endpoint {
             Endpoint::AuthGetUserInfo => "/cgi-bin/auth/getuserinfo",
             Endpoint::UserGetUserId => "/cgi-bin/user/getuserid",
             Endpoint::UserGetUserIdByEmail => "/cgi-bin/user/get_userid_by_email",
+            Endpoint::AgentGet => "/cgi-bin/agent/get",
         }
     }
 
@@ -79,7 +83,8 @@ impl Endpoint {
             | Endpoint::UserListId
             | Endpoint::AuthGetUserInfo
             | Endpoint::UserGetUserId
-            | Endpoint::UserGetUserIdByEmail => None,
+            | Endpoint::UserGetUserIdByEmail
+            | Endpoint::AgentGet => None,
         }
     }
 

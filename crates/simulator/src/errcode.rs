@@ -68,6 +68,7 @@ pub(crate) fn message(code: i64) -> &'static str {
         41004 => "corpsecret missing",
         41008 => "missing code",
         41009 => "missing userid",
+        41011 => "missing agentid",
         42001 => "access_token expired",
         45009 => "api freq out of limit",
         45033 => "api concurrent out of limit",

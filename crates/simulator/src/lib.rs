@@ -1,10 +1,11 @@
 //! A WeCom (企业微信) contact API on loopback, for the tests, the benchmarks and `orgsync demo`.
 //!
 //! It serves WeCom's own JSON for `gettoken`, `department/{list,simplelist,get}` and
-//! `user/{list,simplelist,get,list_id,getuserid,get_userid_by_email}`, and
-//! `auth/getuserinfo` for password-free login with
+//! `user/{list,simplelist,get,list_id,getuserid,get_userid_by_email}`, `agent/get` (the app's
+//! visible range), and `auth/getuserinfo` for password-free login with
 //! codes a test mints (`login_code`), with the behaviour WeCom documents: tokens that
-//! expire and can be revoked, the app's visible range, the fields withheld from apps created
+//! expire and can be revoked, the app's visible range (departments, and members named
+//! individually), the fields withheld from apps created
 //! after 2022-06-20, the contact-sync secret's privileges, the 45033/45009 throttles. Faults
 //! (errcodes, HTTP errors, bad or hand-written bodies, closed or reset connections, delays,
 //! hangs) can be scripted per endpoint, and every call is counted and logged with its query.

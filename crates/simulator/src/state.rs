@@ -184,7 +184,8 @@ impl Shared {
                         .departments
                         .iter_mut()
                         .flat_map(|d| d.department_leader.iter_mut()),
-                );
+                )
+                .chain(directory.visible_users.iter_mut());
             for reference in references.filter(|r| r.as_str() == old) {
                 new.clone_into(reference);
             }

@@ -25,6 +25,8 @@ pub(crate) struct Tenant {
     members_of: HashMap<u32, Vec<usize>>,
     user_at: HashMap<String, usize>,
     visible: HashSet<u32>,
+    /// Positions in `directory.users` of the members the visible range names individually.
+    named: Vec<usize>,
 }
 
 impl Tenant {
@@ -37,6 +39,7 @@ impl Tenant {
             members_of: HashMap::new(),
             user_at: HashMap::new(),
             visible: HashSet::new(),
+            named: Vec::new(),
         };
         tenant.reindex();
         tenant
@@ -74,6 +77,16 @@ impl Tenant {
             .flat_map(|&root| self.subtree(root))
             .collect();
         self.visible = visible;
+        // Userids the directory does not have are ignored, as unknown departments are; each
+        // member once, however often the list names them.
+        let mut named: Vec<usize> = directory
+            .visible_users
+            .iter()
+            .filter_map(|userid| self.user_at.get(&userid.to_lowercase()).copied())
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        self.named = named;
     }
 
     pub(crate) fn department(&self, id: u32) -> Option<&SimDepartment> {
@@ -122,10 +135,31 @@ impl Tenant {
         }
     }
 
+    /// In a visible department, or named individually in the visible range.
     pub(crate) fn can_see_user(&self, scope: Scope, user: &SimUser) -> bool {
         user.department
             .iter()
             .any(|&d| self.can_see_department(scope, d))
+            // Every member the endpoints hold is the directory's own: the same place is the
+            // same member, whatever the spelling of its userid.
+            || self.named_users().any(|named| std::ptr::eq(named, user))
+    }
+
+    /// The members the visible range names individually, in the directory's order.
+    pub(crate) fn named_users(&self) -> impl Iterator<Item = &SimUser> + '_ {
+        self.named
+            .iter()
+            .filter_map(|&at| self.directory.users.get(at))
+    }
+
+    /// The departments the visible range names (not their descendants), those the directory
+    /// has.
+    pub(crate) fn named_departments(&self) -> impl Iterator<Item = u32> + '_ {
+        self.directory
+            .visible_departments
+            .iter()
+            .copied()
+            .filter(|id| self.department_at.contains_key(id))
     }
 
     pub(crate) fn can_see_userid(&self, scope: Scope, userid: &str) -> bool {
@@ -160,6 +194,28 @@ mod tests {
         assert!(!tenant.can_see_department(Scope::App, 5));
         assert!(tenant.can_see_department(Scope::ContactSync, 5));
         assert!(tenant.can_see_userid(Scope::App, "alice"));
+    }
+
+    #[test]
+    fn a_member_named_in_the_visible_range_is_seen_outside_it() {
+        let mut directory = tree();
+        directory.users.push(SimUser::new("Bob", "B", &[5]));
+        directory.users.push(SimUser::new("carol", "C", &[]));
+        directory.visible_users = vec!["BOB".into(), "carol".into(), "nobody".into(), "bob".into()];
+        let tenant = Tenant::new(directory);
+        assert!(tenant.can_see_userid(Scope::App, "bob"));
+        assert!(tenant.can_see_userid(Scope::App, "Carol"));
+        assert!(
+            !tenant.can_see_department(Scope::App, 5),
+            "not their departments"
+        );
+        let named: Vec<&str> = tenant.named_users().map(|u| u.userid.as_str()).collect();
+        assert_eq!(
+            named,
+            ["Bob", "carol"],
+            "the directory's spelling, each once"
+        );
+        assert_eq!(tenant.named_departments().collect::<Vec<_>>(), [2]);
     }
 
     #[test]

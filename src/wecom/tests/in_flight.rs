@@ -13,11 +13,11 @@ use crate::wecom::pull;
 async fn a_callback_runs_reread_lowers_its_concurrency_after_a_45033() {
     let sim = flat_tenant(60).await;
     let client = client(&sim.api_base());
-    let mirror = pull(&client, 1, 4, |_| {}).await.unwrap().snapshot;
+    let mirror = pull(&client, 1, None, 4, |_| {}).await.unwrap().snapshot;
     let userids: BTreeSet<String> = mirror.members.values().map(|m| m.userid.clone()).collect();
     sim.inject(Fault::Errcode(45033).on(Endpoint::UserGet));
 
-    let (reread, report) = targeted::reread(&client, mirror.clone(), &userids, 4)
+    let (reread, report) = targeted::reread(&client, mirror.clone(), &userids, 1, 4)
         .await
         .unwrap();
 

@@ -1,7 +1,7 @@
-//! The pull against simulated tenants: conversion, merging, filtering, and all-or-nothing
-//! failure.
+//! The pull against simulated tenants: conversion, merging, filtering, the members the visible
+//! range names individually, and all-or-nothing failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use orgsync_simulator::{Directory, Endpoint, ExtAttr, ExtAttrItem, Fault, SimDepartment, SimUser};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::sim::{self, always, client, flat_tenant, id, requests, tenant};
 use crate::model::{Department, Membership};
+use crate::targeted;
 use crate::wecom::{pull, Progress, PullError};
 
 fn departments() -> Value {
@@ -60,7 +61,7 @@ async fn pulls_the_subtree_and_merges_members() {
     let sim = tenant(departments(), users()).await;
     let client = client(&sim.api_base());
     let mut seen = Vec::new();
-    let pulled = pull(&client, 1, 4, |p| seen.push(p)).await.unwrap();
+    let pulled = pull(&client, 1, None, 4, |p| seen.push(p)).await.unwrap();
     let snapshot = &pulled.snapshot;
 
     assert_eq!(
@@ -189,7 +190,9 @@ async fn merge_does_not_depend_on_which_call_finishes_first() {
             .on(Endpoint::UserList)
             .department(2),
     );
-    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
     assert_eq!(pulled.snapshot.members["zhangsan"].userid, "ZhangSan");
 }
 
@@ -205,7 +208,9 @@ async fn misaligned_arrays_leave_departments_unknown() {
         ]),
     )]);
     let sim = tenant(json!([{"id": 1, "parentid": 0}]), users).await;
-    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
     let members = &pulled.snapshot.members;
     for userid in ["a", "b", "c"] {
         assert_eq!(members[userid].departments, None, "{userid}");
@@ -238,7 +243,9 @@ fn department_ids(pulled: &crate::wecom::Pull) -> Vec<i64> {
 async fn a_subtree_root_mirrors_only_its_descendants() {
     // A server that ignored `id` would send departments outside the subtree too.
     let sim = tenant(two_subtrees(), users()).await;
-    let pulled = pull(&client(&sim.api_base()), 2, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 2, None, 4, |_| {})
+        .await
+        .unwrap();
     assert_eq!(department_ids(&pulled), [2, 3]);
     assert_eq!(memberships(&pulled, "zhangsan"), Some(2));
     assert!(!pulled.snapshot.members.contains_key("boss"));
@@ -255,7 +262,9 @@ async fn several_visible_subtrees_are_all_mirrored_under_the_default_root() {
     );
     users.insert(91, json!([]));
     let sim = tenant(two_subtrees(), users).await;
-    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
     assert_eq!(department_ids(&pulled), [1, 2, 3, 90, 91]);
     assert_eq!(pulled.snapshot.departments[&90].parent_id, Some(80));
     assert!(pulled.snapshot.members.contains_key("wangwu"));
@@ -277,7 +286,7 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
     ];
     for (departments, message) in cases {
         let sim = tenant(departments, users()).await;
-        let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+        let err = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
             .await
             .unwrap_err();
         assert_eq!(err.code(), "inconsistent_pull", "{err}");
@@ -290,7 +299,7 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
         json!([{"userid": "zhangsan", "department": [3], "order": [1], "is_leader_in_dept": [0]}]),
     );
     let sim = tenant(departments(), twins).await;
-    let err = pull(&client(&sim.api_base()), 1, 1, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 1, |_| {})
         .await
         .unwrap_err();
     assert_eq!(err.code(), "inconsistent_pull", "{err}");
@@ -299,7 +308,7 @@ async fn answers_that_do_not_add_up_fail_the_pull() {
     let mut empty = users();
     empty.insert(3, json!([{"userid": ""}]));
     let sim = tenant(departments(), empty).await;
-    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("empty userid"), "{err}");
@@ -310,7 +319,7 @@ async fn one_failed_department_fails_the_whole_pull() {
     let mut users = users();
     users.remove(&3);
     let sim = tenant(departments(), users).await;
-    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
         .await
         .unwrap_err();
     assert_eq!(err.code(), "wecom_errcode");
@@ -326,7 +335,7 @@ async fn one_failed_department_fails_the_whole_pull() {
     sim.inject(always(
         Fault::HttpStatus(503).on(Endpoint::UserList).department(2),
     ));
-    let err = pull(&client(&sim.api_base()), 1, 1, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 1, |_| {})
         .await
         .unwrap_err();
     assert_eq!(err.code(), "transport");
@@ -339,7 +348,7 @@ async fn one_failed_department_fails_the_whole_pull() {
 #[tokio::test]
 async fn root_outside_the_visible_range_fails() {
     let sim = tenant(departments(), users()).await;
-    let err = pull(&client(&sim.api_base()), 7, 4, |_| {})
+    let err = pull(&client(&sim.api_base()), 7, None, 4, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -350,7 +359,7 @@ async fn root_outside_the_visible_range_fails() {
     assert_eq!(sim.calls().get(Endpoint::UserList), 0);
 
     let sim = tenant(json!([]), users()).await;
-    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
         .await
         .unwrap_err();
     assert_eq!(err.code(), "no_departments");
@@ -359,7 +368,7 @@ async fn root_outside_the_visible_range_fails() {
     for endpoint in [Endpoint::DepartmentList, Endpoint::UserList] {
         sim.inject(always(Fault::Errcode(60011).on(endpoint)));
     }
-    let err = pull(&client(&sim.api_base()), 1, 4, |_| {})
+    let err = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
         .await
         .unwrap_err();
     assert_eq!(
@@ -372,7 +381,9 @@ async fn root_outside_the_visible_range_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrency_is_bounded() {
     let sim = flat_tenant(40).await;
-    let pulled = pull(&client(&sim.api_base()), 1, 3, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 3, |_| {})
+        .await
+        .unwrap();
     assert_eq!(pulled.snapshot.members.len(), 40);
     let max = requests(&sim, Endpoint::UserList)
         .iter()
@@ -385,7 +396,9 @@ async fn concurrency_is_bounded() {
 async fn concurrency_limit_lowers_concurrency() {
     let sim = flat_tenant(60).await;
     sim.inject(Fault::Errcode(45033).on(Endpoint::UserList));
-    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
     assert_eq!(pulled.snapshot.members.len(), 60);
     assert_eq!(pulled.stats.final_concurrency, 3);
     assert_eq!(pulled.stats.calls.concurrency_limited, 1);
@@ -437,7 +450,7 @@ async fn pull_at_scale() {
     let sim = sim::start(directory).await;
     let client = client(&sim.api_base());
     let started = std::time::Instant::now();
-    let pulled = pull(&client, 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client, 1, None, 4, |_| {}).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(pulled.snapshot.departments.len(), DEPARTMENTS as usize);
     assert_eq!(pulled.snapshot.members.len(), MEMBERS as usize);
@@ -453,7 +466,264 @@ async fn a_top_department_sent_without_parentid_is_mirrored_with_parent_0() {
     let mut listed = departments();
     listed[0].as_object_mut().unwrap().remove("parentid");
     let sim = tenant(listed, users()).await;
-    let pulled = pull(&client(&sim.api_base()), 1, 4, |_| {}).await.unwrap();
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
     assert_eq!(pulled.snapshot.departments[&1].parent_id, Some(0));
     assert_eq!(pulled.snapshot.departments.len(), 3);
+}
+
+/// The app's AgentId in the simulated tenant (its default).
+const AGENT_ID: i64 = 1_000_002;
+
+/// [`directory`] with department 4 outside the app's visible range (departments 2 and 3),
+/// which names boss (in 1), wangwu (in 4) and ZhangSan (listed anyway, spelled otherwise)
+/// individually, and a userid the directory does not have.
+fn named_individually() -> Directory {
+    let mut directory = directory();
+    directory.departments.push(SimDepartment::new(4, "外部", 1));
+    let mut wangwu = SimUser::new("wangwu", "王五", &[4]);
+    wangwu.position = "顾问".into();
+    directory.users.push(wangwu);
+    directory.visible_departments = vec![2];
+    directory.visible_users = ["boss", "ZHANGSAN", "wangwu", "ghost"]
+        .map(String::from)
+        .into();
+    directory
+}
+
+fn userids(pulled: &crate::wecom::Pull) -> Vec<&str> {
+    let members = pulled.snapshot.members.values();
+    members.map(|m| m.userid.as_str()).collect()
+}
+
+#[tokio::test]
+async fn without_an_agent_id_members_named_in_the_visible_range_are_not_asked_for() {
+    let sim = sim::start(named_individually()).await;
+    let pulled = pull(&client(&sim.api_base()), 1, None, 4, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(userids(&pulled), ["lisi", "ZhangSan"]);
+    let calls = sim.calls();
+    assert_eq!(
+        (calls.get(Endpoint::AgentGet), calls.get(Endpoint::UserGet)),
+        (0, 0)
+    );
+    assert_eq!(calls.total(), 4, "gettoken, department/list, 2 user/list");
+    assert_eq!(
+        (pulled.stats.named_members, pulled.stats.ignored_members),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn with_an_agent_id_members_named_in_the_visible_range_are_mirrored() {
+    let sim = sim::start(named_individually()).await;
+    let pulled = pull(&client(&sim.api_base()), 1, Some(AGENT_ID), 4, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(userids(&pulled), ["boss", "lisi", "wangwu", "ZhangSan"]);
+    // The app sees them, not their departments: mirrored with no membership.
+    let wangwu = &pulled.snapshot.members["wangwu"];
+    assert_eq!(wangwu.departments, Some(vec![]));
+    assert_eq!(wangwu.main_department, None);
+    assert_eq!(wangwu.position.as_deref(), Some("顾问"));
+    assert_eq!(
+        pulled.snapshot.departments.len(),
+        2,
+        "departments as before"
+    );
+
+    let agent = requests(&sim, Endpoint::AgentGet);
+    assert_eq!(agent.len(), 1);
+    assert_eq!(id(&agent[0], "agentid"), AGENT_ID);
+    // ZhangSan, listed by user/list, is not asked for again.
+    let mut asked: Vec<String> = requests(&sim, Endpoint::UserGet)
+        .iter()
+        .map(|r| r.query["userid"].clone())
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["boss", "wangwu"]);
+    let stats = &pulled.stats;
+    assert_eq!((stats.named_members, stats.ignored_members), (2, 0));
+    assert_eq!(stats.calls.calls["agent/get"], 1);
+    assert_eq!(stats.calls.calls["user/get"], 2);
+    assert_eq!(stats.calls.calls["user/list"], 2);
+}
+
+#[tokio::test]
+async fn another_root_mirrors_a_named_member_only_with_a_membership_in_its_subtree() {
+    let mut directory = named_individually();
+    directory.visible_departments = vec![1];
+    let sim = sim::start(directory).await;
+    // boss is in 1, wangwu in 4: neither is in 2's subtree. With one call in flight boss is
+    // asked first (agent/get lists him first), and gets an answer written as if he had just
+    // joined department 3 too.
+    sim.inject(
+        sim::ok(
+            json!({"userid": "boss", "department": [1, 3], "order": [0, 7],
+                       "is_leader_in_dept": [1, 0]}),
+        )
+        .on(Endpoint::UserGet),
+    );
+    let pulled = pull(&client(&sim.api_base()), 2, Some(AGENT_ID), 1, |_| {})
+        .await
+        .unwrap();
+    let asked: Vec<String> = requests(&sim, Endpoint::UserGet)
+        .iter()
+        .map(|r| r.query["userid"].clone())
+        .collect();
+    assert_eq!(asked, ["boss", "wangwu"]);
+    assert_eq!(userids(&pulled), ["boss", "lisi", "ZhangSan"]);
+    assert_eq!(
+        pulled.snapshot.members["boss"].departments,
+        Some(vec![Membership {
+            id: 3,
+            order: 7,
+            is_leader: false
+        }])
+    );
+    let stats = &pulled.stats;
+    assert_eq!(
+        (stats.named_members, stats.ignored_members),
+        (2, 1),
+        "wangwu"
+    );
+    assert_eq!(stats.ignored_memberships, 1, "boss's department 1");
+}
+
+#[tokio::test]
+async fn a_named_member_gone_or_out_of_range_by_user_get_is_counted_not_mirrored() {
+    for errcode in [60111, 40003, 60011, 60021, 50002] {
+        let sim = sim::start(named_individually()).await;
+        sim.inject(Fault::Errcode(errcode).on(Endpoint::UserGet));
+        let pulled = pull(&client(&sim.api_base()), 1, Some(AGENT_ID), 1, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            userids(&pulled),
+            ["lisi", "wangwu", "ZhangSan"],
+            "{errcode}: boss, asked first, is left out"
+        );
+        let stats = &pulled.stats;
+        assert_eq!(
+            (stats.named_members, stats.ignored_members),
+            (1, 1),
+            "{errcode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn any_other_failure_of_agent_get_or_user_get_fails_the_pull() {
+    // The agentid of another app: the message names the key to fix.
+    let sim = sim::start(named_individually()).await;
+    let err = pull(&client(&sim.api_base()), 1, Some(1_000_003), 4, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "wecom_errcode");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            "agent/get (wecom.agent_id 1000003): WeCom errcode 40056 (invalid agentid"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("set wecom.agent_id to the AgentId"),
+        "{message}"
+    );
+    assert_eq!(sim.calls().get(Endpoint::UserGet), 0);
+
+    let failing = [
+        (
+            Fault::Errcode(48002).on(Endpoint::AgentGet),
+            "wecom_errcode",
+            "agent/get",
+        ),
+        (
+            sim::ok(json!({})).on(Endpoint::AgentGet),
+            "malformed_response",
+            "agent/get",
+        ),
+        (
+            Fault::Errcode(60020).on(Endpoint::UserGet),
+            "wecom_errcode",
+            "user/get",
+        ),
+        (
+            always(Fault::HttpStatus(502).on(Endpoint::UserGet)),
+            "transport",
+            "user/get",
+        ),
+        (
+            sim::ok(json!({"userid": "someone_else", "department": []})).on(Endpoint::UserGet),
+            "inconsistent_pull",
+            "user/get for \"boss\" answered the member \"someone_else\"",
+        ),
+    ];
+    for (fault, code, what) in failing {
+        let sim = sim::start(named_individually()).await;
+        sim.inject(fault);
+        let err = pull(&client(&sim.api_base()), 1, Some(AGENT_ID), 1, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn named_members_are_read_with_bounded_concurrency() {
+    // Department 2 is a second top, outside the visible range (department 1's subtree); its
+    // 30 members are named individually.
+    let mut directory = sim::directory();
+    directory.departments.push(SimDepartment::new(2, "外部", 0));
+    directory
+        .users
+        .extend((0..30).map(|n| SimUser::new(format!("u{n}"), "", &[2])));
+    directory.visible_users = (0..30).map(|n| format!("u{n}")).collect();
+    directory.latency_ms = 5;
+    let sim = sim::start(directory).await;
+    let pulled = pull(&client(&sim.api_base()), 1, Some(AGENT_ID), 3, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.stats.named_members, 30);
+    assert_eq!(pulled.snapshot.members.len(), 30);
+    let max = requests(&sim, Endpoint::UserGet)
+        .iter()
+        .map(|r| r.in_flight)
+        .max();
+    assert_eq!(max, Some(3));
+}
+
+/// A callback run, or a full run asking about a member missing from its pull, reads the member
+/// again with `user/get`: one the visible range names individually is kept where a full pull
+/// mirrors them, and dropped where it does not.
+#[tokio::test]
+async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
+    let sim = sim::start(named_individually()).await;
+    let client = client(&sim.api_base());
+    let wangwu = BTreeSet::from(["wangwu".to_owned()]);
+
+    let mirror = pull(&client, 1, Some(AGENT_ID), 4, |_| {})
+        .await
+        .unwrap()
+        .snapshot;
+    let (reread, report) = targeted::reread(&client, mirror.clone(), &wangwu, 1, 4)
+        .await
+        .unwrap();
+    assert_eq!(reread.members["wangwu"], mirror.members["wangwu"]);
+    assert!(report.deleted.is_empty() && report.out_of_range.is_empty());
+
+    let mirror = pull(&client, 2, Some(AGENT_ID), 4, |_| {})
+        .await
+        .unwrap()
+        .snapshot;
+    assert!(!mirror.members.contains_key("wangwu"));
+    let (reread, report) = targeted::reread(&client, mirror, &wangwu, 2, 4)
+        .await
+        .unwrap();
+    assert!(!reread.members.contains_key("wangwu"), "not in 2's subtree");
+    assert!(report.deleted.is_empty() && report.out_of_range.is_empty());
 }

@@ -13,6 +13,7 @@ pub mod paths {
     pub const GETUSERINFO: &str = "/cgi-bin/auth/getuserinfo";
     pub const GETUSERID: &str = "/cgi-bin/user/getuserid";
     pub const BY_EMAIL: &str = "/cgi-bin/user/get_userid_by_email";
+    pub const AGENT_GET: &str = "/cgi-bin/agent/get";
 }
 
 pub struct SimClient {

@@ -117,7 +117,9 @@ pub struct Reread {
 /// A member the app sees without seeing any of their departments is one the visible range
 /// names individually: kept when everything visible is mirrored (the default root), as a full
 /// pull with `wecom.agent_id` keeps them; removed under another root, which mirrors only
-/// members with a membership in its subtree.
+/// members with a membership in its subtree. Whether WeCom lists such a member's departments
+/// outside the visible range, or leaves them out, is not documented: either way the app sees
+/// the member, so under the default root both are kept.
 pub async fn reread(
     client: &WecomClient,
     mut mirror: Snapshot,
@@ -150,7 +152,7 @@ pub async fn reread(
                 report.members_read += 1;
                 report.unknown_departments += usize::from(outside > 0);
                 let unplaced = member.departments.as_ref().is_some_and(Vec::is_empty);
-                let gone = unplaced && (outside > 0 || root != ALL_VISIBLE);
+                let gone = unplaced && root != ALL_VISIBLE;
                 if gone {
                     mirror.members.remove(&key);
                 } else {

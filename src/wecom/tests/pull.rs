@@ -715,6 +715,19 @@ async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
         .unwrap();
     assert_eq!(reread.members["wangwu"], mirror.members["wangwu"]);
     assert!(report.deleted.is_empty() && report.out_of_range.is_empty());
+    // Whether WeCom lists such a member's departments outside the visible range or leaves
+    // them out is not documented: listed, the member is kept all the same.
+    sim.inject(
+        sim::ok(
+            json!({"userid": "wangwu", "name": "王五", "position": "顾问",
+        "department": [4], "order": [0], "is_leader_in_dept": [0]}),
+        )
+        .on(Endpoint::UserGet),
+    );
+    let (reread, _) = targeted::reread(&client, mirror.clone(), &wangwu, 1, 4)
+        .await
+        .unwrap();
+    assert_eq!(reread.members["wangwu"].departments, Some(vec![]));
 
     let mirror = pull(&client, 2, Some(AGENT_ID), 4, |_| {})
         .await

@@ -191,6 +191,28 @@ impl Status {
         }
     }
 
+    /// What `orgsync status` says on stderr when it exits non-zero: the failed or held run, and
+    /// what to do.
+    pub fn problem(&self) -> Option<String> {
+        let run = self.last_run.as_ref()?;
+        let said = |pointer: &str| run.detail.pointer(pointer).and_then(Value::as_str);
+        match run.outcome {
+            Outcome::Failed => Some(format!(
+                "the last run, {}, failed: {}",
+                run.id,
+                said("/error/message").unwrap_or("see `orgsync status` for its error")
+            )),
+            Outcome::Held => Some(format!(
+                "run {} is held by the deletion guard: {}",
+                run.id,
+                said("/reason").unwrap_or(
+                    "review with `orgsync sync --dry-run`, then apply with `orgsync sync --force`"
+                )
+            )),
+            _ => None,
+        }
+    }
+
     /// The human form. Times are shown in the schedule's zone.
     pub fn render(&self) -> String {
         let tz: Option<Tz> = self.timezone.as_deref().and_then(|name| name.parse().ok());

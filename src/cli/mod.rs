@@ -758,6 +758,9 @@ fn status(config: &Config, json_output: bool) -> Result<u8, CliError> {
     } else {
         print!("{}", report.render());
     }
+    if let Some(problem) = report.problem() {
+        let _ = writeln!(io::stderr(), "orgsync: {problem}");
+    }
     Ok(report.exit_code() as u8)
 }
 

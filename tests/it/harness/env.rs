@@ -161,6 +161,18 @@ impl Env {
         );
         let report = serde_json::from_slice(&json.stdout)
             .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", describe(&json)));
+        // A health check that fails says why on stderr, in one line (interfaces §1).
+        if human.status.code() != Some(0) {
+            for output in [&human, &json] {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let lines: Vec<&str> = stderr.lines().collect();
+                assert!(
+                    matches!(lines[..], [line] if line.starts_with("orgsync: ")),
+                    "{}",
+                    describe(output)
+                );
+            }
+        }
         (
             human.status.code(),
             String::from_utf8_lossy(&human.stdout).into_owned(),

@@ -540,6 +540,13 @@ impl FileConfig {
             let reason = format!("{} is not within 1..=32", wecom.concurrency);
             return Err(invalid("wecom.concurrency", reason));
         }
+        if let Some(agent_id) = wecom.agent_id.filter(|id| *id < 1) {
+            let reason = format!(
+                "{agent_id} is not an AgentId; copy the app's AgentId (a positive number, such \
+                 as 1000002) from its page in the admin console"
+            );
+            return Err(invalid("wecom.agent_id", reason));
+        }
         if wecom.request_timeout_secs == 0 {
             return Err(invalid(
                 "wecom.request_timeout_secs",

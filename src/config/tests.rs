@@ -732,6 +732,8 @@ fn api_base_is_https_or_loopback_http_without_cgi_bin() {
 fn out_of_range_values_are_named() {
     for (extra, key) in [
         ("wecom.concurrency = 0", "wecom.concurrency"),
+        ("wecom.agent_id = 0", "wecom.agent_id"),
+        ("wecom.agent_id = -1000002", "wecom.agent_id"),
         ("wecom.concurrency = 33", "wecom.concurrency"),
         (
             "wecom.request_timeout_secs = 0",

@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .expect("client");
         let login = orgsync::service::login::Login::new(
-            Arc::new(move || client.clone()),
+            Arc::new(move || (client.clone(), orgsync::wecom::ALL_VISIBLE)),
             store_path.clone(),
         );
         let ctx = Arc::new(ServerContext {

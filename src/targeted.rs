@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{InFlightLimit, MemberRefusal, WecomClient, WecomError, ALL_VISIBLE};
+use crate::wecom::{belongs, InFlightLimit, MemberRefusal, WecomClient, WecomError};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
@@ -114,12 +114,8 @@ pub struct Reread {
 /// At most `concurrency` calls are in flight, one fewer after each 45033. Any other failure
 /// fails the run, and the callbacks stay pending.
 ///
-/// A member the app sees without seeing any of their departments is one the visible range
-/// names individually: kept when everything visible is mirrored (the default root), as a full
-/// pull with `wecom.agent_id` keeps them; removed under another root, which mirrors only
-/// members with a membership in its subtree. Whether WeCom lists such a member's departments
-/// outside the visible range, or leaves them out, is not documented: either way the app sees
-/// the member, so under the default root both are kept.
+/// A member the app sees is kept or removed as a full pull would mirror them
+/// ([`belongs`]): under the default root even one the visible range names individually.
 pub async fn reread(
     client: &WecomClient,
     mut mirror: Snapshot,
@@ -151,12 +147,10 @@ pub async fn reread(
             Ok((member, outside)) => {
                 report.members_read += 1;
                 report.unknown_departments += usize::from(outside > 0);
-                let unplaced = member.departments.as_ref().is_some_and(Vec::is_empty);
-                let gone = unplaced && root != ALL_VISIBLE;
-                if gone {
-                    mirror.members.remove(&key);
-                } else {
+                if belongs(root, &member) {
                     mirror.insert_member(member);
+                } else {
+                    mirror.members.remove(&key);
                 }
             }
             Err(error) => match error.member_refusal() {

@@ -205,7 +205,10 @@ impl Daemon {
         let http_status_shared = shared.clone();
         let client_shared = shared.clone();
         let login = Login::new(
-            Arc::new(move || client_shared.syncer().client.clone()),
+            Arc::new(move || {
+                let syncer = client_shared.syncer();
+                (syncer.client.clone(), syncer.root_department)
+            }),
             config.store.path.clone(),
         );
         let context = Arc::new(ServerContext {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::model::{userid_key, Member};
+use crate::model::{userid_key, DepartmentId, Member};
 use crate::store::links::{self, LinkKey};
 use crate::store::{mirror, Store, StoreError};
-use crate::wecom::{LoginIdentity, WecomClient, WecomError};
+use crate::wecom::{belongs, LoginIdentity, WecomClient, WecomError};
 
 /// WeCom's longest code, in bytes.
 const MAX_CODE: usize = 512;
@@ -60,26 +60,31 @@ impl LoginError {
     }
 }
 
-/// What resolves codes: the daemon's WeCom client of the moment (a reload replaces it) and the
-/// store. Transports hold one and know nothing of WeCom.
+/// The daemon's WeCom client of the moment and the root it mirrors (a reload replaces both).
+pub type CurrentWecom = Arc<dyn Fn() -> (WecomClient, DepartmentId) + Send + Sync>;
+
+/// What resolves codes: the daemon's WeCom client and root, and the store. Transports hold one
+/// and know nothing of WeCom.
 #[derive(Clone)]
 pub struct Login {
-    client: Arc<dyn Fn() -> WecomClient + Send + Sync>,
+    wecom: CurrentWecom,
     store_path: PathBuf,
 }
 
 impl Login {
-    pub fn new(client: Arc<dyn Fn() -> WecomClient + Send + Sync>, store_path: PathBuf) -> Login {
-        Login { client, store_path }
+    pub fn new(wecom: CurrentWecom, store_path: PathBuf) -> Login {
+        Login { wecom, store_path }
     }
 
     pub async fn resolve(&self, code: &str) -> Result<Resolved, LoginError> {
-        resolve(&(self.client)(), self.store_path.clone(), code).await
+        let (client, root) = (self.wecom)();
+        resolve(&client, root, self.store_path.clone(), code).await
     }
 }
 
 async fn resolve(
     client: &WecomClient,
+    root: DepartmentId,
     store_path: PathBuf,
     code: &str,
 ) -> Result<Resolved, LoginError> {
@@ -114,13 +119,9 @@ async fn resolve(
             ))
         }
         None => match client.member(&userid, &departments).await {
-            // A member only of departments orgsync does not mirror (outside
-            // wecom.root_department) is not a member of this directory.
-            Ok((member, outside))
-                if outside > 0 && member.departments.as_ref().is_some_and(Vec::is_empty) =>
-            {
-                return Err(LoginError::NotAMember)
-            }
+            // One a pull would not mirror (outside wecom.root_department) is not a member of
+            // this directory.
+            Ok((member, _)) if !belongs(root, &member) => return Err(LoginError::NotAMember),
             Ok((member, _)) => (member, true),
             // Gone or out of range: not (or no longer) a member the app can see.
             Err(error) if error.member_refusal().is_some() => return Err(LoginError::NotAMember),

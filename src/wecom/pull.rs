@@ -16,7 +16,7 @@ use super::call::ClientStats;
 use super::client::{NamedInRange, WecomClient};
 use super::error::WecomError;
 use super::in_flight::InFlightLimit;
-use super::tree::{select, Inconsistency, ALL_VISIBLE};
+use super::tree::{belongs, select, Inconsistency, ALL_VISIBLE};
 use super::wire;
 use crate::model::{userid_key, Department, DepartmentId, Member, Membership, Snapshot};
 
@@ -413,9 +413,7 @@ async fn named_members(
             }
             .into());
         }
-        let placed =
-            root == ALL_VISIBLE || member.departments.as_ref().is_none_or(|d| !d.is_empty());
-        if placed {
+        if belongs(root, &member) {
             named.ignored_memberships += outside;
             members.insert(member.key(), member);
         } else {

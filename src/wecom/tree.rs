@@ -14,13 +14,23 @@
 use std::collections::{HashMap, HashSet};
 
 use super::wire;
-use crate::model::{subtree, DepartmentId};
+use crate::model::{subtree, DepartmentId, Member};
 
 /// `wecom.root_department` meaning "every department the app can see".
 pub const ALL_VISIBLE: DepartmentId = 1;
 
 /// The id of a corp's top department (its parent is 0).
 const TOP: DepartmentId = 1;
+
+/// Whether a member the app sees belongs in the mirror of `root`, their memberships already
+/// cut to the mirrored departments. Under [`ALL_VISIBLE`] every one does, one with no mirrored
+/// department included: the visible range may name a member individually, and whether WeCom
+/// then lists their departments outside the range or leaves them out is not documented. Under
+/// another root only one with a membership in its subtree, or whose memberships are unknown
+/// (the last known ones stand).
+pub fn belongs(root: DepartmentId, member: &Member) -> bool {
+    root == ALL_VISIBLE || member.departments.as_ref().is_none_or(|d| !d.is_empty())
+}
 
 /// Why a pull cannot be mirrored as it came.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

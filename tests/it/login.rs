@@ -245,3 +245,33 @@ async fn login_resolve_takes_a_getuserinfo_answer_without_an_errcode() {
     let reply = client.request(resolve).await;
     assert_eq!(crate::harness::error_code(&reply), "unavailable", "{reply}");
 }
+
+/// A member the app sees only because its visible range names them (their department, 5, is
+/// outside it) signs in as the pull would mirror them: under the default root, yes; under
+/// `root_department = 2`, which mirrors only members of that subtree, they are not a member.
+#[tokio::test]
+async fn a_member_named_in_the_visible_range_signs_in_as_the_pull_would_mirror_them() {
+    let mut directory = Directory::sample();
+    directory.visible_departments = vec![2];
+    let named = directory
+        .users
+        .iter()
+        .find(|u| u.department == [5])
+        .expect("a member of department 5")
+        .userid
+        .clone();
+    directory.visible_users = vec![named.clone()];
+    for (root, expected) in [("", Ok(())), ("root_department = 2\n", Err("not_a_member"))] {
+        let env = Env::with_wecom(directory.clone(), root, "").await;
+        env.sync().await;
+        let _daemon = env.start_daemon().await;
+        let mut client = crate::harness::Client::connect(&env.socket_path()).await;
+        let reply = client
+            .request(serde_json::json!({"op": "login.resolve", "code": env.sim.login_code(&named)}))
+            .await;
+        match expected {
+            Ok(()) => assert_eq!(reply["userid"], named.as_str(), "{root}: {reply}"),
+            Err(code) => assert_eq!(crate::harness::error_code(&reply), code, "{root}: {reply}"),
+        }
+    }
+}

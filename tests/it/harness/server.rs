@@ -76,7 +76,7 @@ impl Server {
             Secret::new("unused"),
         ))
         .expect("client");
-        let login = Login::new(Arc::new(move || client.clone()), store_path.clone());
+        let login = Login::new(Arc::new(move || (client.clone(), 1)), store_path.clone());
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,

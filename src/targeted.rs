@@ -11,12 +11,11 @@
 //! thousands of members, which `user/list` per department reads in far fewer calls.
 
 use std::collections::{BTreeSet, HashSet};
-
-use tokio::task::JoinSet;
+use std::sync::Arc;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{belongs, InFlightLimit, MemberRefusal, WecomClient, WecomError};
+use crate::wecom::{belongs, MemberReads, MemberRefusal, WecomClient, WecomError};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
@@ -124,23 +123,15 @@ pub async fn reread(
     concurrency: usize,
 ) -> Result<(Snapshot, Reread), WecomError> {
     let mirrored: HashSet<DepartmentId> = mirror.departments.keys().copied().collect();
-    let mirrored = std::sync::Arc::new(mirrored);
     let mut report = Reread::default();
-    let mut queue = userids.iter().cloned();
-    let mut in_flight = JoinSet::new();
-    let mut limit = InFlightLimit::new(client, concurrency, "user/get");
-    loop {
-        while in_flight.len() < limit.allowed() {
-            let Some(userid) = queue.next() else { break };
-            let (client, mirrored) = (client.clone(), mirrored.clone());
-            in_flight.spawn(async move {
-                let answer = client.member(&userid, &mirrored).await;
-                (userid, answer)
-            });
-        }
-        let Some(joined) = in_flight.join_next().await else {
-            break;
-        };
+    // Returning drops the reads still in flight.
+    let mut reads = MemberReads::start(
+        client,
+        userids.iter().cloned().collect(),
+        Arc::new(mirrored),
+        concurrency,
+    );
+    while let Some(joined) = reads.next().await {
         let (userid, answer) = joined.map_err(|e| WecomError::Settings(e.to_string()))?;
         let key = userid_key(&userid);
         match answer {
@@ -161,10 +152,7 @@ pub async fn reread(
                 Some(MemberRefusal::OutOfRange) => {
                     report.out_of_range.insert(key);
                 }
-                None => {
-                    in_flight.abort_all();
-                    return Err(error);
-                }
+                None => return Err(error),
             },
         }
     }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::call::ClientStats;
 use super::client::{NamedInRange, WecomClient};
 use super::error::WecomError;
-use super::in_flight::InFlightLimit;
+use super::in_flight::{InFlightLimit, MemberReads};
 use super::tree::{belongs, select, Inconsistency, ALL_VISIBLE};
 use super::wire;
 use crate::model::{userid_key, Department, DepartmentId, Member, Membership, Snapshot};
@@ -363,31 +363,17 @@ async fn named_members(
     }
     let mut asked = HashSet::new();
     // Chosen before any is read: `members` grows as the answers come in.
-    let mut queue = userids
+    let queue: Vec<String> = userids
         .into_iter()
         .filter(|userid| {
             let key = userid_key(userid);
             !members.contains_key(&key) && asked.insert(key)
         })
-        .collect::<Vec<_>>()
-        .into_iter();
+        .collect();
     let mut named = Named::default();
-    // Dropping the set aborts the calls still in flight: the first failure ends the pull.
-    let mut tasks = JoinSet::new();
-    let mut limit = InFlightLimit::new(client, concurrency, "user/get");
-    loop {
-        while tasks.len() < limit.allowed() {
-            let Some(userid) = queue.next() else { break };
-            let client = client.clone();
-            let mirrored = Arc::clone(mirrored);
-            tasks.spawn(async move {
-                let answer = client.member(&userid, &mirrored).await;
-                (userid, answer)
-            });
-        }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
+    // Returning drops the reads still in flight: the first failure ends the pull.
+    let mut reads = MemberReads::start(client, queue, Arc::clone(mirrored), concurrency);
+    while let Some(joined) = reads.next().await {
         let (userid, answer) = joined.map_err(|err| PullError::Worker(err.to_string()))?;
         let (member, outside) = match answer {
             Ok(read) => read,

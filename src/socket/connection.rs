@@ -480,6 +480,14 @@ impl Connection {
                 // the WAL from being checkpointed: it gets a while, then the stream ends.
                 let written =
                     tokio::time::timeout(STREAM_STALL, output.write_all(line.as_bytes())).await;
+                if written.is_err() {
+                    tracing::warn!(
+                        op,
+                        peer = %self.peer_name(),
+                        stall_s = STREAM_STALL.as_secs(),
+                        "a socket client took no line for too long; its answer ends unfinished"
+                    );
+                }
                 if !matches!(written, Ok(Ok(()))) {
                     // Dropping the receiver stops the producer at its next line.
                     return;

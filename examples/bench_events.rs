@@ -78,7 +78,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .expect("client");
         let login = orgsync::service::login::Login::new(
-            Arc::new(move || (client.clone(), orgsync::wecom::ALL_VISIBLE)),
+            Arc::new(move || {
+                (
+                    client.clone(),
+                    orgsync::wecom::Reach {
+                        root: orgsync::wecom::ALL_VISIBLE,
+                        named_members: false,
+                    },
+                )
+            }),
             store_path.clone(),
         );
         let ctx = Arc::new(ServerContext {

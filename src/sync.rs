@@ -38,7 +38,7 @@ use crate::store::token_refusal::{self, Refusal};
 use crate::store::{callbacks, event_log, mirror, Store, StoreError};
 use crate::targeted::{self, Scope};
 use crate::wecom::{
-    self, ApiError, Progress, PullError, Secret, WecomClient, WecomError, REFUSAL_HOLD,
+    self, ApiError, Progress, PullError, Reach, Secret, WecomClient, WecomError, REFUSAL_HOLD,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +249,15 @@ impl Syncer {
         })
     }
 
+    /// What the mirror holds: the root's subtree, and the members named individually in the
+    /// visible range when `wecom.agent_id` is set.
+    pub fn reach(&self) -> Reach {
+        Reach {
+            root: self.root_department,
+            named_members: self.agent_id.is_some(),
+        }
+    }
+
     /// Records which corp the store mirrors, or refuses a store made for another corp. Every
     /// run that writes binds first; the daemon binds at start-up too, to refuse a foreign store
     /// before it serves anything.
@@ -428,15 +437,10 @@ impl Syncer {
             departments,
             members: Default::default(),
         };
-        let (snapshot, reread) = targeted::reread(
-            &self.client,
-            base,
-            &userids,
-            self.root_department,
-            self.concurrency,
-        )
-        .await
-        .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
+        let (snapshot, reread) =
+            targeted::reread(&self.client, base, &userids, self.reach(), self.concurrency)
+                .await
+                .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
         tracing::info!(
             members_read = reread.members_read,
             deleted = reread.deleted.len(),
@@ -504,9 +508,8 @@ impl Syncer {
 
     /// Asks WeCom (`user/get`) about each mirrored member a full pull no longer has: the userid
     /// no longer exists (deleted), the app may not see them (out of its visible range), or WeCom
-    /// still shows them in a mirrored department, or, under the default root, to the app at
-    /// all (named individually in its visible range, which a pull without `wecom.agent_id`
-    /// does not read): the pull missed them, and they stay. At most
+    /// still shows them where the mirror reaches ([`wecom::belongs`]): the pull missed them, and
+    /// they stay. At most
     /// [`MAX_ASKED`] are asked, and none when more are missing than the deletion guard lets
     /// leave (the run is held anyway); the others leave for a reason not asked, or are held with
     /// them.
@@ -540,13 +543,13 @@ impl Syncer {
             &self.client,
             asking,
             &missing,
-            self.root_department,
+            self.reach(),
             self.concurrency,
         )
         .await
         .map_err(|error| SyncError::Pull(PullError::Wecom(error)))?;
         for (key, member) in found.members {
-            tracing::warn!(userid = %member.userid, "a member missing from the pull is still in the mirrored part of the app's visible range in WeCom (in a mirrored department, or named individually in the range: set wecom.agent_id to pull those); keeping them");
+            tracing::warn!(userid = %member.userid, "a member missing from the pull is still where the mirror reaches in WeCom; keeping them");
             snapshot.members.insert(key, member);
         }
         tracing::info!(

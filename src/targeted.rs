@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::model::{userid_key, DepartmentId, Snapshot};
 use crate::store::callbacks::Callback;
-use crate::wecom::{belongs, MemberReads, MemberRefusal, WecomClient, WecomError};
+use crate::wecom::{belongs, MemberReads, MemberRefusal, Reach, WecomClient, WecomError};
 
 /// More members than this in one callback run are read with a full pull.
 pub const MAX_MEMBERS: usize = 500;
@@ -107,19 +107,18 @@ pub struct Reread {
     pub unknown_departments: usize,
 }
 
-/// `mirror` (of `root`'s subtree, `wecom.root_department`) with every member in `userids` read
+/// `mirror` (of what `reach` covers) with every member in `userids` read
 /// again: replaced by what `user/get` answers, removed when WeCom has no such userid or the
 /// member is no longer in a mirrored department, kept as it is when the app may not see them.
 /// At most `concurrency` calls are in flight, one fewer after each 45033. Any other failure
 /// fails the run, and the callbacks stay pending.
 ///
-/// A member the app sees is kept or removed as a full pull would mirror them
-/// ([`belongs`]): under the default root even one the visible range names individually.
+/// A member the app sees is kept or removed as a full pull would mirror them ([`belongs`]).
 pub async fn reread(
     client: &WecomClient,
     mut mirror: Snapshot,
     userids: &BTreeSet<String>,
-    root: DepartmentId,
+    reach: Reach,
     concurrency: usize,
 ) -> Result<(Snapshot, Reread), WecomError> {
     let mirrored: HashSet<DepartmentId> = mirror.departments.keys().copied().collect();
@@ -138,7 +137,7 @@ pub async fn reread(
             Ok((member, outside)) => {
                 report.members_read += 1;
                 report.unknown_departments += usize::from(outside > 0);
-                if belongs(root, &member) {
+                if belongs(reach, &member) {
                     mirror.insert_member(member);
                 } else {
                     mirror.members.remove(&key);

@@ -207,7 +207,7 @@ impl Daemon {
         let login = Login::new(
             Arc::new(move || {
                 let syncer = client_shared.syncer();
-                (syncer.client.clone(), syncer.root_department)
+                (syncer.client.clone(), syncer.reach())
             }),
             config.store.path.clone(),
         );

@@ -81,7 +81,16 @@ impl Api {
             head_publisher,
             source: EventSource::new("wwtest"),
             queue: Arc::new(SyncQueue::default()),
-            login: Login::new(Arc::new(move || (client.clone(), 1)), store_path.clone()),
+            login: Login::new(
+                Arc::new(move || {
+                    let reach = crate::wecom::Reach {
+                        root: crate::wecom::ALL_VISIBLE,
+                        named_members: false,
+                    };
+                    (client.clone(), reach)
+                }),
+                store_path.clone(),
+            ),
             status: Arc::new(|| Ok(json!({}))),
             tokens,
             settings: HttpSettings {

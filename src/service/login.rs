@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::model::{userid_key, DepartmentId, Member};
+use crate::model::{userid_key, Member};
 use crate::store::links::{self, LinkKey};
 use crate::store::{mirror, Store, StoreError};
-use crate::wecom::{belongs, LoginIdentity, WecomClient, WecomError};
+use crate::wecom::{belongs, LoginIdentity, Reach, WecomClient, WecomError};
 
 /// WeCom's longest code, in bytes.
 const MAX_CODE: usize = 512;
@@ -60,8 +60,8 @@ impl LoginError {
     }
 }
 
-/// The daemon's WeCom client of the moment and the root it mirrors (a reload replaces both).
-pub type CurrentWecom = Arc<dyn Fn() -> (WecomClient, DepartmentId) + Send + Sync>;
+/// The daemon's WeCom client of the moment and what its mirror holds (a reload replaces both).
+pub type CurrentWecom = Arc<dyn Fn() -> (WecomClient, Reach) + Send + Sync>;
 
 /// What resolves codes: the daemon's WeCom client and root, and the store. Transports hold one
 /// and know nothing of WeCom.
@@ -77,14 +77,14 @@ impl Login {
     }
 
     pub async fn resolve(&self, code: &str) -> Result<Resolved, LoginError> {
-        let (client, root) = (self.wecom)();
-        resolve(&client, root, self.store_path.clone(), code).await
+        let (client, reach) = (self.wecom)();
+        resolve(&client, reach, self.store_path.clone(), code).await
     }
 }
 
 async fn resolve(
     client: &WecomClient,
-    root: DepartmentId,
+    reach: Reach,
     store_path: PathBuf,
     code: &str,
 ) -> Result<Resolved, LoginError> {
@@ -121,7 +121,7 @@ async fn resolve(
         None => match client.member(&userid, &departments).await {
             // One a pull would not mirror (outside wecom.root_department) is not a member of
             // this directory.
-            Ok((member, _)) if !belongs(root, &member) => return Err(LoginError::NotAMember),
+            Ok((member, _)) if !belongs(reach, &member) => return Err(LoginError::NotAMember),
             Ok((member, _)) => (member, true),
             // Gone or out of range: not (or no longer) a member the app can see.
             Err(error) if error.member_refusal().is_some() => return Err(LoginError::NotAMember),

@@ -29,4 +29,4 @@ pub use in_flight::{InFlightLimit, MemberAnswer, MemberReads};
 pub use pull::{departments, pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
 pub use token::REFUSAL_HOLD;
-pub use tree::{belongs, Inconsistency, ALL_VISIBLE};
+pub use tree::{belongs, Inconsistency, Reach, ALL_VISIBLE};

@@ -16,7 +16,7 @@ use super::call::ClientStats;
 use super::client::{NamedInRange, WecomClient};
 use super::error::WecomError;
 use super::in_flight::{InFlightLimit, MemberReads};
-use super::tree::{belongs, select, Inconsistency, ALL_VISIBLE};
+use super::tree::{belongs, select, Inconsistency, Reach, ALL_VISIBLE};
 use super::wire;
 use crate::model::{userid_key, Department, DepartmentId, Member, Membership, Snapshot};
 
@@ -53,8 +53,6 @@ pub struct PullStats {
     pub final_concurrency: usize,
     pub department_list_time: Duration,
     pub user_list_time: Duration,
-    /// `agent/get` and the `user/get` of the members it named.
-    pub named_time: Duration,
     pub total_time: Duration,
 }
 
@@ -135,7 +133,6 @@ pub async fn pull(
     let (mut members, final_concurrency) = (listed.members, listed.final_concurrency);
     let user_list_time = users_started.elapsed();
 
-    let named_started = Instant::now();
     let named = match agent_id {
         Some(agent_id) => {
             let concurrency = concurrency.max(1);
@@ -143,7 +140,6 @@ pub async fn pull(
         }
         None => Named::default(),
     };
-    let named_time = named_started.elapsed();
 
     let snapshot = Snapshot {
         departments: departments.into_iter().map(department).collect(),
@@ -173,7 +169,6 @@ pub async fn pull(
         final_concurrency,
         department_list_time,
         user_list_time,
-        named_time,
         total_time: started.elapsed(),
     };
     info!(
@@ -399,7 +394,11 @@ async fn named_members(
             }
             .into());
         }
-        if belongs(root, &member) {
+        let reach = Reach {
+            root,
+            named_members: true,
+        };
+        if belongs(reach, &member) {
             named.ignored_memberships += outside;
             members.insert(member.key(), member);
         } else {

@@ -22,14 +22,26 @@ pub const ALL_VISIBLE: DepartmentId = 1;
 /// The id of a corp's top department (its parent is 0).
 const TOP: DepartmentId = 1;
 
-/// Whether a member the app sees belongs in the mirror of `root`, their memberships already
-/// cut to the mirrored departments. Under [`ALL_VISIBLE`] every one does, one with no mirrored
-/// department included: the visible range may name a member individually, and whether WeCom
-/// then lists their departments outside the range or leaves them out is not documented. Under
-/// another root only one with a membership in its subtree, or whose memberships are unknown
-/// (the last known ones stand).
-pub fn belongs(root: DepartmentId, member: &Member) -> bool {
-    root == ALL_VISIBLE || member.departments.as_ref().is_none_or(|d| !d.is_empty())
+/// What a mirror holds: the subtree of `root` (`wecom.root_department`), and, when
+/// `named_members` (`wecom.agent_id` is set), the members the app's visible range names
+/// individually.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    pub root: DepartmentId,
+    pub named_members: bool,
+}
+
+/// Whether a member the app sees belongs in a mirror of `reach`, their memberships already cut
+/// to the mirrored departments. One with a mirrored membership does, and one whose memberships
+/// are unknown (the last known ones stand). One with none is a member the visible range names
+/// individually (whether WeCom then lists their departments outside the range or leaves them
+/// out is not documented): mirrored only when everything visible is and named members are read.
+pub fn belongs(reach: Reach, member: &Member) -> bool {
+    match member.departments.as_deref() {
+        None => true,
+        Some([]) => reach.root == ALL_VISIBLE && reach.named_members,
+        Some(_) => true,
+    }
 }
 
 /// Why a pull cannot be mirrored as it came.

@@ -6,7 +6,7 @@
 use orgsync_simulator::{CallCounts, Directory, Endpoint, SimDepartment, SimUser};
 use serde_json::{json, Value};
 
-use crate::harness::{assert_sync_fails, describe, types, user, Env};
+use crate::harness::{assert_sync_fails, describe, user, Env};
 
 /// A first sync of the sample, then `edit` applied to the simulated directory, then a sync that
 /// must fail as inconsistent, naming `what`.
@@ -188,12 +188,17 @@ async fn a_member_named_individually_in_the_visible_range_is_mirrored_with_agent
         [("orgsync.member.updated", "ZhaoLei")]
     );
 
-    // agent_id removed: he is missing from the pull, asked about, still visible to the app in
-    // WeCom, and kept.
+    // agent_id removed: he is missing from the pull and asked about; WeCom still shows him to
+    // the app, but a mirror without agent_id holds no member named individually, as a pull
+    // would not have mirrored him: he leaves.
     with.write_config("", "");
     let before = with.sim.calls();
     let events = with.sync_events().await;
-    assert_eq!(types(&events), ["orgsync.sync.completed"], "{events:?}");
+    assert_eq!(
+        member_events(&events),
+        [("orgsync.member.left", "ZhaoLei")],
+        "{events:?}"
+    );
     assert_eq!(calls_since(&with, before, &apis), [0, 1, 3, 0, 1]);
-    assert!(with.state().mirror.members.contains_key("zhaolei"));
+    assert!(!with.state().mirror.members.contains_key("zhaolei"));
 }

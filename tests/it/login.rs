@@ -247,8 +247,9 @@ async fn login_resolve_takes_a_getuserinfo_answer_without_an_errcode() {
 }
 
 /// A member the app sees only because its visible range names them (their department, 5, is
-/// outside it) signs in as the pull would mirror them: under the default root, yes; under
-/// `root_department = 2`, which mirrors only members of that subtree, they are not a member.
+/// outside it) signs in as the pull would mirror them: with `agent_id` under the default root,
+/// yes; without `agent_id`, or under `root_department = 2`, which mirrors only members of that
+/// subtree, they are not a member.
 #[tokio::test]
 async fn a_member_named_in_the_visible_range_signs_in_as_the_pull_would_mirror_them() {
     let mut directory = Directory::sample();
@@ -261,8 +262,15 @@ async fn a_member_named_in_the_visible_range_signs_in_as_the_pull_would_mirror_t
         .userid
         .clone();
     directory.visible_users = vec![named.clone()];
-    for (root, expected) in [("", Ok(())), ("root_department = 2\n", Err("not_a_member"))] {
-        let env = Env::with_wecom(directory.clone(), root, "").await;
+    for (wecom, expected) in [
+        ("agent_id = 1000002\n", Ok(())),
+        ("", Err("not_a_member")),
+        (
+            "agent_id = 1000002\nroot_department = 2\n",
+            Err("not_a_member"),
+        ),
+    ] {
+        let env = Env::with_wecom(directory.clone(), wecom, "").await;
         env.sync().await;
         let _daemon = env.start_daemon().await;
         let mut client = crate::harness::Client::connect(&env.socket_path()).await;
@@ -270,8 +278,8 @@ async fn a_member_named_in_the_visible_range_signs_in_as_the_pull_would_mirror_t
             .request(serde_json::json!({"op": "login.resolve", "code": env.sim.login_code(&named)}))
             .await;
         match expected {
-            Ok(()) => assert_eq!(reply["userid"], named.as_str(), "{root}: {reply}"),
-            Err(code) => assert_eq!(crate::harness::error_code(&reply), code, "{root}: {reply}"),
+            Ok(()) => assert_eq!(reply["userid"], named.as_str(), "{wecom}: {reply}"),
+            Err(code) => assert_eq!(crate::harness::error_code(&reply), code, "{wecom}: {reply}"),
         }
     }
 }

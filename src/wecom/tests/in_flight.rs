@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use orgsync_simulator::{Endpoint, Fault};
 
-use super::sim::{client, flat_tenant, requests};
+use super::sim::{client, flat_tenant, reach, requests};
 use crate::targeted;
 use crate::wecom::pull;
 
@@ -17,7 +17,7 @@ async fn a_callback_runs_reread_lowers_its_concurrency_after_a_45033() {
     let userids: BTreeSet<String> = mirror.members.values().map(|m| m.userid.clone()).collect();
     sim.inject(Fault::Errcode(45033).on(Endpoint::UserGet));
 
-    let (reread, report) = targeted::reread(&client, mirror.clone(), &userids, 1, 4)
+    let (reread, report) = targeted::reread(&client, mirror.clone(), &userids, reach(1), 4)
         .await
         .unwrap();
 

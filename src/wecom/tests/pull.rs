@@ -7,7 +7,7 @@ use std::time::Duration;
 use orgsync_simulator::{Directory, Endpoint, ExtAttr, ExtAttrItem, Fault, SimDepartment, SimUser};
 use serde_json::{json, Value};
 
-use super::sim::{self, always, client, flat_tenant, id, requests, tenant};
+use super::sim::{self, always, client, flat_tenant, id, reach, requests, tenant};
 use crate::model::{Department, Membership};
 use crate::targeted;
 use crate::wecom::{pull, Progress, PullError};
@@ -710,7 +710,7 @@ async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
         .await
         .unwrap()
         .snapshot;
-    let (reread, report) = targeted::reread(&client, mirror.clone(), &wangwu, 1, 4)
+    let (reread, report) = targeted::reread(&client, mirror.clone(), &wangwu, reach(1), 4)
         .await
         .unwrap();
     assert_eq!(reread.members["wangwu"], mirror.members["wangwu"]);
@@ -724,7 +724,7 @@ async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
         )
         .on(Endpoint::UserGet),
     );
-    let (reread, _) = targeted::reread(&client, mirror.clone(), &wangwu, 1, 4)
+    let (reread, _) = targeted::reread(&client, mirror.clone(), &wangwu, reach(1), 4)
         .await
         .unwrap();
     assert_eq!(reread.members["wangwu"].departments, Some(vec![]));
@@ -734,7 +734,7 @@ async fn a_reread_keeps_a_named_member_where_the_pull_mirrors_them() {
         .unwrap()
         .snapshot;
     assert!(!mirror.members.contains_key("wangwu"));
-    let (reread, report) = targeted::reread(&client, mirror, &wangwu, 2, 4)
+    let (reread, report) = targeted::reread(&client, mirror, &wangwu, reach(2), 4)
         .await
         .unwrap();
     assert!(!reread.members.contains_key("wangwu"), "not in 2's subtree");

@@ -123,3 +123,12 @@ pub async fn flat_tenant(n: u32) -> Simulator {
     directory.latency_ms = 5;
     start(directory).await
 }
+
+/// A mirror of `root` that holds the members named individually in the visible range, as one
+/// with `wecom.agent_id` set does.
+pub fn reach(root: i64) -> crate::wecom::Reach {
+    crate::wecom::Reach {
+        root,
+        named_members: true,
+    }
+}

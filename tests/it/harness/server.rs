@@ -76,7 +76,14 @@ impl Server {
             Secret::new("unused"),
         ))
         .expect("client");
-        let login = Login::new(Arc::new(move || (client.clone(), 1)), store_path.clone());
+        let reach = orgsync::wecom::Reach {
+            root: orgsync::wecom::ALL_VISIBLE,
+            named_members: false,
+        };
+        let login = Login::new(
+            Arc::new(move || (client.clone(), reach)),
+            store_path.clone(),
+        );
         let ctx = Arc::new(ServerContext {
             store_path,
             head: head_rx,

@@ -31,7 +31,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::http::EndpointKeys;
-use crate::store::callbacks::{self, Callback, Recorded};
+use crate::store::callbacks::{self, Callback, Covered, Recorded};
 use crate::store::{Store, BUSY_TIMEOUT};
 use crate::wecom::callback::{
     hex, parse_envelope, parse_event, CallbackCrypto, ContactChange, EventKind, Signed,
@@ -47,8 +47,10 @@ pub const LISTENER_KEYS: EndpointKeys = EndpointKeys {
     tls_key_file: "callback.tls_key_file",
 };
 
-/// A verified request whose timestamp is further than this from the server's clock is logged.
-const CLOCK_SKEW_WARNING_SECS: u64 = 300;
+/// A verified request whose timestamp is further than this from the server's clock was signed
+/// long ago (or the clock is off): it is logged, and a payload a run covered already is not
+/// taken again.
+const STALE_AFTER_SECS: u64 = 300;
 /// How long a client may take to send the body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -160,22 +162,25 @@ impl Query {
     }
 }
 
-/// Logs a verified request whose timestamp is far from the server's clock. Such a request is
-/// not refused: refusing would refuse every callback of a server whose clock is off (and the
-/// fact sheet's own test vectors), while a replayed callback only asks for members to be read
-/// again, and one still pending is a duplicate.
-fn note_clock_skew(timestamp: &str) {
+/// Whether a verified request was signed long ago by the server's clock, which is logged. Such
+/// a request is not refused: refusing would refuse every callback of a server whose clock is
+/// off (and the fact sheet's own test vectors). But a callback signed long ago whose payload a
+/// run covered already is a replay, not a redelivery, and starts no run (see
+/// [`callbacks::record`]): WeCom redelivers within seconds.
+fn signed_long_ago(timestamp: &str) -> bool {
     let Ok(at) = timestamp.parse::<i64>() else {
-        return;
+        return false;
     };
     let seconds = Utc::now().timestamp().abs_diff(at);
-    if seconds > CLOCK_SKEW_WARNING_SECS {
+    let stale = seconds > STALE_AFTER_SECS;
+    if stale {
         tracing::warn!(
             seconds,
             "a verified callback's timestamp is far from this server's clock; check its time \
              (NTP), or this may be an old callback sent again"
         );
     }
+    stale
 }
 
 /// `GET`: URL verification.
@@ -191,7 +196,7 @@ async fn verify(
             .crypto
             .open(signed, query.get("echostr")?)
             .map_err(|_| Refusal::Forbidden("verification failed"))?;
-        note_clock_skew(timestamp);
+        signed_long_ago(timestamp);
         String::from_utf8(echo).map_err(|_| Refusal::Forbidden("verification failed"))
     })();
     match answer {
@@ -220,13 +225,13 @@ async fn receive(
             .crypto
             .open(signed, &envelope.encrypt)
             .map_err(|_| Refusal::Forbidden("verification failed"))?;
-        note_clock_skew(timestamp);
+        let stale = signed_long_ago(timestamp);
         let event = parse_event(&plaintext)
             .map_err(|_| Refusal::BadRequest("the decrypted callback is not an event"))?;
-        Ok::<_, Refusal>((plaintext, event))
+        Ok::<_, Refusal>((plaintext, event, stale))
     }
     .await;
-    let (plaintext, event) = verified.map_err(|refusal| refuse(&ctx, refusal))?;
+    let (plaintext, event, stale) = verified.map_err(|refusal| refuse(&ctx, refusal))?;
     let Some(callback) = callback_of(event.kind) else {
         Counters::bump(&ctx.counters.ignored);
         return Ok(StatusCode::OK);
@@ -235,7 +240,11 @@ async fn receive(
     let path = ctx.store_path.clone();
     let recorded = tokio::task::spawn_blocking(move || {
         let mut store = Store::open_existing(&path, BUSY_TIMEOUT)?;
-        store.write(|tx| callbacks::record(tx, &hash, &callback, Utc::now()))
+        let covered = match stale {
+            true => Covered::Stays,
+            false => Covered::Reopens,
+        };
+        store.write(|tx| callbacks::record(tx, &hash, &callback, covered, Utc::now()))
     })
     .await;
     match recorded {
@@ -348,10 +357,14 @@ mod tests {
                 "msg_signature=s&timestamp={timestamp}&nonce=n"
             )));
             assert!(query.signed().is_ok(), "{timestamp}");
-            note_clock_skew(timestamp);
+            assert!(
+                signed_long_ago(timestamp),
+                "{timestamp}, without overflowing"
+            );
         }
         let query = Query::parse(Some("msg_signature=s&timestamp=soon&nonce=n"));
         assert!(matches!(query.signed(), Err(Refusal::BadRequest(_))));
+        assert!(!signed_long_ago(&Utc::now().timestamp().to_string()));
     }
 
     #[test]

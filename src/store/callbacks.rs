@@ -41,11 +41,22 @@ pub enum Recorded {
     Again,
 }
 
+/// What a payload a run covered already does when it comes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Covered {
+    /// It is pending again ([`Recorded::Again`]): a redelivery, or a second real change.
+    Reopens,
+    /// It stays covered ([`Recorded::Duplicate`]): a callback signed long ago is a replay, and
+    /// replayed again and again it must not start run after run.
+    Stays,
+}
+
 /// Records a callback, detecting repeats by the hash of its decrypted payload.
 pub fn record(
     conn: &Connection,
     hash: &str,
     callback: &Callback,
+    covered: Covered,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
     let inserted = conn
@@ -64,6 +75,9 @@ pub fn record(
         ])?;
     if inserted == 1 {
         return Ok(Recorded::New);
+    }
+    if covered == Covered::Stays {
+        return Ok(Recorded::Duplicate);
     }
     // Pending again, and newest: a run that began before this is not taken to cover it.
     let reopened = conn
@@ -142,15 +156,15 @@ mod tests {
         let conn = store.conn();
         let now = Utc::now();
         assert_eq!(
-            record(conn, "h1", &callback("a"), now).unwrap(),
+            record(conn, "h1", &callback("a"), Covered::Reopens, now).unwrap(),
             Recorded::New
         );
         assert_eq!(
-            record(conn, "h1", &callback("a"), now).unwrap(),
+            record(conn, "h1", &callback("a"), Covered::Reopens, now).unwrap(),
             Recorded::Duplicate
         );
         assert_eq!(
-            record(conn, "h2", &callback("b"), now).unwrap(),
+            record(conn, "h2", &callback("b"), Covered::Reopens, now).unwrap(),
             Recorded::New
         );
         let pending = pending(conn).unwrap();
@@ -160,11 +174,23 @@ mod tests {
         // The same payload after a run covered it is pending again, after the other one: a
         // second change that reads the same is never lost.
         assert_eq!(
-            record(conn, "h1", &callback("a"), now).unwrap(),
+            record(conn, "h1", &callback("a"), Covered::Reopens, now).unwrap(),
             Recorded::Again
         );
         let pending = super::pending(conn).unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[1].userid.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_covered_payload_signed_long_ago_stays_covered() {
+        let store = Store::in_memory().unwrap();
+        let conn = store.conn();
+        let now = Utc::now();
+        let record = |covered| record(conn, "h1", &callback("a"), covered, now).unwrap();
+        assert_eq!(record(Covered::Stays), Recorded::New, "seen first: taken");
+        applied(conn, pending(conn).unwrap()[0].id, 7, now).unwrap();
+        assert_eq!(record(Covered::Stays), Recorded::Duplicate);
+        assert_eq!(pending_count(conn).unwrap(), 0);
     }
 }

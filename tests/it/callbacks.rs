@@ -515,7 +515,7 @@ async fn a_department_added_by_a_sync_during_a_callback_run_is_not_deleted_by_it
 
 /// The fact sheet's vectors, byte for byte: the official sample's URL verification (A1) and
 /// the change_contact round trip (E), both signed years ago. A timestamp far from the server's
-/// clock is logged, not refused: a replayed callback only asks for members to be read again.
+/// clock is logged, not refused; but such a callback, once covered, is not taken again.
 #[tokio::test]
 async fn the_fact_sheets_vectors_verify_and_deliver_whatever_their_timestamps() {
     let corp_id = "wx5823bf96d3bd56c7";
@@ -544,17 +544,29 @@ async fn the_fact_sheets_vectors_verify_and_deliver_whatever_their_timestamps() 
         2DfQfeeD92kMJRN2fsU7sPWpD34pkakrQacmOOEoybu2JZXzYM0ZfA8P8tSN3FgLGlFLmUYXDVlleJ1SGPjBscDaSQ/n\
         syQCiC25AcZ7JM/izW7+E1hTzx4vw6vzHFnkBkenig0jaE9Qz/X4stm5FeWYfu1E1maInGi7YiFb3hc4M6KKTUOf8toc\
         XeBSKABX";
-    let answer = client
-        .post(format!(
-            "{url}?msg_signature=22eb179b930f844e24e8d0c4cbb97714c9e5f316&timestamp=1700000000\
-             &nonce=1234567890"
-        ))
-        .body(envelope_xml(corp_id, encrypt, ""))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+    let send_e = || async {
+        let answer = client
+            .post(format!(
+                "{url}?msg_signature=22eb179b930f844e24e8d0c4cbb97714c9e5f316\
+                 &timestamp=1700000000&nonce=1234567890"
+            ))
+            .body(envelope_xml(corp_id, encrypt, ""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    };
+    send_e().await;
     assert_callback_counts(&env, &[("refused", 0), ("recorded", 1)]).await;
+
+    // Once a run has covered it, the same callback sent again, signed long ago, is a replay:
+    // a duplicate that starts no run, however often it comes.
+    env.status_when("the callback run", |status| {
+        (status["daemon"]["callbacks"]["pending"] == 0).then_some(())
+    })
+    .await;
+    send_e().await;
+    assert_callback_counts(&env, &[("recorded", 1), ("duplicates", 1), ("pending", 0)]).await;
 
     let log = daemon.stop().await;
     assert!(

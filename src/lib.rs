@@ -29,4 +29,5 @@ pub mod store;
 pub mod strict_json;
 pub mod sync;
 pub mod targeted;
+pub mod token_file;
 pub mod wecom;

@@ -32,11 +32,11 @@ use std::collections::BTreeSet;
 use crate::model::{userid_key, Department, DepartmentId, Snapshot};
 use crate::pull_dump;
 use crate::queue::Trigger;
-use crate::store::access_token::{self, SharedToken};
 use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{callbacks, event_log, mirror, Store, StoreError};
 use crate::targeted::{self, Scope};
+use crate::token_file::{self, SharedToken};
 use crate::wecom::{
     self, ApiError, Progress, PullError, Reach, Secret, WecomClient, WecomError, REFUSAL_HOLD,
 };
@@ -277,27 +277,26 @@ impl Syncer {
         mode: Mode,
         stop: impl Future<Output = ()>,
     ) -> Result<RunReport, SyncError> {
-        let credentials = self.client.credentials_id();
-        let (run, (refusal, shared), pending) = match mode {
+        let (run, refusal, pending) = match mode {
             Mode::DryRun => (
                 None,
-                self.reading(move |store| tokens_left(store.conn(), &credentials))
+                self.reading(|store| token_refusal::last(store.conn()))
                     .await?,
                 Vec::new(),
             ),
             Mode::Apply | Mode::Force => {
                 let corp_id = self.source.corp_id().to_owned();
-                let (run, left, pending) = self
+                let (run, refusal, pending) = self
                     .blocking(move |store| {
                         store.bind_corp(&corp_id)?;
                         event_log::check(store.conn())?;
                         runs::mark_interrupted(store.conn())?;
-                        let left = tokens_left(store.conn(), &credentials)?;
+                        let refusal = token_refusal::last(store.conn())?;
                         let pending = callbacks::pending(store.conn())?;
-                        Ok((runs::begin(store.conn(), trigger)?, left, pending))
+                        Ok((runs::begin(store.conn(), trigger)?, refusal, pending))
                     })
                     .await?;
-                (Some(run), left, pending)
+                (Some(run), refusal, pending)
             }
         };
         // Every callback that arrived before this run's pull is covered by it: a full pull reads
@@ -310,7 +309,7 @@ impl Syncer {
         let renames = targeted::renames(&pending);
         drop(pending);
         self.hold_refusal(refusal).await;
-        self.adopt_token(shared).await;
+        self.adopt_token().await;
         match run {
             Some(run) => tracing::info!(run, %trigger, "sync started"),
             None => tracing::info!(%trigger, "dry run started"),
@@ -575,10 +574,10 @@ impl Syncer {
         }
     }
 
-    /// Uses the access token an earlier process left in the store for the same credentials
-    /// ([`access_token`]) instead of fetching one.
-    async fn adopt_token(&self, shared: Option<SharedToken>) {
-        let Some(shared) = shared else {
+    /// Uses the access token an earlier process left beside the store for the same
+    /// credentials ([`token_file`]) instead of fetching one.
+    async fn adopt_token(&self) {
+        let Some(shared) = token_file::read(&self.store_path, &self.client.credentials_id()) else {
             return;
         };
         let usable_for = (shared.refresh_at - Utc::now())
@@ -589,8 +588,8 @@ impl Syncer {
             .await;
     }
 
-    /// Leaves the client's access token in the store for the next process, unless it is there
-    /// already. A failure costs the next process one `gettoken`, so it is only logged.
+    /// Leaves the client's access token beside the store for the next process, unless it is
+    /// there already. A failure costs the next process one `gettoken`, so it is only logged.
     async fn share_token(&self) {
         let Some((token, usable_for)) = self.client.current_token().await else {
             return;
@@ -600,19 +599,21 @@ impl Syncer {
             token: token.expose().to_owned(),
             refresh_at: Utc::now() + chrono::Duration::from_std(usable_for).unwrap_or_default(),
         };
-        let written = self
-            .blocking(move |store| {
-                store.write(|tx| {
-                    let held = access_token::current(tx, &shared.credentials)?;
-                    if held.is_none_or(|held| held.token != shared.token) {
-                        access_token::record(tx, &shared)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await;
-        if let Err(error) = written {
-            tracing::warn!(%error, "cannot leave the WeCom access token for the next process");
+        let store = self.store_path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let held = token_file::read(&store, &shared.credentials);
+            if held.is_some_and(|held| held.token == shared.token) {
+                return Ok(());
+            }
+            token_file::write(&store, &shared)
+        })
+        .await;
+        if let Ok(Err(error)) = written {
+            tracing::warn!(
+                %error,
+                path = %token_file::path(&self.store_path).display(),
+                "cannot leave the WeCom access token for the next process"
+            );
         }
     }
 
@@ -697,18 +698,6 @@ impl Syncer {
         .map_err(|e| SyncError::Worker(e.to_string()))?
         .map_err(SyncError::Store)
     }
-}
-
-/// What earlier processes left in the store for `credentials`: a `gettoken` refusal to hold,
-/// and an access token to use.
-fn tokens_left(
-    conn: &Connection,
-    credentials: &str,
-) -> Result<(Option<Refusal>, Option<SharedToken>), StoreError> {
-    Ok((
-        token_refusal::last(conn)?,
-        access_token::current(conn, credentials)?,
-    ))
 }
 
 /// How long ago a recorded `gettoken` refusal happened, if a run with `credentials` must still

@@ -903,15 +903,13 @@ fn backup(store: &Path, file: &Path) -> Result<u8, CliError> {
     // A restored backup is another store: its log stops where the copy was taken and its seqs
     // will be handed out again, so it gets an identity of its own, and host applications that
     // followed the live store are told `store_changed` and list again.
-    let mark = || -> Result<(), crate::store::StoreError> {
-        let copy = rusqlite::Connection::open(file)?;
-        copy.execute(
-            "UPDATE meta SET value = lower(hex(randomblob(16))) WHERE key = 'store_id'",
-            [],
-        )?;
-        crate::store::access_token::forget(&copy)
-    };
-    mark()
+    rusqlite::Connection::open(file)
+        .and_then(|copy| {
+            copy.execute(
+                "UPDATE meta SET value = lower(hex(randomblob(16))) WHERE key = 'store_id'",
+                [],
+            )
+        })
         .map_err(|e| CliError::Failed(format!("cannot mark the backup {}: {e}", file.display())))?;
     println!("{} backed up to {}", store.display(), file.display());
     Ok(0)

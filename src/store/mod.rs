@@ -5,7 +5,6 @@
 //! span the mirror, the event log and the run log: a run's changes and its events commit
 //! together or not at all.
 
-pub mod access_token;
 pub mod callbacks;
 pub mod consumers;
 pub mod event_log;

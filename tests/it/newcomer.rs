@@ -291,21 +291,22 @@ async fn backup_writes_a_private_consistent_copy_and_never_overwrites() {
             .unwrap()
     };
     assert_ne!(id(&copy), id(&env.store_path()));
-    // The WeCom access token the runs share stays behind, not a byte of it in the file.
-    let token = crate::harness::read_only(&env.store_path())
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'access_token'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .expect("the live store holds the shared token");
-    let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+    // The WeCom access token the runs share is not in the store but beside it, private: not a
+    // byte of it in the copy.
+    let token_file = orgsync::token_file::path(&env.store_path());
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
     let token = token["token"].as_str().unwrap();
-    let bytes = std::fs::read(&copy).unwrap();
-    assert!(
-        !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-        "the backup holds the access token"
-    );
+    for file in [&copy, &env.store_path()] {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} holds the access token",
+            file.display()
+        );
+    }
 
     let out = env.run(&["backup", copy.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

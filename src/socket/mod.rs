@@ -1,5 +1,5 @@
-//! The Unix socket (docs/protocol.md): host applications subscribe to the event stream, ack what
-//! they have processed, and admins ask for a resync or put host users.
+//! The Unix socket (docs/protocol.md): host applications read the directory, subscribe to the
+//! event stream, ack what they have processed and put their users; admins ask for a resync.
 //!
 //! - [`bind`] creates the socket file (mode 0660, optionally owned by `socket.group`), replacing
 //!   a stale one left by a dead daemon.
@@ -10,8 +10,8 @@
 //! `head` watch, so the sync never waits for a subscriber and a slow one holds one batch.
 //!
 //! Where the contract is silent, the server does this:
-//! - Closing the connection, or only its sending direction, ends a subscription: the end of
-//!   input is the only sign of a client gone while no events flow.
+//! - Closing the connection ends a subscription; closing only its sending direction does not
+//!   (the daemon asks the kernel for a hang-up once a second while no events flow).
 //! - A last request line that the end of input ends instead of a newline is answered like any
 //!   other (`printf '{"op":"status"}' | socat - UNIX:...`), then the connection closes; unless
 //!   the client closed its whole connection, not only its sending side: then no one is left to

@@ -179,8 +179,9 @@ async fn lines(body: Body) -> (Vec<Value>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_whose_client_stops_reading_ends_and_releases_its_read_transaction() {
-    // Long enough that the test, reading the second snapshot below, never stalls by accident.
-    let mut api = Api::start(Duration::from_secs(2));
+    // Long enough that the test, reading the second snapshot below, never stalls by accident,
+    // even on a loaded machine.
+    let mut api = Api::start(Duration::from_secs(5));
     let stalled = api.get("/v1/snapshot").await;
     assert_eq!(stalled.status(), StatusCode::OK);
     // The headers came once the read transaction had begun; a sync commits after it.

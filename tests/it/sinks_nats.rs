@@ -225,15 +225,14 @@ async fn a_stream_that_does_not_exist_is_a_clear_error_until_it_does() {
 async fn a_webhook_sink_that_becomes_a_nats_sink_keeps_its_cursor_and_shows_its_new_kind() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(dir.path()).await;
-    // A webhook named bus to a port nothing listens on: registered, it delivers nothing.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A webhook named bus to a port that never answers: registered, it delivers nothing. The
+    // listener stays bound, so that no other test's server can take the port meanwhile.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let webhook = format!(
-        "[[sinks.webhook]]\nname = \"bus\"\nurl = \"http://127.0.0.1:{unused}/hook\"\n\
-         secret_file = \"bus.whsec\"\nretry_first_delay_ms = 10\nretry_max_delay_secs = 1\n"
+        "[[sinks.webhook]]\nname = \"bus\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+         secret_file = \"bus.whsec\"\ntimeout_secs = 1\nretry_first_delay_ms = 10\n\
+         retry_max_delay_secs = 1\n"
     );
     let env = Env::with_config(Directory::sample(), &webhook).await;
     std::fs::write(

@@ -27,22 +27,33 @@ struct NatsServer {
 
 impl NatsServer {
     async fn start(dir: &Path) -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = NatsServer {
-            port,
-            dir: dir.to_owned(),
-            child: None,
-        };
-        server.up().await;
-        server
+        // A port is free when it is chosen, but another test may bind it before nats-server
+        // does; nats-server then exits at once, and another port is tried.
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut server = NatsServer {
+                port,
+                dir: dir.to_owned(),
+                child: None,
+            };
+            if server.try_up().await {
+                return server;
+            }
+        }
+        panic!("nats-server did not become ready on any of three ports");
     }
 
-    /// Starts it (again, on the same port and data) and waits until it is ready.
+    /// Starts it again, on the same port and data, and waits until it is ready.
     async fn up(&mut self) {
+        assert!(self.try_up().await, "nats-server did not become ready");
+    }
+
+    /// Starts it and waits until it is ready; false if it exits or does not get ready in time.
+    async fn try_up(&mut self) -> bool {
         let mut child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-sd")
@@ -63,10 +74,14 @@ impl NatsServer {
             false
         })
         .await;
-        assert_eq!(ready, Ok(true), "nats-server did not become ready");
+        if ready != Ok(true) {
+            let _ = child.kill().await;
+            return false;
+        }
         // Keep draining its log so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+        true
     }
 
     /// Kills it with SIGKILL, by its pid, and reaps it.

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -36,9 +37,10 @@ use crate::store::runs::{self, Outcome};
 use crate::store::token_refusal::{self, Refusal};
 use crate::store::{callbacks, event_log, mirror, Store, StoreError};
 use crate::targeted::{self, Scope};
-use crate::token_file::{self, SharedToken};
+use crate::token_file::TokenFile;
 use crate::wecom::{
-    self, ApiError, Progress, PullError, Reach, Secret, WecomClient, WecomError, REFUSAL_HOLD,
+    self, ApiError, ClientSettings, Progress, PullError, Reach, WecomClient, WecomError,
+    REFUSAL_HOLD,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +238,11 @@ pub struct Syncer {
 impl Syncer {
     pub fn from_config(config: &Config) -> Result<Syncer, WecomError> {
         Ok(Syncer {
-            client: WecomClient::new(config.client_settings()?)?,
+            client: WecomClient::new(ClientSettings {
+                // Fetched tokens are left beside the store, for the corp's other processes.
+                token_shelf: Some(Arc::new(TokenFile::new(&config.store.path))),
+                ..config.client_settings()?
+            })?,
             store_path: config.store.path.clone(),
             store_busy_timeout: config.store.busy_timeout(),
             source: EventSource::new(&config.wecom.corp_id),
@@ -309,7 +315,6 @@ impl Syncer {
         let renames = targeted::renames(&pending);
         drop(pending);
         self.hold_refusal(refusal).await;
-        self.adopt_token().await;
         match run {
             Some(run) => tracing::info!(run, %trigger, "sync started"),
             None => tracing::info!(%trigger, "dry run started"),
@@ -322,10 +327,6 @@ impl Syncer {
             () = stop => Err(SyncError::Shutdown),
         };
         let pull_ms = millis(started.elapsed());
-        if run.is_some() {
-            // Before the run's events commit: a process they wake finds the token in the store.
-            self.share_token().await;
-        }
         let Fetched {
             snapshot,
             touched,
@@ -571,49 +572,6 @@ impl Syncer {
         if let Some(age) = held_for(&refusal, &self.client.credentials_id(), Utc::now()) {
             let error = ApiError::new(refusal.errcode, &refusal.errmsg);
             self.client.remember_refusal(error, age).await;
-        }
-    }
-
-    /// Uses the access token an earlier process left beside the store for the same
-    /// credentials ([`token_file`]) instead of fetching one.
-    async fn adopt_token(&self) {
-        let Some(shared) = token_file::read(&self.store_path, &self.client.credentials_id()) else {
-            return;
-        };
-        let usable_for = (shared.refresh_at - Utc::now())
-            .to_std()
-            .unwrap_or_default();
-        self.client
-            .adopt_token(Secret::new(shared.token), usable_for)
-            .await;
-    }
-
-    /// Leaves the client's access token beside the store for the next process, unless it is
-    /// there already. A failure costs the next process one `gettoken`, so it is only logged.
-    async fn share_token(&self) {
-        let Some((token, usable_for)) = self.client.current_token().await else {
-            return;
-        };
-        let shared = SharedToken {
-            credentials: self.client.credentials_id(),
-            token: token.expose().to_owned(),
-            refresh_at: Utc::now() + chrono::Duration::from_std(usable_for).unwrap_or_default(),
-        };
-        let store = self.store_path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let held = token_file::read(&store, &shared.credentials);
-            if held.is_some_and(|held| held.token == shared.token) {
-                return Ok(());
-            }
-            token_file::write(&store, &shared)
-        })
-        .await;
-        if let Ok(Err(error)) = written {
-            tracing::warn!(
-                %error,
-                path = %token_file::path(&self.store_path).display(),
-                "cannot leave the WeCom access token for the next process"
-            );
         }
     }
 

@@ -1,7 +1,8 @@
-//! The WeCom access token the last run used, left for the next process of the same corp and
-//! app (an `orgsync sync` beside the daemon, a restarted daemon), so that one token serves them
-//! all: WeCom's documentation no longer promises that a second `gettoken` returns the token
-//! already issued rather than a new one that invalidates it.
+//! The WeCom client's [`TokenShelf`]: each access token a process fetches is left here for the
+//! corp's other processes (the daemon, an `orgsync sync` beside it, the daemon after a restart),
+//! which take it before fetching their own, also after WeCom refused theirs. So one token
+//! serves them all: WeCom's documentation no longer promises that a second `gettoken` returns
+//! the token already issued rather than a new one that invalidates it.
 //!
 //! The token grants the app's API access for up to two hours, as the secret does for good. So
 //! it is not kept in the store, which users who only read the directory may read and which
@@ -14,14 +15,18 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::wecom::{Secret, TokenShelf};
 
 /// A token file larger than this is not one orgsync wrote.
 const MAX_BYTES: u64 = 4096;
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedToken {
+struct SharedToken {
     /// Whose token it is (`WecomClient::credentials_id`), never the secret.
     pub credentials: String,
     pub token: String,
@@ -39,6 +44,46 @@ impl fmt::Debug for SharedToken {
     }
 }
 
+/// The token file of the store at `store`, as the WeCom client's [`TokenShelf`].
+#[derive(Debug)]
+pub struct TokenFile {
+    store: PathBuf,
+}
+
+impl TokenFile {
+    pub fn new(store: &Path) -> TokenFile {
+        TokenFile {
+            store: store.to_owned(),
+        }
+    }
+}
+
+impl TokenShelf for TokenFile {
+    fn take(&self, credentials: &str) -> Option<(Secret, Duration)> {
+        let shared = read(&self.store, credentials)?;
+        let left = (shared.refresh_at - Utc::now()).to_std().ok()?;
+        Some((Secret::new(shared.token), left))
+    }
+
+    /// A failure only costs the next process one `gettoken`, so it is logged, not returned. A
+    /// user who may only read the store (`orgsync sync --dry-run`) may not write the file.
+    fn leave(&self, credentials: &str, token: &Secret, usable_for: Duration) {
+        let shared = SharedToken {
+            credentials: credentials.to_owned(),
+            token: token.expose().to_owned(),
+            refresh_at: Utc::now() + chrono::Duration::from_std(usable_for).unwrap_or_default(),
+        };
+        if let Err(error) = write(&self.store, &shared) {
+            let path = path(&self.store);
+            if error.kind() == io::ErrorKind::PermissionDenied {
+                tracing::debug!(%error, path = %path.display(), "cannot leave the WeCom access token for the next process");
+            } else {
+                tracing::warn!(%error, path = %path.display(), "cannot leave the WeCom access token for the next process");
+            }
+        }
+    }
+}
+
 /// Where the token of the store at `store` is kept.
 pub fn path(store: &Path) -> PathBuf {
     let mut path = store.as_os_str().to_owned();
@@ -48,7 +93,7 @@ pub fn path(store: &Path) -> PathBuf {
 
 /// The token left for `credentials`, if one is. A file that is missing, unreadable (another
 /// user's) or not one orgsync wrote only costs a `gettoken`, so it reads as none.
-pub fn read(store: &Path, credentials: &str) -> Option<SharedToken> {
+fn read(store: &Path, credentials: &str) -> Option<SharedToken> {
     let mut text = String::new();
     File::open(path(store))
         .ok()?
@@ -62,7 +107,7 @@ pub fn read(store: &Path, credentials: &str) -> Option<SharedToken> {
 
 /// Leaves `shared` for the next process: written to a new file of mode 0600 that then replaces
 /// the old one, so that a reader never sees half a token.
-pub fn write(store: &Path, shared: &SharedToken) -> io::Result<()> {
+fn write(store: &Path, shared: &SharedToken) -> io::Result<()> {
     let path = path(store);
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}", std::process::id()));

@@ -16,7 +16,7 @@ use super::errcode::{ApiError, ErrcodeClass};
 use super::error::WecomError;
 use super::gate::RateGate;
 use super::secret::Secret;
-use super::token::{Token, TokenCache};
+use super::token::{Token, TokenCache, TokenShelf};
 use super::wire::{self, Reply};
 use crate::model::host_user::LookupKind;
 use crate::model::DepartmentId;
@@ -37,6 +37,8 @@ pub struct ClientSettings {
     /// (a `user/list` of one department with ~100,000 members comes close: raise it for that).
     pub max_response_bytes: usize,
     pub retry: RetryPolicy,
+    /// Where the access token is shared with the corp's other processes; `None`: not shared.
+    pub token_shelf: Option<Arc<dyn TokenShelf>>,
 }
 
 impl ClientSettings {
@@ -52,6 +54,7 @@ impl ClientSettings {
             request_timeout: Duration::from_secs(30),
             max_response_bytes: 64 << 20,
             retry: RetryPolicy::default(),
+            token_shelf: None,
         }
     }
 }
@@ -207,6 +210,13 @@ impl WecomClient {
             .user_agent(concat!("orgsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| WecomError::Settings(describe(&err.without_url())))?;
+        let tokens = match settings.token_shelf {
+            Some(shelf) => {
+                let credentials = credentials_id(&base, &settings.corp_id, &settings.corp_secret);
+                TokenCache::shared(shelf, credentials)
+            }
+            None => TokenCache::default(),
+        };
         Ok(WecomClient {
             inner: Arc::new(Inner {
                 http,
@@ -215,7 +225,7 @@ impl WecomClient {
                 corp_secret: settings.corp_secret,
                 max_response_bytes: settings.max_response_bytes,
                 retry: settings.retry,
-                tokens: TokenCache::default(),
+                tokens,
                 gate: RateGate::default(),
                 counters: Counters::default(),
             }),
@@ -231,17 +241,11 @@ impl WecomClient {
     /// secret: a refusal recorded under it by one process applies to the next only while the
     /// credentials are the same.
     pub fn credentials_id(&self) -> String {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        // SipHash with fixed keys: stable across processes of one build. Across an upgrade an
-        // id may change, which only costs one `gettoken` sooner than the hold would allow.
-        let mut hasher = DefaultHasher::new();
-        (
-            self.inner.base.as_str(),
+        credentials_id(
+            &self.inner.base,
             &self.inner.corp_id,
-            self.inner.corp_secret.expose(),
+            &self.inner.corp_secret,
         )
-            .hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
     }
 
     /// Holds a `gettoken` refusal WeCom gave these credentials `age` ago, in an earlier process:
@@ -259,21 +263,6 @@ impl WecomClient {
             (WecomError::Token { error }, age) => Some((error, age)),
             _ => None,
         }
-    }
-
-    /// Uses `token`, which another process fetched with the same credentials
-    /// ([`credentials_id`](Self::credentials_id)), for `usable_for` more, unless this client
-    /// holds a usable token already. WeCom's documentation no longer promises that a second
-    /// `gettoken` returns the same token rather than a new one that invalidates the first, so
-    /// processes of one corp share one.
-    pub async fn adopt_token(&self, token: Secret, usable_for: Duration) {
-        self.inner.tokens.adopt(token, usable_for).await;
-    }
-
-    /// The access token this client would use now, and for how long more, to share with the
-    /// next process. Never log it.
-    pub async fn current_token(&self) -> Option<(Secret, Duration)> {
-        self.inner.tokens.current().await
     }
 
     /// How many 45033 answers this client has seen; an [`InFlightLimit`](super::InFlightLimit)
@@ -551,6 +540,16 @@ impl WecomClient {
 /// refresh is cheap, and if the secret really is bad, that `gettoken` says so with a fatal 40001.
 fn rejects_token(error: &ApiError) -> bool {
     error.class() == ErrcodeClass::TokenRefresh || matches!(error.errcode, 40001 | 41001)
+}
+
+/// [`WecomClient::credentials_id`]: a hash of the endpoint, corp id and secret.
+fn credentials_id(base: &Url, corp_id: &str, secret: &Secret) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    // SipHash with fixed keys: stable across processes of one build. Across an upgrade an id
+    // may change, which only costs one `gettoken` sooner than the hold would allow.
+    let mut hasher = DefaultHasher::new();
+    (base.as_str(), corp_id, secret.expose()).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 fn missing(call: Call, field: &str) -> WecomError {

@@ -28,5 +28,5 @@ pub use error::WecomError;
 pub use in_flight::{InFlightLimit, MemberAnswer, MemberReads};
 pub use pull::{departments, pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
-pub use token::REFUSAL_HOLD;
+pub use token::{TokenShelf, REFUSAL_HOLD};
 pub use tree::{belongs, Inconsistency, Reach, ALL_VISIBLE};

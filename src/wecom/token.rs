@@ -1,7 +1,10 @@
 //! The access-token cache: one token per client (that is, per corp id and secret), shared by all
-//! concurrent calls, refreshed early, fetched by one caller at a time.
+//! concurrent calls, refreshed early, fetched by one caller at a time, and shared with the other
+//! processes of the corp through a [`TokenShelf`].
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -29,6 +32,17 @@ pub(crate) fn lifetime(expires_in: i64) -> Duration {
     Duration::from_secs(expires_in.saturating_sub(EARLY_REFRESH).max(expires_in / 2))
 }
 
+/// Where the processes of one corp and app leave their access token for each other (the
+/// daemon, an `orgsync sync` beside it, the daemon after a restart). WeCom's documentation no
+/// longer promises that a second `gettoken` returns the token already issued rather than a new
+/// one that invalidates it, so they share one.
+pub trait TokenShelf: Send + Sync + fmt::Debug {
+    /// The token left for `credentials`, and for how long more it may be used.
+    fn take(&self, credentials: &str) -> Option<(Secret, Duration)>;
+    /// Leaves `token`, fetched for `credentials`, usable for `usable_for`.
+    fn leave(&self, credentials: &str, token: &Secret, usable_for: Duration);
+}
+
 #[derive(Clone)]
 pub(crate) struct Token {
     pub value: Secret,
@@ -41,6 +55,7 @@ pub(crate) struct Token {
 #[derive(Default)]
 pub(crate) struct TokenCache {
     state: Mutex<State>,
+    shelf: Option<(Arc<dyn TokenShelf>, String)>,
 }
 
 #[derive(Default)]
@@ -48,9 +63,20 @@ struct State {
     token: Option<Token>,
     generation: u64,
     refusal: Option<(Instant, WecomError)>,
+    /// The last token WeCom called invalid: one on the shelf that is the same is not taken.
+    rejected: Option<Secret>,
 }
 
 impl TokenCache {
+    /// A cache that takes tokens from `shelf` before fetching one, and leaves there each one it
+    /// fetches, under `credentials`.
+    pub(crate) fn shared(shelf: Arc<dyn TokenShelf>, credentials: String) -> TokenCache {
+        TokenCache {
+            state: Mutex::default(),
+            shelf: Some((shelf, credentials)),
+        }
+    }
+
     /// The cached token, or a new one from `fetch`. The lock is held while fetching, so only one
     /// `gettoken` is ever in flight; the others wait and then find the fresh token.
     pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Token, WecomError>
@@ -77,14 +103,39 @@ impl TokenCache {
                 });
             }
         }
-        let requested = Instant::now();
-        match fetch().await {
-            Ok((value, expires_in)) => {
+        // Another process may have fetched one meanwhile; WeCom may have invalidated this
+        // process's own when it did.
+        if let Some((shelf, credentials)) = &self.shelf {
+            let taken = shelf.take(credentials).filter(|(value, left)| {
+                !left.is_zero()
+                    && state
+                        .rejected
+                        .as_ref()
+                        .is_none_or(|rejected| rejected.expose() != value.expose())
+            });
+            if let Some((value, left)) = taken {
                 state.generation += 1;
                 let token = Token {
                     value,
                     generation: state.generation,
-                    refresh_at: requested + lifetime(expires_in),
+                    refresh_at: Instant::now() + left,
+                };
+                state.token = Some(token.clone());
+                return Ok(token);
+            }
+        }
+        let requested = Instant::now();
+        match fetch().await {
+            Ok((value, expires_in)) => {
+                state.generation += 1;
+                let usable_for = lifetime(expires_in);
+                if let Some((shelf, credentials)) = &self.shelf {
+                    shelf.leave(credentials, &value, usable_for);
+                }
+                let token = Token {
+                    value,
+                    generation: state.generation,
+                    refresh_at: requested + usable_for,
                 };
                 state.token = Some(token.clone());
                 state.refusal = None;
@@ -118,30 +169,6 @@ impl TokenCache {
         (age < REFUSAL_HOLD).then(|| (refusal.clone(), age))
     }
 
-    /// Takes `value`, a token another process fetched for the same credentials, usable for
-    /// `usable_for` more, unless this cache holds a usable token already.
-    pub(crate) async fn adopt(&self, value: Secret, usable_for: Duration) {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        if usable_for.is_zero() || state.token.as_ref().is_some_and(|t| now < t.refresh_at) {
-            return;
-        }
-        state.generation += 1;
-        state.token = Some(Token {
-            value,
-            generation: state.generation,
-            refresh_at: now + usable_for,
-        });
-    }
-
-    /// The token this cache would use now, and for how long more.
-    pub(crate) async fn current(&self) -> Option<(Secret, Duration)> {
-        let state = self.state.lock().await;
-        let token = state.token.as_ref()?;
-        let left = token.refresh_at.checked_duration_since(Instant::now())?;
-        (!left.is_zero()).then(|| (token.value.clone(), left))
-    }
-
     /// Drops the token of `generation` after WeCom called it invalid or expired.
     pub(crate) async fn invalidate(&self, generation: u64) {
         let mut state = self.state.lock().await;
@@ -150,7 +177,7 @@ impl TokenCache {
             .as_ref()
             .is_some_and(|token| token.generation == generation)
         {
-            state.token = None;
+            state.rejected = state.token.take().map(|token| token.value);
         }
     }
 }
@@ -191,42 +218,56 @@ mod tests {
         assert_eq!(cache.get(fetch("c")).await.unwrap().value.expose(), "c");
     }
 
+    /// A shelf in memory, as another process's token file would be.
+    #[derive(Debug, Default)]
+    struct Shelf(std::sync::Mutex<Option<(String, String, Duration)>>);
+
+    impl TokenShelf for Shelf {
+        fn take(&self, credentials: &str) -> Option<(Secret, Duration)> {
+            let held = self.0.lock().unwrap().clone()?;
+            (held.0 == credentials).then(|| (Secret::new(held.1), held.2))
+        }
+        fn leave(&self, credentials: &str, token: &Secret, usable_for: Duration) {
+            *self.0.lock().unwrap() = Some((
+                credentials.to_owned(),
+                token.expose().to_owned(),
+                usable_for,
+            ));
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn an_adopted_token_is_used_until_its_time_unless_one_is_held() {
-        let cache = TokenCache::default();
+    async fn a_token_on_the_shelf_is_taken_before_fetching_and_a_fetched_one_left_there() {
+        let shelf = Arc::new(Shelf::default());
+        let cache = TokenCache::shared(shelf.clone(), "c1".into());
         let fetch = |value: &'static str| move || async move { Ok((Secret::new(value), 7200)) };
-        cache
-            .adopt(Secret::new("shared"), Duration::from_secs(100))
-            .await;
+        // Nothing on the shelf: fetched, and left there.
+        let own = cache.get(fetch("own")).await.unwrap();
+        assert_eq!(own.value.expose(), "own");
         assert_eq!(
-            cache.get(fetch("own")).await.unwrap().value.expose(),
-            "shared"
-        );
-        let (current, left) = cache.current().await.expect("a token");
-        assert_eq!(
-            (current.expose(), left),
-            ("shared", Duration::from_secs(100))
+            shelf.take("c1").map(|t| t.0.expose().to_owned()),
+            Some("own".into())
         );
 
-        // A usable token is kept; an expired one gives way.
-        cache
-            .adopt(Secret::new("other"), Duration::from_secs(500))
-            .await;
-        assert_eq!(
-            cache.get(fetch("own")).await.unwrap().value.expose(),
-            "shared"
-        );
-        tokio::time::advance(Duration::from_secs(100)).await;
-        assert!(cache.current().await.is_none());
-        cache
-            .adopt(Secret::new("other"), Duration::from_secs(500))
-            .await;
-        let token = cache.get(fetch("own")).await.unwrap();
-        assert_eq!(token.value.expose(), "other");
+        // Another process fetched a newer one, and WeCom rejects this one: the shelf's is taken.
+        shelf.leave("c1", &Secret::new("theirs"), Duration::from_secs(100));
+        cache.invalidate(own.generation).await;
+        let theirs = cache.get(fetch("again")).await.unwrap();
+        assert_eq!(theirs.value.expose(), "theirs");
 
-        // Invalidated, it is fetched again.
-        cache.invalidate(token.generation).await;
-        assert_eq!(cache.get(fetch("own")).await.unwrap().value.expose(), "own");
+        // Rejected in turn, the same token on the shelf is not taken again: a new one is fetched.
+        cache.invalidate(theirs.generation).await;
+        assert_eq!(
+            cache.get(fetch("again")).await.unwrap().value.expose(),
+            "again"
+        );
+
+        // Another corp's token is never taken.
+        let other = TokenCache::shared(shelf, "c2".into());
+        assert_eq!(
+            other.get(fetch("mine")).await.unwrap().value.expose(),
+            "mine"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -104,7 +104,8 @@ impl TokenCache {
             }
         }
         // Another process may have fetched one meanwhile; WeCom may have invalidated this
-        // process's own when it did.
+        // process's own when it did. The shelf is a small local file, read in place: this runs
+        // once per token's life, under the lock that already keeps fetches one at a time.
         if let Some((shelf, credentials)) = &self.shelf {
             let taken = shelf.take(credentials).filter(|(value, left)| {
                 !left.is_zero()

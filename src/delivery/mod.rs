@@ -455,24 +455,13 @@ impl Runner {
                 Attempt::Failed(error) => (error, None),
                 Attempt::Throttled { error, retry_after } => (error, Some(retry_after)),
             };
-            self.forget_recorded();
             let delay = retry_delay(
                 failures.next().unwrap_or(self.sink.retry_max_delay),
                 retry_after,
                 self.sink.retry_max_delay,
             );
             let now = Utc::now();
-            let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
-            let sink = name.clone();
-            let recorded = error.clone();
-            let since = self
-                .with_store(move |store| {
-                    store
-                        .write(|tx| sinks::record_failure(tx, &sink, &recorded, now, next_at))
-                        .map_err(|e| e.to_string())
-                })
-                .await;
-            let since = match since {
+            let since = match self.record_failure(&error, now, delay).await {
                 Ok(since) => since
                     .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
                     .map_or(now, |s| s.with_timezone(&Utc)),
@@ -549,6 +538,25 @@ impl Runner {
         }
     }
 
+    /// Records a failure, shown by status, and the next attempt, `delay` after `now`. Returns
+    /// when the sink began failing, as the store has it.
+    async fn record_failure(
+        &self,
+        error: &str,
+        now: DateTime<Utc>,
+        delay: Duration,
+    ) -> Result<Option<String>, String> {
+        self.forget_recorded();
+        let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
+        let (name, error) = (self.sink.name.clone(), error.to_owned());
+        self.with_store(move |store| {
+            store
+                .write(|tx| sinks::record_failure(tx, &name, &error, now, next_at))
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
     /// After a failure of the sink itself (the store, the client), not of its target: shown in
     /// status when the store allows, then a wait of the first retry delay. Err when stopped.
     async fn wait_after_failure(
@@ -556,19 +564,8 @@ impl Runner {
         error: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
-        self.forget_recorded();
         let delay = self.sink.retry_max_delay.min(Duration::from_secs(5));
-        let name = self.sink.name.clone();
-        let error = error.to_owned();
-        let now = Utc::now();
-        let next_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero());
-        let _ = self
-            .with_store(move |store| {
-                store
-                    .write(|tx| sinks::record_failure(tx, &name, &error, now, next_at))
-                    .map_err(|e| e.to_string())
-            })
-            .await;
+        let _ = self.record_failure(error, Utc::now(), delay).await;
         tokio::select! {
             () = stopped(stop) => Err(()),
             () = tokio::time::sleep(delay) => Ok(()),

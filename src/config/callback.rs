@@ -147,13 +147,10 @@ impl CallbackConfig {
         }
         let read = |key: &'static str, file: &Option<PathBuf>, credential: &str| {
             let invalid = |reason: String| at.invalid(key, reason);
-            let Some(path) = file_or_credential(file.as_deref(), credentials_dir, credential)
-            else {
-                return Err(invalid(format!(
-                    "is not set, and there is no systemd credential {credential} \
-                     (LoadCredential={credential}:/path/to/file); callback.listen is set"
-                )));
-            };
+            let path = file_or_credential(file.as_deref(), credentials_dir, credential, "file")
+                .map_err(|missing| {
+                    invalid(format!("is not set, and {missing}; callback.listen is set"))
+                })?;
             read_token(&path)
                 .map_err(|problem| invalid(format!("cannot use {}: {problem}", path.display())))
         };

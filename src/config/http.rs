@@ -176,15 +176,18 @@ impl HttpConfig {
         let mut tokens: Vec<HttpToken> = Vec::with_capacity(self.tokens.len());
         for token in &self.tokens {
             let credential = format!("http_token_{}", token.name);
-            let Some(path) =
-                file_or_credential(token.token_file.as_deref(), credentials_dir, &credential)
-            else {
-                return Err(invalid(format!(
-                    "token {:?} has no token_file, and there is no systemd credential \
-                     {credential} (LoadCredential={credential}:/path/to/token)",
+            let path = file_or_credential(
+                token.token_file.as_deref(),
+                credentials_dir,
+                &credential,
+                "token",
+            )
+            .map_err(|missing| {
+                invalid(format!(
+                    "token {:?} has no token_file, and {missing}",
                     token.name
-                )));
-            };
+                ))
+            })?;
             let secret = read_token(&path).map_err(|problem| {
                 invalid(format!(
                     "token {:?}: cannot use {}: {problem}",

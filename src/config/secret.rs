@@ -18,17 +18,26 @@ pub(super) const CREDENTIAL_NAME: &str = "corp_secret";
 const MAX_SECRET_FILE_BYTES: u64 = 4096;
 
 /// Where a secret named by a config key is read: the file the key gives, or else the systemd
-/// credential `credential` in `$CREDENTIALS_DIRECTORY` when it exists. `None`: neither.
+/// credential `credential` in `$CREDENTIALS_DIRECTORY` when it exists. Neither: the end of the
+/// error, `there is no systemd credential ...` with the unit line that gives one (`/path/to/
+/// {what}`), for the caller to begin with its key.
 pub(super) fn file_or_credential(
     file: Option<&Path>,
     credentials_dir: Option<&Path>,
     credential: &str,
-) -> Option<PathBuf> {
-    match (file, credentials_dir) {
+    what: &str,
+) -> Result<PathBuf, String> {
+    let found = match (file, credentials_dir) {
         (Some(file), _) => Some(file.to_owned()),
         (None, Some(dir)) => Some(dir.join(credential)).filter(|path| path.exists()),
         (None, None) => None,
-    }
+    };
+    found.ok_or_else(|| {
+        format!(
+            "there is no systemd credential {credential} \
+             (LoadCredential={credential}:/path/to/{what})"
+        )
+    })
 }
 
 /// Why a small text file (a secret, a token, signing keys) could not be read.

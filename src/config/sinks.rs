@@ -396,15 +396,14 @@ impl SinksConfig {
             .iter()
             .map(|sink| {
                 let credential = format!("sink_secret_{}", sink.name);
-                let Some(path) =
-                    file_or_credential(sink.secret_file.as_deref(), credentials_dir, &credential)
-                else {
-                    return Err(invalid(format!(
-                        "sink {:?} has no secret_file, and there is no systemd credential \
-                         {credential} (LoadCredential={credential}:/path/to/secret)",
-                        sink.name
-                    )));
-                };
+                let secret_file = sink.secret_file.as_deref();
+                let path = file_or_credential(secret_file, credentials_dir, &credential, "secret")
+                    .map_err(|missing| {
+                        invalid(format!(
+                            "sink {:?} has no secret_file, and {missing}",
+                            sink.name
+                        ))
+                    })?;
                 read_keys(&path).map_err(|problem| {
                     invalid(format!(
                         "sink {:?}: cannot use the secret in {}: {problem}",

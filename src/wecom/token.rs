@@ -67,6 +67,20 @@ struct State {
     rejected: Option<Secret>,
 }
 
+impl State {
+    /// Makes `value` the token in use, of a new generation, until `refresh_at`.
+    fn hold(&mut self, value: Secret, refresh_at: Instant) -> Token {
+        self.generation += 1;
+        let token = Token {
+            value,
+            generation: self.generation,
+            refresh_at,
+        };
+        self.token = Some(token.clone());
+        token
+    }
+}
+
 impl TokenCache {
     /// A cache that takes tokens from `shelf` before fetching one, and leaves there each one it
     /// fetches, under `credentials`.
@@ -115,32 +129,18 @@ impl TokenCache {
                         .is_none_or(|rejected| rejected.expose() != value.expose())
             });
             if let Some((value, left)) = taken {
-                state.generation += 1;
-                let token = Token {
-                    value,
-                    generation: state.generation,
-                    refresh_at: Instant::now() + left,
-                };
-                state.token = Some(token.clone());
-                return Ok(token);
+                return Ok(state.hold(value, Instant::now() + left));
             }
         }
         let requested = Instant::now();
         match fetch().await {
             Ok((value, expires_in)) => {
-                state.generation += 1;
                 let usable_for = lifetime(expires_in);
                 if let Some((shelf, credentials)) = &self.shelf {
                     shelf.leave(credentials, &value, usable_for);
                 }
-                let token = Token {
-                    value,
-                    generation: state.generation,
-                    refresh_at: requested + usable_for,
-                };
-                state.token = Some(token.clone());
                 state.refusal = None;
-                Ok(token)
+                Ok(state.hold(value, requested + usable_for))
             }
             Err(err) => {
                 state.token = None;

@@ -153,6 +153,8 @@ struct Inner {
     base: Url,
     corp_id: String,
     corp_secret: Secret,
+    /// [`WecomClient::credentials_id`].
+    credentials: String,
     max_response_bytes: usize,
     retry: RetryPolicy,
     tokens: TokenCache,
@@ -210,11 +212,9 @@ impl WecomClient {
             .user_agent(concat!("orgsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| WecomError::Settings(describe(&err.without_url())))?;
+        let credentials = credentials_id(&base, &settings.corp_id, &settings.corp_secret);
         let tokens = match settings.token_shelf {
-            Some(shelf) => {
-                let credentials = credentials_id(&base, &settings.corp_id, &settings.corp_secret);
-                TokenCache::shared(shelf, credentials)
-            }
+            Some(shelf) => TokenCache::shared(shelf, credentials.clone()),
             None => TokenCache::default(),
         };
         Ok(WecomClient {
@@ -223,6 +223,7 @@ impl WecomClient {
                 base,
                 corp_id: settings.corp_id,
                 corp_secret: settings.corp_secret,
+                credentials,
                 max_response_bytes: settings.max_response_bytes,
                 retry: settings.retry,
                 tokens,
@@ -241,11 +242,7 @@ impl WecomClient {
     /// secret: a refusal recorded under it by one process applies to the next only while the
     /// credentials are the same.
     pub fn credentials_id(&self) -> String {
-        credentials_id(
-            &self.inner.base,
-            &self.inner.corp_id,
-            &self.inner.corp_secret,
-        )
+        self.inner.credentials.clone()
     }
 
     /// Holds a `gettoken` refusal WeCom gave these credentials `age` ago, in an earlier process:

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::rows::{self, from_row};
+use super::rows::{self, from_row, FromRow};
 use super::StoreError;
 use crate::hashing::FastMap;
 use crate::model::host_user::{email_key, HostFacts, HostUser};
@@ -37,12 +37,14 @@ from_row!(HostUser {
 
 /// Every host user as given, by id.
 pub fn load(conn: &Connection) -> Result<FastMap<String, HostUser>, StoreError> {
-    let users: Vec<HostUser> =
-        rows::all(conn, "SELECT id, name, mobile, email FROM host_users", [])?;
-    Ok(users
-        .into_iter()
-        .map(|user| (user.id.clone(), user))
-        .collect())
+    let mut users = FastMap::default();
+    let sql = "SELECT id, name, mobile, email FROM host_users";
+    rows::for_each(conn, sql, [], |row| {
+        let user = HostUser::from_row(row)?;
+        users.insert(user.id.clone(), user);
+        Ok(())
+    })?;
+    Ok(users)
 }
 
 pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {

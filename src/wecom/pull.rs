@@ -129,13 +129,12 @@ pub async fn pull(
     );
 
     let users_started = Instant::now();
-    let listed = members(client, &ids, &mirrored, concurrency.max(1), &mut progress).await?;
+    let listed = members(client, &ids, &mirrored, concurrency, &mut progress).await?;
     let (mut members, final_concurrency) = (listed.members, listed.final_concurrency);
     let user_list_time = users_started.elapsed();
 
     let named = match agent_id {
         Some(agent_id) => {
-            let concurrency = concurrency.max(1);
             named_members(client, agent_id, root, &mirrored, &mut members, concurrency).await?
         }
         None => Named::default(),
@@ -348,6 +347,10 @@ async fn named_members(
     concurrency: usize,
 ) -> Result<Named, PullError> {
     let NamedInRange { userids, tags } = client.named_in_range(agent_id).await?;
+    let reach = Reach {
+        root,
+        named_members: true,
+    };
     if tags > 0 {
         warn!(
             tags,
@@ -394,10 +397,6 @@ async fn named_members(
             }
             .into());
         }
-        let reach = Reach {
-            root,
-            named_members: true,
-        };
         if belongs(reach, &member) {
             named.ignored_memberships += outside;
             members.insert(member.key(), member);

@@ -28,10 +28,10 @@ const MAX_BYTES: u64 = 4096;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SharedToken {
     /// Whose token it is (`WecomClient::credentials_id`), never the secret.
-    pub credentials: String,
-    pub token: String,
+    credentials: String,
+    token: String,
     /// When a client should fetch a new one instead.
-    pub refresh_at: DateTime<Utc>,
+    refresh_at: DateTime<Utc>,
 }
 
 /// Never shows the token.

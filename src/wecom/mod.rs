@@ -25,7 +25,7 @@ pub use call::{Call, ClientStats};
 pub use client::{ClientSettings, LoginIdentity, RetryPolicy, WecomClient};
 pub use errcode::{ApiError, ErrcodeClass, ErrcodeInfo, MemberRefusal};
 pub use error::WecomError;
-pub use in_flight::{InFlightLimit, MemberAnswer, MemberReads};
+pub use in_flight::{InFlightLimit, MemberReads};
 pub use pull::{departments, pull, Progress, Pull, PullError, PullStats};
 pub use secret::Secret;
 pub use token::{TokenShelf, REFUSAL_HOLD};

@@ -73,7 +73,7 @@ pub struct TlsReloader {
 impl TlsReloader {
     /// Reads and checks the files; nothing changes until [`TlsReloader::put`].
     pub fn load(&self) -> Result<TlsAcceptor, HttpError> {
-        acceptor(&self.files)
+        acceptor(&self.files, &API_KEYS)
     }
 
     pub fn put(&self, acceptor: TlsAcceptor) {
@@ -115,11 +115,7 @@ pub async fn bind_endpoint(
     keys: EndpointKeys,
 ) -> Result<Listener, HttpError> {
     let tls = match tls {
-        Some(files) => Some(acceptor_named(
-            files,
-            keys.tls_cert_file,
-            keys.tls_key_file,
-        )?),
+        Some(files) => Some(acceptor(files, &keys)?),
         None => None,
     };
     let listener = bind_tcp(addr, keys.listen).await?;
@@ -147,16 +143,10 @@ fn local_addr(
         .map_err(|error| HttpError::Bind { addr, key, error })
 }
 
-fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, HttpError> {
-    acceptor_named(files, API_KEYS.tls_cert_file, API_KEYS.tls_key_file)
-}
-
-/// Reads the certificate chain and key; errors name the settings `cert_key` and `key_key`.
-fn acceptor_named(
-    files: &TlsFiles,
-    cert_key: &'static str,
-    key_key: &'static str,
-) -> Result<TlsAcceptor, HttpError> {
+/// Reads the certificate chain and key; errors name the endpoint's `tls_cert_file` and
+/// `tls_key_file` settings.
+fn acceptor(files: &TlsFiles, keys: &EndpointKeys) -> Result<TlsAcceptor, HttpError> {
+    let (cert_key, key_key) = (keys.tls_cert_file, keys.tls_key_file);
     let tls_error = |key: &'static str, path: &Path, problem: String| HttpError::Tls {
         key,
         path: path.to_owned(),

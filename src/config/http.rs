@@ -3,13 +3,12 @@
 //! are kept in [`Secret`]s so that neither a log line nor `check-config` shows them.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::secret::{file_or_credential, read_small_text, Secret, TextFileError};
+use super::secret::{file_or_credential, read_small_file, Secret};
 use super::{check_name, resolve_path, ConfigError, Locator};
 
 /// A token shorter than this is refused: a bearer token is a password that no one types.
@@ -221,14 +220,8 @@ impl HttpConfig {
 }
 
 pub(super) fn read_token(path: &Path) -> Result<Secret, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let text = read_small_text(file, MAX_TOKEN_FILE_BYTES).map_err(|e| match e {
-        TextFileError::Io(e) => e.to_string(),
-        TextFileError::TooLarge => format!(
-            "it is larger than {MAX_TOKEN_FILE_BYTES} bytes; the file must hold only the token"
-        ),
-        TextFileError::NotUtf8 => "it is not UTF-8 text; the file must hold only the token".into(),
-    })?;
+    let only = "the file must hold only the token";
+    let text = read_small_file(path, MAX_TOKEN_FILE_BYTES, &format!("; {only}"), only)?;
     let secret = Secret::new(&text).ok_or_else(|| "it is empty".to_owned())?;
     if secret.expose().chars().any(char::is_whitespace) {
         return Err("the token contains whitespace; the file must hold only the token".into());

@@ -41,16 +41,33 @@ pub(super) fn file_or_credential(
 }
 
 /// Why a small text file (a secret, a token, signing keys) could not be read.
-pub(super) enum TextFileError {
+enum TextFileError {
     Io(std::io::Error),
     /// Larger than the caller's limit: not the file it should be.
     TooLarge,
     NotUtf8,
 }
 
+/// [`read_small_text`] of the file at `path`, its problems worded for the operator: an I/O
+/// error as it is, a file too large as `it is larger than LIMIT bytes` and `too_large`, one
+/// that is not UTF-8 as `it is not UTF-8 text; ` and `not_utf8`.
+pub(super) fn read_small_file(
+    path: &Path,
+    limit: u64,
+    too_large: &str,
+    not_utf8: &str,
+) -> Result<String, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    read_small_text(file, limit).map_err(|e| match e {
+        TextFileError::Io(e) => e.to_string(),
+        TextFileError::TooLarge => format!("it is larger than {limit} bytes{too_large}"),
+        TextFileError::NotUtf8 => format!("it is not UTF-8 text; {not_utf8}"),
+    })
+}
+
 /// Reads `file` as UTF-8 text of at most `limit` bytes. One byte over the limit is enough to
 /// know the file is too large, without reading it all.
-pub(super) fn read_small_text(file: File, limit: u64) -> Result<String, TextFileError> {
+fn read_small_text(file: File, limit: u64) -> Result<String, TextFileError> {
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)

@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +16,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use url::Position;
 
-use super::secret::{file_or_credential, read_small_text, TextFileError};
+use super::secret::{file_or_credential, read_small_file};
 use super::{check_name, https_unless_loopback, is_loopback, resolve_path, ConfigError, Locator};
 use crate::events::TypeFilter;
 
@@ -361,20 +360,14 @@ impl SinksConfig {
                         ),
                     )
                 };
-                let file = File::open(path).map_err(|e| invalid(e.to_string()))?;
-                let text = read_small_text(file, MAX_CREDENTIALS_FILE_BYTES).map_err(|e| {
-                    invalid(match e {
-                        TextFileError::Io(e) => e.to_string(),
-                        TextFileError::TooLarge => format!(
-                            "it is larger than {MAX_CREDENTIALS_FILE_BYTES} bytes, too large \
-                             for a NATS .creds file (a user JWT and its nkey seed); check that \
-                             credentials_file names the .creds file"
-                        ),
-                        TextFileError::NotUtf8 => "it is not UTF-8 text; it must be a NATS \
-                                                   .creds file (a user JWT and its nkey seed)"
-                            .to_owned(),
-                    })
-                })?;
+                let text = read_small_file(
+                    path,
+                    MAX_CREDENTIALS_FILE_BYTES,
+                    ", too large for a NATS .creds file (a user JWT and its nkey seed); check \
+                     that credentials_file names the .creds file",
+                    "it must be a NATS .creds file (a user JWT and its nkey seed)",
+                )
+                .map_err(invalid)?;
                 async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
                     invalid(format!(
                         "{e}; it must be a NATS .creds file (a user JWT and its nkey seed)"
@@ -583,17 +576,12 @@ pub(super) fn parse_url(raw: &str) -> Option<Url> {
 
 /// One or two `whsec_` secrets, one per line.
 fn read_keys(path: &Path) -> Result<SigningKeys, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let text = read_small_text(file, MAX_SECRET_FILE_BYTES).map_err(|e| match e {
-        TextFileError::Io(e) => e.to_string(),
-        TextFileError::TooLarge => format!(
-            "it is larger than {MAX_SECRET_FILE_BYTES} bytes; the file must hold only the \
-             secrets, one per line"
-        ),
-        TextFileError::NotUtf8 => {
-            "it is not UTF-8 text; the file must hold only `whsec_` secrets".into()
-        }
-    })?;
+    let text = read_small_file(
+        path,
+        MAX_SECRET_FILE_BYTES,
+        "; the file must hold only the secrets, one per line",
+        "the file must hold only `whsec_` secrets",
+    )?;
     let keys = text
         .lines()
         .map(str::trim)

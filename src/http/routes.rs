@@ -343,6 +343,12 @@ impl Handover {
             line: line_bytes(line),
             last,
         };
+        // Mostly there is room: only a full channel needs the runtime and a timer.
+        let chunk = match self.lines.try_send(chunk) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
         let sent = self
             .runtime
             .block_on(tokio::time::timeout(self.stall, self.lines.send(chunk)));

@@ -214,20 +214,38 @@ fn param<'a>(pairs: &'a [(&'static str, String)], name: &str) -> Option<&'a str>
         .map(|(_, v)| v.as_str())
 }
 
-fn number<T: std::str::FromStr>(
+/// The query parameter `name`, read by `parse`. A value it refuses is a `bad_request`: the
+/// parameter must be `expected`, not the value (its first 32 characters), then `after`.
+fn parsed<T>(
     pairs: &[(&'static str, String)],
     name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    expected: &str,
+    after: &str,
 ) -> Result<Option<T>, ApiError> {
     param(pairs, name)
         .map(|value| {
-            value.parse::<T>().map_err(|_| {
+            parse(value).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "query parameter {name:?} must be a non-negative integer, not {:?}",
+                    "query parameter {name:?} must be {expected}, not {:?}{after}",
                     value.chars().take(32).collect::<String>()
                 ))
             })
         })
         .transpose()
+}
+
+fn number<T: std::str::FromStr>(
+    pairs: &[(&'static str, String)],
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    parsed(
+        pairs,
+        name,
+        |v| v.parse().ok(),
+        "a non-negative integer",
+        "",
+    )
 }
 
 /// The query parameter `name`, an integer of at least `min`, clamped to `max`: asking for more
@@ -239,20 +257,15 @@ fn clamped(
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, ApiError> {
-    param(pairs, name)
-        .map(|value| {
-            // Digits too many for a u64 are above the maximum too.
-            let number = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| value.parse::<u64>().unwrap_or(u64::MAX));
-            match number {
-                Some(number) if number >= min => Ok(number.min(max)),
-                _ => Err(ApiError::bad_request(format!(
-                    "query parameter {name:?} must be an integer of at least {min} (above {max} counts as {max}), not {:?}",
-                    value.chars().take(32).collect::<String>()
-                ))),
-            }
-        })
-        .transpose()
+    let expected = format!("an integer of at least {min} (above {max} counts as {max})");
+    let parse = |value: &str| {
+        // Digits too many for a u64 are above the maximum too.
+        (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<u64>().unwrap_or(u64::MAX))
+            .filter(|number| *number >= min)
+            .map(|number| number.min(max))
+    };
+    parsed(pairs, name, parse, &expected, "")
 }
 
 /// An event seq, as the socket takes one: a non-negative integer. A negative `since` would
@@ -263,16 +276,15 @@ fn parse_seq(text: &str) -> Option<i64> {
 
 /// The query parameter `name` as an event seq.
 fn seq_param(pairs: &[(&'static str, String)], name: &str) -> Result<Option<i64>, ApiError> {
-    param(pairs, name)
-        .map(|value| {
-            parse_seq(value).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "query parameter {name:?} must be a non-negative integer (an event seq), not {:?}: the seq of the last event you have, as X-Orgsync-Next-Since or a snapshot's seq gives it",
-                    value.chars().take(32).collect::<String>()
-                ))
-            })
-        })
-        .transpose()
+    let after = ": the seq of the last event you have, as X-Orgsync-Next-Since or a snapshot's \
+                 seq gives it";
+    parsed(
+        pairs,
+        name,
+        parse_seq,
+        "a non-negative integer (an event seq)",
+        after,
+    )
 }
 
 fn header_value(text: &str) -> HeaderValue {

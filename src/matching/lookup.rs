@@ -143,7 +143,7 @@ pub struct BudgetView {
 /// How long lookups pause after WeCom refused one (45009). The refusal may be the day's block
 /// or an ordinary frequency limit; asking once an hour costs one refused call if it was the
 /// former, and loses at most an hour if it was the latter.
-pub const PAUSE_AFTER_REFUSAL: Duration = Duration::from_secs(3600);
+const PAUSE_AFTER_REFUSAL: Duration = Duration::from_secs(3600);
 
 /// Whether a refusal recorded at `blocked_at` (RFC 3339) still pauses lookups at `now`.
 fn is_paused(blocked_at: Option<&str>, now: DateTime<Utc>) -> bool {
